@@ -1,0 +1,2 @@
+//! `sitewarden-agent`: probes client-access servers and database copies, publishes to NATS.
+fn main() {}

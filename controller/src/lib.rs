@@ -1,0 +1,3 @@
+//! sitewarden's controller: consumes agent events, decides each site's state and where every
+//! managed name should point. The decision engine (`engine`) is pure; the runtime around it
+//! does the I/O.

@@ -1,0 +1,1 @@
+//! Test harness: real nats-server processes, Exchange and DAG emulators, fault injection.
