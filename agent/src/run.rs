@@ -1,0 +1,184 @@
+//! The agent's run loop: one task per probe, per collector and for the heartbeat, all feeding
+//! the publisher, until the shutdown token fires.
+//!
+//! Probes start spread over their interval (deterministically, by index) so a hundred checks do
+//! not fire in the same millisecond, and use `MissedTickBehavior::Delay` so a slow probe never
+//! causes a burst of catch-up probes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sitewarden_shared::{CollectVia, Heartbeat, SCHEMA_VERSION};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::metrics::Metrics;
+use crate::probe::{ProbeContext, Prober, tls::RootCache};
+use crate::publish::{self, Outgoing, PublishStats};
+
+/// Builds every prober; an error names the check and server.
+pub fn probers(config: &AgentConfig) -> Result<Vec<Prober>, String> {
+    let ctx = ProbeContext {
+        agent: config.agent.clone(),
+        site: config.site.clone(),
+        sites: Arc::new(config.sites.clone()),
+        cert_expiry_warn_days: config.cert_expiry_warn_days,
+    };
+    let mut roots = RootCache::default();
+    config
+        .probes
+        .iter()
+        .map(|p| Prober::new(p.clone(), ctx.clone(), &mut roots))
+        .collect()
+}
+
+/// Runs the agent until `shutdown` is cancelled. Returns once the publisher has flushed.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let probers = probers(&config).map_err(anyhow::Error::msg)?;
+    let metrics = Arc::new(Metrics::new());
+    let stats = Arc::new(PublishStats::default());
+    let client = config
+        .nats
+        .connect(&format!("sitewarden-agent {}", config.agent))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let (tx, rx) = mpsc::channel::<Outgoing>(1024);
+    let publisher_stop = CancellationToken::new();
+    let publisher = tokio::spawn(publish::run(
+        client,
+        rx,
+        stats.clone(),
+        metrics.clone(),
+        publisher_stop.clone(),
+    ));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = config.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        tracing::info!(%addr, "serving /metrics, /healthz and the push endpoint");
+        let (c, m, t, s) = (
+            config.clone(),
+            metrics.clone(),
+            tx.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            if let Err(e) = crate::server::serve(listener, c, m, t, s).await {
+                tracing::error!("HTTP server failed: {e}");
+            }
+        });
+    }
+
+    let count = probers.len().max(1) as u32;
+    for (i, prober) in probers.into_iter().enumerate() {
+        let (tx, metrics, shutdown) = (tx.clone(), metrics.clone(), shutdown.clone());
+        let offset = prober.probe.interval * (i as u32) / count;
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + offset,
+                prober.probe.interval,
+            );
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let obs = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    o = prober.run_once() => o,
+                };
+                metrics.observe(&obs);
+                if tx.send(Outgoing::Observation(Box::new(obs))).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    for src in config
+        .dbcopy
+        .iter()
+        .filter(|s| s.command.is_some())
+        .cloned()
+    {
+        let (tx, metrics, shutdown, cfg) = (
+            tx.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            config.clone(),
+        );
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(src.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let result = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    r = crate::dbcopy::collect(&src) => r,
+                };
+                if let Err(e) = &result {
+                    tracing::warn!(source = %src.name, "database-copy collection failed: {e}");
+                }
+                metrics.collected(src.name.as_str(), result.is_ok());
+                let snap = crate::dbcopy::snapshot(
+                    &cfg.agent,
+                    &cfg.site,
+                    &src,
+                    CollectVia::Command,
+                    result,
+                );
+                if tx.send(Outgoing::DbCopy(Box::new(snap))).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    {
+        let (tx, shutdown, cfg) = (tx.clone(), shutdown.clone(), config.clone());
+        let started_at = Utc::now();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(cfg.heartbeat_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let hb = Heartbeat {
+                    schema_version: SCHEMA_VERSION,
+                    agent: cfg.agent.clone(),
+                    site: cfg.site.clone(),
+                    seq: 0,
+                    observed_at: Utc::now(),
+                    started_at,
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    interval_ms: u64::try_from(cfg.heartbeat_interval.as_millis())
+                        .unwrap_or(u64::MAX),
+                    checks: u32::try_from(cfg.probes.len()).unwrap_or(u32::MAX),
+                    buffered: 0,
+                    dropped_total: 0,
+                };
+                if tx.send(Outgoing::Heartbeat(Box::new(hb))).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+
+    shutdown.cancelled().await;
+    while tasks.join_next().await.is_some() {}
+    publisher_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(3), publisher).await;
+    Ok(())
+}
