@@ -16,7 +16,15 @@ pub mod nats_server;
 pub mod signals;
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// A file under `tests/fixtures/` (e.g. `fixture_path("dbcopy/ps51.json")`).
+pub fn fixture_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(relative)
+}
 
 /// How often [`wait_for`] polls its condition.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
