@@ -5,8 +5,9 @@
 //! cluster), [`exchange`] emulates an Exchange client-access server (healthcheck.htm and
 //! ActiveSync, HTTP or HTTPS with a generated CA) whose behaviour can be switched at run time,
 //! [`dag`] emulates a database availability group and renders `Get-MailboxDatabaseCopyStatus`
-//! JSON in the shapes PowerShell really emits, and [`fault_proxy`] is a TCP proxy that makes
-//! partitions (blackhole, reset, delay). Tests never sleep for a fixed time to wait for a
+//! JSON in the shapes PowerShell really emits, [`fault_proxy`] is a TCP proxy that makes
+//! partitions (blackhole, reset, delay), and [`signals`] pauses, resumes or kills any process by
+//! pid. Fixture files live under `tests/fixtures/` ([`fixture_path`]). Tests never sleep for a fixed time to wait for a
 //! condition: they poll with a deadline through [`wait_for`].
 
 pub mod dag;
