@@ -1,0 +1,191 @@
+//! What the engine asks the runtime to do: set a record, notify edges, alert, audit.
+//!
+//! Commands are values; the engine never performs them. Only the leader receives `SetRecord`
+//! and `NotifyEdge`; a standby gets the same decisions wrapped in [`AuditEvent::Standby`], so it
+//! records what it would have done.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sitewarden_shared::{AgentId, SiteId};
+
+use super::evidence::{Evidence, Rule};
+use super::input::{OverrideRequest, ProviderReport};
+use super::intake::RejectCause;
+use super::verdict::Verdict;
+
+/// One command for the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Point a namespace at a target.
+    SetRecord(SetRecord),
+    /// Tell edge proxies where mailboxes are active and how every site is doing.
+    NotifyEdge(EdgeNotice),
+    /// Tell a human.
+    Alert(Alert),
+    /// Record for the audit trail.
+    Audit(Audit),
+}
+
+/// Point `namespace` (a CNAME) at `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetRecord {
+    /// The managed name.
+    pub namespace: String,
+    /// The new CNAME content.
+    pub target: String,
+    /// TTL in seconds.
+    pub ttl_secs: u64,
+    /// The rule that decided it.
+    pub reason: Rule,
+    /// Monotonic plan number; never apply one older than the newest applied.
+    pub generation: u64,
+    /// Leader epoch (fencing token) to write into the ownership marker.
+    pub epoch: u64,
+    /// Why.
+    pub evidence: Evidence,
+}
+
+/// Edge proxy notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeNotice {
+    /// Monotonic notice number.
+    pub generation: u64,
+    /// Per DAG, the site holding its mounted databases (`None`: unknown).
+    pub active_sites: BTreeMap<String, Option<SiteId>>,
+    /// Every site with client access and its verdict.
+    pub verdicts: BTreeMap<SiteId, Verdict>,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For the record; something resolved or may be done by hand.
+    Info,
+    /// Needs a look.
+    Warning,
+    /// Needs a human now.
+    Critical,
+}
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A site's verdict changed (subject: the site).
+    SiteVerdict,
+    /// A namespace cannot follow the rules and fails static (subject: the namespace).
+    FailStatic,
+    /// Every site is Down.
+    AllSitesDown,
+    /// Sites see each other Down.
+    Partition,
+    /// A namespace is ready for a manual failback.
+    FailbackAvailable,
+    /// A frozen or pinned namespace points at a Down site.
+    OverrideTargetDown,
+    /// A record holds something we did not write.
+    Drift,
+    /// The provider failed to apply a change.
+    ApplyFailed,
+    /// An agent stopped sending heartbeats.
+    AgentSilent,
+    /// A condition cleared.
+    Resolved,
+}
+
+/// A message for humans (chat-ops).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// How urgent.
+    pub severity: Severity,
+    /// What about.
+    pub kind: AlertKind,
+    /// The namespace, site, agent or DAG concerned.
+    pub subject: String,
+    /// One or two sentences.
+    pub text: String,
+    /// The facts behind it, when there are some.
+    pub evidence: Option<Evidence>,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// Engine time of the event.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub event: AuditEvent,
+}
+
+/// What an audit record is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// A namespace's decision changed (a move, or a new reason to stay).
+    Decision {
+        /// The managed name.
+        namespace: String,
+        /// Where it pointed.
+        from: Option<String>,
+        /// Where it points now (same as `from` when staying).
+        to: Option<String>,
+        /// Why.
+        evidence: Evidence,
+    },
+    /// A site's verdict changed.
+    Verdict {
+        /// The site.
+        site: SiteId,
+        /// Previous verdict.
+        from: Verdict,
+        /// New verdict.
+        to: Verdict,
+        /// Why.
+        evidence: Evidence,
+    },
+    /// A DAG's active site changed.
+    DagActiveSite {
+        /// The DAG.
+        dag: String,
+        /// Previous site.
+        from: Option<SiteId>,
+        /// New site.
+        to: Option<SiteId>,
+    },
+    /// An override was accepted.
+    Override(OverrideRequest),
+    /// An override was refused.
+    OverrideRejected {
+        /// The request.
+        request: OverrideRequest,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An override lapsed.
+    OverrideExpired {
+        /// Which one, in words.
+        what: String,
+    },
+    /// The first event refused for this cause (later ones are only counted).
+    InputRejected {
+        /// The cause.
+        cause: RejectCause,
+        /// The sending agent.
+        agent: AgentId,
+    },
+    /// A provider report.
+    Provider(ProviderReport),
+    /// Leadership changed.
+    Leadership {
+        /// Now leader.
+        is_leader: bool,
+        /// Lease revision.
+        epoch: u64,
+    },
+    /// The standby would have issued this command.
+    Standby(Box<Command>),
+}

@@ -1,0 +1,468 @@
+//! Per namespace: where a managed name should point, by ordered candidates or by following a DAG.
+//!
+//! [`plan`] is a pure function of the namespace's configuration and state, the site verdicts,
+//! the overrides and the DAGs. In order: a pin wins; a freeze stops everything automatic; all
+//! sites Down or an inter-site partition fail static; a target that needs a Down (or drained)
+//! site is left at once for the most preferred candidate whose sites are all Up; a target that
+//! needs an Unknown site fails static; a more preferred candidate is taken back only after
+//! `failback_after` of continuous Up (or by hand with `failback = "manual"`), and never sooner
+//! than `hold_down` after the previous change. Bound names follow their DAG's active site when
+//! that site is Up. The caller turns the plan into commands.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use sitewarden_shared::SiteId;
+
+use super::command::{AlertKind, Severity};
+use super::dag::DagState;
+use super::evidence::{Evidence, Rule};
+use super::overrides::Overrides;
+use super::verdict::{SiteState, Verdict};
+use crate::config::{ControllerConfig, FailbackMode, NamespaceConfig, Routing};
+
+/// A `SetRecord` issued and not yet confirmed by the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The target asked for.
+    pub target: String,
+    /// Its generation.
+    pub generation: u64,
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+}
+
+/// The latest decision about a namespace, for `explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Where the name pointed (or was about to) before.
+    pub from: Option<String>,
+    /// Where it points after.
+    pub to: Option<String>,
+    /// The rule and the facts.
+    pub evidence: Evidence,
+}
+
+/// A namespace's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceState {
+    /// What the record holds, as last reported or applied (`None`: not known yet).
+    pub current: Option<String>,
+    /// A change issued and not yet confirmed.
+    pub pending: Option<Pending>,
+    /// When the latest change was issued (automatic or manual); starts the hold-down.
+    pub last_change_at: Option<DateTime<Utc>>,
+    /// The latest decision (a move, or a new reason to stay).
+    pub decision: Option<Decision>,
+    /// The latest decision that changed the record.
+    pub last_change: Option<Decision>,
+    /// The rule whose alert is active, so each condition is alerted once.
+    pub alert: Option<Rule>,
+}
+
+impl NamespaceState {
+    /// Where the name points or is about to point.
+    pub fn effective(&self) -> Option<&str> {
+        self.pending
+            .as_ref()
+            .map(|p| p.target.as_str())
+            .or(self.current.as_deref())
+    }
+}
+
+/// An alert a plan asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanAlert {
+    /// How urgent.
+    pub severity: Severity,
+    /// What about.
+    pub kind: AlertKind,
+}
+
+/// What [`plan`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The rule that fired.
+    pub rule: Rule,
+    /// The new target, when the record must change.
+    pub to: Option<String>,
+    /// A condition to alert on.
+    pub alert: Option<PlanAlert>,
+    /// One sentence.
+    pub note: String,
+}
+
+/// Everything outside the namespace that a plan reads.
+pub struct World<'a> {
+    /// The configuration.
+    pub config: &'a ControllerConfig,
+    /// Site verdicts.
+    pub sites: &'a BTreeMap<SiteId, SiteState>,
+    /// Overrides.
+    pub overrides: &'a Overrides,
+    /// DAGs.
+    pub dags: &'a BTreeMap<String, DagState>,
+    /// Site pairs that see each other Down while each sees itself Up.
+    pub partitions: &'a BTreeSet<(SiteId, SiteId)>,
+    /// Engine time.
+    pub now: DateTime<Utc>,
+}
+
+impl World<'_> {
+    fn verdict(&self, site: &SiteId) -> Verdict {
+        self.sites.get(site).map_or(Verdict::Unknown, |s| s.verdict)
+    }
+
+    /// Up or Degraded, and not drained.
+    pub fn routable(&self, site: &SiteId) -> bool {
+        self.verdict(site).is_serving() && !self.overrides.is_drained(site)
+    }
+
+    /// Routable and not falling: a site a name may be moved to.
+    pub fn destination(&self, site: &SiteId) -> bool {
+        self.routable(site) && !self.sites.get(site).is_some_and(|s| s.falling)
+    }
+
+    /// Down, or drained.
+    pub fn down(&self, site: &SiteId) -> bool {
+        self.verdict(site) == Verdict::Down || self.overrides.is_drained(site)
+    }
+
+    fn all_routable(&self, sites: &BTreeSet<SiteId>) -> bool {
+        sites.iter().all(|s| self.routable(s))
+    }
+
+    fn all_destinations(&self, sites: &BTreeSet<SiteId>) -> bool {
+        sites.iter().all(|s| self.destination(s))
+    }
+
+    fn any_down(&self, sites: &BTreeSet<SiteId>) -> bool {
+        sites.iter().any(|s| self.down(s))
+    }
+
+    /// Latest start of continuous routability among `sites`.
+    fn routable_since(&self, sites: &BTreeSet<SiteId>) -> Option<DateTime<Utc>> {
+        let mut latest = None;
+        for s in sites {
+            let since = self.sites.get(s).and_then(SiteState::routable_since)?;
+            latest = latest.max(Some(since));
+        }
+        latest
+    }
+
+    fn all_sites_down(&self) -> bool {
+        let mut any = false;
+        for (id, cfg) in &self.config.sites {
+            if cfg.has_client_access() {
+                any = true;
+                if self.verdict(id) != Verdict::Down {
+                    return false;
+                }
+            }
+        }
+        any
+    }
+}
+
+fn stay(rule: Rule, note: String) -> Plan {
+    Plan {
+        rule,
+        to: None,
+        alert: None,
+        note,
+    }
+}
+
+fn alerting(rule: Rule, severity: Severity, kind: AlertKind, note: String) -> Plan {
+    Plan {
+        rule,
+        to: None,
+        alert: Some(PlanAlert { severity, kind }),
+        note,
+    }
+}
+
+fn change(rule: Rule, to: &str, note: String) -> Plan {
+    Plan {
+        rule,
+        to: Some(to.to_owned()),
+        alert: None,
+        note,
+    }
+}
+
+fn hold_down_over(ns: &NamespaceState, cfg: &NamespaceConfig, now: DateTime<Utc>) -> bool {
+    let hold = TimeDelta::from_std(cfg.hold_down).unwrap_or(TimeDelta::MAX);
+    ns.last_change_at.is_none_or(|t| now - t >= hold)
+}
+
+/// Decides where `name` should point now.
+pub fn plan(
+    name: &str,
+    cfg: &NamespaceConfig,
+    ns: &NamespaceState,
+    w: &World<'_>,
+    manual_failback: bool,
+) -> Plan {
+    let cur = ns.effective();
+    if let Some(pin) = w.overrides.pins.get(name) {
+        let sites = cfg.sites_of(&pin.target).unwrap_or_default();
+        let note = format!(
+            "pinned to {} by {} ({})",
+            pin.target, pin.hold.who, pin.hold.why
+        );
+        let mut p = if cur == Some(pin.target.as_str()) {
+            stay(Rule::Pinned, note)
+        } else {
+            change(Rule::Pinned, &pin.target, note)
+        };
+        if w.any_down(&sites) {
+            p.alert = Some(PlanAlert {
+                severity: Severity::Warning,
+                kind: AlertKind::OverrideTargetDown,
+            });
+        }
+        return p;
+    }
+    if let Some(h) = w.overrides.freeze_of(name) {
+        let note = format!("automatic changes frozen by {} ({})", h.who, h.why);
+        let down = cur
+            .and_then(|c| cfg.sites_of(c))
+            .is_some_and(|s| w.any_down(&s));
+        return if down {
+            alerting(
+                Rule::Frozen,
+                Severity::Critical,
+                AlertKind::OverrideTargetDown,
+                format!("{note}; the target needs a Down site"),
+            )
+        } else {
+            stay(Rule::Frozen, note)
+        };
+    }
+    if w.all_sites_down() {
+        return alerting(
+            Rule::FailStaticAllDown,
+            Severity::Critical,
+            AlertKind::AllSitesDown,
+            "every site is Down; the observers are the likelier fault, so nothing changes"
+                .to_owned(),
+        );
+    }
+    if let Some((a, b)) = w.partitions.iter().next() {
+        return alerting(
+            Rule::Partition,
+            Severity::Warning,
+            AlertKind::Partition,
+            format!("{a} and {b} see each other Down while each sees itself Up; no change"),
+        );
+    }
+    match &cfg.routing {
+        Routing::Candidates(list) => candidates(cfg, ns, w, list, manual_failback),
+        Routing::FollowMailbox { dag, targets } => follow(cfg, ns, w, dag, targets),
+    }
+}
+
+fn candidates(
+    cfg: &NamespaceConfig,
+    ns: &NamespaceState,
+    w: &World<'_>,
+    list: &[crate::config::Candidate],
+    manual_failback: bool,
+) -> Plan {
+    let preferred = list.iter().position(|c| w.all_destinations(&c.requires));
+    let Some(cur) = ns.effective() else {
+        return match preferred.and_then(|p| list.get(p)) {
+            Some(c) => change(
+                Rule::InitialPlacement,
+                &c.target,
+                format!(
+                    "record content unknown; {} is the most preferred Up candidate",
+                    c.target
+                ),
+            ),
+            None => alerting(
+                Rule::FailStaticUnknown,
+                Severity::Warning,
+                AlertKind::FailStatic,
+                "record content unknown and no candidate is Up".to_owned(),
+            ),
+        };
+    };
+    let Some(ci) = list.iter().position(|c| c.target == cur) else {
+        return alerting(
+            Rule::Drift,
+            Severity::Warning,
+            AlertKind::Drift,
+            format!("the record holds {cur}, which is not a candidate; observed, not fought"),
+        );
+    };
+    let cc = &list[ci];
+    if w.any_down(&cc.requires) {
+        return match preferred.and_then(|p| list.get(p)) {
+            Some(p) => change(
+                Rule::MoveAwayFromDown,
+                &p.target,
+                format!(
+                    "{cur} needs a Down site; {} is the most preferred Up candidate",
+                    p.target
+                ),
+            ),
+            None => alerting(
+                Rule::FailStaticNoCandidate,
+                Severity::Critical,
+                AlertKind::FailStatic,
+                format!("{cur} needs a Down site and no candidate is Up"),
+            ),
+        };
+    }
+    if !w.all_routable(&cc.requires) {
+        return alerting(
+            Rule::FailStaticUnknown,
+            Severity::Warning,
+            AlertKind::FailStatic,
+            format!("{cur} needs a site whose verdict is Unknown; failing static"),
+        );
+    }
+    let Some(pi) = preferred.filter(|p| *p < ci) else {
+        return stay(
+            Rule::Steady,
+            format!("{cur} is the most preferred Up candidate"),
+        );
+    };
+    let p = &list[pi];
+    if manual_failback {
+        return change(
+            Rule::ManualFailback,
+            &p.target,
+            format!("operator asked to fail back to {}", p.target),
+        );
+    }
+    if cfg.failback == FailbackMode::Manual {
+        return alerting(
+            Rule::FailbackManual,
+            Severity::Info,
+            AlertKind::FailbackAvailable,
+            format!("{} is Up; failback is manual", p.target),
+        );
+    }
+    let window = TimeDelta::from_std(cfg.failback_after).unwrap_or(TimeDelta::MAX);
+    let since = w.routable_since(&p.requires);
+    if since.is_none_or(|s| w.now - s < window) {
+        return stay(
+            Rule::FailbackPending,
+            format!(
+                "{} is Up but not yet for failback_after; staying on {cur}",
+                p.target
+            ),
+        );
+    }
+    if !hold_down_over(ns, cfg, w.now) {
+        return stay(
+            Rule::HoldDown,
+            format!(
+                "{} is ready but the last change is within hold_down",
+                p.target
+            ),
+        );
+    }
+    change(
+        Rule::Failback,
+        &p.target,
+        format!("{} has been Up for failback_after; failing back", p.target),
+    )
+}
+
+fn follow(
+    cfg: &NamespaceConfig,
+    ns: &NamespaceState,
+    w: &World<'_>,
+    dag: &str,
+    targets: &BTreeMap<SiteId, String>,
+) -> Plan {
+    let active = w.dags.get(dag).and_then(|d| d.active_site.as_ref());
+    let active_target = active.and_then(|a| targets.get(a).map(|t| (a, t)));
+    let Some(cur) = ns.effective() else {
+        return match active_target {
+            Some((a, t)) if w.destination(a) => change(
+                Rule::InitialPlacement,
+                t,
+                format!("record content unknown; {dag} is active in {a}, which is Up"),
+            ),
+            _ => alerting(
+                Rule::FollowDagUnknown,
+                Severity::Warning,
+                AlertKind::FailStatic,
+                format!("record content unknown and {dag}'s active site is unknown or not Up"),
+            ),
+        };
+    };
+    let Some(cur_site) = targets
+        .iter()
+        .find(|(_, t)| t.as_str() == cur)
+        .map(|(s, _)| s)
+    else {
+        return alerting(
+            Rule::Drift,
+            Severity::Warning,
+            AlertKind::Drift,
+            format!("the record holds {cur}, which is not a target; observed, not fought"),
+        );
+    };
+    let cur_down = w.down(cur_site);
+    let Some((a, t)) = active_target else {
+        let sev = if cur_down {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        return alerting(
+            Rule::FollowDagUnknown,
+            sev,
+            AlertKind::FailStatic,
+            format!("{dag}'s active site is unknown (stale or no target); staying on {cur}"),
+        );
+    };
+    if a == cur_site {
+        return if cur_down {
+            alerting(
+                Rule::FollowTargetNotUp,
+                Severity::Critical,
+                AlertKind::FailStatic,
+                format!("{dag} is active in {a}, whose client access is Down; waiting for the DAG"),
+            )
+        } else {
+            stay(
+                Rule::Steady,
+                format!("{dag} is active in {a} and {cur} points there"),
+            )
+        };
+    }
+    if !w.destination(a) {
+        return alerting(
+            Rule::FollowTargetNotUp,
+            Severity::Warning,
+            AlertKind::FailStatic,
+            format!("{dag} is active in {a}, whose client access is not Up; staying on {cur}"),
+        );
+    }
+    if cur_down {
+        return change(
+            Rule::MoveAwayFromDown,
+            t,
+            format!("{cur} is in Down site {cur_site}; {dag} is active in {a}, which is Up"),
+        );
+    }
+    if !hold_down_over(ns, cfg, w.now) {
+        return stay(
+            Rule::HoldDown,
+            format!("{dag} is active in {a} but the last change is within hold_down"),
+        );
+    }
+    change(
+        Rule::FollowMailbox,
+        t,
+        format!("{dag} is active in {a}, which is Up"),
+    )
+}

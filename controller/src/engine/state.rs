@@ -1,0 +1,69 @@
+//! The engine's whole memory, serializable so a restarted or newly elected controller resumes.
+//!
+//! Everything that is iterated for output lives in a `BTreeMap`, so the same inputs give the
+//! same commands byte for byte. The state holds no configuration: [`super::Engine::adopt`]
+//! fills in entries for servers, sites, DAGs and namespaces that a new configuration adds.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sitewarden_shared::{AgentId, ServerId, SiteId};
+
+use super::dag::DagState;
+use super::intake::Counters;
+use super::namespace::NamespaceState;
+use super::overrides::Overrides;
+use super::quorum::Component;
+use super::verdict::SiteState;
+
+/// Whether this engine instance acts or only records what it would do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leadership {
+    /// This controller holds the lease and may change records.
+    pub is_leader: bool,
+    /// The lease revision: the fencing token written with every change.
+    pub epoch: u64,
+}
+
+/// What the engine remembers about one agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// Highest sequence number accepted.
+    pub last_seq: Option<u64>,
+    /// The agent process's start time from its latest heartbeat.
+    pub started_at: Option<DateTime<Utc>>,
+    /// `observed_at` of its latest heartbeat.
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// Its announced heartbeat interval.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// An agent-silent alert is active.
+    pub silent: bool,
+}
+
+/// The engine's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Latest `now` seen; time never runs backwards inside the engine.
+    pub clock: Option<DateTime<Utc>>,
+    /// Leader or standby, and the epoch.
+    pub leadership: Leadership,
+    /// Last record-plan generation issued (or seen in a provider's marker).
+    pub generation: u64,
+    /// Last edge notice generation.
+    pub edge_generation: u64,
+    /// Per agent: sequence floor and liveness.
+    pub agents: BTreeMap<AgentId, AgentState>,
+    /// Per server, per counted protocol: observers and quorum.
+    pub components: BTreeMap<ServerId, BTreeMap<String, Component>>,
+    /// Per site with client access: the verdict.
+    pub sites: BTreeMap<SiteId, SiteState>,
+    /// Per DAG: where mailboxes are active.
+    pub dags: BTreeMap<String, DagState>,
+    /// Per namespace: where it points and why.
+    pub namespaces: BTreeMap<String, NamespaceState>,
+    /// Operator pins, drains and freezes.
+    pub overrides: Overrides,
+    /// Accepted and refused event counts.
+    pub counters: Counters,
+}
