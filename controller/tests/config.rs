@@ -1,0 +1,173 @@
+//! The controller configuration loader: the shipped example loads, and nonsense is refused with
+//! the file, line and key named.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sitewarden_controller::config::{ControllerConfig, FailbackMode, Routing};
+
+fn example() -> ControllerConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/controller.toml");
+    match ControllerConfig::load_file(&path) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn the_example_loads_with_the_briefs_two_site_layout() {
+    let c = example();
+    assert_eq!(c.sites.len(), 3);
+    assert!(!c.sites["witness"].has_client_access());
+    assert_eq!(c.agents.len(), 3);
+    assert_eq!(c.policy.fall, 3);
+    assert_eq!(c.policy.rise, 5);
+    assert_eq!(c.policy.stale_after, Duration::from_secs(6));
+    assert_eq!(c.policy.failback, FailbackMode::Auto);
+    let mail = &c.namespaces["mail.example.com"];
+    assert_eq!(mail.ttl, Duration::from_secs(60));
+    let Routing::Candidates(list) = &mail.routing else {
+        panic!("mail is ordered")
+    };
+    let targets: Vec<&str> = list.iter().map(|c| c.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "mail-rr.example.com",
+            "mail-site1.example.com",
+            "mail-site2.example.com"
+        ]
+    );
+    assert_eq!(list[0].requires.len(), 2);
+    assert!(
+        matches!(&c.namespaces["owa.example.com"].routing, Routing::FollowMailbox { dag, .. } if dag == "DAG1")
+    );
+    assert_eq!(c.dags["DAG1"].servers["ex03"].as_str(), "site2");
+}
+
+#[test]
+fn defaults_apply_when_policy_is_omitted() {
+    let c = ControllerConfig::from_toml(
+        "c.toml",
+        "[[sites]]\nname = \"a\"\nservers = [\"s1\"]\n[[agents]]\nname = \"x\"\nsite = \"a\"\n[[agents]]\nname = \"y\"\nsite = \"a\"\n[[namespaces]]\nname = \"m.example.com\"\ncandidates = [{ target = \"a.example.com\", requires = [\"a\"] }]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.policy.min_observers, 2);
+    assert_eq!(c.policy.hold_down, Duration::from_secs(300));
+    assert_eq!(c.policy.failback_after, Duration::from_secs(600));
+    assert_eq!(c.policy.stale_after, Duration::from_secs(6));
+    assert!(c.sites["a"].protocols.contains("activesync"));
+}
+
+const BASE: &str = r#"[policy]
+min_observers = 1
+
+[[sites]]
+name = "site1"
+servers = ["cas1"]
+
+[[sites]]
+name = "witness"
+
+[[agents]]
+name = "agent1"
+site = "site1"
+"#;
+
+fn refused(extra: &str) -> String {
+    match ControllerConfig::from_toml("controller.toml", &format!("{BASE}{extra}")) {
+        Ok(_) => panic!("accepted:\n{extra}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_namespace_naming_an_unknown_site_is_refused_with_its_line() {
+    let err = refused(
+        "\n[[namespaces]]\nname = \"mail.example.com\"\ncandidates = [\n  { target = \"a.example.com\", requires = [\"site9\"] },\n]\n",
+    );
+    assert!(err.starts_with("config controller.toml line 17"), "{err}");
+    assert!(
+        err.contains("namespaces[0].candidates[0].requires[0]"),
+        "{err}"
+    );
+    assert!(err.contains("unknown site \"site9\""), "{err}");
+}
+
+#[test]
+fn a_namespace_without_candidates_is_refused() {
+    let err = refused("\n[[namespaces]]\nname = \"mail.example.com\"\ncandidates = []\n");
+    assert!(
+        err.contains("`namespaces[0].candidates`: is empty"),
+        "{err}"
+    );
+    let err = refused("\n[[namespaces]]\nname = \"mail.example.com\"\n");
+    assert!(err.contains("has no candidates"), "{err}");
+}
+
+#[test]
+fn a_witness_cannot_be_required() {
+    let err = refused(
+        "\n[[namespaces]]\nname = \"m.example.com\"\ncandidates = [{ target = \"a.example.com\", requires = [\"witness\"] }]\n",
+    );
+    assert!(err.contains("witness"), "{err}");
+}
+
+#[test]
+fn nonsensical_hold_down_and_failback_are_refused() {
+    let ns = "\n[[namespaces]]\nname = \"m.example.com\"\ncandidates = [{ target = \"a.example.com\", requires = [\"site1\"] }]\n";
+    let err = refused(&format!("{ns}hold_down = \"0s\"\n"));
+    assert!(err.contains("hold_down"), "{err}");
+    let err = refused(&format!(
+        "{ns}failback_after = \"1m\"\nhold_down = \"5m\"\n"
+    ));
+    assert!(err.contains("`namespaces[0].failback_after`"), "{err}");
+    assert!(err.contains("hold_down is 5m"), "{err}");
+    let err = ControllerConfig::from_toml(
+        "c.toml",
+        &BASE.replace("min_observers = 1", "min_observers = 1\nhold_down = \"1s\""),
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("`policy.hold_down`"), "{err}");
+}
+
+#[test]
+fn more_min_observers_than_agents_is_refused() {
+    let err = ControllerConfig::from_toml(
+        "c.toml",
+        &BASE.replace("min_observers = 1", "min_observers = 3"),
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("min_observers"), "{err}");
+}
+
+#[test]
+fn follow_needs_a_known_dag_and_targets() {
+    let err = refused(
+        "\n[[namespaces]]\nname = \"owa.example.com\"\nfollow = \"mailbox\"\ndag = \"DAG9\"\ntargets = { site1 = \"owa1.example.com\" }\n",
+    );
+    assert!(err.contains("unknown DAG \"DAG9\""), "{err}");
+    let err = refused(
+        "\n[[dags]]\nname = \"DAG1\"\nservers = { EX01 = \"site1\" }\n[[namespaces]]\nname = \"owa.example.com\"\nfollow = \"mailbox\"\ndag = \"DAG1\"\n",
+    );
+    assert!(err.contains("needs `targets"), "{err}");
+}
+
+#[test]
+fn unknown_keys_and_bad_ids_are_refused() {
+    let err = refused("\n[[namespaces]]\nname = \"m.example.com\"\ncandidate = []\n");
+    assert!(err.contains("unknown field `candidate`"), "{err}");
+    let err = ControllerConfig::from_toml(
+        "c.toml",
+        &BASE.replace("name = \"agent1\"", "name = \"agent.1\""),
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("agents[0].name"), "{err}");
+}
