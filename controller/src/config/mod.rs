@@ -6,6 +6,7 @@
 //! servers, durations are positive and consistent. Errors name the file, the line and the key.
 //! The decision engine (`crate::engine`) takes a loaded config and never re-checks it.
 
+mod namespaces;
 mod raw;
 mod validate;
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use sitewarden_shared::config::{ConfigError, KeyPath, Source, duration};
 use sitewarden_shared::{AgentId, CheckName, ServerId, SiteId};
 
-use super::raw::{RawConfig, RawNamespace, RawPolicy};
+use super::raw::{RawConfig, RawPolicy};
 use super::*;
 
 /// Longest accepted TTL.
@@ -30,7 +30,11 @@ fn id<T: FromStr<Err = sitewarden_shared::IdError>>(
     T::from_str(s).map_err(|e| src.error(key, format!("{s:?} {e}")))
 }
 
-fn failback_mode(src: &Source, key: &KeyPath, s: &str) -> Result<FailbackMode, ConfigError> {
+pub(super) fn failback_mode(
+    src: &Source,
+    key: &KeyPath,
+    s: &str,
+) -> Result<FailbackMode, ConfigError> {
     match s {
         "auto" => Ok(FailbackMode::Auto),
         "manual" => Ok(FailbackMode::Manual),
@@ -103,7 +107,7 @@ fn policy(src: &Source, raw: &RawPolicy, agents: usize) -> Result<Policy, Config
 }
 
 /// The hold-down / failback rule shared by `[policy]` and each namespace.
-fn timing(
+pub(super) fn timing(
     src: &Source,
     k: &KeyPath,
     hold_down: Duration,
@@ -134,7 +138,7 @@ fn timing(
     Ok(())
 }
 
-fn ttl(
+pub(super) fn ttl(
     src: &Source,
     key: &KeyPath,
     ttl: Option<Duration>,
@@ -154,7 +158,7 @@ fn ttl(
 }
 
 /// Checks `site` exists and can serve clients.
-fn serving_site(
+pub(super) fn serving_site(
     src: &Source,
     key: &KeyPath,
     sites: &BTreeMap<SiteId, SiteConfig>,
@@ -288,7 +292,7 @@ pub(super) fn validate(src: &Source, raw: RawConfig) -> Result<ControllerConfig,
     let mut namespaces = BTreeMap::new();
     for (i, n) in raw.namespaces.iter().enumerate() {
         let k = root.key("namespaces").index(i);
-        let ns = namespace(src, &k, n, &policy, default_ttl, &sites, &dags)?;
+        let ns = super::namespaces::namespace(src, &k, n, &policy, default_ttl, &sites, &dags)?;
         if namespaces.insert(n.name.to_ascii_lowercase(), ns).is_some() {
             return Err(src.error(
                 &k.key("name"),
@@ -302,147 +306,5 @@ pub(super) fn validate(src: &Source, raw: RawConfig) -> Result<ControllerConfig,
         agents,
         dags,
         namespaces,
-    })
-}
-
-fn dns_name(src: &Source, key: &KeyPath, s: &str) -> Result<String, ConfigError> {
-    let ok = !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if !ok {
-        return Err(src.error(
-            key,
-            format!("{s:?} is not a DNS name; write it like \"mail.example.com\""),
-        ));
-    }
-    Ok(s.to_ascii_lowercase())
-}
-
-fn namespace(
-    src: &Source,
-    k: &KeyPath,
-    n: &RawNamespace,
-    policy: &Policy,
-    default_ttl: Duration,
-    sites: &BTreeMap<SiteId, SiteConfig>,
-    dags: &BTreeMap<String, DagConfig>,
-) -> Result<NamespaceConfig, ConfigError> {
-    dns_name(src, &k.key("name"), &n.name)?;
-    let ttl = ttl(src, &k.key("ttl"), n.ttl, default_ttl)?;
-    let failback = match &n.failback {
-        Some(s) => failback_mode(src, &k.key("failback"), s)?,
-        None => policy.failback,
-    };
-    let hold_down = n.hold_down.unwrap_or(policy.hold_down);
-    let failback_after = n.failback_after.unwrap_or(policy.failback_after);
-    timing(src, k, hold_down, failback_after, policy.interval)?;
-    let routing = match (&n.candidates, &n.follow) {
-        (Some(_), Some(_)) => {
-            return Err(src.error(
-                &k.key("follow"),
-                "a namespace has either `candidates` or `follow`, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(src.error(
-                &k.key("name"),
-                "has no candidates; add `candidates = [...]` or `follow = \"mailbox\"`",
-            ));
-        }
-        (Some(list), None) => {
-            if n.dag.is_some() || n.targets.is_some() {
-                return Err(src.error(
-                    &k.key("candidates"),
-                    "`dag` and `targets` belong to `follow = \"mailbox\"` namespaces",
-                ));
-            }
-            if list.is_empty() {
-                return Err(src.error(
-                    &k.key("candidates"),
-                    "is empty; list at least one candidate",
-                ));
-            }
-            let mut out: Vec<Candidate> = Vec::new();
-            for (j, c) in list.iter().enumerate() {
-                let ck = k.key("candidates").index(j);
-                let target = dns_name(src, &ck.key("target"), &c.target)?;
-                if out.iter().any(|o| o.target == target) {
-                    return Err(src.error(
-                        &ck.key("target"),
-                        format!("target {target:?} is listed twice"),
-                    ));
-                }
-                if c.requires.is_empty() {
-                    return Err(src.error(
-                        &ck.key("requires"),
-                        "is empty; name the sites this target needs Up",
-                    ));
-                }
-                let mut requires = BTreeSet::new();
-                for (r, site) in c.requires.iter().enumerate() {
-                    requires.insert(serving_site(
-                        src,
-                        &ck.key("requires").index(r),
-                        sites,
-                        site,
-                    )?);
-                }
-                out.push(Candidate { target, requires });
-            }
-            Routing::Candidates(out)
-        }
-        (None, Some(follow)) => {
-            if follow != "mailbox" {
-                return Err(src.error(
-                    &k.key("follow"),
-                    format!("{follow:?} cannot be followed; the only value is \"mailbox\""),
-                ));
-            }
-            let Some(dag) = &n.dag else {
-                return Err(src.error(
-                    &k.key("follow"),
-                    "needs `dag = \"<name>\"` naming a [[dags]] entry",
-                ));
-            };
-            if !dags.contains_key(dag) {
-                return Err(src.error(
-                    &k.key("dag"),
-                    format!("names unknown DAG {dag:?}; declare it under [[dags]]"),
-                ));
-            }
-            let raw_targets = n.targets.as_ref().filter(|t| !t.is_empty());
-            let Some(raw_targets) = raw_targets else {
-                return Err(src.error(
-                    &k.key("follow"),
-                    "needs `targets = { site1 = \"...\" }`, one target per site",
-                ));
-            };
-            let mut targets = BTreeMap::new();
-            for (site, target) in raw_targets {
-                let tk = k.key("targets").key(site);
-                let site = serving_site(src, &tk, sites, site)?;
-                let target = dns_name(src, &tk, target)?;
-                if targets.values().any(|t| *t == target) {
-                    return Err(src.error(&tk, format!("target {target:?} is used for two sites")));
-                }
-                targets.insert(site, target);
-            }
-            Routing::FollowMailbox {
-                dag: dag.clone(),
-                targets,
-            }
-        }
-    };
-    Ok(NamespaceConfig {
-        ttl,
-        routing,
-        failback,
-        failback_after,
-        hold_down,
     })
 }

@@ -16,6 +16,7 @@ pub mod dag;
 mod decide;
 pub mod evidence;
 pub mod explain;
+mod follow;
 mod health;
 pub mod input;
 pub mod intake;

@@ -7,7 +7,7 @@
 //! needs an Unknown site fails static; a more preferred candidate is taken back only after
 //! `failback_after` of continuous Up (or by hand with `failback = "manual"`), and never sooner
 //! than `hold_down` after the previous change. Bound names follow their DAG's active site when
-//! that site is Up. The caller turns the plan into commands.
+//! that site is Up (see `follow`). The caller turns the plan into commands.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -165,7 +165,7 @@ impl World<'_> {
     }
 }
 
-fn stay(rule: Rule, note: String) -> Plan {
+pub(super) fn stay(rule: Rule, note: String) -> Plan {
     Plan {
         rule,
         to: None,
@@ -174,7 +174,7 @@ fn stay(rule: Rule, note: String) -> Plan {
     }
 }
 
-fn alerting(rule: Rule, severity: Severity, kind: AlertKind, note: String) -> Plan {
+pub(super) fn alerting(rule: Rule, severity: Severity, kind: AlertKind, note: String) -> Plan {
     Plan {
         rule,
         to: None,
@@ -183,7 +183,7 @@ fn alerting(rule: Rule, severity: Severity, kind: AlertKind, note: String) -> Pl
     }
 }
 
-fn change(rule: Rule, to: &str, note: String) -> Plan {
+pub(super) fn change(rule: Rule, to: &str, note: String) -> Plan {
     Plan {
         rule,
         to: Some(to.to_owned()),
@@ -192,7 +192,11 @@ fn change(rule: Rule, to: &str, note: String) -> Plan {
     }
 }
 
-fn hold_down_over(ns: &NamespaceState, cfg: &NamespaceConfig, now: DateTime<Utc>) -> bool {
+pub(super) fn hold_down_over(
+    ns: &NamespaceState,
+    cfg: &NamespaceConfig,
+    now: DateTime<Utc>,
+) -> bool {
     let hold = TimeDelta::from_std(cfg.hold_down).unwrap_or(TimeDelta::MAX);
     ns.last_change_at.is_none_or(|t| now - t >= hold)
 }
@@ -260,7 +264,7 @@ pub fn plan(
     }
     match &cfg.routing {
         Routing::Candidates(list) => candidates(cfg, ns, w, list, manual_failback),
-        Routing::FollowMailbox { dag, targets } => follow(cfg, ns, w, dag, targets),
+        Routing::FollowMailbox { dag, targets } => super::follow::follow(cfg, ns, w, dag, targets),
     }
 }
 
@@ -371,98 +375,5 @@ fn candidates(
         Rule::Failback,
         &p.target,
         format!("{} has been Up for failback_after; failing back", p.target),
-    )
-}
-
-fn follow(
-    cfg: &NamespaceConfig,
-    ns: &NamespaceState,
-    w: &World<'_>,
-    dag: &str,
-    targets: &BTreeMap<SiteId, String>,
-) -> Plan {
-    let active = w.dags.get(dag).and_then(|d| d.active_site.as_ref());
-    let active_target = active.and_then(|a| targets.get(a).map(|t| (a, t)));
-    let Some(cur) = ns.effective() else {
-        return match active_target {
-            Some((a, t)) if w.destination(a) => change(
-                Rule::InitialPlacement,
-                t,
-                format!("record content unknown; {dag} is active in {a}, which is Up"),
-            ),
-            _ => alerting(
-                Rule::FollowDagUnknown,
-                Severity::Warning,
-                AlertKind::FailStatic,
-                format!("record content unknown and {dag}'s active site is unknown or not Up"),
-            ),
-        };
-    };
-    let Some(cur_site) = targets
-        .iter()
-        .find(|(_, t)| t.as_str() == cur)
-        .map(|(s, _)| s)
-    else {
-        return alerting(
-            Rule::Drift,
-            Severity::Warning,
-            AlertKind::Drift,
-            format!("the record holds {cur}, which is not a target; observed, not fought"),
-        );
-    };
-    let cur_down = w.down(cur_site);
-    let Some((a, t)) = active_target else {
-        let sev = if cur_down {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        };
-        return alerting(
-            Rule::FollowDagUnknown,
-            sev,
-            AlertKind::FailStatic,
-            format!("{dag}'s active site is unknown (stale or no target); staying on {cur}"),
-        );
-    };
-    if a == cur_site {
-        return if cur_down {
-            alerting(
-                Rule::FollowTargetNotUp,
-                Severity::Critical,
-                AlertKind::FailStatic,
-                format!("{dag} is active in {a}, whose client access is Down; waiting for the DAG"),
-            )
-        } else {
-            stay(
-                Rule::Steady,
-                format!("{dag} is active in {a} and {cur} points there"),
-            )
-        };
-    }
-    if !w.destination(a) {
-        return alerting(
-            Rule::FollowTargetNotUp,
-            Severity::Warning,
-            AlertKind::FailStatic,
-            format!("{dag} is active in {a}, whose client access is not Up; staying on {cur}"),
-        );
-    }
-    if cur_down {
-        return change(
-            Rule::MoveAwayFromDown,
-            t,
-            format!("{cur} is in Down site {cur_site}; {dag} is active in {a}, which is Up"),
-        );
-    }
-    if !hold_down_over(ns, cfg, w.now) {
-        return stay(
-            Rule::HoldDown,
-            format!("{dag} is active in {a} but the last change is within hold_down"),
-        );
-    }
-    change(
-        Rule::FollowMailbox,
-        t,
-        format!("{dag} is active in {a}, which is Up"),
     )
 }
