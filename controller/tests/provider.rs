@@ -1,0 +1,107 @@
+//! Provider reports, generations and agent liveness: what happens around a change, not the
+//! choice itself.
+
+mod support;
+
+use sitewarden_controller::engine::{AlertKind, Command, Input, ProviderReport, Rule, Severity};
+use sitewarden_shared::{AgentId, Heartbeat, Outcome};
+use support::{Story, config, sites_dead, t};
+
+const MAIL: &str = "mail.example.com";
+
+#[test]
+fn a_failed_apply_is_alerted_and_retried_on_the_next_tick_with_a_newer_generation() {
+    let mut story = Story::healthy(config(""));
+    story.auto_ack = false;
+    story.run_until(t(6), sites_dead(&["site1"]));
+    let first = story.set_records_for(MAIL)[0].1.clone();
+    assert_eq!(first.reason, Rule::MoveAwayFromDown);
+    // While pending, nothing is issued again.
+    story.run_until(t(12), sites_dead(&["site1"]));
+    assert_eq!(story.set_records_for(MAIL).len(), 1);
+    story.input(Input::Provider(ProviderReport::Failed {
+        namespace: MAIL.into(),
+        generation: first.generation,
+        error: "HTTP 429".into(),
+    }));
+    assert_eq!(
+        story.alerts_of(AlertKind::ApplyFailed, Severity::Warning),
+        1
+    );
+    story.run_until(t(14), sites_dead(&["site1"]));
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 2);
+    let retry = moves[1].1.clone();
+    assert_eq!(retry.target, first.target);
+    assert!(retry.generation > first.generation);
+    // A late acknowledgement of the failed generation changes nothing; the retry's does.
+    story.input(Input::Provider(ProviderReport::Applied {
+        namespace: MAIL.into(),
+        generation: first.generation,
+    }));
+    assert!(story.state.namespaces[MAIL].pending.is_some());
+    story.input(Input::Provider(ProviderReport::Applied {
+        namespace: MAIL.into(),
+        generation: retry.generation,
+    }));
+    assert!(story.state.namespaces[MAIL].pending.is_none());
+    assert_eq!(
+        story.state.namespaces[MAIL].current.as_deref(),
+        Some("mail-site2.example.com")
+    );
+}
+
+#[test]
+fn a_record_changed_by_hand_is_observed_not_fought() {
+    let mut story = Story::healthy(config(""));
+    story.report_current(MAIL, "somewhere-else.example.com");
+    story.run_until(t(60), sites_dead(&["site1"]));
+    assert!(story.set_records_for(MAIL).is_empty());
+    assert_eq!(story.rule(MAIL), Some(Rule::Drift));
+    assert_eq!(story.alerts_of(AlertKind::Drift, Severity::Warning), 1);
+}
+
+#[test]
+fn a_marker_generation_from_the_provider_raises_ours() {
+    let mut story = Story::healthy(config(""));
+    story.input(Input::Provider(ProviderReport::Current {
+        namespace: MAIL.into(),
+        target: Some("mail-rr.example.com".into()),
+        generation: Some(41),
+    }));
+    story.run_until(t(10), sites_dead(&["site1"]));
+    assert_eq!(story.set_records_for(MAIL)[0].1.generation, 42);
+}
+
+#[test]
+fn an_agent_that_stops_sending_heartbeats_is_alerted_once() {
+    let mut story = Story::healthy(config(""));
+    let hb = |seq: u64, at| Heartbeat {
+        schema_version: 1,
+        agent: AgentId::new("site1-agent1").unwrap_or_else(|e| panic!("{e}")),
+        site: "site1".parse().unwrap_or_else(|e| panic!("{e:?}")),
+        seq,
+        observed_at: at,
+        started_at: t(-100),
+        version: "0.1.0".into(),
+        interval_ms: 5000,
+        checks: 4,
+        buffered: 0,
+        dropped_total: 0,
+    };
+    let seq = story.next_seq("site1-agent1");
+    let now = story.now;
+    story.input(Input::Heartbeat(hb(seq, now)));
+    story.run_until(t(60), |_| Outcome::Pass);
+    assert_eq!(
+        story.alerts_of(AlertKind::AgentSilent, Severity::Warning),
+        1
+    );
+    let seq = story.next_seq("site1-agent1");
+    let now = story.now;
+    let cmds = story.input(Input::Heartbeat(hb(seq, now)));
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::Alert(a) if a.kind == AlertKind::Resolved))
+    );
+}
