@@ -95,12 +95,19 @@ pub struct Probe<'a> {
     pub server: &'a str,
 }
 
+/// One incident being played: engine, state, virtual clock and everything the engine said.
 pub struct Story {
+    /// The engine under test.
     pub engine: Engine,
+    /// Its state.
     pub state: State,
+    /// Virtual time.
     pub now: DateTime<Utc>,
+    /// Next sequence number per agent.
     pub seq: BTreeMap<String, u64>,
+    /// Every command, with the time it was issued.
     pub log: Vec<(DateTime<Utc>, Command)>,
+    /// Acknowledge every `SetRecord` at once, like a healthy provider.
     pub auto_ack: bool,
     /// Agents that publish nothing.
     pub silent: Vec<String>,
