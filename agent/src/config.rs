@@ -324,7 +324,10 @@ impl AgentConfig {
                 ),
             ));
         }
-        let default_timeout = raw.defaults.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let default_timeout = raw
+            .defaults
+            .timeout
+            .unwrap_or(DEFAULT_TIMEOUT.min(default_interval));
         check_timeout(src, &d.key("timeout"), default_timeout, default_interval)?;
         if let Some(ca) = &raw.defaults.ca_file {
             require_file(src, &d.key("ca_file"), ca)?;
@@ -717,6 +720,10 @@ fn build_probes(
         }
         CheckKind::Tcp => ProbeSpec::Tcp,
     };
+    if let Some(p) = &c.protocol {
+        sitewarden_shared::ids::validate_id(p)
+            .map_err(|e| src.error(&at.key("protocol"), format!("{p:?} {e}")))?;
+    }
     let protocol = c.protocol.clone().unwrap_or_else(|| match &spec {
         ProbeSpec::Healthcheck { vdir }
             if vdir.eq_ignore_ascii_case("Microsoft-Server-ActiveSync") =>
@@ -750,7 +757,7 @@ fn build_probes(
     if server_names.is_empty() {
         return Err(src.error(
             &at.key("servers"),
-            format!("site {site_id} has no servers to check; add [[sites.servers]]"),
+            format!("nothing to check: site {site_id} has no servers, or `servers` is empty"),
         ));
     }
     let default_port = if tls { 443 } else { 80 };

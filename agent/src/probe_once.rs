@@ -47,7 +47,7 @@ pub async fn run(config: &AgentConfig) -> Result<(String, bool), String> {
         );
     }
     for src in config.dbcopy.iter().filter(|s| s.command.is_some()) {
-        match crate::dbcopy::collect(src).await {
+        match crate::dbcopy::collect(src, &tokio_util::sync::CancellationToken::new()).await {
             Ok(copies) => {
                 let mounted = copies.iter().filter(|c| c.is_active()).count();
                 let _ = writeln!(

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use serde::Serialize;
-use sitewarden_shared::{DbCopySnapshot, Heartbeat, Observation, subject};
+use sitewarden_shared::event::MAX_EVENT_BYTES;
+use sitewarden_shared::{CollectOutcome, DbCopySnapshot, Heartbeat, Observation, subject};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -187,7 +188,30 @@ async fn publish(
     let buffered = stats.buffered.load(Ordering::Relaxed);
     let dropped = stats.dropped.load(Ordering::Relaxed);
     *seq += 1;
-    match msg.encode(*seq, buffered, dropped) {
+    let mut encoded = msg.encode(*seq, buffered, dropped);
+    if let (Ok(payload), Outgoing::DbCopy(d)) = (&encoded, &mut msg)
+        && payload.len() > MAX_EVENT_BYTES
+    {
+        let text = format!(
+            "snapshot of {} copies is {} bytes, above the {MAX_EVENT_BYTES}-byte event limit; \
+             split the DAG over several [[dbcopy]] collectors",
+            d.copies.len(),
+            payload.len()
+        );
+        tracing::error!(source = %d.source, "{text}");
+        d.copies.clear();
+        d.outcome = CollectOutcome::Error;
+        d.error = Some(text);
+        encoded = msg.encode(*seq, buffered, dropped);
+    }
+    match encoded {
+        Ok(payload) if payload.len() > MAX_EVENT_BYTES => {
+            tracing::error!(
+                "{kind} event of {} bytes is too large to publish",
+                payload.len()
+            );
+            metrics.publish_errors.inc();
+        }
         Ok(payload) => match client.publish(subject, payload.into()).await {
             Ok(()) => {
                 stats.published.fetch_add(1, Ordering::Relaxed);

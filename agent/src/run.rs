@@ -121,10 +121,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                     _ = shutdown.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let result = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    r = crate::dbcopy::collect(&src) => r,
-                };
+                let result = crate::dbcopy::collect(&src, &shutdown).await;
+                if shutdown.is_cancelled() {
+                    break;
+                }
                 if let Err(e) = &result {
                     tracing::warn!(source = %src.name, "database-copy collection failed: {e}");
                 }

@@ -24,7 +24,8 @@ use crate::config::{AgentConfig, DbCopySource};
 use crate::metrics::{KindLabel, Metrics};
 use crate::publish::{Outgoing, PublishSender};
 
-/// Largest push body accepted.
+/// Largest push body accepted (PowerShell 5.1's indented enum objects are verbose). Larger
+/// bodies get 413 before authentication is checked.
 pub const MAX_PUSH_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Clone)]
@@ -90,32 +91,29 @@ async fn push(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    let Some(src) = s.sources.get(&source) else {
-        return reject(
-            &s,
-            "unknown_source",
-            StatusCode::NOT_FOUND,
-            "no dbcopy source with push_token by that name".into(),
-        );
-    };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .unwrap_or("");
+    // An unknown source answers exactly like a wrong token, so collector names cannot be probed.
+    let src = s.sources.get(&source);
     let expected = src
-        .push_token
-        .as_ref()
+        .and_then(|src| src.push_token.as_ref())
         .map(|t| t.expose_secret().as_bytes())
         .unwrap_or(&[]);
-    if expected.is_empty() || !bool::from(presented.as_bytes().ct_eq(expected)) {
+    let Some(src) =
+        src.filter(|_| !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected)))
+    else {
         return reject(
             &s,
             "unauthorized",
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token".into(),
         );
-    }
+    };
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
         Err(_) => {

@@ -19,9 +19,10 @@ use crate::ids::{AgentId, CheckName, ServerId, SiteId};
 /// The schema version this build writes and accepts.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Largest event the controller accepts, in bytes of JSON. Agents never come near it; a larger
-/// message is hostile or broken.
-pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// Largest event, in bytes of JSON: NATS's default `max_payload` (1 MiB). The agent replaces a
+/// database-copy snapshot that would exceed it by an error snapshot that says so (split the DAG
+/// over several collectors); the controller rejects anything larger as hostile or broken.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// What a probe found, as the agent saw it on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -216,13 +216,18 @@ impl NatsConfig {
                 "use 100ms to 5s; a longer interval hides a dead link",
             ));
         }
+        let connect_timeout = self.connect_timeout.unwrap_or(Duration::from_secs(2));
+        if connect_timeout < Duration::from_millis(100) || connect_timeout > Duration::from_secs(60)
+        {
+            return Err(src.error(&at.key("connect_timeout"), "use 100ms to 60s"));
+        }
         Ok(NatsSettings {
             servers: self.servers.clone(),
             name: self.name.clone(),
             auth,
             tls: self.tls.clone(),
             ping_interval,
-            connect_timeout: self.connect_timeout.unwrap_or(Duration::from_secs(2)),
+            connect_timeout,
         })
     }
 }
@@ -294,18 +299,23 @@ impl NatsSettings {
     }
 }
 
-/// Backoff between reconnect attempts: 100 ms doubling to 5 s. Each step is logged once, so the
-/// journal shows the bus is being retried without a line per attempt at the cap.
+/// Backoff between reconnect attempts: 100 ms doubling to 5 s. Each step is logged once (and,
+/// at the cap, every 60th attempt, about every 5 minutes), so the journal shows the bus is being
+/// retried without a line per attempt.
 pub fn reconnect_delay(attempts: usize) -> Duration {
-    let exp = attempts.saturating_sub(1).min(16) as u32;
-    let delay = Duration::from_millis(100)
-        .saturating_mul(2u32.saturating_pow(exp))
-        .min(MAX_RECONNECT_DELAY);
-    if delay < MAX_RECONNECT_DELAY || attempts <= 8 {
+    let step = |n: usize| {
+        let exp = n.saturating_sub(1).min(16) as u32;
+        Duration::from_millis(100)
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(MAX_RECONNECT_DELAY)
+    };
+    let delay = step(attempts);
+    let first_at_this_step = attempts <= 1 || step(attempts - 1) != delay;
+    if first_at_this_step || attempts.is_multiple_of(60) {
         tracing::warn!(
             attempt = attempts,
             delay_ms = delay.as_millis() as u64,
-            "NATS unreachable; next attempt after backoff"
+            "NATS unreachable; retrying with backoff"
         );
     }
     delay

@@ -15,8 +15,6 @@ pub const ALL_OBSERVATIONS: &str = "sitewarden.v1.obs.>";
 pub const ALL_DBCOPY: &str = "sitewarden.v1.dbcopy.>";
 /// Wildcard matching every heartbeat.
 pub const ALL_HEARTBEATS: &str = "sitewarden.v1.heartbeat.>";
-/// Wildcard matching every agent event (observations, snapshots, heartbeats).
-pub const ALL_AGENT_EVENTS: &str = "sitewarden.v1.*.>";
 
 /// `sitewarden.v1.obs.<site>.<agent>.<server>.<check>`
 pub fn observation(site: &SiteId, agent: &AgentId, server: &ServerId, check: &CheckName) -> String {

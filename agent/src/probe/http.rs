@@ -11,15 +11,18 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use reqwest::header::HeaderMap;
 use sitewarden_shared::{ErrorClass, TlsDetails};
 
-use super::tls::{self, RootCache};
+use super::tls;
 use super::{Finding, ProbeContext};
 use crate::config::Probe;
 
 /// Most body bytes a probe reads; healthcheck.htm is a few dozen bytes.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Builds the client for one probe.
-pub fn client_for(probe: &Probe, roots: &mut RootCache) -> Result<reqwest::Client, String> {
+/// Builds the client for one probe. `tls` comes from [`RootCache::client_config`].
+pub fn client_for(
+    probe: &Probe,
+    tls: Option<&rustls::ClientConfig>,
+) -> Result<reqwest::Client, String> {
     let addr = resolve_server(&probe.connect_host, probe.port)?;
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -30,8 +33,8 @@ pub fn client_for(probe: &Probe, roots: &mut RootCache) -> Result<reqwest::Clien
         .user_agent(concat!("sitewarden-agent/", env!("CARGO_PKG_VERSION")))
         .tls_info(true)
         .resolve(&probe.public_host, addr);
-    if probe.tls {
-        b = b.use_preconfigured_tls(roots.client_config(probe.ca_file.as_deref())?);
+    if let Some(tls) = tls {
+        b = b.use_preconfigured_tls(tls.clone());
     }
     b.build().map_err(|e| {
         format!(
@@ -84,7 +87,7 @@ pub async fn execute(
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
         .and_then(|info| info.peer_certificate())
-        .and_then(|der| tls::details(der, &probe.target_site, ctx));
+        .and_then(|der| tls::details(der, &probe.target_site, ctx, chrono::Utc::now()));
     let mut body = Vec::new();
     loop {
         match resp.chunk().await {
@@ -118,7 +121,7 @@ pub fn classify(e: &reqwest::Error) -> Finding {
         ErrorClass::Timeout
     } else if has_io_kind(e, std::io::ErrorKind::ConnectionRefused) {
         ErrorClass::ConnectRefused
-    } else if has_rustls_error(e) || chain.contains("certificate") || chain.contains("tls") {
+    } else if has_rustls_error(e) {
         ErrorClass::Tls
     } else if e.is_connect() {
         ErrorClass::Connect
@@ -157,9 +160,18 @@ fn has_io_kind(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) 
 }
 
 fn has_rustls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    // rustls errors reach us wrapped in io::Error, whose `source()` skips the wrapped error
+    // itself; look inside each io::Error too.
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = cur {
         if s.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(inner) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && inner.downcast_ref::<rustls::Error>().is_some()
+        {
             return true;
         }
         cur = s.source();

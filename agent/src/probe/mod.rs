@@ -70,7 +70,11 @@ pub struct ProbeContext {
 pub struct Prober {
     /// The probe's settings.
     pub probe: Probe,
-    client: Option<reqwest::Client>,
+    /// TLS settings for HTTPS probes (shared roots, cheap to clone).
+    tls: Option<rustls::ClientConfig>,
+    /// The HTTP client, built on first use and rebuilt after a failure to resolve the server's
+    /// name, so a DNS blip at start-up never keeps the agent from running.
+    client: std::sync::Mutex<Option<reqwest::Client>>,
     ctx: ProbeContext,
 }
 
@@ -81,11 +85,30 @@ impl Prober {
         ctx: ProbeContext,
         roots: &mut tls::RootCache,
     ) -> Result<Self, String> {
+        let tls = match (&probe.spec, probe.tls) {
+            (ProbeSpec::Tcp, _) | (_, false) => None,
+            _ => Some(roots.client_config(probe.ca_file.as_deref())?),
+        };
         let client = match probe.spec {
             ProbeSpec::Tcp => None,
-            _ => Some(http::client_for(&probe, roots)?),
+            _ => http::client_for(&probe, tls.as_ref()).ok(),
         };
-        Ok(Self { probe, client, ctx })
+        Ok(Self {
+            probe,
+            tls,
+            client: std::sync::Mutex::new(client),
+            ctx,
+        })
+    }
+
+    fn http_client(&self) -> Result<reqwest::Client, String> {
+        let mut slot = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = http::client_for(&self.probe, self.tls.as_ref())?;
+        *slot = Some(c.clone());
+        Ok(c)
     }
 
     /// Runs the probe once. Never panics and never takes much longer than the probe's timeout.
@@ -132,19 +155,22 @@ impl Prober {
     }
 
     async fn run_kind(&self) -> Finding {
-        let client = self.client.as_ref();
-        match (&self.probe.spec, client) {
-            (ProbeSpec::Tcp, _) => tcp::probe(&self.probe).await,
-            (ProbeSpec::Healthcheck { vdir }, Some(c)) => {
-                healthcheck::probe(c, &self.probe, &self.ctx, vdir).await
+        if let ProbeSpec::Tcp = self.probe.spec {
+            return tcp::probe(&self.probe).await;
+        }
+        let c = match self.http_client() {
+            Ok(c) => c,
+            Err(e) => return Finding::fail(ErrorClass::Connect, e),
+        };
+        match &self.probe.spec {
+            ProbeSpec::Healthcheck { vdir } => {
+                healthcheck::probe(&c, &self.probe, &self.ctx, vdir).await
             }
-            (ProbeSpec::ActiveSync { account }, Some(c)) => {
-                activesync::probe(c, &self.probe, &self.ctx, account.as_ref()).await
+            ProbeSpec::ActiveSync { account } => {
+                activesync::probe(&c, &self.probe, &self.ctx, account.as_ref()).await
             }
-            (ProbeSpec::Http { .. }, Some(c)) => generic::probe(c, &self.probe, &self.ctx).await,
-            (_, None) => {
-                Finding::fail(ErrorClass::Connect, "internal: HTTP probe without a client")
-            }
+            ProbeSpec::Http { .. } => generic::probe(&c, &self.probe, &self.ctx).await,
+            ProbeSpec::Tcp => tcp::probe(&self.probe).await,
         }
     }
 }

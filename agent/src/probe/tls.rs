@@ -68,7 +68,12 @@ impl RootCache {
 }
 
 /// Certificate findings for a probe of `target_site`.
-pub fn details(der: &[u8], target_site: &SiteId, ctx: &ProbeContext) -> Option<TlsDetails> {
+pub fn details(
+    der: &[u8],
+    target_site: &SiteId,
+    ctx: &ProbeContext,
+    now: DateTime<Utc>,
+) -> Option<TlsDetails> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     let not_after = DateTime::<Utc>::from_timestamp(cert.validity().not_after.timestamp(), 0)?;
     let sans: Vec<String> = cert
@@ -86,7 +91,7 @@ pub fn details(der: &[u8], target_site: &SiteId, ctx: &ProbeContext) -> Option<T
                 .collect()
         })
         .unwrap_or_default();
-    let days_left = (not_after - Utc::now()).num_days();
+    let days_left = (not_after - now).num_days();
     let missing_names = ctx
         .sites
         .get(target_site)

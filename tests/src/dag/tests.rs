@@ -223,19 +223,33 @@ fn fixture_dag() -> DagEmulator {
     dag
 }
 
-/// Regenerates the shape fixtures: `cargo test -p sitewarden-tests --lib regenerate -- --ignored`.
+/// The generated fixtures match what the emulator renders today. Regenerate them with
+/// `SITEWARDEN_UPDATE_FIXTURES=1 cargo test -p sitewarden-tests --lib dbcopy_fixtures_are_fresh`.
 /// `garbage.txt` and `unknown-status.json` are hand-written.
 #[test]
-#[ignore]
-fn regenerate_dbcopy_fixtures() {
+fn dbcopy_fixtures_are_fresh() {
     let dir = crate::fixture_path("dbcopy");
-    std::fs::create_dir_all(&dir).unwrap();
+    let single = DagEmulator::two_sites(&["DB01"], &["EX1"], &[]);
     let dag = fixture_dag();
-    dag.write(&dir.join("ps7.json"), Shape::Ps7).unwrap();
-    dag.write(&dir.join("ps51.json"), Shape::Ps51).unwrap();
-    dag.write(&dir.join("bare-integer.json"), Shape::BareIntegerEnums)
-        .unwrap();
-    DagEmulator::two_sites(&["DB01"], &["EX1"], &[])
-        .write(&dir.join("single-object.json"), Shape::Ps51)
-        .unwrap();
+    let expected = [
+        ("ps7.json", dag.render(Shape::Ps7)),
+        ("ps51.json", dag.render(Shape::Ps51)),
+        ("bare-integer.json", dag.render(Shape::BareIntegerEnums)),
+        ("single-object.json", single.render(Shape::Ps51)),
+    ];
+    let update = std::env::var_os("SITEWARDEN_UPDATE_FIXTURES").is_some();
+    for (name, text) in expected {
+        let path = dir.join(name);
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == text,
+            "{} is stale; run SITEWARDEN_UPDATE_FIXTURES=1 cargo test -p sitewarden-tests --lib dbcopy_fixtures_are_fresh",
+            path.display()
+        );
+    }
 }
