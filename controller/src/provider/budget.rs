@@ -1,0 +1,454 @@
+//! The rate budget and retry policy every provider call goes through.
+//!
+//! Cloudflare allows 1,200 API requests per 5 minutes per user; going over blocks *every* call
+//! for 5 minutes, which in a failover is the worst possible moment. So calls first take a token
+//! from a client-side token bucket sized far below that (default 300 per 5 minutes): when the
+//! bucket is empty the call is not made and fails with [`ProviderError::Budget`], and a flapping
+//! world can never lock us out.
+//!
+//! Rate limits, 5xx and timeouts are soft: retried up to `max_attempts` times within `deadline`,
+//! waiting an exponential backoff with full jitter (AWS's "full jitter": a uniform random wait
+//! between 0 and `base × 2^attempt`, capped at `max_delay`). A 429 honours `Retry-After` when it
+//! is visible; the `cloudflare` crate does not expose response headers, so a 429 through it backs
+//! off by the schedule instead, with a floor of half the step so that rate-limited retries are
+//! never immediate. Auth failures and validation errors are never retried. Time is
+//! `tokio::time`, so tests can pause it. Counters ([`StatsSnapshot`]) feed the metrics layer.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::ProviderError;
+
+/// How many API requests may be made per period, client-side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateBudget {
+    /// Requests per period (the bucket's size).
+    pub requests: u32,
+    /// The period over which `requests` refill.
+    pub per: Duration,
+}
+
+impl Default for RateBudget {
+    /// 300 per 5 minutes: a quarter of Cloudflare's 1,200.
+    fn default() -> Self {
+        Self {
+            requests: 300,
+            per: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How soft failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// The first backoff step; doubled each attempt.
+    pub base: Duration,
+    /// The longest single wait.
+    pub max_delay: Duration,
+    /// No retry starts a wait that would end after this much time since the first attempt.
+    pub deadline: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (1 = the wait after the first failure).
+    pub fn delay(&self, attempt: u32, error: &ProviderError) -> Duration {
+        let step = self
+            .base
+            .saturating_mul(
+                1u32.checked_shl(attempt.saturating_sub(1))
+                    .unwrap_or(u32::MAX),
+            )
+            .min(self.max_delay);
+        let step_ms = u64::try_from(step.as_millis()).unwrap_or(u64::MAX);
+        match error {
+            ProviderError::RateLimited {
+                retry_after: Some(after),
+            } => (*after).max(jitter(0, step_ms)),
+            // No visible Retry-After: half the step fixed, half random ("equal jitter").
+            ProviderError::RateLimited { retry_after: None } => jitter(step_ms / 2, step_ms),
+            _ => jitter(0, step_ms),
+        }
+    }
+}
+
+/// A uniform random duration in `[low_ms, high_ms]`.
+fn jitter(low_ms: u64, high_ms: u64) -> Duration {
+    if high_ms <= low_ms {
+        return Duration::from_millis(low_ms);
+    }
+    Duration::from_millis(rand::random_range(low_ms..=high_ms))
+}
+
+/// A token bucket: `capacity` tokens, refilled continuously over `per`.
+#[derive(Debug)]
+struct Bucket {
+    /// Tokens now (fractional while refilling).
+    tokens: f64,
+    /// When `tokens` was last brought up to date.
+    at: Instant,
+}
+
+/// Counters for the metrics layer.
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    writes: AtomicU64,
+    retries: AtomicU64,
+    auth_errors: AtomicU64,
+    rate_limited: AtomicU64,
+    transient_errors: AtomicU64,
+    rejected: AtomicU64,
+    budget_exhausted: AtomicU64,
+}
+
+/// A copy of a provider's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    /// API calls made (each attempt counts).
+    pub calls: u64,
+    /// Of those, writes.
+    pub writes: u64,
+    /// Retries after a soft failure.
+    pub retries: u64,
+    /// 401/403 answers.
+    pub auth_errors: u64,
+    /// 429 answers.
+    pub rate_limited: u64,
+    /// 5xx, timeouts, connection failures.
+    pub transient_errors: u64,
+    /// 4xx validation errors.
+    pub rejected: u64,
+    /// Calls not made because the client-side budget was empty.
+    pub budget_exhausted: u64,
+    /// Whole tokens left in the client-side budget now (`u32::MAX` when unlimited).
+    pub budget_left: u32,
+}
+
+/// The budget, retry policy and counters one provider shares across its calls.
+#[derive(Debug)]
+pub struct Budget {
+    /// `None` = unlimited (the in-memory provider).
+    rate: Option<RateBudget>,
+    bucket: Mutex<Bucket>,
+    policy: RetryPolicy,
+    counters: Counters,
+}
+
+impl Budget {
+    /// A budget of `rate`, full at start, with `policy` for retries.
+    pub fn new(rate: RateBudget, policy: RetryPolicy) -> Self {
+        Self::build(Some(rate), policy)
+    }
+
+    /// No rate limit (the in-memory provider); retries still follow `policy`.
+    pub fn unlimited(policy: RetryPolicy) -> Self {
+        Self::build(None, policy)
+    }
+
+    fn build(rate: Option<RateBudget>, policy: RetryPolicy) -> Self {
+        Self {
+            rate,
+            bucket: Mutex::new(Bucket {
+                tokens: rate.map_or(0.0, |r| f64::from(r.requests)),
+                at: Instant::now(),
+            }),
+            policy,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The retry policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Whole tokens available now.
+    pub fn available(&self) -> u32 {
+        let Some(rate) = self.rate else {
+            return u32::MAX;
+        };
+        let mut bucket = self.lock();
+        refill(&mut bucket, rate);
+        // Truncation is intended: a fraction of a token is not a call.
+        bucket.tokens.floor() as u32
+    }
+
+    /// Fails with [`ProviderError::Budget`] unless `n` calls could be made now (takes nothing).
+    pub fn ensure(&self, n: u32) -> Result<(), ProviderError> {
+        if self.available() >= n {
+            Ok(())
+        } else {
+            self.counters
+                .budget_exhausted
+                .fetch_add(1, Ordering::Relaxed);
+            Err(ProviderError::Budget)
+        }
+    }
+
+    /// Takes one token, or fails with [`ProviderError::Budget`].
+    fn take(&self) -> Result<(), ProviderError> {
+        let Some(rate) = self.rate else {
+            return Ok(());
+        };
+        let mut bucket = self.lock();
+        refill(&mut bucket, rate);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            drop(bucket);
+            self.counters
+                .budget_exhausted
+                .fetch_add(1, Ordering::Relaxed);
+            Err(ProviderError::Budget)
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        // A poisoned lock only means another call panicked mid-update; the bucket is still usable.
+        self.bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes one API call: takes a token, runs `op` once, counts the outcome. No retry.
+    pub async fn once<T, Fut>(&self, is_write: bool, op: Fut) -> Result<T, ProviderError>
+    where
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        self.take()?;
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        if is_write {
+            self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = op.await;
+        if let Err(e) = &result {
+            self.count_error(e);
+        }
+        result
+    }
+
+    /// Makes an idempotent call (a read), retrying soft failures by the policy.
+    pub async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.once(false, op()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => self.back_off(started, attempt, e).await?,
+            }
+        }
+    }
+
+    /// After failed attempt number `attempt` of a call begun at `started`: waits and returns
+    /// `Ok` when another attempt may be made, or returns the error when it may not.
+    pub async fn back_off(
+        &self,
+        started: Instant,
+        attempt: u32,
+        error: ProviderError,
+    ) -> Result<(), ProviderError> {
+        if !error.is_retryable() || attempt >= self.policy.max_attempts {
+            return Err(error);
+        }
+        let wait = self.policy.delay(attempt, &error);
+        if started.elapsed() + wait > self.policy.deadline {
+            return Err(error);
+        }
+        tracing::debug!(
+            attempt,
+            ?wait,
+            "DNS provider call failed softly, retrying: {error}"
+        );
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    fn count_error(&self, e: &ProviderError) {
+        let c = match e {
+            ProviderError::Auth(_) => &self.counters.auth_errors,
+            ProviderError::RateLimited { .. } => &self.counters.rate_limited,
+            ProviderError::Transient(_) => &self.counters.transient_errors,
+            ProviderError::Rejected(_) => &self.counters.rejected,
+            ProviderError::Budget => &self.counters.budget_exhausted,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            calls: get(&c.calls),
+            writes: get(&c.writes),
+            retries: get(&c.retries),
+            auth_errors: get(&c.auth_errors),
+            rate_limited: get(&c.rate_limited),
+            transient_errors: get(&c.transient_errors),
+            rejected: get(&c.rejected),
+            budget_exhausted: get(&c.budget_exhausted),
+            budget_left: self.available(),
+        }
+    }
+}
+
+/// Brings `bucket` up to date: `rate.requests` tokens per `rate.per`, at most `rate.requests`.
+fn refill(bucket: &mut Bucket, rate: RateBudget) {
+    let now = Instant::now();
+    let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+    let per = rate.per.as_secs_f64().max(f64::MIN_POSITIVE);
+    let capacity = f64::from(rate.requests);
+    bucket.tokens = (bucket.tokens + elapsed * capacity / per).min(capacity);
+    bucket.at = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 4,
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(8),
+            deadline: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_empties_and_refills_over_its_period() {
+        let b = Budget::new(
+            RateBudget {
+                requests: 3,
+                per: Duration::from_secs(30),
+            },
+            policy(),
+        );
+        for _ in 0..3 {
+            b.once(false, async { Ok(()) }).await.unwrap();
+        }
+        let err = b.once(false, async { Ok(()) }).await.unwrap_err();
+        assert_eq!(err, ProviderError::Budget);
+        assert_eq!(b.available(), 0);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(b.available(), 1);
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert_eq!(b.available(), 3, "never above capacity");
+        let s = b.snapshot();
+        assert_eq!((s.calls, s.budget_exhausted), (3, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn soft_failures_are_retried_with_growing_waits() {
+        let b = Budget::unlimited(policy());
+        let n = AtomicU32::new(0);
+        let started = Instant::now();
+        let v = b
+            .retrying(|| async {
+                match n.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err(ProviderError::Transient("500".into())),
+                    1 => Err(ProviderError::RateLimited { retry_after: None }),
+                    _ => Ok(7),
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, 7);
+        // The second wait is a rate-limit wait: at least half of the 2 s step.
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert!(started.elapsed() <= Duration::from_secs(3));
+        let s = b.snapshot();
+        assert_eq!(
+            (s.calls, s.retries, s.transient_errors, s.rate_limited),
+            (3, 2, 1, 1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hard_failures_and_exhausted_attempts_stop() {
+        let b = Budget::unlimited(policy());
+        let n = AtomicU32::new(0);
+        let err = b
+            .retrying(|| async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(ProviderError::Auth("403".into()))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProviderError::Auth(_)));
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+
+        let n = AtomicU32::new(0);
+        let err = b
+            .retrying(|| async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(ProviderError::Transient("timeout".into()))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProviderError::Transient(_)));
+        assert_eq!(n.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_but_never_past_the_deadline() {
+        let p = policy();
+        let wait = p.delay(
+            1,
+            &ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(5)),
+            },
+        );
+        assert!(wait >= Duration::from_secs(5));
+        let b = Budget::unlimited(p);
+        let started = Instant::now();
+        let err = b
+            .retrying(|| async {
+                Err::<(), _>(ProviderError::RateLimited {
+                    retry_after: Some(Duration::from_secs(300)),
+                })
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProviderError::RateLimited { .. }));
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "a 5-minute wait is not started"
+        );
+    }
+
+    #[test]
+    fn backoff_steps_are_capped() {
+        let p = policy();
+        for attempt in 1..40 {
+            let d = p.delay(attempt, &ProviderError::Transient(String::new()));
+            assert!(d <= p.max_delay, "{attempt}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The three Cloudflare v4 calls sitewarden makes, as `cloudflare` crate endpoints.
+//!
+//! The crate's own DNS endpoints do not fit: its record types have no `comment` field, its update
+//! is a PUT (which resets every field it omits, e.g. `proxied`), and its list filter by type also
+//! filters by content. Its public `EndpointSpec` trait lets us define the calls we need and still
+//! run them through the crate's client, auth and base URL:
+//! - `GET zones?name=…` — a zone's id from its name;
+//! - `GET zones/{zone}/dns_records?type=CNAME&name=…` — the record of one name;
+//! - `PATCH zones/{zone}/dns_records/{id}` with `content`, `comment` and optionally `ttl` — only
+//!   those fields change; `proxied` and the rest are kept.
+//!
+//! A `Vec` result is wrapped in a `#[serde(transparent)]` newtype so it can implement `ApiResult`.
+
+use cloudflare::framework::endpoint::spec::EndpointSpec;
+use cloudflare::framework::endpoint::{Method, RequestBody, serialize_query};
+use cloudflare::framework::response::{ApiResult, ApiSuccess};
+use serde::{Deserialize, Serialize};
+
+/// A zone as listed (only what we use).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ZoneSummary {
+    /// The zone id used in every DNS path.
+    pub id: String,
+    /// The zone's name, e.g. `example.com`.
+    pub name: String,
+}
+
+/// `GET zones` result.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct Zones(pub Vec<ZoneSummary>);
+impl ApiResult for Zones {}
+
+/// A DNS record as Cloudflare returns it (only what we use; other fields are ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DnsRecord {
+    /// Record id, used to address the PATCH.
+    pub id: String,
+    /// Fully qualified name.
+    pub name: String,
+    /// Record type (`CNAME`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The CNAME target.
+    pub content: String,
+    /// TTL in seconds; 1 = automatic.
+    pub ttl: u32,
+    /// Whether traffic is proxied through Cloudflare.
+    #[serde(default)]
+    pub proxied: Option<bool>,
+    /// The free-text comment that carries our marker.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+impl ApiResult for DnsRecord {}
+
+/// `GET dns_records` result.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct DnsRecords(pub Vec<DnsRecord>);
+impl ApiResult for DnsRecords {}
+
+/// `GET zones?name=…`.
+#[derive(Debug)]
+pub struct ListZones<'a> {
+    /// The zone name to look up.
+    pub name: &'a str,
+}
+
+impl EndpointSpec for ListZones<'_> {
+    type JsonResponse = Zones;
+    type ResponseType = ApiSuccess<Zones>;
+
+    fn method(&self) -> Method {
+        Method::GET
+    }
+
+    fn path(&self) -> String {
+        "zones".into()
+    }
+
+    fn query(&self) -> Option<String> {
+        serialize_query(&[("name", self.name)])
+    }
+}
+
+/// `GET zones/{zone}/dns_records?type=CNAME&name=…`.
+#[derive(Debug)]
+pub struct ListCnames<'a> {
+    /// Zone id.
+    pub zone: &'a str,
+    /// Fully qualified record name.
+    pub name: &'a str,
+}
+
+impl EndpointSpec for ListCnames<'_> {
+    type JsonResponse = DnsRecords;
+    type ResponseType = ApiSuccess<DnsRecords>;
+
+    fn method(&self) -> Method {
+        Method::GET
+    }
+
+    fn path(&self) -> String {
+        format!("zones/{}/dns_records", self.zone)
+    }
+
+    fn query(&self) -> Option<String> {
+        serialize_query(&[("type", "CNAME"), ("name", self.name)])
+    }
+}
+
+/// The PATCH body: only these fields change.
+#[derive(Debug, Serialize)]
+pub struct PatchBody<'a> {
+    /// New CNAME target.
+    pub content: &'a str,
+    /// New comment with our marker.
+    pub comment: &'a str,
+    /// New TTL, only when the namespace sets one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+}
+
+/// `PATCH zones/{zone}/dns_records/{id}`.
+#[derive(Debug)]
+pub struct PatchRecord<'a> {
+    /// Zone id.
+    pub zone: &'a str,
+    /// Record id.
+    pub id: &'a str,
+    /// The serialized [`PatchBody`].
+    pub body: String,
+}
+
+impl EndpointSpec for PatchRecord<'_> {
+    type JsonResponse = DnsRecord;
+    type ResponseType = ApiSuccess<DnsRecord>;
+
+    fn method(&self) -> Method {
+        Method::PATCH
+    }
+
+    fn path(&self) -> String {
+        format!("zones/{}/dns_records/{}", self.zone, self.id)
+    }
+
+    fn body(&self) -> Option<RequestBody<'_>> {
+        Some(RequestBody::Json(self.body.clone()))
+    }
+}

@@ -1,0 +1,273 @@
+//! An in-memory DNS provider: the same compare-and-set rules as Cloudflare, no network.
+//!
+//! `plan`, the lab and tests use it. Records are seeded with [`MemoryProvider::insert`] and can be
+//! edited "by a human" with [`MemoryProvider::edit`]. Failures can be queued to exercise the retry
+//! and read-back paths: [`MemoryProvider::fail_next`] makes the next call fail with an error, and
+//! [`MemoryProvider::lose_next_write`] applies the next write but reports it as a lost response.
+//! Retries wait on `tokio::time`, so tests using it can pause time.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::budget::{Budget, RetryPolicy, StatsSnapshot};
+use super::cas::{self, RecordStore};
+use super::decide::Patch;
+use super::{
+    ApplyOutcome, Change, DnsProvider, Marker, ProviderError, ProviderFuture, RecordState,
+};
+
+/// The in-memory provider. Clones share the same records.
+#[derive(Debug, Clone)]
+pub struct MemoryProvider {
+    store: Arc<Store>,
+    budget: Arc<Budget>,
+}
+
+/// The records and the queued failures.
+#[derive(Debug, Default)]
+struct Store {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Records by lower-cased name.
+    records: HashMap<String, RecordState>,
+    /// Errors the next calls return, in order.
+    failures: VecDeque<ProviderError>,
+    /// Apply the next write, then report it as lost.
+    lose_next_write: bool,
+    /// Writes that reached the records.
+    writes: u64,
+    /// Record ids handed out.
+    next_id: u64,
+}
+
+impl Default for MemoryProvider {
+    fn default() -> Self {
+        Self::new(RetryPolicy::default())
+    }
+}
+
+impl MemoryProvider {
+    /// An empty provider retrying by `policy`, without a rate budget.
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self {
+            store: Arc::default(),
+            budget: Arc::new(Budget::unlimited(policy)),
+        }
+    }
+
+    /// Creates or replaces the CNAME `name → content` with `comment` (TTL 60, not proxied).
+    pub fn insert(&self, name: &str, content: &str, comment: Option<&str>) {
+        let mut s = self.store.lock();
+        s.next_id += 1;
+        let id = format!("mem-{}", s.next_id);
+        s.records.insert(
+            name.to_ascii_lowercase(),
+            RecordState {
+                name: name.to_owned(),
+                content: Some(content.to_owned()),
+                ttl: Some(60),
+                proxied: Some(false),
+                marker: comment.and_then(Marker::parse),
+                provider_id: Some(id),
+                comment: comment.map(str::to_owned),
+            },
+        );
+    }
+
+    /// Changes a record's content and comment as a human in a dashboard would.
+    pub fn edit(&self, name: &str, content: &str, comment: Option<&str>) {
+        let mut s = self.store.lock();
+        if let Some(r) = s.records.get_mut(&name.to_ascii_lowercase()) {
+            r.content = Some(content.to_owned());
+            r.comment = comment.map(str::to_owned);
+            r.marker = comment.and_then(Marker::parse);
+        }
+    }
+
+    /// The record for `name`, if any, without spending a call.
+    pub fn record(&self, name: &str) -> Option<RecordState> {
+        self.store
+            .lock()
+            .records
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+    }
+
+    /// Writes that reached the records so far.
+    pub fn writes(&self) -> u64 {
+        self.store.lock().writes
+    }
+
+    /// The next call (read or write) fails with `error`; queue several to fail several calls.
+    pub fn fail_next(&self, error: ProviderError) {
+        self.store.lock().failures.push_back(error);
+    }
+
+    /// The next write is applied, but answers as if the connection was reset.
+    pub fn lose_next_write(&self) {
+        self.store.lock().lose_next_write = true;
+    }
+}
+
+impl Store {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl RecordStore for Store {
+    async fn fetch(&self, name: &str) -> Result<RecordState, ProviderError> {
+        let mut s = self.lock();
+        if let Some(e) = s.failures.pop_front() {
+            return Err(e);
+        }
+        Ok(s.records
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_else(|| RecordState {
+                name: name.to_owned(),
+                ..RecordState::default()
+            }))
+    }
+
+    async fn write(&self, current: &RecordState, patch: &Patch) -> Result<(), ProviderError> {
+        let mut s = self.lock();
+        if let Some(e) = s.failures.pop_front() {
+            return Err(e);
+        }
+        let key = current.name.to_ascii_lowercase();
+        let Some(r) = s.records.get_mut(&key) else {
+            return Err(ProviderError::Rejected(format!(
+                "record {} does not exist",
+                current.name
+            )));
+        };
+        r.content = Some(patch.content.clone());
+        r.comment = Some(patch.comment.clone());
+        r.marker = Marker::parse(&patch.comment);
+        if let Some(ttl) = patch.ttl {
+            r.ttl = Some(ttl);
+        }
+        s.writes += 1;
+        if std::mem::take(&mut s.lose_next_write) {
+            return Err(ProviderError::Transient(
+                "connection reset before the response (emulated)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl DnsProvider for MemoryProvider {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn read<'a>(&'a self, name: &'a str) -> ProviderFuture<'a, RecordState> {
+        Box::pin(cas::read(&*self.store, &self.budget, name))
+    }
+
+    fn apply<'a>(&'a self, change: &'a Change) -> ProviderFuture<'a, ApplyOutcome> {
+        Box::pin(cas::apply(&*self.store, &self.budget, change))
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        self.budget.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Refusal;
+
+    const NAME: &str = "mail.example.com";
+
+    fn change(target: &str, epoch: u64, generation: u64, expected: &str) -> Change {
+        Change {
+            name: NAME.into(),
+            target: target.into(),
+            ttl: None,
+            expected: Some(expected.into()),
+            epoch,
+            generation,
+            adopt_unmarked: false,
+        }
+    }
+
+    fn seeded() -> MemoryProvider {
+        let p = MemoryProvider::default();
+        p.insert(
+            NAME,
+            "mail-rr.example.com",
+            Some("sitewarden epoch=1 gen=1"),
+        );
+        p
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_is_applied_and_verified_in_three_calls() {
+        let p = seeded();
+        let c = change("mail-site2.example.com", 2, 2, "mail-rr.example.com");
+        let out = p.apply(&c).await.unwrap();
+        let ApplyOutcome::Applied { before, after } = out else {
+            panic!("{out:?}");
+        };
+        assert_eq!(before.content.as_deref(), Some("mail-rr.example.com"));
+        assert_eq!(after.content.as_deref(), Some("mail-site2.example.com"));
+        assert_eq!(after.marker, Some(c.marker()));
+        assert_eq!(after.proxied, Some(false));
+        assert_eq!(p.stats().calls, 3);
+        assert_eq!(
+            p.apply(&c).await.unwrap(),
+            ApplyOutcome::AlreadyInPlace { state: after }
+        );
+        assert_eq!(p.writes(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_write_is_resolved_by_reading_back() {
+        let p = seeded();
+        p.lose_next_write();
+        let c = change("mail-site2.example.com", 2, 2, "mail-rr.example.com");
+        assert!(matches!(
+            p.apply(&c).await.unwrap(),
+            ApplyOutcome::Applied { .. }
+        ));
+        assert_eq!(p.writes(), 1, "no blind second write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn soft_failures_are_retried_and_applied_once() {
+        let p = seeded();
+        p.fail_next(ProviderError::Transient("500".into()));
+        let c = change("mail-site2.example.com", 2, 2, "mail-rr.example.com");
+        assert!(matches!(
+            p.apply(&c).await.unwrap(),
+            ApplyOutcome::Applied { .. }
+        ));
+        p.fail_next(ProviderError::Auth("403".into()));
+        let err = p.read(NAME).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Auth(_)));
+        assert_eq!(p.writes(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_human_edit_is_drift_and_is_not_fought() {
+        let p = seeded();
+        p.edit(
+            NAME,
+            "mail-site1.example.com",
+            Some("sitewarden epoch=1 gen=1"),
+        );
+        let c = change("mail-site2.example.com", 2, 2, "mail-rr.example.com");
+        assert!(matches!(
+            p.apply(&c).await.unwrap(),
+            ApplyOutcome::Refused(Refusal::Drift { .. })
+        ));
+        assert_eq!(p.writes(), 0);
+    }
+}

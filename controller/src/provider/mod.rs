@@ -1,0 +1,208 @@
+//! DNS providers: where the controller reads and changes the records of managed names.
+//!
+//! A [`DnsProvider`] does two things: [`read`](DnsProvider::read) the current CNAME of a name,
+//! and [`apply`](DnsProvider::apply) one [`Change`] as a compare-and-set. Hosted DNS APIs such as
+//! Cloudflare's have no conditional write, so the compare-and-set is emulated (see [`cas`]): read
+//! the record, decide from its [`Marker`] and content whether the change may go ahead
+//! ([`decide`]), write content and marker in one call, then read back to verify — at most three
+//! API calls per change. A change is refused when the record shows a newer epoch (a newer leader
+//! wrote it), a newer generation (a newer plan is already in place), content other than what the
+//! controller expected (someone else changed it: drift), no marker at all (not ours, unless the
+//! namespace opts in to adopting it) or no record. A write whose response is lost is resolved by
+//! reading back, never by a blind second write.
+//!
+//! Every API call spends a token from a client-side budget far below the provider's own limit,
+//! and soft failures (rate limited, 5xx, timeouts) are retried with exponential backoff and full
+//! jitter ([`budget`]). Implementations: [`cloudflare`] (the Cloudflare v4 API through the
+//! `cloudflare` crate) and [`memory`] (no network; for tests, `plan` and the lab). [`config`]
+//! reads the `[provider]` table and builds one.
+
+pub mod budget;
+pub mod cas;
+pub mod cloudflare;
+pub mod config;
+pub mod decide;
+pub mod marker;
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use budget::{RateBudget, RetryPolicy, StatsSnapshot};
+pub use config::{ProviderConfig, RawProvider};
+pub use marker::Marker;
+pub use memory::MemoryProvider;
+/// Re-exported so callers can hand a token to [`cloudflare::CloudflareProvider`] without
+/// depending on `secrecy` themselves.
+pub use secrecy::SecretString;
+
+/// The boxed future a [`DnsProvider`] method returns (boxed so the trait is object safe and the
+/// runtime can hold an `Arc<dyn DnsProvider>`).
+pub type ProviderFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
+
+/// What a provider holds for one name, as far as a CNAME failover cares.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordState {
+    /// The fully qualified name, e.g. `mail.example.com`.
+    pub name: String,
+    /// The CNAME target; `None` when there is no CNAME record for the name.
+    pub content: Option<String>,
+    /// The record's TTL in seconds (`1` is Cloudflare's "automatic").
+    pub ttl: Option<u32>,
+    /// Cloudflare's proxied flag; preserved by every change.
+    pub proxied: Option<bool>,
+    /// Our ownership marker, when the record carries one.
+    pub marker: Option<Marker>,
+    /// The provider's id for the record (Cloudflare's record id), used to address the write.
+    pub provider_id: Option<String>,
+    /// The record's full comment, kept so a write can preserve an administrator's text.
+    pub comment: Option<String>,
+}
+
+impl RecordState {
+    /// Whether the record points at `target` (case-insensitive, trailing dot ignored).
+    pub fn points_at(&self, target: &str) -> bool {
+        self.content
+            .as_deref()
+            .is_some_and(|c| same_host(c, target))
+    }
+}
+
+/// Whether two host names are the same DNS name.
+pub fn same_host(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
+/// One change to one managed name: point it at `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The managed name, e.g. `mail.example.com`.
+    pub name: String,
+    /// The new CNAME target, e.g. `mail-site2.example.com`.
+    pub target: String,
+    /// The TTL the namespace sets; `None` keeps the record's TTL.
+    pub ttl: Option<u32>,
+    /// The content the controller believes is there now; a different value is drift and the
+    /// change is refused. `None` skips that check (e.g. the first reconcile after start).
+    pub expected: Option<String>,
+    /// The leader's epoch (lease revision), written into the marker.
+    pub epoch: u64,
+    /// The namespace's plan generation, written into the marker.
+    pub generation: u64,
+    /// Take over a record that carries no marker (`on_drift = "enforce"` plus an explicit
+    /// adoption); otherwise such a record is refused as [`Refusal::NotOurs`].
+    pub adopt_unmarked: bool,
+}
+
+impl Change {
+    /// The marker this change writes.
+    pub fn marker(&self) -> Marker {
+        Marker {
+            epoch: self.epoch,
+            generation: self.generation,
+        }
+    }
+}
+
+/// What applying a change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The record was written and the read-back shows the change.
+    Applied {
+        /// The record before the write.
+        before: RecordState,
+        /// The record as read back after the write.
+        after: RecordState,
+    },
+    /// The record already showed this change (same target, TTL and marker); nothing was written.
+    AlreadyInPlace {
+        /// The record as read.
+        state: RecordState,
+    },
+    /// The change was not made; nothing was written.
+    Refused(Refusal),
+}
+
+/// Why a change was refused. None of these is retried: each needs a decision, not a retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A newer leader wrote the record: this controller is fenced off.
+    #[error("the record shows a newer epoch ({found}); this controller is no longer the leader")]
+    NewerEpoch {
+        /// The marker on the record.
+        found: Marker,
+    },
+    /// A newer plan for this name is already in place.
+    #[error("the record shows a newer generation ({found}); an older plan is never applied")]
+    OlderGeneration {
+        /// The marker on the record.
+        found: Marker,
+    },
+    /// The record's content is not what the controller expected: someone else changed it.
+    #[error("the record points at {:?}, not the expected target: changed outside sitewarden", found.content)]
+    Drift {
+        /// The record as read.
+        found: RecordState,
+    },
+    /// The record carries no sitewarden marker and the change does not adopt unmarked records.
+    #[error(
+        "the record has no sitewarden marker; it is observed, not changed (opt in to adopt it)"
+    )]
+    NotOurs {
+        /// The record as read.
+        found: RecordState,
+    },
+    /// There is no CNAME record for the name; sitewarden changes records, it does not create them.
+    #[error("there is no CNAME record for the name; create it once by hand")]
+    Missing,
+}
+
+/// A provider call that failed. Messages never contain the API token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// 401/403: the token is wrong, expired or lacks a scope. Alert; never retried.
+    #[error("DNS provider refused the credentials: {0}; check the API token and its scopes")]
+    Auth(String),
+    /// 429: the provider's rate limit was hit. Retried with backoff.
+    #[error("DNS provider rate limit hit (retry after {retry_after:?}); backing off")]
+    RateLimited {
+        /// The server's `Retry-After`, when it could be seen.
+        retry_after: Option<Duration>,
+    },
+    /// 5xx, a timeout, a reset connection, a garbled answer. Retried with backoff.
+    #[error("DNS provider call failed (will retry): {0}")]
+    Transient(String),
+    /// 4xx validation error or an answer that cannot be acted on. Never retried.
+    #[error("DNS provider rejected the request: {0}")]
+    Rejected(String),
+    /// The client-side rate budget has no tokens left; the call was not made.
+    #[error("client-side DNS API budget exhausted; the call was not made (see `provider.budget`)")]
+    Budget,
+}
+
+impl ProviderError {
+    /// Whether a retry may help (rate limit, 5xx, timeouts).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::RateLimited { .. } | Self::Transient(_))
+    }
+}
+
+/// A DNS provider: reads and changes CNAME records, one managed name at a time.
+pub trait DnsProvider: Send + Sync {
+    /// A short name for logs and metrics (`cloudflare`, `memory`).
+    fn kind(&self) -> &'static str;
+
+    /// The current record for `name` (content `None` when there is no CNAME).
+    fn read<'a>(&'a self, name: &'a str) -> ProviderFuture<'a, RecordState>;
+
+    /// Applies `change` as a compare-and-set, verified by reading back.
+    fn apply<'a>(&'a self, change: &'a Change) -> ProviderFuture<'a, ApplyOutcome>;
+
+    /// Calls, errors by class and budget left, for the metrics layer.
+    fn stats(&self) -> StatsSnapshot {
+        StatsSnapshot::default()
+    }
+}

@@ -1,0 +1,612 @@
+//! A strict Cloudflare v4 API emulator for DNS records, on a random loopback port.
+//!
+//! It answers the calls sitewarden's Cloudflare provider makes, and the ones around them, the
+//! way the documented API does, and refuses what the real API would refuse:
+//! - `GET /client/v4/zones?name=` — zones by name;
+//! - `GET|POST /client/v4/zones/{zone}/dns_records` — list (filters `type`, `name`, `content`,
+//!   paging) and create;
+//! - `GET|PATCH|PUT|DELETE /client/v4/zones/{zone}/dns_records/{id}` — one record; PATCH changes
+//!   only the fields sent, PUT replaces the record (an omitted `proxied` becomes `false`, an
+//!   omitted `ttl` becomes 1, an omitted `comment` is removed).
+//!
+//! Checks (see [`validate`]): the method and path; `Authorization: Bearer <token>` (missing →
+//! 401 code 10000 "Authentication error", not Bearer → 400 code 6003/6111, wrong token → 403 code
+//! 9109 "Invalid access token"); `Content-Type: application/json` on writes (400 6003/6105); the
+//! body is a JSON object whose fields are all known, `type` is `CNAME`, `content` a host name,
+//! `ttl` 1 (automatic) or 60–86400, `proxied` a boolean, `comment` a string of at most
+//! [`COMMENT_MAX_FREE`] characters (the Free plan's limit; paid plans allow 500). Every answer
+//! uses the documented envelope `{success, errors: [{code, message}], messages, result,
+//! result_info}`.
+//!
+//! Tests steer it: [`CloudflareEmulator::set_record_content`] is a human editing in the dashboard;
+//! [`CloudflareEmulator::inject`] makes the next matching requests fail ([`Fault`]: 429 with
+//! `Retry-After` and code 971, a 500, a slow answer, or a write applied and its response lost by
+//! dropping the connection); [`CloudflareEmulator::calls`] records every request with its
+//! status. Stops when dropped.
+
+mod validate;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+pub use validate::COMMENT_MAX_FREE;
+use validate::{ApiError, RecordFields};
+
+/// The path prefix of the v4 API.
+pub const API_PREFIX: &str = "/client/v4";
+
+/// A failure to inject into the next matching requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// `429 Too Many Requests` with `Retry-After: retry_after_s` and error code 971
+    /// ("Please wait and consider throttling your request speed"). Nothing is applied.
+    RateLimited {
+        /// Seconds in the `Retry-After` header.
+        retry_after_s: u64,
+    },
+    /// `500` with an error envelope. Nothing is applied.
+    ServerError,
+    /// Waits this long, then answers normally (the client may have timed out by then).
+    Slow(Duration),
+    /// Applies the request, then closes the connection without answering.
+    LoseResponse,
+}
+
+/// Which requests a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// Every request.
+    Any,
+    /// `GET` requests.
+    Reads,
+    /// `POST`, `PUT`, `PATCH` and `DELETE` requests.
+    Writes,
+}
+
+impl Match {
+    fn covers(self, method: &Method) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Reads => method == Method::GET,
+            Self::Writes => method != Method::GET,
+        }
+    }
+}
+
+/// One request as the emulator saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// HTTP method.
+    pub method: String,
+    /// Path, e.g. `/client/v4/zones/…/dns_records`.
+    pub path: String,
+    /// Raw query string, if any.
+    pub query: Option<String>,
+    /// The body parsed as JSON (`Value::Null` when empty or not JSON).
+    pub body: Value,
+    /// The status answered (or that would have been, for a lost response).
+    pub status: u16,
+    /// Whether a response was sent (`false` for [`Fault::LoseResponse`]).
+    pub answered: bool,
+}
+
+impl Call {
+    /// Whether the request was a write (anything but `GET`).
+    pub fn is_write(&self) -> bool {
+        self.method != "GET"
+    }
+}
+
+/// A DNS record held by the emulator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Record id.
+    pub id: String,
+    /// Zone id.
+    pub zone_id: String,
+    /// Fully qualified name.
+    pub name: String,
+    /// Record type (always `CNAME` here).
+    pub kind: String,
+    /// Target host name.
+    pub content: String,
+    /// TTL, 1 = automatic.
+    pub ttl: u32,
+    /// Proxied through Cloudflare.
+    pub proxied: bool,
+    /// Free-text comment.
+    pub comment: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Zone {
+    id: String,
+    name: String,
+}
+
+#[derive(Debug)]
+struct Injected {
+    fault: Fault,
+    when: Match,
+    remaining: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    zones: Vec<Zone>,
+    records: BTreeMap<String, Record>,
+    faults: Vec<Injected>,
+    calls: Vec<Call>,
+    next_id: u64,
+}
+
+impl State {
+    fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("{:032x}", 0x5117_ea7d_0000_0000_u64 + self.next_id)
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    token: String,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running emulator. Stops when dropped.
+#[derive(Debug)]
+pub struct CloudflareEmulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Drop for CloudflareEmulator {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl CloudflareEmulator {
+    /// Starts an emulator that accepts `token`, with no zones.
+    pub async fn start(token: &str) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("binding the Cloudflare emulator")?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            token: token.to_owned(),
+            state: Mutex::new(State::default()),
+        });
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, shared.clone(), stop.clone()));
+        Ok(Self { addr, shared, stop })
+    }
+
+    /// The base URL to configure as `api_url`, e.g. `http://127.0.0.1:40000/client/v4`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}{API_PREFIX}", self.addr)
+    }
+
+    /// Adds a zone and returns its id.
+    pub fn add_zone(&self, name: &str) -> String {
+        let mut s = self.shared.lock();
+        let id = s.new_id();
+        s.zones.push(Zone {
+            id: id.clone(),
+            name: name.to_owned(),
+        });
+        id
+    }
+
+    /// Adds a CNAME record to the zone `zone_id` and returns its id.
+    pub fn add_cname(
+        &self,
+        zone_id: &str,
+        name: &str,
+        content: &str,
+        ttl: u32,
+        proxied: bool,
+        comment: Option<&str>,
+    ) -> String {
+        let mut s = self.shared.lock();
+        let id = s.new_id();
+        s.records.insert(
+            id.clone(),
+            Record {
+                id: id.clone(),
+                zone_id: zone_id.to_owned(),
+                name: name.to_owned(),
+                kind: "CNAME".into(),
+                content: content.to_owned(),
+                ttl,
+                proxied,
+                comment: comment.map(str::to_owned),
+                tags: Vec::new(),
+            },
+        );
+        id
+    }
+
+    /// Changes a record's content and comment, as a human editing in the dashboard would.
+    /// Returns false when there is no record with that name.
+    pub fn set_record_content(&self, name: &str, content: &str, comment: Option<&str>) -> bool {
+        let mut s = self.shared.lock();
+        match s
+            .records
+            .values_mut()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
+        {
+            Some(r) => {
+                r.content = content.to_owned();
+                r.comment = comment.map(str::to_owned);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The record named `name`, if any.
+    pub fn record(&self, name: &str) -> Option<Record> {
+        self.shared
+            .lock()
+            .records
+            .values()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
+            .cloned()
+    }
+
+    /// Makes the next `times` requests matching `when` fail with `fault`.
+    pub fn inject(&self, fault: Fault, when: Match, times: usize) {
+        self.shared.lock().faults.push(Injected {
+            fault,
+            when,
+            remaining: times,
+        });
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.lock().calls.clone()
+    }
+
+    /// The write requests so far (POST, PUT, PATCH, DELETE).
+    pub fn writes(&self) -> Vec<Call> {
+        self.calls().into_iter().filter(Call::is_write).collect()
+    }
+
+    /// Forgets the recorded calls.
+    pub fn clear_calls(&self) {
+        self.shared.lock().calls.clear();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve_connection(stream, shared.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    tracing::debug!("Cloudflare emulator accept: {e}");
+                    tokio::time::sleep(crate::POLL_INTERVAL).await;
+                }
+            },
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, stop: CancellationToken) {
+    // Cancelling `drop_conn` closes this connection without an answer (Fault::LoseResponse).
+    let drop_conn = CancellationToken::new();
+    let kill = drop_conn.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let shared = shared.clone();
+        let kill = kill.clone();
+        async move { Ok::<_, Infallible>(handle(req, &shared, &kill).await) }
+    });
+    let conn =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = drop_conn.cancelled() => {}
+        r = conn => if let Err(e) = r {
+            tracing::debug!("Cloudflare emulator connection: {e}");
+        },
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: &Shared,
+    kill: &CancellationToken,
+) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(Body::new(body), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let mut call = Call {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        status: 0,
+        answered: true,
+    };
+    let fault = {
+        let mut s = shared.lock();
+        let hit = s
+            .faults
+            .iter_mut()
+            .find(|f| f.remaining > 0 && f.when.covers(&parts.method));
+        hit.map(|f| {
+            f.remaining -= 1;
+            f.fault.clone()
+        })
+    };
+    let response = match &fault {
+        Some(Fault::RateLimited { retry_after_s }) => {
+            let mut r = envelope_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &ApiError::new(
+                    971,
+                    "Please wait and consider throttling your request speed",
+                ),
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&retry_after_s.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        Some(Fault::ServerError) => envelope_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &ApiError::new(10000, "Internal server error (injected by the emulator)"),
+        ),
+        Some(Fault::Slow(d)) => {
+            tokio::time::sleep(*d).await;
+            respond(&parts, &bytes, shared)
+        }
+        Some(Fault::LoseResponse) | None => respond(&parts, &bytes, shared),
+    };
+    call.status = response.status().as_u16();
+    if fault == Some(Fault::LoseResponse) {
+        call.answered = false;
+        shared.lock().calls.push(call);
+        kill.cancel();
+        // The connection is dropped; this answer is never sent.
+        let never: Infallible = std::future::pending().await;
+        match never {}
+    }
+    shared.lock().calls.push(call);
+    response
+}
+
+/// Authenticates, routes and answers one request.
+fn respond(parts: &axum::http::request::Parts, body: &[u8], shared: &Shared) -> Response<Body> {
+    match route(parts, body, shared) {
+        Ok((status, result, info)) => envelope_ok(status, result, info),
+        Err((status, error)) => envelope_error(status, &error),
+    }
+}
+
+type Answer = Result<(StatusCode, Value, Option<Value>), (StatusCode, ApiError)>;
+
+fn route(parts: &axum::http::request::Parts, body: &[u8], shared: &Shared) -> Answer {
+    validate::authorization(parts.headers.get(header::AUTHORIZATION), &shared.token)?;
+    let Some(rest) = parts.uri.path().strip_prefix(API_PREFIX) else {
+        return Err(no_route(parts.uri.path()));
+    };
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    let query = validate::query(&parts.uri)?;
+    let method = &parts.method;
+    if method != Method::GET {
+        validate::json_content_type(parts.headers.get(header::CONTENT_TYPE))?;
+    }
+    let mut s = shared.lock();
+    match (method.clone(), segments.as_slice()) {
+        (Method::GET, ["zones"]) => {
+            validate::only_params(&query, &["name", "status", "page", "per_page"])?;
+            let name = validate::param(&query, "name");
+            let zones: Vec<Value> = s
+                .zones
+                .iter()
+                .filter(|z| name.is_none_or(|n| z.name.eq_ignore_ascii_case(n)))
+                .map(|z| json!({"id": z.id, "name": z.name, "status": "active"}))
+                .collect();
+            Ok(list(zones))
+        }
+        (Method::GET, ["zones", zone, "dns_records"]) => {
+            zone_exists(&s, zone, parts.uri.path())?;
+            validate::only_params(&query, &["type", "name", "content", "page", "per_page"])?;
+            let kind = validate::param(&query, "type");
+            let name = validate::param(&query, "name");
+            let content = validate::param(&query, "content");
+            let found: Vec<Value> = s
+                .records
+                .values()
+                .filter(|r| r.zone_id == *zone)
+                .filter(|r| kind.is_none_or(|k| r.kind.eq_ignore_ascii_case(k)))
+                .filter(|r| name.is_none_or(|n| r.name.eq_ignore_ascii_case(n)))
+                .filter(|r| content.is_none_or(|c| r.content.eq_ignore_ascii_case(c)))
+                .map(|r| record_json(r, &s))
+                .collect();
+            Ok(list(found))
+        }
+        (Method::POST, ["zones", zone, "dns_records"]) => {
+            zone_exists(&s, zone, parts.uri.path())?;
+            validate::only_params(&query, &[])?;
+            let f = RecordFields::parse(body)?;
+            let zone_name = zone_name(&s, zone);
+            f.require_full()?;
+            let id = s.new_id();
+            let r = Record {
+                id: id.clone(),
+                zone_id: (*zone).to_owned(),
+                name: f.name.clone().unwrap_or_default(),
+                kind: "CNAME".into(),
+                content: f.content.clone().unwrap_or_default(),
+                ttl: f.ttl.unwrap_or(1),
+                proxied: f.proxied.unwrap_or(false),
+                comment: f.comment.clone().flatten(),
+                tags: f.tags.clone().unwrap_or_default(),
+            };
+            validate::in_zone(&r.name, &zone_name)?;
+            let v = record_json(&r, &s);
+            s.records.insert(id, r);
+            Ok((StatusCode::OK, v, None))
+        }
+        (m, ["zones", zone, "dns_records", id]) => {
+            zone_exists(&s, zone, parts.uri.path())?;
+            validate::only_params(&query, &[])?;
+            let zone_name = zone_name(&s, zone);
+            let Some(mut r) = s.records.get(*id).filter(|r| r.zone_id == *zone).cloned() else {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    ApiError::new(81044, "Record does not exist."),
+                ));
+            };
+            match m {
+                Method::GET => Ok((StatusCode::OK, record_json(&r, &s), None)),
+                Method::DELETE => {
+                    s.records.remove(*id);
+                    Ok((StatusCode::OK, json!({"id": id}), None))
+                }
+                Method::PATCH => {
+                    let f = RecordFields::parse(body)?;
+                    f.apply_to(&mut r);
+                    validate::in_zone(&r.name, &zone_name)?;
+                    let v = record_json(&r, &s);
+                    s.records.insert(r.id.clone(), r);
+                    Ok((StatusCode::OK, v, None))
+                }
+                Method::PUT => {
+                    let f = RecordFields::parse(body)?;
+                    f.require_full()?;
+                    let replaced = Record {
+                        id: r.id.clone(),
+                        zone_id: r.zone_id.clone(),
+                        name: f.name.clone().unwrap_or_default(),
+                        kind: "CNAME".into(),
+                        content: f.content.clone().unwrap_or_default(),
+                        ttl: f.ttl.unwrap_or(1),
+                        proxied: f.proxied.unwrap_or(false),
+                        comment: f.comment.clone().flatten(),
+                        tags: f.tags.clone().unwrap_or_default(),
+                    };
+                    validate::in_zone(&replaced.name, &zone_name)?;
+                    let v = record_json(&replaced, &s);
+                    s.records.insert(replaced.id.clone(), replaced);
+                    Ok((StatusCode::OK, v, None))
+                }
+                _ => Err(method_not_allowed()),
+            }
+        }
+        (_, ["zones"] | ["zones", _, "dns_records"]) => Err(method_not_allowed()),
+        _ => Err(no_route(parts.uri.path())),
+    }
+}
+
+fn zone_exists(s: &State, zone: &str, path: &str) -> Result<(), (StatusCode, ApiError)> {
+    if s.zones.iter().any(|z| z.id == zone) {
+        Ok(())
+    } else {
+        Err(no_route(path))
+    }
+}
+
+fn zone_name(s: &State, zone: &str) -> String {
+    s.zones
+        .iter()
+        .find(|z| z.id == zone)
+        .map(|z| z.name.clone())
+        .unwrap_or_default()
+}
+
+fn no_route(path: &str) -> (StatusCode, ApiError) {
+    (
+        StatusCode::NOT_FOUND,
+        ApiError::new(
+            7003,
+            &format!("Could not route to {path}, perhaps your object identifier is invalid?"),
+        ),
+    )
+}
+
+fn method_not_allowed() -> (StatusCode, ApiError) {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        ApiError::new(10405, "Method not allowed for this endpoint"),
+    )
+}
+
+fn list(items: Vec<Value>) -> (StatusCode, Value, Option<Value>) {
+    let n = items.len();
+    let info = json!({"page": 1, "per_page": 100, "count": n, "total_count": n, "total_pages": 1});
+    (StatusCode::OK, Value::Array(items), Some(info))
+}
+
+fn record_json(r: &Record, s: &State) -> Value {
+    json!({
+        "id": r.id,
+        "zone_id": r.zone_id,
+        "zone_name": zone_name(s, &r.zone_id),
+        "name": r.name,
+        "type": r.kind,
+        "content": r.content,
+        "proxiable": true,
+        "proxied": r.proxied,
+        "ttl": r.ttl,
+        "locked": false,
+        "settings": {},
+        "meta": {"auto_added": false, "source": "primary"},
+        "comment": r.comment,
+        "tags": r.tags,
+        "created_on": "2024-01-01T00:00:00.000000Z",
+        "modified_on": "2024-01-01T00:00:00.000000Z",
+    })
+}
+
+fn envelope_ok(status: StatusCode, result: Value, info: Option<Value>) -> Response<Body> {
+    let mut v = json!({"success": true, "errors": [], "messages": [], "result": result});
+    if let (Some(info), Some(obj)) = (info, v.as_object_mut()) {
+        obj.insert("result_info".into(), info);
+    }
+    json_response(status, &v)
+}
+
+fn envelope_error(status: StatusCode, error: &ApiError) -> Response<Body> {
+    let v = json!({"success": false, "errors": [error.to_json()], "messages": [], "result": null});
+    json_response(status, &v)
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Body::from(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
