@@ -1,9 +1,11 @@
 //! The agent's run loop: one task per probe, per collector and for the heartbeat, all feeding
 //! the publisher, until the shutdown token fires.
 //!
-//! Probes start spread over their interval (deterministically, by index) so a hundred checks do
-//! not fire in the same millisecond, and use `MissedTickBehavior::Delay` so a slow probe never
-//! causes a burst of catch-up probes.
+//! Probes that share an interval fire together: one wake-up per interval runs them all
+//! concurrently, with warm caches. Spreading 100 probes evenly over their interval cost six times
+//! the CPU (2.5 % against 0.4 % of a core, BENCHMARKS.md) for no benefit — ten requests at once
+//! are nothing to an Exchange server. `MissedTickBehavior::Delay` keeps a slow probe from causing
+//! a burst of catch-up probes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,15 +76,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         });
     }
 
-    let count = probers.len().max(1) as u32;
-    for (i, prober) in probers.into_iter().enumerate() {
+    let start = tokio::time::Instant::now();
+    for prober in probers {
         let (tx, metrics, shutdown) = (tx.clone(), metrics.clone(), shutdown.clone());
-        let offset = prober.probe.interval * (i as u32) / count;
         tasks.spawn(async move {
-            let mut tick = tokio::time::interval_at(
-                tokio::time::Instant::now() + offset,
-                prober.probe.interval,
-            );
+            let mut tick = tokio::time::interval_at(start, prober.probe.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {

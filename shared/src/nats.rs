@@ -309,8 +309,12 @@ pub fn reconnect_delay(attempts: usize) -> Duration {
             .saturating_mul(2u32.saturating_pow(exp))
             .min(MAX_RECONNECT_DELAY)
     };
-    let delay = step(attempts);
-    let first_at_this_step = attempts <= 1 || step(attempts - 1) != delay;
+    // async-nats asks before the very first attempt too; that one is not a retry.
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let delay = step(attempts - 1);
+    let first_at_this_step = attempts <= 2 || step(attempts - 2) != delay;
     if first_at_this_step || attempts.is_multiple_of(60) {
         tracing::warn!(
             attempt = attempts,
@@ -353,8 +357,9 @@ mod tests {
 
     #[test]
     fn backoff_caps_at_five_seconds() {
-        assert_eq!(reconnect_delay(1), Duration::from_millis(100));
-        assert_eq!(reconnect_delay(3), Duration::from_millis(400));
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(100));
+        assert_eq!(reconnect_delay(4), Duration::from_millis(400));
         assert_eq!(reconnect_delay(100), MAX_RECONNECT_DELAY);
     }
 }

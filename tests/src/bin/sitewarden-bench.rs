@@ -1,0 +1,245 @@
+//! `sitewarden-bench`: the measurements behind BENCHMARKS.md, one reproducible command each.
+//!
+//! `sitewarden-bench agent --checks 100 --seconds 60` starts a real nats-server and emulated
+//! Exchange servers in this process, runs the release `sitewarden-agent` binary as its own
+//! process with `--checks` probes at a 2 s interval, and samples that process's resident memory
+//! and CPU time from /proc. The emulators and NATS run outside the measured process. The last
+//! line printed is one JSON object, so results can be tracked over time.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use sitewarden_tests::exchange::{ExchangeOptions, ExchangeServer, TestCa};
+use sitewarden_tests::nats_server::NatsServer;
+
+#[derive(Parser)]
+#[command(about = "Reproducible measurements for BENCHMARKS.md")]
+struct Cli {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Agent resident memory and CPU with N checks at a 2 s interval.
+    Agent {
+        /// Number of probes (checks × servers); rounded to a multiple of 10.
+        #[arg(long, default_value_t = 100)]
+        checks: usize,
+        /// Measurement window after warm-up.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// The agent binary (default: next to this binary).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+    },
+}
+
+const CHECK_KINDS: [(&str, &str); 10] = [
+    ("eas", "kind = \"activesync\""),
+    ("owa", "kind = \"exchange_healthcheck\"\nvdir = \"owa\""),
+    ("ews", "kind = \"exchange_healthcheck\"\nvdir = \"ews\""),
+    ("mapi", "kind = \"exchange_healthcheck\"\nvdir = \"mapi\""),
+    (
+        "autod",
+        "kind = \"exchange_healthcheck\"\nvdir = \"autodiscover\"",
+    ),
+    ("oab", "kind = \"exchange_healthcheck\"\nvdir = \"oab\""),
+    ("ecp", "kind = \"exchange_healthcheck\"\nvdir = \"ecp\""),
+    ("rpc", "kind = \"exchange_healthcheck\"\nvdir = \"rpc\""),
+    (
+        "eas-hc",
+        "kind = \"exchange_healthcheck\"\nvdir = \"Microsoft-Server-ActiveSync\"",
+    ),
+    (
+        "root",
+        "kind = \"http\"\npath = \"/\"\nexpect_status = [302]",
+    ),
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().what {
+        What::Agent {
+            checks,
+            seconds,
+            agent,
+        } => bench_agent(checks, seconds, agent).await,
+    }
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().context("binary has no directory")?.join(name))
+}
+
+async fn bench_agent(checks: usize, seconds: u64, agent: Option<PathBuf>) -> anyhow::Result<()> {
+    let servers = checks.div_ceil(CHECK_KINDS.len()).max(1);
+    let nats = NatsServer::start().await?;
+    let ca = TestCa::new()?;
+    let dir = tempfile::tempdir()?;
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca.pem())?;
+    let mut emulators = Vec::new();
+    for i in 0..servers {
+        let id = ca.issue(&["mail-site1.example.com"], 365)?;
+        emulators.push(
+            ExchangeServer::start(
+                ExchangeOptions::new(&format!("EXCH-{i}.CONTOSO.LOCAL")).with_tls(id),
+            )
+            .await?,
+        );
+    }
+    let mut toml = format!(
+        "[agent]\nid = \"bench-agent\"\nsite = \"site1\"\n\n[nats]\nservers = [\"{}\"]\n\n[defaults]\ninterval = \"2s\"\ntimeout = \"1500ms\"\nca_file = \"{}\"\n\n[[sites]]\nname = \"site1\"\nactivesync_url = \"https://mail-site1.example.com/Microsoft-Server-ActiveSync\"\ntls_names = [\"mail-site1.example.com\"]\nservers = [\n",
+        nats.url(),
+        ca_path.display()
+    );
+    for (i, e) in emulators.iter().enumerate() {
+        toml.push_str(&format!(
+            "  {{ name = \"cas{i}\", address = \"{}\" }},\n",
+            e.addr()
+        ));
+    }
+    toml.push_str("]\n");
+    for (name, kind) in CHECK_KINDS {
+        toml.push_str(&format!(
+            "\n[[checks]]\nname = \"{name}\"\nsite = \"site1\"\n{kind}\n"
+        ));
+    }
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(&cfg, toml)?;
+
+    let client = async_nats::connect(nats.url()).await?;
+    let mut sub = client.subscribe("sitewarden.v1.obs.>").await?;
+    let agent_bin = match agent {
+        Some(p) => p,
+        None => sibling("sitewarden-agent")?,
+    };
+    let mut child = tokio::process::Command::new(&agent_bin)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", agent_bin.display()))?;
+    let pid = child.id().context("agent exited at once")?;
+
+    // Warm-up: every probe has reported at least once and the process has settled.
+    let probes = servers * CHECK_KINDS.len();
+    let warm_until = Instant::now() + Duration::from_secs(10);
+    let mut seen = 0usize;
+    while Instant::now() < warm_until || seen < probes {
+        match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
+            Ok(Some(_)) => seen += 1,
+            _ => anyhow::bail!("agent stopped publishing during warm-up"),
+        }
+    }
+
+    let clk_tck = clock_ticks()?;
+    let start_cpu = cpu_ticks(pid)?;
+    let start_split = cpu_split(pid)?;
+    let start = Instant::now();
+    let mut rss_max_kb = 0u64;
+    let mut received = 0u64;
+    let mut failed = 0u64;
+    let mut next_sample = Instant::now();
+    while start.elapsed() < Duration::from_secs(seconds) {
+        if Instant::now() >= next_sample {
+            rss_max_kb = rss_max_kb.max(status_kb(pid, "VmRSS:")?);
+            next_sample += Duration::from_secs(1);
+        }
+        if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+            received += 1;
+            if let Ok(o) = serde_json::from_slice::<sitewarden_shared::Observation>(&msg.payload)
+                && o.outcome == sitewarden_shared::Outcome::Fail
+            {
+                failed += 1;
+            }
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu_s = (cpu_ticks(pid)? - start_cpu) as f64 / clk_tck;
+    let hwm_kb = status_kb(pid, "VmHWM:")?;
+    let end_split = cpu_split(pid)?;
+    println!(
+        "user {:.2}s, system {:.2}s",
+        (end_split.0 - start_split.0) as f64 / clk_tck,
+        (end_split.1 - start_split.1) as f64 / clk_tck
+    );
+    // Stop gracefully (lets a profiler wrapper write its output), then make sure.
+    sitewarden_tests::signals::send(pid, sitewarden_tests::signals::Signal::Term)
+        .await
+        .ok();
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        child.kill().await.ok();
+    }
+    let handshakes: usize = emulators.iter().map(|e| e.tls_handshakes().len()).sum();
+    let requests: usize = emulators.iter().map(|e| e.request_count()).sum();
+    println!("emulators saw {requests} requests over {handshakes} TLS handshakes");
+    let cpu_pct = cpu_s / elapsed * 100.0;
+    let rss_mb = rss_max_kb as f64 / 1024.0;
+    println!(
+        "agent with {probes} probes at 2s for {elapsed:.0}s: RSS max {rss_mb:.1} MB (peak {:.1} MB), CPU {cpu_pct:.2}% of one core, {received} observations ({failed} failed)",
+        hwm_kb as f64 / 1024.0
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "agent_rss_mb_100_checks": (rss_mb * 10.0).round() / 10.0,
+            "agent_rss_peak_mb": (hwm_kb as f64 / 102.4).round() / 10.0,
+            "agent_cpu_pct_100_checks": (cpu_pct * 100.0).round() / 100.0,
+            "probes": probes,
+            "seconds": seconds,
+            "observations_per_s": (received as f64 / elapsed * 10.0).round() / 10.0,
+            "failed_observations": failed,
+        })
+    );
+    Ok(())
+}
+
+fn clock_ticks() -> anyhow::Result<f64> {
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0))
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let (u, s) = cpu_split(pid)?;
+    Ok(u + s)
+}
+
+/// (utime, stime) of `pid`, in clock ticks.
+fn cpu_split(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("bad /proc stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After "(comm)": state(0) ppid(1) ... utime(11) stime(12).
+    Ok((
+        f.get(11).context("utime")?.parse::<u64>()?,
+        f.get(12).context("stime")?.parse::<u64>()?,
+    ))
+}
+
+fn status_kb(pid: u32, key: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .with_context(|| format!("{key} missing"))?;
+    Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+}
