@@ -1,0 +1,624 @@
+//! The controller's leader lease against a real nats-server (Debian's 2.9.10 in CI): one actor
+//! at a time, growing epochs, takeover within lease + 1 s after a crash, an immediate handover
+//! on graceful shutdown, stepping down while the bus is frozen, and a 3-node JetStream cluster
+//! losing one node (the lease survives or moves once) or two (nobody acts).
+//!
+//! Every test runs a monitor that samples `is_acting_now()` of every controller every 2 ms and
+//! fails the test if two ever answer at the same instant. Leases are 2 s (4 s on the cluster,
+//! whose stream-leader elections take a few seconds) so the stories stay quick.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use sitewarden_controller::ha::{
+    BucketSpec, Lease, LeaseClock, LeaseConfig, LeaseHandle, Role, ensure_bucket,
+};
+use sitewarden_tests::nats_server::{NatsCluster, NatsServer};
+use sitewarden_tests::wait_for;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const LEASE: Duration = Duration::from_secs(2);
+const CLUSTER_LEASE: Duration = Duration::from_secs(4);
+
+fn config(lease: Duration) -> LeaseConfig {
+    LeaseConfig::new(LeaseClock::new(lease).expect("a valid test lease"))
+}
+
+/// A JetStream context on a client that reconnects quickly to any of `urls`.
+async fn jetstream(urls: &[String]) -> jetstream::Context {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(1))
+        .reconnect_delay_callback(|n| Duration::from_millis((n as u64 * 100).min(500)))
+        .connect(urls.to_vec())
+        .await
+        .expect("connect to the test nats-server");
+    jetstream::new(client)
+}
+
+/// The lease bucket on its own connection.
+async fn lease_store(urls: &[String], bucket: &str, lease: Duration, replicas: usize) -> kv::Store {
+    let js = jetstream(urls).await;
+    ensure_bucket(&js, BucketSpec::lease(bucket, lease, replicas))
+        .await
+        .expect("lease bucket")
+}
+
+/// One controller's lease task running in this process.
+struct Controller {
+    handle: LeaseHandle,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Controller {
+    fn start(store: kv::Store, id: &str, config: LeaseConfig) -> Self {
+        let (lease, handle) = Lease::new(store, id, config);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(lease.run(shutdown.clone()));
+        Self {
+            handle,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A crash: the task is gone without releasing anything.
+    fn crash(&self) {
+        self.task.abort();
+    }
+
+    /// A graceful stop: releases the lease and waits for the task to end.
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the monitor saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Instants at which two or more controllers were acting, with their indexes.
+    overlaps: Vec<(Duration, Vec<usize>)>,
+    /// Each change of who acts: (since the monitor started, index or `None`, epoch).
+    changes: Vec<(Instant, Option<usize>, Option<u64>)>,
+}
+
+/// Samples every controller's `is_acting_now()` every 2 ms.
+struct Monitor {
+    seen: Arc<Mutex<Seen>>,
+    task: JoinHandle<()>,
+}
+
+impl Monitor {
+    fn start(handles: Vec<LeaseHandle>) -> Self {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let out = seen.clone();
+        let task = tokio::spawn(async move {
+            let t0 = Instant::now();
+            let mut last: Option<(Option<usize>, Option<u64>)> = None;
+            loop {
+                let acting: Vec<(usize, u64)> = handles
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, h)| h.is_acting_now().map(|e| (i, e)))
+                    .collect();
+                let now = Instant::now();
+                {
+                    let mut s = out.lock().unwrap();
+                    if acting.len() > 1 {
+                        s.overlaps
+                            .push((now - t0, acting.iter().map(|(i, _)| *i).collect()));
+                    }
+                    let current = (acting.first().map(|a| a.0), acting.first().map(|a| a.1));
+                    if last != Some(current) {
+                        s.changes.push((now, current.0, current.1));
+                        last = Some(current);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        Self { seen, task }
+    }
+
+    /// Fails if two controllers ever acted at once.
+    fn assert_never_two_actors(&self) {
+        let s = self.seen.lock().unwrap();
+        assert!(
+            s.overlaps.is_empty(),
+            "two controllers acted at once: {:?}",
+            &s.overlaps[..s.overlaps.len().min(5)]
+        );
+    }
+
+    /// When controller `i` first acted at or after `since`.
+    fn first_acting(&self, i: usize, since: Instant) -> Option<(Instant, Option<u64>)> {
+        let s = self.seen.lock().unwrap();
+        s.changes
+            .iter()
+            .find(|(t, who, _)| *t >= since && *who == Some(i))
+            .map(|(t, _, e)| (*t, *e))
+    }
+
+    /// When nobody acted any more, first at or after `since`.
+    fn first_idle(&self, since: Instant) -> Option<Instant> {
+        let s = self.seen.lock().unwrap();
+        s.changes
+            .iter()
+            .find(|(t, who, _)| *t >= since && who.is_none())
+            .map(|(t, _, _)| *t)
+    }
+
+    /// When anyone acted, first after `since`.
+    fn first_acting_any(&self, since: Instant) -> Option<Instant> {
+        let s = self.seen.lock().unwrap();
+        s.changes
+            .iter()
+            .find(|(t, who, _)| *t > since && who.is_some())
+            .map(|(t, _, _)| *t)
+    }
+
+    /// How often the acting controller changed from one to another (gaps with nobody acting
+    /// in between do not count; the same controller acting again is not a handover).
+    fn handovers(&self) -> usize {
+        let s = self.seen.lock().unwrap();
+        let actors: Vec<usize> = s.changes.iter().filter_map(|(_, who, _)| *who).collect();
+        actors.windows(2).filter(|w| w[0] != w[1]).count()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The index and epoch of the only controller acting now, if exactly one is.
+fn sole_actor(controllers: &[&Controller]) -> Option<(usize, u64)> {
+    let acting: Vec<(usize, u64)> = controllers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.handle.is_acting_now().map(|e| (i, e)))
+        .collect();
+    match acting.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
+}
+
+/// Waits (up to `deadline`) until the same single controller has acted for `period` without a
+/// break, and returns it with its epoch.
+async fn steady_actor(
+    controllers: &[&Controller],
+    period: Duration,
+    deadline: Duration,
+) -> (usize, u64) {
+    let mut since: Option<(Instant, (usize, u64))> = None;
+    wait_for("one steady actor", deadline, || {
+        let now = Instant::now();
+        since = match (since, sole_actor(controllers)) {
+            (Some((t, prev)), Some(cur)) if prev == cur => Some((t, cur)),
+            (_, Some(cur)) => Some((now, cur)),
+            (_, None) => None,
+        };
+        let steady = since.and_then(|(t, who)| (now - t >= period).then_some(who));
+        async move { steady }
+    })
+    .await
+    .unwrap()
+}
+
+/// Checks `ok` every 25 ms for `period`; fails with `what` the first time it does not hold.
+async fn holds_for(what: &str, period: Duration, mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        assert!(ok(), "{what} stopped holding");
+        tokio::time::sleep(sitewarden_tests::POLL_INTERVAL).await;
+    }
+}
+
+#[tokio::test]
+async fn of_two_controllers_exactly_one_leads_and_the_other_names_it() {
+    let nats = NatsServer::start().await.unwrap();
+    let urls = [nats.url()];
+    let a = Controller::start(
+        lease_store(&urls, "lease", LEASE, 1).await,
+        "ctl-a",
+        config(LEASE),
+    );
+    let b = Controller::start(
+        lease_store(&urls, "lease", LEASE, 1).await,
+        "ctl-b",
+        config(LEASE),
+    );
+    let monitor = Monitor::start(vec![a.handle.clone(), b.handle.clone()]);
+
+    let (leader, epoch) = wait_for("one controller acting", LEASE * 3, || async {
+        sole_actor(&[&a, &b])
+    })
+    .await
+    .unwrap();
+    let (lead, other) = if leader == 0 { (&a, &b) } else { (&b, &a) };
+    let l = lead.handle.current();
+    assert_eq!(l.role, Role::Leader { epoch });
+    assert_eq!(l.epoch, Some(epoch));
+    wait_for("the standby to name the leader", LEASE, || async {
+        (other.handle.current().role
+            == Role::Standby {
+                holder: Some(lead.handle.holder_id().to_owned()),
+            })
+        .then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(other.handle.is_acting_now(), None);
+    assert!(!other.handle.current().acting);
+
+    // Renewals keep the same leader and the same epoch for several leases.
+    holds_for("one leader with a steady epoch", LEASE * 2, || {
+        sole_actor(&[&a, &b]) == Some((leader, epoch))
+    })
+    .await;
+    monitor.assert_never_two_actors();
+}
+
+#[tokio::test]
+async fn a_crashed_leader_is_replaced_within_lease_plus_one_second_under_a_higher_epoch() {
+    let nats = NatsServer::start().await.unwrap();
+    let urls = [nats.url()];
+    let a = Controller::start(
+        lease_store(&urls, "lease", LEASE, 1).await,
+        "ctl-a",
+        config(LEASE),
+    );
+    // a leads first: b starts once a acts.
+    let first_epoch = wait_for("ctl-a acting", LEASE * 3, || async {
+        a.handle.is_acting_now()
+    })
+    .await
+    .unwrap();
+    let b = Controller::start(
+        lease_store(&urls, "lease", LEASE, 1).await,
+        "ctl-b",
+        config(LEASE),
+    );
+    let monitor = Monitor::start(vec![a.handle.clone(), b.handle.clone()]);
+    wait_for("ctl-b to see ctl-a renewing", LEASE * 2, || async {
+        matches!(b.handle.current().role, Role::Standby { holder: Some(ref h) } if h == "ctl-a")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+
+    let crashed_at = Instant::now();
+    a.crash();
+    let second_epoch = wait_for("ctl-b acting", LEASE * 3, || async {
+        b.handle.is_acting_now()
+    })
+    .await
+    .unwrap();
+    let (b_acted_at, _) = monitor.first_acting(1, crashed_at).unwrap();
+    let a_stopped_at = monitor.first_idle(crashed_at).unwrap();
+    let takeover = b_acted_at - crashed_at;
+    eprintln!(
+        "crash takeover: ctl-a stopped acting {:?} after the crash, ctl-b acted {:?} after it \
+         (lease {LEASE:?}); epochs {first_epoch} -> {second_epoch}",
+        a_stopped_at - crashed_at,
+        takeover
+    );
+    assert!(
+        takeover <= LEASE + Duration::from_secs(1),
+        "takeover took {takeover:?}, more than lease + 1 s"
+    );
+    assert!(a_stopped_at <= b_acted_at);
+    assert!(
+        second_epoch > first_epoch,
+        "epoch must grow: {first_epoch} then {second_epoch}"
+    );
+    monitor.assert_never_two_actors();
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_hands_the_lease_over_at_once() {
+    let nats = NatsServer::start().await.unwrap();
+    let urls = [nats.url()];
+    let a = Controller::start(
+        lease_store(&urls, "lease", LEASE, 1).await,
+        "ctl-a",
+        config(LEASE),
+    );
+    let first_epoch = wait_for("ctl-a acting", LEASE * 3, || async {
+        a.handle.is_acting_now()
+    })
+    .await
+    .unwrap();
+    let b = Controller::start(
+        lease_store(&urls, "lease", LEASE, 1).await,
+        "ctl-b",
+        config(LEASE),
+    );
+    let monitor = Monitor::start(vec![a.handle.clone(), b.handle.clone()]);
+    wait_for("ctl-b to see ctl-a", LEASE * 2, || async {
+        matches!(b.handle.current().role, Role::Standby { holder: Some(_) }).then_some(())
+    })
+    .await
+    .unwrap();
+
+    let stopped_at = Instant::now();
+    let a_handle = a.handle.clone();
+    a.stop().await;
+    assert_eq!(
+        a_handle.is_acting_now(),
+        None,
+        "a stopped leader never acts"
+    );
+    let second_epoch = wait_for("ctl-b acting", LEASE, || async { b.handle.is_acting_now() })
+        .await
+        .unwrap();
+    let handover = monitor.first_acting(1, stopped_at).unwrap().0 - stopped_at;
+    eprintln!("graceful handover took {handover:?} (lease {LEASE:?})");
+    assert!(
+        handover < LEASE / 2,
+        "a released lease is taken at once, not after expiry: {handover:?}"
+    );
+    assert!(second_epoch > first_epoch);
+    monitor.assert_never_two_actors();
+}
+
+#[tokio::test]
+async fn a_frozen_bus_makes_the_leader_stop_acting_before_its_lease_ends_then_one_leads_again() {
+    let nats = NatsServer::start().await.unwrap();
+    let urls = [nats.url()];
+    let cfg = config(LEASE);
+    let window = cfg.clock.acting_window();
+    let a = Controller::start(
+        lease_store(&urls, "lease", LEASE, 1).await,
+        "ctl-a",
+        cfg.clone(),
+    );
+    let b = Controller::start(lease_store(&urls, "lease", LEASE, 1).await, "ctl-b", cfg);
+    let monitor = Monitor::start(vec![a.handle.clone(), b.handle.clone()]);
+    wait_for("one controller acting", LEASE * 3, || async {
+        sole_actor(&[&a, &b])
+    })
+    .await
+    .unwrap();
+
+    let paused_at = Instant::now();
+    nats.pause().await.unwrap();
+    // The last renewal was sent before the pause, so acting ends within lease − margin of it.
+    let slack = Duration::from_millis(100);
+    wait_for("nobody acting", window + slack, || async {
+        (sole_actor(&[&a, &b]).is_none()
+            && a.handle.is_acting_now().is_none()
+            && b.handle.is_acting_now().is_none())
+        .then_some(())
+    })
+    .await
+    .unwrap();
+    let stopped_after = monitor.first_idle(paused_at).unwrap() - paused_at;
+    eprintln!(
+        "bus frozen: leader stopped acting {stopped_after:?} after the pause (lease − margin = {window:?})"
+    );
+    assert!(stopped_after < LEASE);
+    // Frozen for two leases: nobody acts, and the published view says we cannot tell.
+    holds_for("nobody acting while the bus is frozen", LEASE * 2, || {
+        a.handle.is_acting_now().is_none() && b.handle.is_acting_now().is_none()
+    })
+    .await;
+    for c in [&a, &b] {
+        assert!(!c.handle.current().acting);
+    }
+
+    let resumed_at = Instant::now();
+    nats.resume().await.unwrap();
+    let (_, epoch) = wait_for(
+        "one controller acting after the thaw",
+        LEASE * 5,
+        || async { sole_actor(&[&a, &b]) },
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "bus thawed: a leader acted again {:?} after the resume",
+        resumed_at.elapsed()
+    );
+    let settled = sole_actor(&[&a, &b]);
+    holds_for("the same single leader after the thaw", LEASE * 2, || {
+        sole_actor(&[&a, &b]) == settled
+    })
+    .await;
+    assert!(epoch > 0);
+    monitor.assert_never_two_actors();
+}
+
+#[tokio::test]
+async fn simultaneous_campaigns_elect_exactly_one_leader_every_time() {
+    let nats = NatsServer::start().await.unwrap();
+    let urls = [nats.url()];
+    let stores = [
+        lease_store(&urls, "race", LEASE, 1).await,
+        lease_store(&urls, "race", LEASE, 1).await,
+        lease_store(&urls, "race", LEASE, 1).await,
+    ];
+    let mut epochs = Vec::new();
+    for round in 0..10 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(3));
+        let mut controllers = Vec::new();
+        for (i, store) in stores.iter().enumerate() {
+            let mut cfg = config(LEASE);
+            cfg.key = format!("leader-{round}");
+            let (lease, handle) = Lease::new(store.clone(), format!("ctl-{i}"), cfg);
+            let shutdown = CancellationToken::new();
+            let barrier = barrier.clone();
+            let token = shutdown.clone();
+            let task = tokio::spawn(async move {
+                barrier.wait().await;
+                lease.run(token).await;
+            });
+            controllers.push(Controller {
+                handle,
+                shutdown,
+                task,
+            });
+        }
+        let leaders = || {
+            controllers
+                .iter()
+                .filter(|c| matches!(c.handle.current().role, Role::Leader { .. }))
+                .count()
+        };
+        wait_for("a leader", LEASE * 3, || async {
+            (leaders() > 0).then_some(())
+        })
+        .await
+        .unwrap();
+        let refs: Vec<&Controller> = controllers.iter().collect();
+        let (_, epoch) = wait_for("the leader acting", LEASE * 2, || async {
+            sole_actor(&refs)
+        })
+        .await
+        .unwrap();
+        holds_for("exactly one leader", Duration::from_millis(300), || {
+            leaders() == 1 && sole_actor(&refs).is_some()
+        })
+        .await;
+        epochs.push(epoch);
+        for c in controllers {
+            c.stop().await;
+        }
+    }
+    assert!(
+        epochs.windows(2).all(|w| w[1] > w[0]),
+        "epochs only grow: {epochs:?}"
+    );
+}
+
+/// Starts the 3-site cluster, an R3 lease bucket and two controllers on it.
+async fn cluster_pair() -> (NatsCluster, Controller, Controller, Monitor) {
+    let cluster = NatsCluster::start_named(&["site1", "site2", "witness"])
+        .await
+        .unwrap();
+    let urls = cluster.urls();
+    let a = Controller::start(
+        lease_store(&urls, "lease", CLUSTER_LEASE, 3).await,
+        "ctl-a",
+        config(CLUSTER_LEASE),
+    );
+    let b = Controller::start(
+        lease_store(&urls, "lease", CLUSTER_LEASE, 3).await,
+        "ctl-b",
+        config(CLUSTER_LEASE),
+    );
+    let monitor = Monitor::start(vec![a.handle.clone(), b.handle.clone()]);
+    wait_for("one controller acting", CLUSTER_LEASE * 3, || async {
+        sole_actor(&[&a, &b])
+    })
+    .await
+    .unwrap();
+    (cluster, a, b, monitor)
+}
+
+/// The node that leads the lease stream's raft group.
+async fn stream_leader(cluster: &NatsCluster) -> usize {
+    let js = jetstream(&cluster.urls()).await;
+    let name = wait_for("a lease stream leader", Duration::from_secs(20), || async {
+        let mut stream = js.get_stream("KV_lease").await.ok()?;
+        let info = stream.info().await.ok()?;
+        info.cluster.as_ref()?.leader.clone()
+    })
+    .await
+    .unwrap();
+    cluster
+        .nodes()
+        .iter()
+        .position(|n| n.name() == name)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn losing_one_of_three_nats_nodes_keeps_one_actor() {
+    let (cluster, a, b, monitor) = cluster_pair().await;
+    // The hardest node to lose: the one leading the lease stream.
+    let victim = stream_leader(&cluster).await;
+    let killed_at = Instant::now();
+    cluster.node(victim).stop().await.unwrap();
+
+    let (leader, _) = steady_actor(&[&a, &b], CLUSTER_LEASE * 2, Duration::from_secs(60)).await;
+    let gap = monitor.first_idle(killed_at).map(|idle| {
+        let back = monitor.first_acting_any(idle);
+        format!(
+            "nobody acted from {:?} to {:?} after the kill",
+            idle - killed_at,
+            back.map(|t| t - killed_at)
+        )
+    });
+    eprintln!(
+        "killed {} (stream leader): ctl-{} leads, handovers {}, {}",
+        cluster.node(victim).name(),
+        ["a", "b"][leader],
+        monitor.handovers(),
+        gap.as_deref().unwrap_or("no gap in acting")
+    );
+    assert!(monitor.handovers() <= 1, "at most one clean handover");
+    monitor.assert_never_two_actors();
+}
+
+#[tokio::test]
+async fn losing_a_nats_node_that_does_not_lead_the_lease_stream_changes_nothing() {
+    let (cluster, a, b, monitor) = cluster_pair().await;
+    let before = sole_actor(&[&a, &b]);
+    let victim = (stream_leader(&cluster).await + 1) % 3;
+    let killed_at = Instant::now();
+    cluster.node(victim).stop().await.unwrap();
+    holds_for("the same leader acting", CLUSTER_LEASE * 3, || {
+        sole_actor(&[&a, &b]) == before
+    })
+    .await;
+    assert_eq!(monitor.first_idle(killed_at), None, "no gap in acting");
+    assert_eq!(monitor.handovers(), 0);
+    monitor.assert_never_two_actors();
+}
+
+#[tokio::test]
+async fn losing_two_of_three_nats_nodes_stops_everyone_from_acting() {
+    let (cluster, a, b, monitor) = cluster_pair().await;
+    let victim = stream_leader(&cluster).await;
+    let other = (victim + 1) % 3;
+    let killed_at = Instant::now();
+    cluster.node(victim).stop().await.unwrap();
+    cluster.node(other).stop().await.unwrap();
+
+    wait_for("nobody acting without quorum", CLUSTER_LEASE, || async {
+        (a.handle.is_acting_now().is_none() && b.handle.is_acting_now().is_none()).then_some(())
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "quorum lost: nobody acts {:?} after the kill",
+        killed_at.elapsed()
+    );
+    holds_for("nobody acting without quorum", CLUSTER_LEASE * 3, || {
+        a.handle.is_acting_now().is_none() && b.handle.is_acting_now().is_none()
+    })
+    .await;
+    for c in [&a, &b] {
+        let l = c.handle.current();
+        assert!(!l.acting);
+        assert!(
+            !matches!(l.role, Role::Leader { .. }),
+            "{}: {l:?}",
+            c.handle.holder_id()
+        );
+    }
+    monitor.assert_never_two_actors();
+}
