@@ -1,7 +1,8 @@
-//! The controller's leader lease against a real nats-server (Debian's 2.9.10 in CI): one actor
-//! at a time, growing epochs, takeover within lease + 1 s after a crash, an immediate handover
-//! on graceful shutdown, stepping down while the bus is frozen, and a 3-node JetStream cluster
-//! losing one node (the lease survives or moves once) or two (nobody acts).
+//! The controller's leader lease and KV buckets against a real nats-server (Debian's 2.9.10 in
+//! CI): buckets created once and mismatches named, one actor at a time, growing epochs, takeover
+//! within lease + 1 s after a crash, an immediate handover on graceful shutdown, stepping down
+//! while the bus is frozen, and a 3-node JetStream cluster losing one node (the lease survives
+//! or moves once) or two (nobody acts).
 //!
 //! Every test runs a monitor that samples `is_acting_now()` of every controller every 2 ms and
 //! fails the test if two ever answer at the same instant. Leases are 2 s (4 s on the cluster,
@@ -224,6 +225,55 @@ async fn holds_for(what: &str, period: Duration, mut ok: impl FnMut() -> bool) {
         assert!(ok(), "{what} stopped holding");
         tokio::time::sleep(sitewarden_tests::POLL_INTERVAL).await;
     }
+}
+
+#[tokio::test]
+async fn buckets_are_created_once_and_a_mismatched_one_is_named_with_the_fix() {
+    let nats = NatsServer::start().await.unwrap();
+    let js = jetstream(&[nats.url()]).await;
+    // Two controllers starting together race to create the same bucket: both succeed.
+    let spec = BucketSpec::lease("lease", LEASE, 1);
+    let (first, second) = tokio::join!(
+        ensure_bucket(&js, spec.clone()),
+        ensure_bucket(&js, spec.clone())
+    );
+    let store = first.unwrap();
+    second.unwrap();
+    ensure_bucket(&js, spec).await.unwrap();
+    assert!(store.create("k", "1".into()).await.is_ok());
+    assert!(
+        store.create("k", "2".into()).await.is_err(),
+        "create on an existing key fails"
+    );
+
+    let err = ensure_bucket(&js, BucketSpec::lease("lease", LEASE * 2, 1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"lease\"") && err.contains("max_age"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nats stream"),
+        "the error says how to fix it: {err}"
+    );
+
+    // A state bucket keeps history and never expires.
+    let state = ensure_bucket(&js, BucketSpec::state("state", 5, 1))
+        .await
+        .unwrap();
+    let r1 = state.put("override", "a".into()).await.unwrap();
+    let r2 = state.update("override", "b".into(), r1).await.unwrap();
+    assert!(
+        state.update("override", "c".into(), r1).await.is_err(),
+        "stale revision"
+    );
+    assert_eq!(
+        state.get("override").await.unwrap().as_deref(),
+        Some(&b"b"[..])
+    );
+    assert!(r2 > r1);
 }
 
 #[tokio::test]

@@ -37,6 +37,8 @@ use crate::ha::leadership::{ActingWindow, Leadership, LeaseHandle, Role, SharedW
 use crate::ha::record::{LeaseRecord, LeaseValue};
 use crate::ha::sightings::Sightings;
 
+/// The lease bucket's default name (stream `KV_sitewarden-lease`).
+pub const DEFAULT_BUCKET: &str = "sitewarden-lease";
 /// The key in the lease bucket.
 pub const DEFAULT_KEY: &str = "leader";
 /// How often a standby checks whether the lease is free once renewals stop arriving.
@@ -140,7 +142,8 @@ impl Lease {
     ///
     /// Cancel `shutdown` only after the runtime stopped writing: the release lets the standby
     /// act at once. Dropping or aborting this future instead (a crash) leaves the key to expire,
-    /// and the standby takes over about one lease after the last renewal.
+    /// and the standby takes over about one lease after the last renewal; handles keep
+    /// answering [`LeaseHandle::is_acting_now`] from the last acting window until it closes.
     pub async fn run(self, shutdown: CancellationToken) {
         let sightings = Mutex::new(Sightings::default());
         let released = Notify::new();

@@ -18,4 +18,4 @@ pub mod sightings;
 pub use clock::{LeaseClock, LeaseClockError, PreviousHolder, Term};
 pub use kv::{BucketError, BucketSpec, ensure_bucket};
 pub use leadership::{Leadership, LeaseHandle, Role};
-pub use lease::{Lease, LeaseConfig};
+pub use lease::{DEFAULT_BUCKET, DEFAULT_KEY, Lease, LeaseConfig};
