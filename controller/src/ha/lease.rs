@@ -362,6 +362,14 @@ impl Lease {
                         if entry.operation == kv::Operation::Put
                             && LeaseValue::decode(&entry.value).is_held_by(&self.incarnation) =>
                     {
+                        if entry.revision == t.revision() {
+                            // A stale read (direct gets may be served by a lagging replica):
+                            // retry on schedule rather than in a tight loop.
+                            return Renewal::Failed(format!(
+                                "renewal refused at revision {} but a read still shows it",
+                                entry.revision
+                            ));
+                        }
                         t.adopt_revision(entry.revision);
                         Renewal::Adopted
                     }
