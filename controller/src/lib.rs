@@ -4,3 +4,6 @@
 
 pub mod config;
 pub mod engine;
+pub mod ha;
+pub mod provider;
+pub mod runtime;

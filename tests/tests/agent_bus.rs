@@ -245,7 +245,7 @@ fn dbcopy_section(name: &str, command: &[&str], timeout: &str) -> String {
     )
 }
 
-// The agent binary runs a multi-thread runtime; so does this test (see docs/testing.md).
+// The agent binary runs a multi-thread runtime; so does this test (docs/testing.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_collector_commands_when_they_succeed_or_misbehave_then_snapshots_carry_copies_or_the_error()
  {

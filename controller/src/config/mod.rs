@@ -7,7 +7,7 @@
 //! The decision engine (`crate::engine`) takes a loaded config and never re-checks it.
 
 mod namespaces;
-mod raw;
+pub(crate) mod raw;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -29,6 +29,18 @@ pub(crate) struct RawConfig {
     /// `[[namespaces]]`: the managed DNS names.
     #[serde(default)]
     pub namespaces: Vec<RawNamespace>,
+    /// `[controller]`: this process (id, listen address, dry run, streams). Runtime only.
+    #[serde(default)]
+    pub controller: Option<crate::runtime::settings::RawController>,
+    /// `[nats]`: the bus. Runtime only.
+    #[serde(default)]
+    pub nats: Option<sitewarden_shared::nats::NatsConfig>,
+    /// `[provider]`: where records live. Runtime only.
+    #[serde(default)]
+    pub provider: Option<crate::provider::config::RawProvider>,
+    /// `[ha]`: the leader lease. Runtime only.
+    #[serde(default)]
+    pub ha: Option<crate::runtime::settings::RawHa>,
 }
 
 /// `[policy]`.

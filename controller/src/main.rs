@@ -1,0 +1,205 @@
+//! `sitewarden-controller` command line: `run`, `validate`, `plan`.
+//!
+//! Exit codes: 0 success; 1 a runtime failure (bus or provider unreachable for `plan`, a crash
+//! of `run`); 2 the configuration is invalid (nothing was started).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use sitewarden_controller::config::ControllerConfig;
+use sitewarden_controller::runtime::metrics::Metrics;
+use sitewarden_controller::runtime::settings::RuntimeSettings;
+use sitewarden_controller::runtime::{self, Runtime};
+use sitewarden_shared::config::Source;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "sitewarden-controller",
+    version,
+    about = "Decide site state and move DNS names; run as an HA pair"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller until SIGINT or SIGTERM.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Decide and audit "would apply", never write to the DNS provider.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a configuration file and exit (0 valid, 2 invalid).
+    Validate {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print what the leader would change now and why; changes nothing.
+    Plan {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(path: &Path) -> Result<(ControllerConfig, RuntimeSettings), ExitCode> {
+    let fail = |e: sitewarden_shared::config::ConfigError| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    };
+    let src = Source::read(path).map_err(fail)?;
+    let config = ControllerConfig::load(&src).map_err(fail)?;
+    let settings = RuntimeSettings::load(&src).map_err(fail)?;
+    Ok((config, settings))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Validate { config } => match load(&config) {
+            Ok((c, s)) => {
+                println!(
+                    "{}: valid ({} sites, {} agents, {} namespaces; provider {}, lease {}s)",
+                    config.display(),
+                    c.sites.len(),
+                    c.agents.len(),
+                    c.namespaces.len(),
+                    match s.provider.kind {
+                        sitewarden_controller::provider::config::ProviderKind::Memory => "memory",
+                        _ => "cloudflare",
+                    },
+                    s.lease.lease().as_secs_f32()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Plan { config, json } => {
+            let (c, s) = match load(&config) {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            runtime.block_on(async move {
+                let provider = match s.provider.build() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                match runtime::plan::plan(c, &s, provider.as_ref()).await {
+                    Ok(plan) if json => {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&plan).unwrap_or_default()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Ok(plan) => {
+                        println!("replayed {} events", plan.events);
+                        if plan.changes.is_empty() {
+                            println!("no changes: every managed name points where it should");
+                        }
+                        for ch in &plan.changes {
+                            println!(
+                                "would set {} -> {} (now {}) by rule {}",
+                                ch.namespace,
+                                ch.target,
+                                ch.current.as_deref().unwrap_or("no record"),
+                                ch.rule
+                            );
+                        }
+                        for e in &plan.explanations {
+                            println!("\n{e}");
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        ExitCode::from(1)
+                    }
+                }
+            })
+        }
+        Command::Run { config, dry_run } => {
+            let (c, mut s) = match load(&config) {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            s.dry_run |= dry_run;
+            runtime.block_on(async move {
+                let provider = match s.provider.build() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let shutdown = CancellationToken::new();
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("shutting down");
+                    stop.cancel();
+                });
+                let rt = Runtime {
+                    config: c,
+                    settings: s,
+                    provider,
+                    metrics: Arc::new(Metrics::new()),
+                };
+                match runtime::run(rt, shutdown).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        ExitCode::from(1)
+                    }
+                }
+            })
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

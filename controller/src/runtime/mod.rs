@@ -1,0 +1,274 @@
+//! The controller runtime: the thin imperative shell around the pure engine.
+//!
+//! One task owns the [`Engine`] and its [`State`] and feeds it inputs one at a time: agent events
+//! from [`intake`], ticks, leadership changes from the lease, provider reports from [`apply`].
+//! The commands it returns are dispatched: record changes to the applier (which acts only while
+//! this controller holds the lease, re-checked on the monotonic clock before every write),
+//! alerts to the log and the audit trail, audit records to [`audit`], edge notices to NATS.
+//! Both controllers of the pair run all of this; the standby's engine records what it would do.
+//! If the bus is unreachable the lease lapses and nothing is applied: sitewarden never fails
+//! over because NATS is down.
+
+pub mod apply;
+pub mod audit;
+pub mod intake;
+pub mod metrics;
+pub mod plan;
+pub mod settings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ControllerConfig;
+use crate::engine::{Command, Engine, Input, LeadershipChange, State};
+use crate::ha::kv::{BucketSpec, ensure_bucket};
+use crate::ha::lease::{Lease, LeaseConfig};
+use crate::provider::DnsProvider;
+use apply::Applier;
+use audit::{AuditRecord, AuditSink};
+use metrics::Metrics;
+use settings::RuntimeSettings;
+
+/// The lease bucket.
+pub const LEASE_BUCKET: &str = "sitewarden-lease";
+/// The state bucket (intents, applied generations).
+pub const STATE_BUCKET: &str = "sitewarden-state";
+/// Subject of edge notifications.
+pub const EDGE_SUBJECT: &str = "sitewarden.v1.edge.notice";
+
+/// Everything `run` needs from outside, so tests can hand in their own provider.
+pub struct Runtime {
+    /// The decision configuration.
+    pub config: ControllerConfig,
+    /// The runtime settings.
+    pub settings: RuntimeSettings,
+    /// The DNS provider (usually `settings.provider.build()`).
+    pub provider: Arc<dyn DnsProvider>,
+    /// Metrics shared with the HTTP surface.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs the controller until `shutdown`.
+pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Runtime {
+        config,
+        settings,
+        provider,
+        metrics,
+    } = rt;
+    let client = settings
+        .nats
+        .connect(&format!("sitewarden-controller {}", settings.id))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let js = jetstream::new(client.clone());
+    let replicas = settings.replicas;
+    // The bus may be starting too: retry setup until it answers or we are told to stop.
+    let (lease_store, state_store) = loop {
+        let setup = async {
+            intake::ensure_stream(&js, replicas, settings.events_max_age).await?;
+            audit::ensure_stream(&js, replicas, settings.audit_max_age).await?;
+            let lease = ensure_bucket(
+                &js,
+                BucketSpec::lease(LEASE_BUCKET, settings.lease.lease(), replicas),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let state = ensure_bucket(&js, BucketSpec::state(STATE_BUCKET, 5, replicas))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((lease, state))
+        };
+        match setup.await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!("JetStream setup failed ({e}); retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+
+    let tasks_stop = CancellationToken::new();
+    let (audit_sink, audit_task) = audit::spawn(
+        js.clone(),
+        settings.id.clone(),
+        metrics.clone(),
+        tasks_stop.clone(),
+    );
+    let (lease, lease_handle) = Lease::new(
+        lease_store,
+        settings.id.clone(),
+        LeaseConfig::new(settings.lease),
+    );
+    let lease_stop = CancellationToken::new();
+    let lease_task = tokio::spawn(lease.run(lease_stop.clone()));
+
+    let (tx, mut rx) = mpsc::channel::<Input>(16_384);
+    let intake_task = tokio::spawn(intake::run(
+        js.clone(),
+        tx.clone(),
+        metrics.clone(),
+        tasks_stop.clone(),
+    ));
+
+    // Leadership changes become engine inputs; the applier checks the lease itself.
+    {
+        let mut watch = lease_handle.leadership();
+        let (tx, stop, metrics) = (tx.clone(), tasks_stop.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let mut last: Option<(bool, u64)> = None;
+            loop {
+                let now = watch.borrow_and_update().clone();
+                let view = (now.acting, now.epoch.unwrap_or(0));
+                metrics.acting.set(i64::from(now.acting));
+                metrics.epoch.set(i64::try_from(view.1).unwrap_or(i64::MAX));
+                if last != Some(view) {
+                    last = Some(view);
+                    let change = LeadershipChange {
+                        is_leader: view.0,
+                        epoch: view.1,
+                    };
+                    if tx.send(Input::Leadership(change)).await.is_err() {
+                        break;
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    r = watch.changed() => if r.is_err() { break },
+                }
+            }
+        });
+    }
+
+    let acting_handle = lease_handle.clone();
+    let (apply_tx, mut apply_rx) = mpsc::channel(1024);
+    let mut applier = Applier {
+        provider: provider.clone(),
+        store: Some(state_store),
+        acting: Arc::new(move || acting_handle.is_acting_now()),
+        dry_run: settings.dry_run,
+        adopt_unmarked: Default::default(),
+        audit: audit_sink.clone(),
+        controller: settings.id.clone(),
+        metrics: metrics.clone(),
+        reports: tx.clone(),
+        last_seen: Default::default(),
+        shadow: Default::default(),
+    };
+    let names: Vec<String> = config.namespaces.keys().cloned().collect();
+    let reconcile_every = settings.reconcile_every;
+    let applier_stop = tasks_stop.clone();
+    let applier_task = tokio::spawn(async move {
+        // Read every record once at start, then periodically (within the rate budget).
+        let mut reconcile = tokio::time::interval(reconcile_every);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = applier_stop.cancelled() => break,
+                cmd = apply_rx.recv() => match cmd {
+                    Some(cmd) => applier.apply(cmd).await,
+                    None => break,
+                },
+                _ = reconcile.tick() => {
+                    for name in &names {
+                        if let Err(e) = applier.refresh(name).await {
+                            tracing::warn!(namespace = %name, "cannot read the record: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    });
+
+    let engine = Engine::new(config);
+    let mut state: State = engine.initial_state();
+    let mut tick = tokio::time::interval(settings.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let edge_client = client.clone();
+    loop {
+        let input = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => Input::Tick,
+            i = rx.recv() => match i { Some(i) => i, None => break },
+        };
+        let commands = engine.step(&mut state, Utc::now(), &input);
+        let epoch = lease_handle.is_acting_now();
+        for cmd in commands {
+            dispatch(
+                cmd,
+                epoch,
+                &settings.id,
+                &audit_sink,
+                &apply_tx,
+                &edge_client,
+            )
+            .await;
+        }
+    }
+
+    // Stop deciding first, then release the lease so the standby can act at once.
+    tasks_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), applier_task).await;
+    lease_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), intake_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), audit_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+    Ok(())
+}
+
+async fn dispatch(
+    cmd: Command,
+    epoch: Option<u64>,
+    controller: &str,
+    audit: &AuditSink,
+    apply_tx: &mpsc::Sender<crate::engine::SetRecord>,
+    nats: &async_nats::Client,
+) {
+    let record = |event: serde_json::Value| AuditRecord {
+        at: Utc::now(),
+        controller: controller.to_owned(),
+        role: if epoch.is_some() { "leader" } else { "standby" },
+        epoch,
+        event,
+    };
+    match cmd {
+        Command::SetRecord(set) => {
+            if apply_tx.send(set).await.is_err() {
+                tracing::error!("applier stopped; record change dropped");
+            }
+        }
+        Command::Alert(alert) => {
+            let line = format!("{:?} {:?}: {}", alert.severity, alert.kind, alert.text);
+            match alert.severity {
+                crate::engine::Severity::Critical => tracing::error!("ALERT {line}"),
+                _ => tracing::warn!("ALERT {line}"),
+            }
+            audit.record(record(serde_json::json!({"kind": "alert", "alert": alert})));
+        }
+        Command::Audit(a) => {
+            if let Ok(v) = serde_json::to_value(&a) {
+                audit.record(record(v));
+            }
+        }
+        Command::NotifyEdge(notice) => {
+            if epoch.is_some()
+                && let Ok(body) = serde_json::to_vec(&notice)
+                && let Err(e) = nats.publish(EDGE_SUBJECT, body.into()).await
+            {
+                tracing::warn!("edge notice not published: {e}");
+            }
+            audit.record(record(
+                serde_json::json!({"kind": "edge_notice", "notice": notice}),
+            ));
+        }
+    }
+}

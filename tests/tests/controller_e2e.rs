@@ -1,0 +1,303 @@
+//! The controller end to end on a real nats-server, fed by real agents probing emulated Exchange
+//! sites: site1 dies and mail.example.com moves to mail-site2.example.com exactly once; in
+//! dry-run the same decision is audited as "would apply" and nothing is written.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{DEADLINE, RunningAgent};
+use sitewarden_controller::config::ControllerConfig;
+use sitewarden_controller::provider::DnsProvider;
+use sitewarden_controller::provider::budget::RetryPolicy;
+use sitewarden_controller::provider::memory::MemoryProvider;
+use sitewarden_controller::runtime::metrics::Metrics;
+use sitewarden_controller::runtime::settings::RuntimeSettings;
+use sitewarden_controller::runtime::{self, Runtime};
+use sitewarden_shared::config::Source;
+use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer};
+use sitewarden_tests::nats_server::NatsServer;
+use sitewarden_tests::wait_for;
+use tokio_util::sync::CancellationToken;
+
+const NAME: &str = "mail.example.com";
+
+struct Lab {
+    nats: NatsServer,
+    cas: Vec<ExchangeServer>,
+    _agents: Vec<RunningAgent>,
+}
+
+async fn lab() -> Lab {
+    let nats = NatsServer::start().await.unwrap();
+    let mut cas = Vec::new();
+    for i in 0..4 {
+        cas.push(
+            ExchangeServer::start(ExchangeOptions::new(&format!("EXCH-{i}.CONTOSO.LOCAL")))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut agents = Vec::new();
+    for (id, site) in [
+        ("site1-agent1", "site1"),
+        ("site2-agent1", "site2"),
+        ("witness-agent1", "witness"),
+    ] {
+        agents.push(RunningAgent::start(&format!(
+            r#"
+[agent]
+id = "{id}"
+site = "{site}"
+heartbeat_interval = "500ms"
+
+[nats]
+servers = ["{nats}"]
+
+[defaults]
+interval = "500ms"
+timeout = "400ms"
+
+[[sites]]
+name = "site1"
+activesync_url = "http://mail-site1.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas1", address = "{a0}" }}, {{ name = "cas2", address = "{a1}" }}]
+
+[[sites]]
+name = "site2"
+activesync_url = "http://mail-site2.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas3", address = "{a2}" }}, {{ name = "cas4", address = "{a3}" }}]
+
+[[checks]]
+name = "eas"
+kind = "activesync"
+site = "site1"
+scheme = "http"
+
+[[checks]]
+name = "eas-x"
+kind = "activesync"
+site = "site2"
+scheme = "http"
+"#,
+            nats = nats.url(),
+            a0 = cas[0].addr(),
+            a1 = cas[1].addr(),
+            a2 = cas[2].addr(),
+            a3 = cas[3].addr(),
+        )));
+    }
+    Lab {
+        nats,
+        cas,
+        _agents: agents,
+    }
+}
+
+fn controller_toml(nats: &str, id: &str, dry_run: bool) -> String {
+    format!(
+        r#"
+[controller]
+id = "{id}"
+listen = "off"
+dry_run = {dry_run}
+tick = "100ms"
+
+[nats]
+servers = ["{nats}"]
+
+[provider]
+kind = "memory"
+
+[ha]
+lease = "3s"
+
+[policy]
+fall = 3
+rise = 3
+interval = "500ms"
+min_observers = 2
+hold_down = "5s"
+failback_after = "30s"
+
+[[sites]]
+name = "site1"
+servers = ["cas1", "cas2"]
+
+[[sites]]
+name = "site2"
+servers = ["cas3", "cas4"]
+
+[[sites]]
+name = "witness"
+
+[[agents]]
+name = "site1-agent1"
+site = "site1"
+
+[[agents]]
+name = "site2-agent1"
+site = "site2"
+
+[[agents]]
+name = "witness-agent1"
+site = "witness"
+
+[[namespaces]]
+name = "{NAME}"
+ttl = "60s"
+candidates = [
+  {{ target = "mail-rr.example.com", requires = ["site1", "site2"] }},
+  {{ target = "mail-site1.example.com", requires = ["site1"] }},
+  {{ target = "mail-site2.example.com", requires = ["site2"] }},
+]
+"#
+    )
+}
+
+struct Controller {
+    provider: Arc<MemoryProvider>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn start_controller(toml: &str) -> Controller {
+    let src = Source::inline("controller.toml", toml);
+    let config = ControllerConfig::load(&src).unwrap();
+    let settings = RuntimeSettings::load(&src).unwrap();
+    let provider = Arc::new(MemoryProvider::new(RetryPolicy::default()));
+    provider.insert(
+        NAME,
+        "mail-rr.example.com",
+        Some("sitewarden epoch=0 gen=0"),
+    );
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = CancellationToken::new();
+    let rt = Runtime {
+        config,
+        settings,
+        provider: provider.clone() as Arc<dyn DnsProvider>,
+        metrics: metrics.clone(),
+    };
+    let task = tokio::spawn(runtime::run(rt, shutdown.clone()));
+    Controller {
+        provider,
+        metrics,
+        shutdown,
+        task,
+    }
+}
+
+fn content(p: &MemoryProvider) -> Option<String> {
+    p.record(NAME).and_then(|r| r.content)
+}
+
+async fn audit_kinds(nats: &NatsServer) -> Vec<String> {
+    use futures::StreamExt;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let Ok(stream) = js.get_stream("SITEWARDEN_AUDIT").await else {
+        return Vec::new();
+    };
+    let Ok(consumer) = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+    else {
+        return Vec::new();
+    };
+    let Ok(mut messages) = consumer.messages().await else {
+        return Vec::new();
+    };
+    let mut kinds = Vec::new();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(2), messages.next()).await
+    {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) {
+            let kind = v["event"]["kind"].as_str().unwrap_or("");
+            kinds.push(format!("{kind} {}", v["event"]));
+        }
+        if m.info().map(|i| i.pending).unwrap_or(0) == 0 {
+            break;
+        }
+    }
+    kinds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_two_healthy_sites_when_site1_dies_then_mail_moves_to_site2_once() {
+    let lab = lab().await;
+    let c = start_controller(&controller_toml(&lab.nats.url(), "ctl-a", false));
+    wait_for("controller acting", DEADLINE, || async {
+        (c.metrics.acting.get() == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    // Healthy: nothing to change.
+    assert_eq!(content(&c.provider).as_deref(), Some("mail-rr.example.com"));
+
+    for cas in &lab.cas[..2] {
+        cas.set(Behaviour::Down).await.unwrap();
+    }
+    let moved = wait_for("mail moved to site2", DEADLINE, || async {
+        (content(&c.provider).as_deref() == Some("mail-site2.example.com")).then_some(())
+    })
+    .await;
+    assert!(moved.is_ok(), "audit: {:#?}", audit_kinds(&lab.nats).await);
+    assert_eq!(c.provider.writes(), 1, "exactly one write");
+    let record = c.provider.record(NAME).unwrap();
+    let marker = record.marker.expect("our marker on the record");
+    assert!(marker.epoch > 0 && marker.generation > 0, "{marker:?}");
+
+    // More evidence keeps arriving; the decision does not flap or repeat.
+    let seen = c.metrics.events_accepted.get();
+    wait_for("more events", DEADLINE, || async {
+        (c.metrics.events_accepted.get() > seen + 30).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(c.provider.writes(), 1, "no second write");
+    let kinds = audit_kinds(&lab.nats).await;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| k.starts_with("apply_applied "))
+            .count(),
+        1,
+        "{kinds:#?}"
+    );
+    assert!(
+        kinds.iter().any(|k| k.starts_with("intent ")),
+        "intent recorded before the apply"
+    );
+    c.shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), c.task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_dry_run_when_site1_dies_then_the_move_is_audited_and_nothing_is_written() {
+    let lab = lab().await;
+    let c = start_controller(&controller_toml(&lab.nats.url(), "ctl-dry", true));
+    wait_for("controller acting", DEADLINE, || async {
+        (c.metrics.acting.get() == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    for cas in &lab.cas[..2] {
+        cas.set(Behaviour::Down).await.unwrap();
+    }
+    let nats = &lab.nats;
+    wait_for("would_apply audited", DEADLINE, || async {
+        audit_kinds(nats)
+            .await
+            .into_iter()
+            .any(|k| k.starts_with("would_apply ") && k.contains("mail-site2.example.com"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(c.provider.writes(), 0);
+    assert_eq!(content(&c.provider).as_deref(), Some("mail-rr.example.com"));
+    c.shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), c.task).await;
+}
