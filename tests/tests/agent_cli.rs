@@ -12,17 +12,23 @@ fn examples() -> std::path::PathBuf {
 }
 
 #[test]
-fn validate_accepts_every_agent_example_and_exits_2_with_file_line_key_on_a_typo() {
+fn validate_accepts_every_example_and_exits_2_with_file_line_key_on_a_typo() {
     let agent = binary("sitewarden-agent");
     let mut seen = 0;
     for entry in std::fs::read_dir(examples()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if !name.starts_with("agent-") {
-            continue;
-        }
+        let bin = if name.starts_with("agent-") {
+            agent.clone()
+        } else if name.starts_with("controller") {
+            binary("sitewarden-controller")
+        } else {
+            panic!(
+                "examples/{name}: no test knows how to load it; name it agent-*.toml or controller*.toml"
+            );
+        };
         seen += 1;
-        let out = Command::new(&agent)
+        let out = Command::new(&bin)
             .args(["validate", "--config"])
             .arg(&path)
             .env("SITEWARDEN_NATS_PASSWORD", "example-only")
@@ -34,7 +40,7 @@ fn validate_accepts_every_agent_example_and_exits_2_with_file_line_key_on_a_typo
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert!(seen >= 3, "agent examples found: {seen}");
+    assert!(seen >= 4, "examples found: {seen}");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("agent.toml");

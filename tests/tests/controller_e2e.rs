@@ -96,11 +96,15 @@ scheme = "http"
 }
 
 fn controller_toml(nats: &str, id: &str, dry_run: bool) -> String {
+    controller_toml_on(nats, id, dry_run, "off")
+}
+
+fn controller_toml_on(nats: &str, id: &str, dry_run: bool, listen: &str) -> String {
     format!(
         r#"
 [controller]
 id = "{id}"
-listen = "off"
+listen = "{listen}"
 dry_run = {dry_run}
 tick = "100ms"
 
@@ -164,15 +168,19 @@ struct Controller {
 }
 
 fn start_controller(toml: &str) -> Controller {
-    let src = Source::inline("controller.toml", toml);
-    let config = ControllerConfig::load(&src).unwrap();
-    let settings = RuntimeSettings::load(&src).unwrap();
     let provider = Arc::new(MemoryProvider::new(RetryPolicy::default()));
     provider.insert(
         NAME,
         "mail-rr.example.com",
         Some("sitewarden epoch=0 gen=0"),
     );
+    start_controller_with(toml, provider)
+}
+
+fn start_controller_with(toml: &str, provider: Arc<MemoryProvider>) -> Controller {
+    let src = Source::inline("controller.toml", toml);
+    let config = ControllerConfig::load(&src).unwrap();
+    let settings = RuntimeSettings::load(&src).unwrap();
     let metrics = Arc::new(Metrics::new());
     let shutdown = CancellationToken::new();
     let rt = Runtime {
@@ -227,12 +235,24 @@ async fn audit_kinds(nats: &NatsServer) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_two_healthy_sites_when_site1_dies_then_mail_moves_to_site2_once() {
     let lab = lab().await;
-    let c = start_controller(&controller_toml(&lab.nats.url(), "ctl-a", false));
+    let http = common::free_addr();
+    let c = start_controller(&controller_toml_on(
+        &lab.nats.url(),
+        "ctl-a",
+        false,
+        &http.to_string(),
+    ));
     wait_for("controller acting", DEADLINE, || async {
         (c.metrics.acting.get() == 1).then_some(())
     })
     .await
     .unwrap();
+    let ready = reqwest::get(format!("http://{http}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        common::metric(http, "sitewarden_controller_acting", "").await,
+        Some(1.0)
+    );
     // Healthy: nothing to change.
     assert_eq!(content(&c.provider).as_deref(), Some("mail-rr.example.com"));
 
@@ -300,4 +320,70 @@ async fn given_dry_run_when_site1_dies_then_the_move_is_audited_and_nothing_is_w
     assert_eq!(content(&c.provider).as_deref(), Some("mail-rr.example.com"));
     c.shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), c.task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_pair_when_the_leader_crashes_then_the_standby_takes_over_and_moves_mail_once() {
+    let lab = lab().await;
+    let provider = Arc::new(MemoryProvider::new(RetryPolicy::default()));
+    provider.insert(
+        NAME,
+        "mail-rr.example.com",
+        Some("sitewarden epoch=0 gen=0"),
+    );
+    let a = start_controller_with(
+        &controller_toml(&lab.nats.url(), "ctl-a", false),
+        provider.clone(),
+    );
+    let b = start_controller_with(
+        &controller_toml(&lab.nats.url(), "ctl-b", false),
+        provider.clone(),
+    );
+    let a_leads = wait_for("exactly one controller acting", DEADLINE, || async {
+        match (a.metrics.acting.get(), b.metrics.acting.get()) {
+            (1, 0) => Some(true),
+            (0, 1) => Some(false),
+            _ => None,
+        }
+    })
+    .await
+    .unwrap();
+    let (leader, standby) = if a_leads { (a, b) } else { (b, a) };
+    let first_epoch = leader.metrics.epoch.get();
+
+    // Crash: the task is aborted, the lease is not released; it expires.
+    leader.task.abort();
+    let crashed = tokio::time::Instant::now();
+    wait_for("standby acting", DEADLINE, || async {
+        (standby.metrics.acting.get() == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    let takeover = crashed.elapsed();
+    assert!(
+        takeover <= Duration::from_secs(4),
+        "takeover took {takeover:?} with a 3s lease"
+    );
+    assert!(
+        standby.metrics.epoch.get() > first_epoch,
+        "a new epoch fences the old leader"
+    );
+
+    for cas in &lab.cas[..2] {
+        cas.set(Behaviour::Down).await.unwrap();
+    }
+    wait_for("mail moved by the new leader", DEADLINE, || async {
+        (content(&provider).as_deref() == Some("mail-site2.example.com")).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(provider.writes(), 1);
+    let marker = provider.record(NAME).and_then(|r| r.marker).unwrap();
+    assert_eq!(
+        i64::try_from(marker.epoch).unwrap(),
+        standby.metrics.epoch.get(),
+        "written under the new epoch"
+    );
+    standby.shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), standby.task).await;
 }

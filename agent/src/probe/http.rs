@@ -121,7 +121,7 @@ pub fn classify(e: &reqwest::Error) -> Finding {
         ErrorClass::Timeout
     } else if has_io_kind(e, std::io::ErrorKind::ConnectionRefused) {
         ErrorClass::ConnectRefused
-    } else if has_rustls_error(e) {
+    } else if has_rustls_error(e) || tls_in_sources(e) {
         ErrorClass::Tls
     } else if e.is_connect() {
         ErrorClass::Connect
@@ -151,6 +151,23 @@ fn has_io_kind(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) 
     while let Some(s) = cur {
         if let Some(io) = s.downcast_ref::<std::io::Error>()
             && io.kind() == kind
+        {
+            return true;
+        }
+        cur = s.source();
+    }
+    false
+}
+
+/// TLS failures named by the error's sources. The top-level reqwest message is skipped because
+/// it contains the URL, and a host named `mail-tls.example.com` must not look like a TLS error.
+fn tls_in_sources(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string().to_ascii_lowercase();
+        if ["certificate", "tls", "handshake", "received fatal alert"]
+            .iter()
+            .any(|w| text.contains(w))
         {
             return true;
         }

@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod http;
 pub mod intake;
 pub mod metrics;
 pub mod plan;
@@ -61,6 +62,24 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         provider,
         metrics,
     } = rt;
+    // Every task this function spawns dies with it: if `run` is dropped (aborted, as a crash is
+    // emulated in tests), nothing it started keeps renewing the lease or writing records.
+    let mut tasks = TaskGuard::default();
+    let readiness = Arc::new(http::Readiness::default());
+    let http_stop = CancellationToken::new();
+    if let Some(addr) = settings.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ([controller] listen): {e}"))?;
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+        tasks.track(tokio::spawn(http::serve(
+            listener,
+            metrics.clone(),
+            readiness.clone(),
+            http_stop.clone(),
+        )));
+    }
+    let _http_guard = http_stop.drop_guard();
     let client = settings
         .nats
         .connect(&format!("sitewarden-controller {}", settings.id))
@@ -96,6 +115,9 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         }
     };
 
+    readiness
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let tasks_stop = CancellationToken::new();
     let (audit_sink, audit_task) = audit::spawn(
         js.clone(),
@@ -103,27 +125,28 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         metrics.clone(),
         tasks_stop.clone(),
     );
+    let audit_task = tasks.track(audit_task);
     let (lease, lease_handle) = Lease::new(
         lease_store,
         settings.id.clone(),
         LeaseConfig::new(settings.lease),
     );
     let lease_stop = CancellationToken::new();
-    let lease_task = tokio::spawn(lease.run(lease_stop.clone()));
+    let lease_task = tasks.track(tokio::spawn(lease.run(lease_stop.clone())));
 
     let (tx, mut rx) = mpsc::channel::<Input>(16_384);
-    let intake_task = tokio::spawn(intake::run(
+    let intake_task = tasks.track(tokio::spawn(intake::run(
         js.clone(),
         tx.clone(),
         metrics.clone(),
         tasks_stop.clone(),
-    ));
+    )));
 
     // Leadership changes become engine inputs; the applier checks the lease itself.
     {
         let mut watch = lease_handle.leadership();
         let (tx, stop, metrics) = (tx.clone(), tasks_stop.clone(), metrics.clone());
-        tokio::spawn(async move {
+        tasks.track(tokio::spawn(async move {
             let mut last: Option<(bool, u64)> = None;
             loop {
                 let now = watch.borrow_and_update().clone();
@@ -145,7 +168,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
                     r = watch.changed() => if r.is_err() { break },
                 }
             }
-        });
+        }));
     }
 
     let acting_handle = lease_handle.clone();
@@ -166,7 +189,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     let names: Vec<String> = config.namespaces.keys().cloned().collect();
     let reconcile_every = settings.reconcile_every;
     let applier_stop = tasks_stop.clone();
-    let applier_task = tokio::spawn(async move {
+    let applier_task = tasks.track(tokio::spawn(async move {
         // Read every record once at start, then periodically (within the rate budget).
         let mut reconcile = tokio::time::interval(reconcile_every);
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -186,7 +209,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
                 }
             }
         }
-    });
+    }));
 
     let engine = Engine::new(config);
     let mut state: State = engine.initial_state();
@@ -269,6 +292,25 @@ async fn dispatch(
             audit.record(record(
                 serde_json::json!({"kind": "edge_notice", "notice": notice}),
             ));
+        }
+    }
+}
+
+/// Aborts the tracked tasks when dropped, so a dropped `run` leaves nothing behind.
+#[derive(Default)]
+struct TaskGuard(Vec<tokio::task::AbortHandle>);
+
+impl TaskGuard {
+    fn track<T>(&mut self, handle: tokio::task::JoinHandle<T>) -> tokio::task::JoinHandle<T> {
+        self.0.push(handle.abort_handle());
+        handle
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
         }
     }
 }
