@@ -111,7 +111,7 @@ fn main() -> ExitCode {
                 let shutdown = CancellationToken::new();
                 let s = shutdown.clone();
                 tokio::spawn(async move {
-                    wait_for_signal().await;
+                    sitewarden_shared::shutdown::signal().await;
                     tracing::info!("shutting down");
                     s.cancel();
                 });
@@ -123,21 +123,6 @@ fn main() -> ExitCode {
                     }
                 }
             })
-        }
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

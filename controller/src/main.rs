@@ -167,7 +167,7 @@ fn main() -> ExitCode {
                 let shutdown = CancellationToken::new();
                 let stop = shutdown.clone();
                 tokio::spawn(async move {
-                    wait_for_signal().await;
+                    sitewarden_shared::shutdown::signal().await;
                     tracing::info!("shutting down");
                     stop.cancel();
                 });
@@ -185,21 +185,6 @@ fn main() -> ExitCode {
                     }
                 }
             })
-        }
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod event;
 pub mod ids;
 pub mod nats;
 pub mod schema;
+pub mod shutdown;
 pub mod subject;
 
 pub use event::{

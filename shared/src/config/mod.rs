@@ -217,7 +217,6 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct Raw {
         name: String,
         #[serde(default)]
@@ -226,7 +225,6 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct RawCheck {
         name: String,
         interval: Option<String>,
@@ -249,6 +247,15 @@ mod tests {
         );
         let top = src.error(&KeyPath::root().key("name"), "bad");
         assert_eq!(top.line, Some(1));
+    }
+
+    #[test]
+    fn a_valid_document_parses() {
+        let raw: Raw = Source::inline("agent.toml", DOC).parse().unwrap();
+        assert_eq!(raw.name, "x");
+        let names: Vec<&str> = raw.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(raw.checks[1].interval.as_deref(), Some("0s"));
     }
 
     #[test]
