@@ -1,0 +1,475 @@
+//! An HA lab for the controller pair as real processes: `sitewarden-controller run` processes
+//! (killed on drop) that write DNS through the Cloudflare emulator, each through its own
+//! [`FaultProxy`] so one controller's API traffic can be delayed or cut without touching the
+//! other's; in-process agents probing emulated Exchange servers; a real nats-server (one node or
+//! a 3-node cluster).
+
+#![allow(dead_code)] // not every scenario uses every helper
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use sitewarden_tests::cloudflare::{Call, CloudflareEmulator};
+use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer};
+use sitewarden_tests::fault_proxy::FaultProxy;
+use sitewarden_tests::nats_server::{NatsCluster, NatsServer};
+use sitewarden_tests::signals::{self, Signal};
+use sitewarden_tests::wait_for;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use crate::common::{DEADLINE, RunningAgent, free_addr, metric};
+
+/// The managed name.
+pub const NAME: &str = "mail.example.com";
+/// The emulator's API token.
+pub const TOKEN: &str = "cf-ha-token-8c21d4";
+/// The marker the zone is seeded with.
+pub const SEED_COMMENT: &str = "sitewarden epoch=0 gen=0";
+/// The leader lease of the lab's controllers.
+pub const LEASE: Duration = Duration::from_secs(2);
+
+/// The bus: one node or a cluster.
+pub enum Bus {
+    /// One JetStream node.
+    Single(Box<NatsServer>),
+    /// A JetStream cluster.
+    Cluster(NatsCluster),
+}
+
+impl Bus {
+    /// Every node's client URL.
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            Bus::Single(n) => vec![n.url()],
+            Bus::Cluster(c) => c.urls(),
+        }
+    }
+}
+
+/// How to start the lab.
+pub struct LabOptions {
+    /// `[controller] replicas`.
+    pub replicas: usize,
+    /// Extra lines for the `[provider]` table.
+    pub provider_extra: String,
+    /// How many controllers (1 or 2).
+    pub controllers: usize,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            provider_extra: String::new(),
+            controllers: 2,
+        }
+    }
+}
+
+/// One `sitewarden-controller run` process.
+pub struct ControllerProc {
+    /// `[controller] id`.
+    pub id: String,
+    /// Its `/metrics` address.
+    pub http: SocketAddr,
+    /// Its Cloudflare API traffic goes through this proxy.
+    pub proxy: FaultProxy,
+    child: Child,
+    pid: u32,
+    log: PathBuf,
+}
+
+impl ControllerProc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// `sitewarden_controller_acting` (None while /metrics does not answer).
+    pub async fn acting(&self) -> Option<bool> {
+        metric(self.http, "sitewarden_controller_acting", "")
+            .await
+            .map(|v| v == 1.0)
+    }
+
+    /// `sitewarden_controller_epoch`.
+    pub async fn epoch(&self) -> Option<u64> {
+        metric(self.http, "sitewarden_controller_epoch", "")
+            .await
+            .map(|v| v as u64)
+    }
+
+    /// Sends a signal to the process.
+    pub async fn signal(&self, s: Signal) {
+        signals::send(self.pid, s).await.unwrap();
+    }
+
+    /// SIGKILL, then reap.
+    pub async fn kill(&mut self) {
+        self.signal(Signal::Kill).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+
+    /// The last lines of the process's log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// Everything one HA scenario needs.
+pub struct HaLab {
+    /// The bus.
+    pub bus: Bus,
+    /// The Cloudflare emulator.
+    pub cf: CloudflareEmulator,
+    /// Exchange servers: cas1, cas2 (site1), cas3, cas4 (site2).
+    pub cas: Vec<ExchangeServer>,
+    /// The controllers.
+    pub controllers: Vec<ControllerProc>,
+    agents: Vec<RunningAgent>,
+    dir: TempDir,
+}
+
+impl HaLab {
+    /// Starts NATS (one node), the emulator, four Exchange servers, three agents and the
+    /// controllers, and waits until exactly one controller acts and every controller has read
+    /// the record once.
+    pub async fn start(opts: LabOptions) -> Self {
+        let bus = Bus::Single(Box::new(NatsServer::start().await.unwrap()));
+        Self::start_on(bus, opts).await
+    }
+
+    /// Like [`HaLab::start`] on a given bus.
+    pub async fn start_on(bus: Bus, opts: LabOptions) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("sitewarden-ha-")
+            .tempdir()
+            .unwrap();
+        let cf = CloudflareEmulator::start(TOKEN).await.unwrap();
+        let zone = cf.add_zone("example.com");
+        cf.add_cname(
+            &zone,
+            NAME,
+            "mail-rr.example.com",
+            60,
+            false,
+            Some(SEED_COMMENT),
+        );
+        let token = dir.path().join("cloudflare.token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let mut cas = Vec::new();
+        for i in 0..4 {
+            cas.push(
+                ExchangeServer::start(ExchangeOptions::new(&format!("EXCH-{i}.CONTOSO.LOCAL")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let servers = toml_list(&bus.urls());
+        let mut agents = Vec::new();
+        for (id, site) in [
+            ("site1-agent1", "site1"),
+            ("site2-agent1", "site2"),
+            ("witness-agent1", "witness"),
+        ] {
+            agents.push(RunningAgent::start(&agent_toml(id, site, &servers, &cas)));
+        }
+        let cf_addr: SocketAddr = cf
+            .api_url()
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let binary = crate::common::binary("sitewarden-controller");
+        let mut controllers = Vec::new();
+        for id in ["ctl-a", "ctl-b"].iter().take(opts.controllers) {
+            let proxy = FaultProxy::start(cf_addr).await.unwrap();
+            let http = free_addr();
+            let api_url = format!(
+                "http://{}{}",
+                proxy.addr(),
+                sitewarden_tests::cloudflare::API_PREFIX
+            );
+            let config = dir.path().join(format!("{id}.toml"));
+            std::fs::write(
+                &config,
+                controller_toml(id, http, &servers, &zone, &token, &api_url, &opts),
+            )
+            .unwrap();
+            let log = dir.path().join(format!("{id}.log"));
+            let out = std::fs::File::create(&log).unwrap();
+            let err = out.try_clone().unwrap();
+            let child = Command::new(&binary)
+                .arg("run")
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(out))
+                .stderr(Stdio::from(err))
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let pid = child.id().unwrap();
+            controllers.push(ControllerProc {
+                id: (*id).to_owned(),
+                http,
+                proxy,
+                child,
+                pid,
+                log,
+            });
+        }
+        let lab = HaLab {
+            bus,
+            cf,
+            cas,
+            controllers,
+            agents,
+            dir,
+        };
+        lab.leader().await;
+        // Every controller reads the record once at start; wait for those reads so that later
+        // fault injections meet the calls the scenario means.
+        let n = lab.controllers.len();
+        let cf = &lab.cf;
+        wait_for("each controller's first read", DEADLINE, || async {
+            (record_reads(cf) >= n).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+        lab
+    }
+
+    /// Waits until exactly one controller acts (the others answer acting=0) and returns its
+    /// index.
+    pub async fn leader(&self) -> usize {
+        let r = wait_for("exactly one acting controller", DEADLINE, || async {
+            let mut acting = Vec::new();
+            for c in &self.controllers {
+                acting.push(c.acting().await?);
+            }
+            let leaders: Vec<usize> = (0..acting.len()).filter(|i| acting[*i]).collect();
+            (leaders.len() == 1).then(|| leaders[0])
+        })
+        .await;
+        r.unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// Takes site1's client-access servers down.
+    pub async fn site1_dies(&self) {
+        for cas in &self.cas[..2] {
+            cas.set(Behaviour::Down).await.unwrap();
+        }
+    }
+
+    /// The PATCH requests the emulator answered with success.
+    pub fn successful_patches(&self) -> Vec<Call> {
+        self.cf
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "PATCH" && c.status == 200)
+            .collect()
+    }
+
+    /// Every PATCH the emulator saw (failed, lost or not).
+    pub fn patches(&self) -> Vec<Call> {
+        self.cf
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "PATCH")
+            .collect()
+    }
+
+    /// The record's (content, comment).
+    pub fn record(&self) -> (String, Option<String>) {
+        let r = self.cf.record(NAME).expect("the record exists");
+        (r.content, r.comment)
+    }
+
+    /// Waits until the record points at `target` and returns its marker's epoch.
+    pub async fn wait_record(&self, target: &str) -> u64 {
+        let r = wait_for(&format!("record -> {target}"), DEADLINE, || async {
+            let (content, comment) = self.record();
+            (content == target).then(|| marker_epoch(comment.as_deref()))
+        })
+        .await;
+        r.unwrap_or_else(|e| panic!("{e}\ncalls: {:#?}\n{}", self.cf.calls(), self.logs()))
+    }
+
+    /// Every controller's log tail.
+    pub fn logs(&self) -> String {
+        self.controllers
+            .iter()
+            .map(|c| format!("--- {} log ---\n{}", c.id, c.log_tail(40)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The state bucket, through `url`.
+    pub async fn state_bucket(url: &str) -> async_nats::jetstream::kv::Store {
+        let client = async_nats::connect(url).await.unwrap();
+        async_nats::jetstream::new(client)
+            .get_key_value("sitewarden-state")
+            .await
+            .unwrap()
+    }
+}
+
+/// The pending-or-not intent of [`NAME`] in the state bucket, as JSON.
+pub async fn intent(store: &async_nats::jetstream::kv::Store) -> Option<serde_json::Value> {
+    let entry = store.entry(format!("intent.{NAME}")).await.ok()??;
+    serde_json::from_slice(&entry.value).ok()
+}
+
+/// GETs of the zone's DNS records (the controllers' reads).
+pub fn record_reads(cf: &CloudflareEmulator) -> usize {
+    cf.calls()
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.contains("/dns_records"))
+        .count()
+}
+
+/// The epoch in a `sitewarden epoch=N gen=G` comment (0 when there is none).
+pub fn marker_epoch(comment: Option<&str>) -> u64 {
+    comment
+        .and_then(|c| c.split_whitespace().find_map(|w| w.strip_prefix("epoch=")))
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0)
+}
+
+fn toml_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn agent_toml(id: &str, site: &str, servers: &str, cas: &[ExchangeServer]) -> String {
+    format!(
+        r#"
+[agent]
+id = "{id}"
+site = "{site}"
+heartbeat_interval = "500ms"
+
+[nats]
+servers = [{servers}]
+
+[defaults]
+interval = "500ms"
+timeout = "400ms"
+
+[[sites]]
+name = "site1"
+activesync_url = "http://mail-site1.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas1", address = "{a0}" }}, {{ name = "cas2", address = "{a1}" }}]
+
+[[sites]]
+name = "site2"
+activesync_url = "http://mail-site2.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas3", address = "{a2}" }}, {{ name = "cas4", address = "{a3}" }}]
+
+[[checks]]
+name = "eas"
+kind = "activesync"
+site = "site1"
+scheme = "http"
+
+[[checks]]
+name = "eas-x"
+kind = "activesync"
+site = "site2"
+scheme = "http"
+"#,
+        a0 = cas[0].addr(),
+        a1 = cas[1].addr(),
+        a2 = cas[2].addr(),
+        a3 = cas[3].addr(),
+    )
+}
+
+fn controller_toml(
+    id: &str,
+    http: SocketAddr,
+    servers: &str,
+    zone: &str,
+    token: &std::path::Path,
+    api_url: &str,
+    opts: &LabOptions,
+) -> String {
+    format!(
+        r#"
+[controller]
+id = "{id}"
+listen = "{http}"
+tick = "100ms"
+replicas = {replicas}
+
+[nats]
+servers = [{servers}]
+
+[provider]
+kind = "cloudflare"
+zone_id = "{zone}"
+api_token = {{ file = "{token}" }}
+api_url = "{api_url}"
+{extra}
+
+[ha]
+lease = "{lease}ms"
+
+[policy]
+fall = 3
+rise = 3
+interval = "500ms"
+min_observers = 2
+hold_down = "5s"
+failback_after = "30s"
+
+[[sites]]
+name = "site1"
+servers = ["cas1", "cas2"]
+
+[[sites]]
+name = "site2"
+servers = ["cas3", "cas4"]
+
+[[sites]]
+name = "witness"
+
+[[agents]]
+name = "site1-agent1"
+site = "site1"
+
+[[agents]]
+name = "site2-agent1"
+site = "site2"
+
+[[agents]]
+name = "witness-agent1"
+site = "witness"
+
+[[namespaces]]
+name = "{NAME}"
+ttl = "60s"
+candidates = [
+  {{ target = "mail-rr.example.com", requires = ["site1", "site2"] }},
+  {{ target = "mail-site1.example.com", requires = ["site1"] }},
+  {{ target = "mail-site2.example.com", requires = ["site2"] }},
+]
+"#,
+        replicas = opts.replicas,
+        token = token.display(),
+        extra = opts.provider_extra,
+        lease = LEASE.as_millis(),
+    )
+}
