@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ControllerConfig;
 use crate::engine::{Command, Engine, Input, LeadershipChange, State};
 use crate::ha::kv::{BucketSpec, ensure_bucket};
+use crate::ha::leadership::Role;
 use crate::ha::lease::{Lease, LeaseConfig};
 use crate::provider::DnsProvider;
 use apply::Applier;
@@ -148,8 +149,20 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         let (tx, stop, metrics) = (tx.clone(), tasks_stop.clone(), metrics.clone());
         tasks.track(tokio::spawn(async move {
             let mut last: Option<(bool, u64)> = None;
+            let mut was_lost = false;
             loop {
                 let now = watch.borrow_and_update().clone();
+                let bus_lost = now.role == Role::Unknown;
+                if bus_lost && !was_lost {
+                    // The audit stream is on the same bus, so this goes to the journal.
+                    tracing::error!(
+                        "ALERT critical bus_lost: NATS is unreachable or has no JetStream quorum; \
+                         this controller does not act and no DNS change will be made until the bus answers"
+                    );
+                } else if !bus_lost && was_lost {
+                    tracing::warn!("RESOLVED bus_lost: NATS answers again");
+                }
+                was_lost = bus_lost;
                 let view = (now.acting, now.epoch.unwrap_or(0));
                 metrics.acting.set(i64::from(now.acting));
                 metrics.epoch.set(i64::try_from(view.1).unwrap_or(i64::MAX));
