@@ -10,7 +10,9 @@ mod controllers;
 use std::time::Duration;
 
 use common::DEADLINE;
-use controllers::{HaLab, LEASE, LabOptions};
+use controllers::{HaLab, LEASE, LabOptions, intent, marker_epoch, record_reads};
+use sitewarden_tests::cloudflare::{Fault, Match};
+use sitewarden_tests::fault_proxy::Fault as ProxyFault;
 use sitewarden_tests::wait_for;
 use tokio::time::Instant;
 
@@ -68,4 +70,143 @@ async fn given_a_pair_when_the_leader_is_killed_then_the_standby_acts_within_a_l
         lab.patches()
     );
     assert_eq!(lab.successful_patches()[0].body["content"], SITE2);
+}
+
+/// Waits until controller `i` acts and returns its epoch.
+async fn wait_acting(lab: &HaLab, i: usize) -> u64 {
+    let c = &lab.controllers[i];
+    wait_for("controller acting", DEADLINE, || async {
+        if c.acting().await == Some(true) {
+            c.epoch().await
+        } else {
+            None
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()))
+}
+
+/// Waits for `n` more events accepted by controller `i`: proof that the engine had plenty of
+/// evidence and ticks to act on since the call.
+async fn more_events(lab: &HaLab, i: usize, n: f64) {
+    let http = lab.controllers[i].http;
+    let name = "sitewarden_controller_events_accepted_total";
+    let seen = common::metric(http, name, "").await.unwrap_or(0.0);
+    wait_for("more agent events", DEADLINE, || async {
+        (common::metric(http, name, "").await? >= seen + n).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_leader_that_dies_between_intent_and_apply_then_the_new_leader_applies_exactly_once()
+ {
+    let mut lab = HaLab::start(LabOptions::default()).await;
+    let leader = lab.leader().await;
+    let standby = 1 - leader;
+    let old_epoch = lab.controllers[leader].epoch().await.unwrap();
+    let kv = HaLab::state_bucket(&lab.bus.urls()[0]).await;
+
+    // The leader's DNS API traffic vanishes: its read before the write hangs.
+    lab.controllers[leader].proxy.set(ProxyFault::Blackhole);
+    lab.site1_dies().await;
+    let pending = wait_for("the leader's pending intent", DEADLINE, || async {
+        let i = intent(&kv).await?;
+        (i["status"] == "pending" && i["epoch"] == old_epoch).then_some(i)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert_eq!(pending["target"], SITE2);
+    lab.controllers[leader].kill().await;
+    assert!(lab.patches().is_empty(), "the crashed leader wrote nothing");
+
+    let new_epoch = wait_acting(&lab, standby).await;
+    assert!(new_epoch > old_epoch);
+    let written = lab.wait_record(SITE2).await;
+    assert_eq!(written, new_epoch, "applied under the new leader's epoch");
+    more_events(&lab, standby, 30.0).await;
+    assert_eq!(lab.patches().len(), 1, "{:#?}", lab.patches());
+    let done = intent(&kv).await.unwrap();
+    assert_eq!(
+        (done["status"].as_str(), done["epoch"].as_u64()),
+        (Some("applied"), Some(new_epoch)),
+        "the new leader superseded the pending intent: {done}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_leader_that_dies_after_its_write_landed_then_the_new_leader_does_not_write_again()
+{
+    let mut lab = HaLab::start(LabOptions::default()).await;
+    let leader = lab.leader().await;
+    let standby = 1 - leader;
+    let old_epoch = lab.controllers[leader].epoch().await.unwrap();
+    let kv = HaLab::state_bucket(&lab.bus.urls()[0]).await;
+
+    // The leader's API traffic is slow (each chunk 1.5 s late), and its write is applied but
+    // the answer is lost: it cannot have read back before it is killed.
+    lab.controllers[leader]
+        .proxy
+        .set(ProxyFault::Delay(Duration::from_millis(1500)));
+    lab.cf.inject(Fault::LoseResponse, Match::Writes, 1);
+    lab.site1_dies().await;
+    wait_for("the lost PATCH", DEADLINE, || async {
+        lab.patches().iter().any(|c| !c.answered).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    lab.controllers[leader].kill().await;
+    let (content, comment) = lab.record();
+    assert_eq!(content, SITE2, "the write landed");
+    assert_eq!(marker_epoch(comment.as_deref()), old_epoch);
+    let left = intent(&kv).await.unwrap();
+    assert_eq!(
+        left["status"], "pending",
+        "crashed before marking it: {left}"
+    );
+
+    let reads = record_reads(&lab.cf);
+    let new_epoch = wait_acting(&lab, standby).await;
+    assert!(new_epoch > old_epoch);
+    // The new leader reads the record at takeover and finds the change in place.
+    let cf = &lab.cf;
+    wait_for("the new leader's read", DEADLINE, || async {
+        (record_reads(cf) > reads).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    more_events(&lab, standby, 30.0).await;
+    assert_eq!(
+        lab.patches().len(),
+        1,
+        "no second write: {:#?}",
+        lab.patches()
+    );
+    let (content, comment) = lab.record();
+    assert_eq!(content, SITE2);
+    assert_eq!(
+        marker_epoch(comment.as_deref()),
+        old_epoch,
+        "the landed change is not re-stamped: the engine sees the target in place and issues no change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_cloudflare_answers_429_then_500_then_the_leader_retries_and_moves_mail_once() {
+    let lab = HaLab::start(LabOptions {
+        controllers: 1,
+        ..LabOptions::default()
+    })
+    .await;
+    lab.cf
+        .inject(Fault::RateLimited { retry_after_s: 1 }, Match::Writes, 1);
+    lab.cf.inject(Fault::ServerError, Match::Writes, 1);
+    lab.site1_dies().await;
+    let epoch = lab.wait_record(SITE2).await;
+    more_events(&lab, 0, 30.0).await;
+    let statuses: Vec<u16> = lab.patches().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, vec![429, 500, 200], "{:#?}", lab.patches());
+    assert_eq!(lab.controllers[0].acting().await, Some(true));
+    assert_eq!(lab.controllers[0].epoch().await, Some(epoch));
 }

@@ -186,6 +186,11 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
 
     let acting_handle = lease_handle.clone();
     let (apply_tx, mut apply_rx) = mpsc::channel(1024);
+    // A controller that becomes leader re-reads every record: as standby its engine assumed the
+    // old leader carried out every decision, which is wrong when the old leader died between
+    // intent and apply. The read tells the engine what is really there, so it completes or
+    // supersedes the change under the new epoch instead of waiting for the next reconcile.
+    let (refresh_tx, mut refresh_rx) = mpsc::channel::<()>(1);
     let mut applier = Applier {
         provider: provider.clone(),
         store: Some(state_store),
@@ -213,6 +218,13 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
                     Some(cmd) => applier.apply(cmd).await,
                     None => break,
                 },
+                Some(()) = refresh_rx.recv() => {
+                    for name in &names {
+                        if let Err(e) = applier.refresh(name).await {
+                            tracing::warn!(namespace = %name, "cannot read the record at takeover: {e}");
+                        }
+                    }
+                }
                 _ = reconcile.tick() => {
                     for name in &names {
                         if let Err(e) = applier.refresh(name).await {
@@ -236,6 +248,10 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
             i = rx.recv() => match i { Some(i) => i, None => break },
         };
         let commands = engine.step(&mut state, Utc::now(), &input);
+        // Only after the engine knows it leads, so the read's report is not taken as a standby's.
+        if matches!(&input, Input::Leadership(l) if l.is_leader) {
+            let _ = refresh_tx.try_send(());
+        }
         let epoch = lease_handle.is_acting_now();
         for cmd in commands {
             dispatch(
