@@ -171,3 +171,29 @@ fn unknown_keys_and_bad_ids_are_refused() {
     .to_string();
     assert!(err.contains("agents[0].name"), "{err}");
 }
+
+#[test]
+fn on_drift_accepts_observe_and_enforce_and_refuses_anything_else() {
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/controller.toml"
+    ))
+    .unwrap();
+    let with = |line: &str| {
+        base.replacen(
+            "name = \"mail.example.com\"\n",
+            &format!("name = \"mail.example.com\"\n{line}\n"),
+            1,
+        )
+    };
+    assert!(ControllerConfig::from_toml("c.toml", &with("on_drift = \"enforce\"")).is_ok());
+    let err = ControllerConfig::from_toml("c.toml", &with("on_drift = \"fight\"")).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("namespaces[0].on_drift"), "{err}");
+    let follow = base.replacen(
+        "follow = \"mailbox\"\n",
+        "follow = \"mailbox\"\non_drift = \"enforce\"\n",
+        1,
+    );
+    let err = ControllerConfig::from_toml("c.toml", &follow).unwrap_err();
+    assert!(err.message.contains("only observes drift"), "{err}");
+}

@@ -61,6 +61,39 @@ fn a_record_changed_by_hand_is_observed_not_fought() {
     assert_eq!(story.alerts_of(AlertKind::Drift, Severity::Warning), 1);
 }
 
+fn enforcing() -> sitewarden_controller::config::ControllerConfig {
+    let mut cfg = config("");
+    if let Some(ns) = cfg.namespaces.get_mut(MAIL) {
+        ns.on_drift = sitewarden_controller::config::DriftPolicy::Enforce;
+    }
+    cfg
+}
+
+#[test]
+fn with_on_drift_enforce_a_hand_edit_of_our_record_is_put_back() {
+    let mut story = Story::healthy(enforcing());
+    // Someone points our record elsewhere but leaves the marker comment in place.
+    story.input(Input::Provider(ProviderReport::Current {
+        namespace: MAIL.into(),
+        target: Some("somewhere-else.example.com".into()),
+        generation: Some(7),
+    }));
+    story.run_until(t(10), |_| Outcome::Pass);
+    let sets = story.set_records_for(MAIL);
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    assert_eq!(sets[0].1.target, "mail-rr.example.com");
+    assert_eq!(sets[0].1.reason, Rule::Drift);
+}
+
+#[test]
+fn with_on_drift_enforce_a_record_without_our_marker_is_still_only_observed() {
+    let mut story = Story::healthy(enforcing());
+    story.report_current(MAIL, "somewhere-else.example.com");
+    story.run_until(t(10), |_| Outcome::Pass);
+    assert!(story.set_records_for(MAIL).is_empty());
+    assert_eq!(story.alerts_of(AlertKind::Drift, Severity::Warning), 1);
+}
+
 #[test]
 fn a_marker_generation_from_the_provider_raises_ours() {
     let mut story = Story::healthy(config(""));

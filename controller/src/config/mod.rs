@@ -49,6 +49,18 @@ pub enum FailbackMode {
     Manual,
 }
 
+/// What to do when a record holds a target that is no candidate (someone edited it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftPolicy {
+    /// Alert and leave it: never fight a human.
+    #[default]
+    Observe,
+    /// Put the most preferred Up candidate back, but only while the record carries our
+    /// ownership marker (a record without it is never taken over).
+    Enforce,
+}
+
 /// Decision knobs shared by every namespace unless a namespace overrides them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Policy {
@@ -143,6 +155,8 @@ pub struct NamespaceConfig {
     pub failback_after: Duration,
     /// Spacing of automatic non-emergency changes for this name.
     pub hold_down: Duration,
+    /// Drift handling for this name (ordered model only).
+    pub on_drift: DriftPolicy,
 }
 
 impl NamespaceConfig {

@@ -149,11 +149,30 @@ pub(super) fn namespace(
             }
         }
     };
+    let on_drift = match n.on_drift.as_deref() {
+        None | Some("observe") => super::DriftPolicy::Observe,
+        Some("enforce") if matches!(routing, Routing::Candidates(_)) => super::DriftPolicy::Enforce,
+        Some("enforce") => {
+            return Err(src.error(
+                &k.key("on_drift"),
+                "\"enforce\" is for names with candidates; a follow = \"mailbox\" name only observes drift",
+            ));
+        }
+        Some(other) => {
+            return Err(src.error(
+                &k.key("on_drift"),
+                format!(
+                    "{other:?} is not a drift policy; use \"observe\" (default) or \"enforce\""
+                ),
+            ));
+        }
+    };
     Ok(NamespaceConfig {
         ttl,
         routing,
         failback,
         failback_after,
         hold_down,
+        on_drift,
     })
 }

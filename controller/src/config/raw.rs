@@ -150,4 +150,7 @@ pub(crate) struct RawNamespace {
     /// Per-namespace `hold_down`.
     #[serde(default, with = "duration::option")]
     pub hold_down: Option<Duration>,
+    /// `"observe"` (default) or `"enforce"`: whether a hand-edited record that still carries
+    /// our marker is put back.
+    pub on_drift: Option<String>,
 }

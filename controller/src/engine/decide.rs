@@ -279,6 +279,7 @@ impl Engine {
                     ns.pending = None;
                 }
                 ns.current = target;
+                ns.marked = generation.is_some();
                 self.evaluate_all(state, now, None, out);
             }
             ProviderReport::Applied {
@@ -290,6 +291,7 @@ impl Engine {
                 };
                 if let Some(p) = ns.pending.take_if(|p| p.generation == *generation) {
                     ns.current = Some(p.target);
+                    ns.marked = true;
                 }
             }
             ProviderReport::Failed {

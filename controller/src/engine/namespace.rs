@@ -59,6 +59,9 @@ pub struct NamespaceState {
     pub last_change: Option<Decision>,
     /// The rule whose alert is active, so each condition is alerted once.
     pub alert: Option<Rule>,
+    /// The record carried our ownership marker when last reported (or we wrote it since).
+    #[serde(default)]
+    pub marked: bool,
 }
 
 impl NamespaceState {
@@ -295,6 +298,19 @@ fn candidates(
         };
     };
     let Some(ci) = list.iter().position(|c| c.target == cur) else {
+        if cfg.on_drift == crate::config::DriftPolicy::Enforce
+            && ns.marked
+            && let Some(p) = preferred.and_then(|p| list.get(p))
+        {
+            return change(
+                Rule::Drift,
+                &p.target,
+                format!(
+                    "the record holds {cur}, which is not a candidate, and still carries our marker; on_drift = \"enforce\" restores {}",
+                    p.target
+                ),
+            );
+        }
         return alerting(
             Rule::Drift,
             Severity::Warning,
