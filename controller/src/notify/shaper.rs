@@ -1,0 +1,287 @@
+//! No storms: de-duplication and burst aggregation, as a pure state machine over explicit time.
+//!
+//! The first alert about a subject goes out at once and opens a burst window for that subject.
+//! Further alerts about it inside the window are counted, not sent; when the window closes, one
+//! summary ("N more alerts about X in the last M s", with the latest alert) goes out and a new
+//! window opens, so a flapping observer yields one message per window, not one per flap. Outside
+//! a window, an alert identical (kind and text) to the last one sent about its subject within
+//! the de-duplication window is dropped. Time arrives as [`Instant`] values, so tests drive it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::engine::{Alert, AlertKind, Severity};
+
+/// Window lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    /// An identical alert about a subject within this long after the last one is dropped.
+    pub dedup: Duration,
+    /// After a message about a subject, further alerts about it this long are folded into one.
+    pub burst: Duration,
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Self {
+            dedup: Duration::from_secs(600),
+            burst: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the shaper lets through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shaped {
+    /// Send this alert.
+    Alert(Alert),
+    /// Send a summary of a burst.
+    Summary {
+        /// Alerts folded into it.
+        count: u32,
+        /// The window they arrived in.
+        window: Duration,
+        /// Their highest severity.
+        severity: Severity,
+        /// The most recent one, which says how things stand now.
+        latest: Alert,
+    },
+}
+
+/// Per-subject memory.
+#[derive(Debug, Default)]
+struct Subject {
+    /// The last message sent about the subject: its kind, text and time.
+    last_sent: Option<(AlertKind, String, Instant)>,
+    /// The open burst window, if any.
+    burst: Option<Burst>,
+}
+
+#[derive(Debug)]
+struct Burst {
+    /// When the window opened.
+    opened: Instant,
+    /// Alerts folded so far.
+    count: u32,
+    /// Their highest severity.
+    severity: Severity,
+    /// The latest of them.
+    latest: Option<Alert>,
+}
+
+/// De-duplicates and aggregates alerts; see the module documentation.
+#[derive(Debug, Default)]
+pub struct Shaper {
+    windows: Windows,
+    subjects: BTreeMap<String, Subject>,
+    /// Alerts dropped as duplicates.
+    pub deduplicated: u64,
+    /// Alerts folded into a summary.
+    pub aggregated: u64,
+}
+
+impl Shaper {
+    /// A shaper with these windows.
+    pub fn new(windows: Windows) -> Self {
+        Self {
+            windows,
+            ..Self::default()
+        }
+    }
+
+    /// Takes one alert at `now`; returns what to send now (a closed burst's summary first).
+    pub fn offer(&mut self, alert: Alert, now: Instant) -> Vec<Shaped> {
+        let w = self.windows;
+        let st = self.subjects.entry(alert.subject.clone()).or_default();
+        let mut out = Vec::new();
+        if st.burst.as_ref().is_some_and(|b| now >= b.opened + w.burst) {
+            out.extend(close(st, w, now));
+        }
+        if let Some(b) = &mut st.burst {
+            b.count += 1;
+            b.severity = b.severity.max(alert.severity);
+            b.latest = Some(alert);
+            self.aggregated += 1;
+            return out;
+        }
+        let duplicate = st.last_sent.as_ref().is_some_and(|(k, text, at)| {
+            *k == alert.kind && *text == alert.text && now < *at + w.dedup
+        });
+        if duplicate {
+            self.deduplicated += 1;
+            return out;
+        }
+        st.last_sent = Some((alert.kind, alert.text.clone(), now));
+        st.burst = Some(Burst {
+            opened: now,
+            count: 0,
+            severity: alert.severity,
+            latest: None,
+        });
+        out.push(Shaped::Alert(alert));
+        out
+    }
+
+    /// Closes every burst window that ended by `now` and forgets stale subjects.
+    pub fn due(&mut self, now: Instant) -> Vec<Shaped> {
+        let w = self.windows;
+        let mut out = Vec::new();
+        for st in self.subjects.values_mut() {
+            if st.burst.as_ref().is_some_and(|b| now >= b.opened + w.burst) {
+                out.extend(close(st, w, now));
+            }
+        }
+        self.subjects.retain(|_, st| {
+            st.burst.is_some() || st.last_sent.as_ref().is_some_and(|l| now < l.2 + w.dedup)
+        });
+        out
+    }
+
+    /// Summaries of every open burst, at shutdown.
+    pub fn flush(&mut self, now: Instant) -> Vec<Shaped> {
+        let w = self.windows;
+        let mut out = Vec::new();
+        for st in self.subjects.values_mut() {
+            out.extend(close(st, w, now));
+            st.burst = None;
+        }
+        out
+    }
+
+    /// When the next burst window closes.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.subjects
+            .values()
+            .filter_map(|s| s.burst.as_ref().map(|b| b.opened + self.windows.burst))
+            .min()
+    }
+}
+
+/// Ends `st`'s burst window: a summary if anything was folded (and a fresh window, since the
+/// subject is evidently busy), else nothing.
+fn close(st: &mut Subject, w: Windows, now: Instant) -> Option<Shaped> {
+    let b = st.burst.take()?;
+    let latest = b.latest?;
+    st.last_sent = Some((latest.kind, latest.text.clone(), now));
+    st.burst = Some(Burst {
+        opened: now,
+        count: 0,
+        severity: Severity::Info,
+        latest: None,
+    });
+    Some(Shaped::Summary {
+        count: b.count,
+        window: w.burst,
+        severity: b.severity,
+        latest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(kind: AlertKind, sev: Severity, subject: &str, text: &str) -> Alert {
+        Alert {
+            severity: sev,
+            kind,
+            subject: subject.into(),
+            text: text.into(),
+            evidence: None,
+        }
+    }
+
+    fn down() -> Alert {
+        alert(
+            AlertKind::SiteVerdict,
+            Severity::Critical,
+            "site1",
+            "site site1 is Down",
+        )
+    }
+
+    fn up() -> Alert {
+        alert(
+            AlertKind::SiteVerdict,
+            Severity::Info,
+            "site1",
+            "site site1 is Up",
+        )
+    }
+
+    #[test]
+    fn notify_a_flapping_site_yields_one_alert_and_one_summary() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(Windows::default());
+        let mut sent = Vec::new();
+        for i in 0..50u64 {
+            let a = if i % 2 == 0 { down() } else { up() };
+            sent.extend(s.offer(a, t0 + Duration::from_millis(100 * i)));
+        }
+        assert_eq!(sent, vec![Shaped::Alert(down())]);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(60)));
+        let summary = s.due(t0 + Duration::from_secs(60));
+        let [
+            Shaped::Summary {
+                count,
+                severity,
+                latest,
+                ..
+            },
+        ] = summary.as_slice()
+        else {
+            panic!("{summary:?}");
+        };
+        assert_eq!((*count, *severity), (49, Severity::Critical));
+        assert_eq!(latest, &up());
+        // The quiet window after the summary closes with nothing to say.
+        assert!(s.due(t0 + Duration::from_secs(120)).is_empty());
+        assert_eq!(s.next_deadline(), None);
+        assert_eq!(s.aggregated, 49);
+    }
+
+    #[test]
+    fn notify_repeats_are_dropped_within_the_dedup_window_and_resolution_rearms() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(Windows {
+            dedup: Duration::from_secs(600),
+            burst: Duration::from_secs(10),
+        });
+        assert_eq!(s.offer(down(), t0).len(), 1);
+        assert!(s.due(t0 + Duration::from_secs(10)).is_empty());
+        // Same alert, outside the burst window but inside the dedup window: dropped.
+        assert!(s.offer(down(), t0 + Duration::from_secs(30)).is_empty());
+        assert_eq!(s.deduplicated, 1);
+        // A resolution goes out, and the problem coming back later is news again.
+        let resolved = alert(
+            AlertKind::Resolved,
+            Severity::Info,
+            "site1",
+            "site1: resolved",
+        );
+        assert_eq!(s.offer(resolved, t0 + Duration::from_secs(40)).len(), 1);
+        assert!(s.due(t0 + Duration::from_secs(50)).is_empty());
+        assert_eq!(s.offer(down(), t0 + Duration::from_secs(60)).len(), 1);
+        // After the dedup window the same alert is sent again.
+        assert!(s.due(t0 + Duration::from_secs(70)).is_empty());
+        assert_eq!(s.offer(down(), t0 + Duration::from_secs(700)).len(), 1);
+    }
+
+    #[test]
+    fn notify_subjects_are_shaped_independently() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(Windows::default());
+        let other = alert(
+            AlertKind::FailStatic,
+            Severity::Warning,
+            "mail.example.com",
+            "x",
+        );
+        assert_eq!(s.offer(down(), t0).len(), 1);
+        assert_eq!(s.offer(other, t0).len(), 1);
+        assert!(s.offer(up(), t0).is_empty());
+        assert_eq!(s.flush(t0).len(), 1);
+    }
+}
