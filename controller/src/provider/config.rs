@@ -65,6 +65,16 @@ pub struct RawProvider {
     /// Per-request timeout.
     #[serde(default, with = "duration::option")]
     pub request_timeout: Option<Duration>,
+    /// `builtin`: the delegated zone, e.g. `failover.example.com`.
+    pub zone: Option<String>,
+    /// `builtin`: UDP and TCP listen address (default `0.0.0.0:53`).
+    pub listen: Option<std::net::SocketAddr>,
+    /// `builtin`: the zone's NS names, one per controller.
+    pub nameservers: Option<Vec<String>>,
+    /// `builtin`: the SOA contact, e.g. `hostmaster@example.com`.
+    pub soa_email: Option<String>,
+    /// `builtin`: addresses of in-zone nameservers, e.g. `{ "ns1.failover.example.com" = ["192.0.2.10"] }`.
+    pub addresses: Option<std::collections::BTreeMap<String, Vec<std::net::IpAddr>>>,
 }
 
 /// `budget = { requests = 300, per = "5m" }`.
@@ -106,6 +116,8 @@ pub enum ProviderKind {
     Memory,
     /// Cloudflare v4 API.
     Cloudflare(CloudflareConfig),
+    /// The controllers' own authoritative DNS server ([`crate::dns`]).
+    Builtin(crate::dns::DnsConfig),
 }
 
 /// Validated Cloudflare settings.
@@ -158,10 +170,11 @@ impl RawProvider {
                 ProviderKind::Memory
             }
             Some("cloudflare") => ProviderKind::Cloudflare(self.cloudflare(src, at)?),
+            Some("builtin") => ProviderKind::Builtin(self.builtin(src, at)?),
             Some(other) => {
                 return Err(src.error(
                     &at.key("kind"),
-                    format!("unknown provider kind {other:?}; use \"cloudflare\" or \"memory\""),
+                    format!("unknown provider kind {other:?}; use \"cloudflare\", \"builtin\" or \"memory\""),
                 ));
             }
             None => {
@@ -330,6 +343,11 @@ impl ProviderConfig {
     pub fn build(&self) -> Result<Arc<dyn DnsProvider>, BuildError> {
         match &self.kind {
             ProviderKind::Memory => Ok(Arc::new(MemoryProvider::new(self.retry))),
+            ProviderKind::Builtin(_) => Err(BuildError::Provider(ProviderError::Rejected(
+                "kind = \"builtin\" needs the NATS bucket: build it with \
+                 provider::builtin::BuiltinProvider::new(store)"
+                    .into(),
+            ))),
             ProviderKind::Cloudflare(cf) => {
                 let token = cf.api_token.resolve().map_err(BuildError::Token)?;
                 Ok(Arc::new(CloudflareProvider::new(CloudflareOptions {

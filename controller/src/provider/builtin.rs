@@ -1,0 +1,166 @@
+//! The `builtin` provider: records live in the JetStream KV bucket `sitewarden-dns`, which the
+//! controllers' own DNS servers ([`crate::dns`]) answer from.
+//!
+//! Key = the managed name (lower case, no trailing dot), value = JSON
+//! `{"content", "ttl", "epoch", "generation"}`. A change goes through the shared procedure in
+//! [`cas`]: read the key (its revision is kept as the record's `provider_id`), [`decide`] by the
+//! same rules as every provider (newer epoch → refused, older generation → refused, drift,
+//! not ours, missing), write with `update(key, value, revision)` — a true compare-and-set: if
+//! anyone wrote the key since the read, the server rejects the write and the procedure reads
+//! again and decides afresh — then read back. Records are created once with
+//! [`BuiltinProvider::create`] (sitewarden changes names, it does not invent them).
+//!
+//! [`decide`]: super::decide::decide
+
+use std::sync::Arc;
+
+use async_nats::jetstream::kv::{self, Operation, UpdateErrorKind};
+
+use super::budget::{Budget, RetryPolicy, StatsSnapshot};
+use super::cas::{self, RecordStore};
+use super::decide::Patch;
+use super::{
+    ApplyOutcome, Change, DnsProvider, Marker, ProviderError, ProviderFuture, RecordState,
+};
+use crate::dns::records::{StoredRecord, record_key};
+
+/// TTL of a record created without one.
+pub const DEFAULT_TTL: u32 = 60;
+
+/// The built-in provider. Clones share the bucket handle.
+#[derive(Debug, Clone)]
+pub struct BuiltinProvider {
+    store: Arc<Kv>,
+    budget: Arc<Budget>,
+}
+
+#[derive(Debug)]
+struct Kv(kv::Store);
+
+impl BuiltinProvider {
+    /// A provider on the bucket `store` (open it with [`crate::ha::kv::ensure_bucket`] and
+    /// [`crate::dns::bucket_spec`]), retrying soft failures by the default policy.
+    pub fn new(store: kv::Store) -> Self {
+        Self::with_retry(store, RetryPolicy::default())
+    }
+
+    /// As [`new`](Self::new), retrying by `policy`.
+    pub fn with_retry(store: kv::Store, policy: RetryPolicy) -> Self {
+        Self {
+            store: Arc::new(Kv(store)),
+            budget: Arc::new(Budget::unlimited(policy)),
+        }
+    }
+
+    /// Creates the record `name → target` once, stamped epoch 0, generation 0 (so any leader may
+    /// change it). Fails if the name already has a record.
+    pub async fn create(&self, name: &str, target: &str, ttl: u32) -> Result<u64, ProviderError> {
+        let key = key(name)?;
+        let value = encode(&StoredRecord {
+            content: target.trim_end_matches('.').to_owned(),
+            ttl,
+            epoch: Some(0),
+            generation: Some(0),
+        })?;
+        self.store
+            .0
+            .create(key, value.into())
+            .await
+            .map_err(|e| ProviderError::Rejected(format!("cannot create {name}: {e}")))
+    }
+}
+
+fn key(name: &str) -> Result<String, ProviderError> {
+    record_key(name).ok_or_else(|| {
+        ProviderError::Rejected(format!(
+            "{name:?} cannot be a built-in DNS record (letters, digits, '-', '_' and dots only)"
+        ))
+    })
+}
+
+fn encode(r: &StoredRecord) -> Result<Vec<u8>, ProviderError> {
+    serde_json::to_vec(r).map_err(|e| ProviderError::Rejected(format!("encode record: {e}")))
+}
+
+impl RecordStore for Kv {
+    async fn fetch(&self, name: &str) -> Result<RecordState, ProviderError> {
+        let key = key(name)?;
+        let entry = self.0.entry(key).await.map_err(|e| {
+            ProviderError::Transient(format!("read {name} from the DNS bucket: {e}"))
+        })?;
+        let mut state = RecordState {
+            name: name.to_owned(),
+            ..RecordState::default()
+        };
+        let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
+            return Ok(state);
+        };
+        let r: StoredRecord = serde_json::from_slice(&entry.value).map_err(|e| {
+            ProviderError::Rejected(format!(
+                "the DNS bucket holds a value for {name} that is not a record ({e}); fix or delete it"
+            ))
+        })?;
+        let marker = match (r.epoch, r.generation) {
+            (Some(epoch), Some(generation)) => Some(Marker { epoch, generation }),
+            _ => None,
+        };
+        state.content = Some(r.content);
+        state.ttl = Some(r.ttl);
+        state.proxied = None;
+        state.marker = marker;
+        state.comment = marker.map(|m| m.to_string());
+        state.provider_id = Some(entry.revision.to_string());
+        Ok(state)
+    }
+
+    async fn write(&self, current: &RecordState, patch: &Patch) -> Result<(), ProviderError> {
+        let key = key(&current.name)?;
+        let revision = current
+            .provider_id
+            .as_deref()
+            .and_then(|r| r.parse::<u64>().ok())
+            .ok_or(ProviderError::Rejected(format!(
+                "{} has no record revision to compare against",
+                current.name
+            )))?;
+        let marker = Marker::parse(&patch.comment);
+        let value = encode(&StoredRecord {
+            content: patch.content.trim_end_matches('.').to_owned(),
+            ttl: patch.ttl.or(current.ttl).unwrap_or(DEFAULT_TTL),
+            epoch: marker.map(|m| m.epoch),
+            generation: marker.map(|m| m.generation),
+        })?;
+        match self.0.update(key, value.into(), revision).await {
+            Ok(_) => Ok(()),
+            // Someone wrote since our read: read again and decide again (never a blind write).
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                Err(ProviderError::Transient(format!(
+                    "{} changed since it was read (compare-and-set lost)",
+                    current.name
+                )))
+            }
+            Err(e) => Err(ProviderError::Transient(format!(
+                "write {} to the DNS bucket: {e}",
+                current.name
+            ))),
+        }
+    }
+}
+
+impl DnsProvider for BuiltinProvider {
+    fn kind(&self) -> &'static str {
+        "builtin"
+    }
+
+    fn read<'a>(&'a self, name: &'a str) -> ProviderFuture<'a, RecordState> {
+        Box::pin(cas::read(&*self.store, &self.budget, name))
+    }
+
+    fn apply<'a>(&'a self, change: &'a Change) -> ProviderFuture<'a, ApplyOutcome> {
+        Box::pin(cas::apply(&*self.store, &self.budget, change))
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        self.budget.snapshot()
+    }
+}
