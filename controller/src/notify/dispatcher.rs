@@ -4,7 +4,8 @@
 //! `send` puts a clone on a bounded queue with `try_send`; a full queue drops the alert and
 //! counts it. A shaping task runs the [`Shaper`] (de-duplication, bursts) on tokio time and hands
 //! each message to the sinks that take its severity, again through bounded queues. Each sink task
-//! waits for a token from its bucket, posts, and retries transient failures with doubling backoff.
+//! waits for a token from its bucket, posts, and retries transient failures with doubling backoff
+//! (until shutdown; then what is still queued gets one attempt each).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,7 +120,13 @@ impl Dispatcher {
         for cfg in sinks {
             let sink = Arc::new(Sink::new(cfg, client.clone()));
             let (tx, rx) = mpsc::channel(tuning.sink_queue.max(1));
-            tokio::spawn(run_sink(sink.clone(), rx, tuning, counters.clone()));
+            tokio::spawn(run_sink(
+                sink.clone(),
+                rx,
+                tuning,
+                counters.clone(),
+                shutdown.clone(),
+            ));
             outlets.push((sink, tx));
         }
         let (tx, rx) = mpsc::channel(tuning.queue.max(1));
@@ -245,6 +252,7 @@ async fn run_sink(
     mut rx: mpsc::Receiver<Message>,
     tuning: Tuning,
     counters: Arc<Counters>,
+    shutdown: CancellationToken,
 ) {
     let mut bucket = sink.bucket(Instant::now());
     while let Some(m) = rx.recv().await {
@@ -259,11 +267,18 @@ async fn run_sink(
                     bump(&counters.delivered);
                     break;
                 }
-                Err(e) if e.is_transient() && attempt < tuning.retries => {
+                // After shutdown, what is queued gets one attempt each, so a dead sink cannot
+                // keep the task alive through its backoff.
+                Err(e)
+                    if e.is_transient() && attempt < tuning.retries && !shutdown.is_cancelled() =>
+                {
                     attempt += 1;
                     bump(&counters.retried);
                     tracing::debug!("{e}; retry {attempt} in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => {}
+                    }
                     backoff = backoff.saturating_mul(2);
                 }
                 Err(e) => {
