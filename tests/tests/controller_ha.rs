@@ -274,11 +274,9 @@ async fn given_a_leader_frozen_past_its_lease_mid_change_when_it_resumes_then_it
 }
 
 /// Worst case of the frozen leader: its read was answered *before* the new leader wrote, and it
-/// resumes between that read and its write. Nothing between the read and the PATCH in
-/// `provider::cas::apply` re-checks the lease, so the thawed process writes its stale
-/// compare-and-set over the new leader's record (see the report in the commit message).
+/// resumes between that read and its write. The lease fence in `provider::cas::apply` is
+/// checked right before the PATCH, so the thawed process refuses to write (`LeaseLost`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: provider::cas::apply does not re-check the lease between its read and its write"]
 async fn given_a_leader_frozen_between_its_read_and_its_write_when_it_resumes_then_it_writes_nothing()
  {
     let lab = HaLab::start(LabOptions::default()).await;

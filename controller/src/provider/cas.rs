@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::budget::Budget;
 use super::decide::{Decision, Patch, decide};
-use super::{ApplyOutcome, Change, ProviderError, RecordState};
+use super::{ApplyOutcome, Change, ProviderError, RecordState, Refusal};
 
 /// Calls a change needs when nothing goes wrong: read, write, read back.
 pub const CALLS_PER_CHANGE: u32 = 3;
@@ -68,6 +68,10 @@ pub async fn apply<S: RecordStore>(
             Decision::Refuse(r) => return Ok(ApplyOutcome::Refused(r)),
             Decision::Write(patch) => patch,
         };
+        // The lease may have lapsed while we read (a frozen process): check right before writing.
+        if super::fenced() {
+            return Ok(ApplyOutcome::Refused(Refusal::LeaseLost));
+        }
         writes += 1;
         match budget.once(true, store.write(&current, &patch)).await {
             Ok(()) => {

@@ -270,4 +270,35 @@ mod tests {
         ));
         assert_eq!(p.writes(), 0);
     }
+
+    #[tokio::test]
+    async fn a_fence_that_closed_after_the_read_stops_the_write() {
+        let p = MemoryProvider::new(RetryPolicy::default());
+        p.insert(
+            NAME,
+            "mail-rr.example.com",
+            Some("sitewarden epoch=1 gen=1"),
+        );
+        let c = change("mail-site2.example.com", 2, 2, "mail-rr.example.com");
+        // Closed fence: the lease lapsed (the process was frozen) before the write.
+        let closed = crate::provider::Fence::new(|| false);
+        let out = crate::provider::FENCE
+            .scope(closed, p.apply(&c))
+            .await
+            .unwrap();
+        assert_eq!(out, ApplyOutcome::Refused(Refusal::LeaseLost));
+        assert_eq!(p.writes(), 0);
+        assert_eq!(
+            p.record(NAME).and_then(|r| r.content).as_deref(),
+            Some("mail-rr.example.com")
+        );
+        // Open fence: written once.
+        let open = crate::provider::Fence::new(|| true);
+        let out = crate::provider::FENCE
+            .scope(open, p.apply(&c))
+            .await
+            .unwrap();
+        assert!(matches!(out, ApplyOutcome::Applied { .. }), "{out:?}");
+        assert_eq!(p.writes(), 1);
+    }
 }

@@ -158,6 +158,48 @@ pub enum Refusal {
     /// There is no CNAME record for the name; sitewarden changes records, it does not create them.
     #[error("there is no CNAME record for the name; create it once by hand")]
     Missing,
+    /// This controller's lease lapsed between its read and its write (e.g. it was frozen): it
+    /// no longer writes. See [`Fence`].
+    #[error("the lease lapsed before the write; this controller no longer writes")]
+    LeaseLost,
+}
+
+/// "May this controller still write?", asked at the moment of every provider write.
+///
+/// Hosted DNS APIs have no conditional write on our epoch, so the epoch in the marker fences a
+/// stale leader only at its read. A leader frozen after its read (SIGSTOP, a VM pause) would
+/// otherwise send its write when it thaws. The runtime runs every apply inside
+/// [`FENCE`]`.scope(..)` with a check of the lease on the monotonic clock; `cas::apply` consults
+/// it right before each write. Outside a scope (tests, `plan`) nothing is fenced.
+#[derive(Clone)]
+pub struct Fence(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Fence {
+    /// A fence that allows writes while `allows` returns true.
+    pub fn new(allows: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(allows))
+    }
+
+    /// Whether a write may go out now.
+    pub fn allows(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fence")
+    }
+}
+
+tokio::task_local! {
+    /// The fence of the apply running in this task; see [`Fence`].
+    pub static FENCE: Fence;
+}
+
+/// True when the current task runs under a fence that forbids writing now.
+pub fn fenced() -> bool {
+    FENCE.try_with(|f| !f.allows()).unwrap_or(false)
 }
 
 /// A provider call that failed. Messages never contain the API token.

@@ -169,7 +169,12 @@ impl Applier {
             generation: cmd.generation,
             adopt_unmarked: self.adopt_unmarked.get(&name).copied().unwrap_or(false),
         };
-        let outcome = self.provider.apply(&change).await;
+        let acting = self.acting.clone();
+        let epoch = cmd.epoch;
+        let fence = crate::provider::Fence::new(move || acting() == Some(epoch));
+        let outcome = crate::provider::FENCE
+            .scope(fence, self.provider.apply(&change))
+            .await;
         let (status, report) = match &outcome {
             Ok(ApplyOutcome::Applied { after, .. })
             | Ok(ApplyOutcome::AlreadyInPlace { state: after }) => {
@@ -183,16 +188,9 @@ impl Applier {
                 )
             }
             Ok(ApplyOutcome::Refused(r)) => {
-                let found = match r {
-                    Refusal::NewerEpoch { found } | Refusal::OlderGeneration { found } => {
-                        Some(found.generation)
-                    }
-                    _ => None,
-                };
                 if let Refusal::Drift { found } | Refusal::NotOurs { found } = r {
                     self.last_seen.insert(name.clone(), found.content.clone());
                 }
-                let _ = found;
                 (
                     "refused",
                     fail(format!("provider refused the change: {r:?}")),

@@ -186,7 +186,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     if !path.exists() {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--bin", name])
+            .args(["build", "-p", name, "--bin", name])
             .status()
             .expect("cargo build runs");
         assert!(status.success(), "building {name} failed");
