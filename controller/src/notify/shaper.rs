@@ -2,8 +2,8 @@
 //!
 //! The first alert about a subject goes out at once and opens a burst window for that subject.
 //! Further alerts about it inside the window are counted, not sent; when the window closes, one
-//! summary ("N more alerts about X in the last M s", with the latest alert) goes out and a new
-//! window opens, so a flapping observer yields one message per window, not one per flap. Outside
+//! summary ("N more alerts about X in the last M s", with the latest alert; a lone alert is sent
+//! as itself) goes out and a new window opens, so a flapping observer yields one message per window, not one per flap. Outside
 //! a window, an alert identical (kind and text) to the last one sent about its subject within
 //! the de-duplication window is dropped. Time arrives as [`Instant`] values, so tests drive it.
 
@@ -171,6 +171,10 @@ fn close(st: &mut Subject, w: Windows, now: Instant) -> Option<Shaped> {
         severity: Severity::Info,
         latest: None,
     });
+    if b.count == 1 {
+        // One alert is not a burst: send it as itself (a resolution then reads as one).
+        return Some(Shaped::Alert(latest));
+    }
     Some(Shaped::Summary {
         count: b.count,
         window: w.burst,
@@ -267,6 +271,27 @@ mod tests {
         // After the dedup window the same alert is sent again.
         assert!(s.due(t0 + Duration::from_secs(70)).is_empty());
         assert_eq!(s.offer(down(), t0 + Duration::from_secs(700)).len(), 1);
+    }
+
+    #[test]
+    fn notify_a_lone_follow_up_in_the_window_is_sent_as_itself() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(Windows::default());
+        let resolved = alert(
+            AlertKind::Resolved,
+            Severity::Info,
+            "site1",
+            "site1: resolved",
+        );
+        assert_eq!(s.offer(down(), t0).len(), 1);
+        assert!(
+            s.offer(resolved.clone(), t0 + Duration::from_secs(5))
+                .is_empty()
+        );
+        assert_eq!(
+            s.due(t0 + Duration::from_secs(60)),
+            vec![Shaped::Alert(resolved)]
+        );
     }
 
     #[test]
