@@ -3,7 +3,9 @@
 //! does the I/O. `config` loads and validates the controller's TOML configuration.
 
 pub mod config;
+pub mod dns;
 pub mod engine;
 pub mod ha;
+pub mod notify;
 pub mod provider;
 pub mod runtime;

@@ -18,6 +18,7 @@
 //! reads the `[provider]` table and builds one.
 
 pub mod budget;
+pub mod builtin;
 pub mod cas;
 pub mod cloudflare;
 pub mod config;
