@@ -429,3 +429,64 @@ async fn a_racing_write_loses_the_compare_and_set_and_decides_again() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The bus goes away: both servers keep answering the last committed target (nothing fails over
+/// because NATS is down), and once it is back they follow the next change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_outage_keeps_the_last_answers_and_changes_follow_after_it() {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let store = bucket(&nats).await;
+    let provider = BuiltinProvider::new(store.clone());
+    provider
+        .create(MAIL, "mail-site1.example.com", 60)
+        .await
+        .expect("create record");
+    let stop = CancellationToken::new();
+    let a = start(&config(), bucket(&nats).await, &stop).await;
+    let b = start(&config(), bucket(&nats).await, &stop).await;
+
+    nats.stop().await.expect("stop nats");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for addr in [a, b] {
+        let s = dig(addr, &["+short", MAIL, "CNAME"]).await;
+        assert_eq!(
+            s.trim(),
+            "mail-site1.example.com.",
+            "answers during the outage"
+        );
+    }
+    nats.restart().await.expect("restart nats");
+
+    let c = change("mail-site2.example.com", "mail-site1.example.com", 3, 1);
+    let out = wait_for(
+        "the bus to take the change",
+        Duration::from_secs(20),
+        || {
+            let (p, c) = (&provider, &c);
+            async move { p.apply(c).await.ok() }
+        },
+    )
+    .await
+    .expect("apply after the outage");
+    // A retry after a write whose answer was lost finds the change already in place.
+    assert!(
+        matches!(
+            out,
+            ApplyOutcome::Applied { .. } | ApplyOutcome::AlreadyInPlace { .. }
+        ),
+        "{out:?}"
+    );
+    for addr in [a, b] {
+        wait_for(
+            "the change after the outage",
+            Duration::from_secs(20),
+            || async move {
+                let s = dig(addr, &["+short", MAIL, "CNAME"]).await;
+                (s.trim() == "mail-site2.example.com.").then_some(())
+            },
+        )
+        .await
+        .expect("both servers follow the bucket again");
+    }
+    stop.cancel();
+}
