@@ -10,6 +10,32 @@ use crate::provider::RawProvider;
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:53";
 
 impl RawProvider {
+    /// Rejects the `builtin`-only keys under any other kind.
+    pub(crate) fn no_builtin_keys_unless_builtin(
+        &self,
+        src: &Source,
+        at: &KeyPath,
+    ) -> Result<(), ConfigError> {
+        if self.kind.as_deref() == Some("builtin") {
+            return Ok(());
+        }
+        for (key, set) in [
+            ("zone", self.zone.is_some()),
+            ("listen", self.listen.is_some()),
+            ("nameservers", self.nameservers.is_some()),
+            ("soa_email", self.soa_email.is_some()),
+            ("addresses", self.addresses.is_some()),
+        ] {
+            if set {
+                return Err(src.error(
+                    &at.key(key),
+                    "only used with kind = \"builtin\" (for Cloudflare the zone is `zone_id` or `zone_name`)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Validates the `kind = "builtin"` keys of `[provider]`:
     ///
     /// ```toml
@@ -114,5 +140,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("zone_id"), "{err}");
+        let err = load("[provider]\nkind = \"memory\"\nzone = \"failover.example.com\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("provider.zone"), "{err}");
     }
 }

@@ -150,6 +150,7 @@ impl RawProvider {
     /// Validates the table found at `at` (usually `provider`) in `src`.
     pub fn validate(&self, src: &Source, at: &KeyPath) -> Result<ProviderConfig, ConfigError> {
         let retry = self.retry(src, at)?;
+        self.no_builtin_keys_unless_builtin(src, at)?;
         let kind = match self.kind.as_deref() {
             Some("memory") => {
                 for (key, set) in [
@@ -480,8 +481,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = load("[provider]\nkind = \"memory\"\nzone = \"x\"\n").unwrap_err();
-        assert!(err.message.contains("unknown field `zone`"), "{err}");
+        let err = load("[provider]\nkind = \"memory\"\nzonename = \"x\"\n").unwrap_err();
+        assert!(err.message.contains("unknown field `zonename`"), "{err}");
         assert_eq!(err.line, Some(3));
     }
 
