@@ -99,6 +99,26 @@ fn controller_toml(nats: &str, id: &str, dry_run: bool) -> String {
     controller_toml_on(nats, id, dry_run, "off")
 }
 
+/// A local webhook receiver: every POST body is kept.
+async fn receiver() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, bodies)
+}
+
 fn controller_toml_on(nats: &str, id: &str, dry_run: bool, listen: &str) -> String {
     format!(
         r#"
@@ -236,12 +256,15 @@ async fn audit_kinds(nats: &NatsServer) -> Vec<String> {
 async fn given_two_healthy_sites_when_site1_dies_then_mail_moves_to_site2_once() {
     let lab = lab().await;
     let http = common::free_addr();
-    let c = start_controller(&controller_toml_on(
-        &lab.nats.url(),
-        "ctl-a",
-        false,
-        &http.to_string(),
-    ));
+    let (hook, alerts) = receiver().await;
+    let url_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(url_file.path(), format!("http://{hook}/hook")).unwrap();
+    let toml = controller_toml_on(&lab.nats.url(), "ctl-a", false, &http.to_string())
+        + &format!(
+            "\n[[alerts]]\nkind = \"webhook\"\nurl = {{ file = {:?} }}\nmin_severity = \"warning\"\n",
+            url_file.path().to_str().unwrap()
+        );
+    let c = start_controller(&toml);
     wait_for("controller acting", DEADLINE, || async {
         (c.metrics.acting.get() == 1).then_some(())
     })
@@ -265,6 +288,17 @@ async fn given_two_healthy_sites_when_site1_dies_then_mail_moves_to_site2_once()
     .await;
     assert!(moved.is_ok(), "audit: {:#?}", audit_kinds(&lab.nats).await);
     assert_eq!(c.provider.writes(), 1, "exactly one write");
+    // The humans were told, through the configured webhook sink.
+    wait_for("an alert about site1 at the webhook", DEADLINE, || async {
+        alerts
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| b.contains("site1"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
     let record = c.provider.record(NAME).unwrap();
     let marker = record.marker.expect("our marker on the record");
     assert!(marker.epoch > 0 && marker.generation > 0, "{marker:?}");

@@ -41,6 +41,9 @@ pub(crate) struct RawConfig {
     /// `[ha]`: the leader lease. Runtime only.
     #[serde(default)]
     pub ha: Option<crate::runtime::settings::RawHa>,
+    /// `[[alerts]]`: chat-ops sinks. Runtime only.
+    #[serde(default)]
+    pub alerts: Vec<crate::notify::config::RawSink>,
 }
 
 /// `[policy]`.

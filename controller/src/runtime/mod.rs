@@ -236,6 +236,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         }
     }));
 
+    let alerts = crate::notify::Dispatcher::spawn(settings.alerts.clone(), tasks_stop.clone());
     let engine = Engine::new(config);
     let mut state: State = engine.initial_state();
     let mut tick = tokio::time::interval(settings.tick);
@@ -254,6 +255,12 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         }
         let epoch = lease_handle.is_acting_now();
         for cmd in commands {
+            if let Command::Alert(a) = &cmd
+                && epoch.is_some()
+            {
+                // Only the acting leader tells humans; the standby would repeat every alert.
+                alerts.send(a);
+            }
             dispatch(
                 cmd,
                 epoch,

@@ -86,6 +86,8 @@ pub struct RuntimeSettings {
     pub provider: ProviderConfig,
     /// Lease timing.
     pub lease: LeaseClock,
+    /// Chat-ops sinks (`[[alerts]]`).
+    pub alerts: Vec<crate::notify::config::SinkConfig>,
 }
 
 fn hostname() -> String {
@@ -177,7 +179,9 @@ impl RuntimeSettings {
             ha.margin.unwrap_or(lease_len / 3),
         )
         .map_err(|e| src.error(&root.key("ha"), e.to_string()))?;
+        let alerts = crate::notify::config::validate(src, &root.key("alerts"), &raw.alerts)?;
         Ok(Self {
+            alerts,
             id,
             listen,
             dry_run: c.dry_run,
