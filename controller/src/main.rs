@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use sitewarden_controller::config::ControllerConfig;
+use sitewarden_controller::provider::config::ProviderKind;
 use sitewarden_controller::runtime::metrics::Metrics;
 use sitewarden_controller::runtime::settings::RuntimeSettings;
 use sitewarden_controller::runtime::{self, Runtime};
@@ -94,7 +95,8 @@ fn main() -> ExitCode {
                     c.agents.len(),
                     c.namespaces.len(),
                     match s.provider.kind {
-                        sitewarden_controller::provider::config::ProviderKind::Memory => "memory",
+                        ProviderKind::Memory => "memory",
+                        ProviderKind::Builtin(_) => "builtin",
                         _ => "cloudflare",
                     },
                     s.lease.lease().as_secs_f32()
@@ -109,10 +111,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             runtime.block_on(async move {
-                let provider = match s.provider.build() {
+                let provider = match runtime::plan_provider(&s).await {
                     Ok(p) => p,
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        eprintln!("error: {e:#}");
                         return ExitCode::from(2);
                     }
                 };
@@ -157,12 +159,16 @@ fn main() -> ExitCode {
             };
             s.dry_run |= dry_run;
             runtime.block_on(async move {
-                let provider = match s.provider.build() {
-                    Ok(p) => p,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(2);
-                    }
+                let provider = match &s.provider.kind {
+                    // Built inside `run`: it lives in a NATS KV bucket and serves DNS itself.
+                    ProviderKind::Builtin(_) => None,
+                    _ => match s.provider.build() {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(2);
+                        }
+                    },
                 };
                 let shutdown = CancellationToken::new();
                 let stop = shutdown.clone();

@@ -206,7 +206,7 @@ fn start_controller_with(toml: &str, provider: Arc<MemoryProvider>) -> Controlle
     let rt = Runtime {
         config,
         settings,
-        provider: provider.clone() as Arc<dyn DnsProvider>,
+        provider: Some(provider.clone() as Arc<dyn DnsProvider>),
         metrics: metrics.clone(),
     };
     let task = tokio::spawn(runtime::run(rt, shutdown.clone()));
@@ -420,4 +420,87 @@ async fn given_a_pair_when_the_leader_crashes_then_the_standby_takes_over_and_mo
     );
     standby.shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), standby.task).await;
+}
+
+/// `dig +short` against the built-in server.
+fn dig(server: std::net::SocketAddr, name: &str) -> String {
+    let out = std::process::Command::new("dig")
+        .args([
+            format!("@{}", server.ip()),
+            "-p".into(),
+            server.port().to_string(),
+            name.into(),
+            "CNAME".into(),
+            "+short".into(),
+            "+norecurse".into(),
+            "+time=1".into(),
+            "+tries=1".into(),
+        ])
+        .output()
+        .expect("dig runs (bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_the_builtin_dns_when_site1_dies_then_dig_sees_mail_move_to_site2() {
+    let lab = lab().await;
+    let dns_addr = common::free_addr();
+    let fqdn = "mail.failover.example.com";
+    // The record exists once (created at setup, as with any provider); sitewarden moves it.
+    {
+        let client = async_nats::connect(lab.nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let store = sitewarden_controller::ha::ensure_bucket(
+            &js,
+            sitewarden_controller::dns::bucket_spec(1),
+        )
+        .await
+        .unwrap();
+        sitewarden_controller::provider::builtin::BuiltinProvider::new(store)
+            .create(fqdn, "mail-rr.example.com", 60)
+            .await
+            .unwrap();
+    }
+    let toml = controller_toml(&lab.nats.url(), "ctl-dns", false)
+        .replace(
+            "[provider]\nkind = \"memory\"",
+            &format!(
+                "[provider]\nkind = \"builtin\"\nzone = \"failover.example.com\"\nlisten = \"{dns_addr}\"\nnameservers = [\"ns1.failover.example.com\"]\nsoa_email = \"hostmaster@example.com\""
+            ),
+        )
+        .replace(&format!("name = \"{NAME}\""), &format!("name = \"{fqdn}\""));
+    let src = Source::inline("controller.toml", toml);
+    let config = ControllerConfig::load(&src).unwrap();
+    let settings = RuntimeSettings::load(&src).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runtime::run(
+        Runtime {
+            config,
+            settings,
+            provider: None,
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    ));
+    wait_for("the built-in server answers", DEADLINE, || async {
+        (dig(dns_addr, fqdn) == "mail-rr.example.com.").then_some(())
+    })
+    .await
+    .unwrap();
+    wait_for("controller acting", DEADLINE, || async {
+        (metrics.acting.get() == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    for cas in &lab.cas[..2] {
+        cas.set(Behaviour::Down).await.unwrap();
+    }
+    wait_for("dig sees mail on site2", DEADLINE, || async {
+        (dig(dns_addr, fqdn) == "mail-site2.example.com.").then_some(())
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

@@ -31,6 +31,7 @@ use crate::ha::kv::{BucketSpec, ensure_bucket};
 use crate::ha::leadership::Role;
 use crate::ha::lease::{Lease, LeaseConfig};
 use crate::provider::DnsProvider;
+use crate::provider::config::ProviderKind;
 use apply::Applier;
 use audit::{AuditRecord, AuditSink};
 use metrics::Metrics;
@@ -49,8 +50,9 @@ pub struct Runtime {
     pub config: ControllerConfig,
     /// The runtime settings.
     pub settings: RuntimeSettings,
-    /// The DNS provider (usually `settings.provider.build()`).
-    pub provider: Arc<dyn DnsProvider>,
+    /// The DNS provider; `None` builds it from `settings.provider` (the built-in one needs the
+    /// bus, so it is always built here, with its DNS server).
+    pub provider: Option<Arc<dyn DnsProvider>>,
     /// Metrics shared with the HTTP surface.
     pub metrics: Arc<Metrics>,
 }
@@ -120,6 +122,28 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let tasks_stop = CancellationToken::new();
+    let provider = match provider {
+        Some(p) => p,
+        None => match &settings.provider.kind {
+            ProviderKind::Builtin(dns_config) => {
+                let store = ensure_bucket(&js, crate::dns::bucket_spec(replicas))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                // Both controllers serve the zone from the same bucket: identical answers.
+                let server = crate::dns::Server::bind(dns_config, store.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("built-in DNS: {e}"))?;
+                tracing::info!(zone = %dns_config.zone, listen = %dns_config.listen, "serving the delegated zone");
+                tasks.track(tokio::spawn(server.run(tasks_stop.clone())));
+                Arc::new(crate::provider::builtin::BuiltinProvider::new(store))
+                    as Arc<dyn DnsProvider>
+            }
+            _ => settings
+                .provider
+                .build()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        },
+    };
     let (audit_sink, audit_task) = audit::spawn(
         js.clone(),
         settings.id.clone(),
@@ -348,5 +372,37 @@ impl Drop for TaskGuard {
         for h in &self.0 {
             h.abort();
         }
+    }
+}
+
+/// The provider `plan` reads from: built from the settings, or for the built-in provider opened
+/// read-only on its bucket (plan never serves DNS and never writes).
+pub async fn plan_provider(settings: &RuntimeSettings) -> anyhow::Result<Arc<dyn DnsProvider>> {
+    match &settings.provider.kind {
+        ProviderKind::Builtin(_) => {
+            let client = settings
+                .nats
+                .connect("sitewarden-controller plan")
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let js = jetstream::new(client);
+            let store =
+                tokio::time::timeout(Duration::from_secs(5), js.get_key_value(crate::dns::BUCKET))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("NATS did not answer within 5s"))?
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "no bucket {} yet (is a controller running?): {e}",
+                            crate::dns::BUCKET
+                        )
+                    })?;
+            Ok(Arc::new(crate::provider::builtin::BuiltinProvider::new(
+                store,
+            )))
+        }
+        _ => settings
+            .provider
+            .build()
+            .map_err(|e| anyhow::anyhow!("{e}")),
     }
 }
