@@ -445,8 +445,20 @@ async fn a_bus_outage_keeps_the_last_answers_and_changes_follow_after_it() {
     let a = start(&config(), bucket(&nats).await, &stop).await;
     let b = start(&config(), bucket(&nats).await, &stop).await;
 
+    // A client of our own shows when the outage is visible to the bus's clients.
+    let watcher = async_nats::connect(nats.url())
+        .await
+        .expect("watcher connects");
     nats.stop().await.expect("stop nats");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    sitewarden_tests::wait_for(
+        "clients see the bus gone",
+        Duration::from_secs(15),
+        || async {
+            (watcher.connection_state() != async_nats::connection::State::Connected).then_some(())
+        },
+    )
+    .await
+    .expect("outage visible");
     for addr in [a, b] {
         let s = dig(addr, &["+short", MAIL, "CNAME"]).await;
         assert_eq!(

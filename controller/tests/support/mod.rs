@@ -5,7 +5,7 @@
 //! plays the incident), ticks the engine and advances the clock by the probe interval.
 //! `SetRecord`s are acknowledged at once, as a healthy DNS provider would.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // shared by several test binaries; each uses a different subset
 
 use std::collections::BTreeMap;
 
