@@ -301,3 +301,98 @@ async fn given_a_leader_frozen_between_its_read_and_its_write_when_it_resumes_th
     let (_, comment) = lab.record();
     assert_eq!(marker_epoch(comment.as_deref()), new_epoch);
 }
+
+async fn cluster_lab() -> HaLab {
+    let cluster =
+        sitewarden_tests::nats_server::NatsCluster::start_named(&["site1", "site2", "witness"])
+            .await
+            .unwrap();
+    HaLab::start_on(
+        controllers::Bus::Cluster(cluster),
+        LabOptions {
+            replicas: 3,
+            ..LabOptions::default()
+        },
+    )
+    .await
+}
+
+fn cluster(lab: &HaLab) -> &sitewarden_tests::nats_server::NatsCluster {
+    match &lab.bus {
+        controllers::Bus::Cluster(c) => c,
+        controllers::Bus::Single(_) => panic!("not a cluster"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_three_site_bus_when_one_node_dies_then_nothing_flips_and_a_site_failure_still_moves_mail_once()
+ {
+    let lab = cluster_lab().await;
+    lab.leader().await;
+    cluster(&lab).node(2).stop().await.unwrap();
+    // Work goes on: an actor remains (the same leader, or one clean handover) and decides.
+    let leader = lab.leader().await;
+    more_events(&lab, leader, 20.0).await;
+    assert!(
+        lab.successful_patches().is_empty(),
+        "a lost NATS node alone moved nothing"
+    );
+    lab.site1_dies().await;
+    lab.wait_record(SITE2).await;
+    let leader = lab.leader().await;
+    more_events(&lab, leader, 20.0).await;
+    assert_eq!(lab.successful_patches().len(), 1, "{:#?}", lab.patches());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_three_site_bus_when_two_nodes_die_then_nobody_acts_and_no_dns_change_is_made() {
+    let lab = cluster_lab().await;
+    lab.leader().await;
+    let c = cluster(&lab);
+    c.node(0).stop().await.unwrap();
+    c.node(1).stop().await.unwrap();
+    // Without JetStream quorum the lease cannot be renewed: within a lease nobody acts.
+    let lost = Instant::now();
+    wait_for("nobody acting", DEADLINE, || async {
+        let mut any = false;
+        for ctl in &lab.controllers {
+            any |= ctl.acting().await == Some(true);
+        }
+        (!any).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert!(
+        lost.elapsed() <= LEASE + Duration::from_secs(1),
+        "stopped acting after {:?}",
+        lost.elapsed()
+    );
+    // Site1 dies while the bus has no quorum; the agents keep reporting on the surviving node.
+    lab.site1_dies().await;
+    let survivor = async_nats::connect(c.node(2).url()).await.unwrap();
+    let mut sub = survivor.subscribe("sitewarden.v1.obs.>").await.unwrap();
+    let mut failures = 0;
+    let until = Instant::now() + DEADLINE;
+    while failures < 12 {
+        use futures::StreamExt;
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, sub.next()).await {
+            Ok(Some(m)) if String::from_utf8_lossy(&m.payload).contains("\"outcome\":\"fail\"") => {
+                failures += 1
+            }
+            Ok(Some(_)) => {}
+            _ => panic!(
+                "only {failures} failing probes within {DEADLINE:?}\n{}",
+                lab.logs()
+            ),
+        }
+    }
+    assert!(
+        lab.successful_patches().is_empty(),
+        "no DNS change without the bus: {:#?}",
+        lab.patches()
+    );
+    for ctl in &lab.controllers {
+        assert_ne!(ctl.acting().await, Some(true));
+    }
+}
