@@ -351,6 +351,31 @@ async fn given_dry_run_when_site1_dies_then_the_move_is_audited_and_nothing_is_w
     .await
     .unwrap();
     assert_eq!(c.provider.writes(), 0);
+    // `plan` replays the same health picture and reads the same record: it would move mail to
+    // site2 and says why, and it changes nothing.
+    let src = Source::inline(
+        "controller.toml",
+        controller_toml(&lab.nats.url(), "ctl-plan", false),
+    );
+    let plan = runtime::plan::plan(
+        ControllerConfig::load(&src).unwrap(),
+        &RuntimeSettings::load(&src).unwrap(),
+        c.provider.as_ref(),
+    )
+    .await
+    .unwrap();
+    assert!(plan.events > 0, "{plan:?}");
+    assert_eq!(plan.changes.len(), 1, "{plan:?}");
+    assert_eq!(plan.changes[0].target, "mail-site2.example.com");
+    assert_eq!(
+        plan.changes[0].current.as_deref(),
+        Some("mail-rr.example.com")
+    );
+    assert!(
+        plan.explanations.iter().any(|e| e.contains("site1")),
+        "{plan:?}"
+    );
+    assert_eq!(c.provider.writes(), 0);
     assert_eq!(content(&c.provider).as_deref(), Some("mail-rr.example.com"));
     c.shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), c.task).await;

@@ -48,12 +48,18 @@ pub(super) fn failback_mode(
 fn policy(src: &Source, raw: &RawPolicy, agents: usize) -> Result<Policy, ConfigError> {
     let k = KeyPath::root().key("policy");
     let fall = raw.fall.unwrap_or(DEFAULT_FALL);
-    if fall == 0 {
-        return Err(src.error(&k.key("fall"), "is 0; use at least 1 (default 3)"));
+    if fall == 0 || fall > 10 {
+        return Err(src.error(
+            &k.key("fall"),
+            format!("is {fall}; use 1 to 10 (default 3)"),
+        ));
     }
     let rise = raw.rise.unwrap_or(DEFAULT_RISE);
-    if rise == 0 {
-        return Err(src.error(&k.key("rise"), "is 0; use at least 1 (default 5)"));
+    if rise == 0 || rise > 10 {
+        return Err(src.error(
+            &k.key("rise"),
+            format!("is {rise}; use 1 to 10 (default 5)"),
+        ));
     }
     let interval = raw.interval.unwrap_or(DEFAULT_INTERVAL);
     if interval.is_zero() {

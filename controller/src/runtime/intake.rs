@@ -1,12 +1,13 @@
 //! Event intake: agent events from NATS, checked against the contract, turned into engine inputs.
 //!
 //! Agents publish on core NATS; the controller keeps a JetStream stream `SITEWARDEN_EVENTS` over
-//! the three agent subject trees with one message per subject, so the last observation of every
-//! observer × server × check, the last snapshot of every collector and the last heartbeat of every
-//! agent are always on disk. Intake reads it with an ordered consumer that starts with
-//! `DeliverPolicy::LastPerSubject` (with an explicit filter subject, as 2.9 requires): a
-//! controller that starts or takes over replays the current health picture at once, then keeps
-//! receiving live events on the same consumer — no probe interval is waited for.
+//! the three agent subject trees with the last [`EVENTS_HISTORY`] messages per subject, so the
+//! recent results of every observer × server × check — enough to rebuild the `fall`/`rise`
+//! counters, not just the last outcome — plus every collector's snapshots and every agent's
+//! heartbeats are always on disk. Intake reads it with an ordered consumer from the start of
+//! what is retained (with an explicit filter subject, as 2.9 requires): a controller that starts
+//! or takes over replays the current health picture at once, then keeps receiving live events on
+//! the same consumer — no probe interval is waited for.
 //!
 //! Before an event reaches the engine it must fit the contract: at most [`MAX_EVENT_BYTES`],
 //! a v1 subject, a payload that decodes, and a subject whose site and agent match the payload's.
@@ -30,6 +31,9 @@ use crate::engine::Input;
 
 /// Name of the stream holding the latest agent events.
 pub const EVENTS_STREAM: &str = "SITEWARDEN_EVENTS";
+/// Events kept per subject: at least the largest `fall`/`rise` a deployment uses, so a replay
+/// rebuilds consecutive-result counters exactly (config refuses larger `fall`/`rise`).
+pub const EVENTS_HISTORY: i64 = 10;
 
 /// Why intake refused a message before the engine saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,7 +133,7 @@ pub fn stream_config(replicas: usize, max_age: Duration) -> jetstream::stream::C
             subject::ALL_DBCOPY.into(),
             subject::ALL_HEARTBEATS.into(),
         ],
-        max_messages_per_subject: 1,
+        max_messages_per_subject: EVENTS_HISTORY,
         max_age,
         max_message_size: i32::try_from(MAX_EVENT_BYTES).unwrap_or(i32::MAX),
         storage: jetstream::stream::StorageType::File,
@@ -190,7 +194,7 @@ async fn consume(
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
             filter_subject: "sitewarden.v1.>".into(),
-            deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
             ..Default::default()
         })
         .await

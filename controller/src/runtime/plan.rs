@@ -1,7 +1,7 @@
 //! `sitewarden-controller plan`: what the leader would change right now, and why. Changes nothing.
 //!
-//! Plan replays the live health picture from the events stream (the last event of every
-//! subject), reads every managed record from the provider, runs the same engine as the leader
+//! Plan replays the live health picture from the events stream (the recent events of every
+//! subject, enough to rebuild the fall/rise counters), reads every managed record from the provider, runs the same engine as the leader
 //! (with leadership forced on, epoch 0, so it decides), and prints each change it would make
 //! with the explanation. It never writes to the provider or to any bucket.
 
@@ -65,6 +65,21 @@ pub async fn plan(
         }),
     );
 
+    // The records first, so the replay is judged against what they really hold.
+    let mut current = std::collections::BTreeMap::new();
+    for name in config.namespaces.keys() {
+        let record = provider
+            .read(name)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading {name}: {e}"))?;
+        current.insert(name.clone(), record.content.clone());
+        let report = ProviderReport::Current {
+            namespace: name.clone(),
+            target: record.content,
+            generation: record.marker.map(|m| m.generation),
+        };
+        commands.extend(engine.step(&mut state, now, &Input::Provider(report)));
+    }
     let mut events = 0;
     let stream = tokio::time::timeout(Duration::from_secs(5), js.get_stream(EVENTS_STREAM))
         .await
@@ -77,7 +92,7 @@ pub async fn plan(
         let consumer = stream
             .create_consumer(jetstream::consumer::pull::OrderedConfig {
                 filter_subject: "sitewarden.v1.>".into(),
-                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
                 ..Default::default()
             })
             .await?;
@@ -95,31 +110,24 @@ pub async fn plan(
             }
         }
     }
-    let mut current = std::collections::BTreeMap::new();
-    for name in config.namespaces.keys() {
-        let record = provider
-            .read(name)
-            .await
-            .map_err(|e| anyhow::anyhow!("reading {name}: {e}"))?;
-        current.insert(name.clone(), record.content.clone());
-        let report = ProviderReport::Current {
-            namespace: name.clone(),
-            target: record.content,
-            generation: record.marker.map(|m| m.generation),
-        };
-        commands.extend(engine.step(&mut state, now, &Input::Provider(report)));
-    }
     commands.extend(engine.step(&mut state, now, &Input::Tick));
-    let changes = commands
-        .into_iter()
-        .filter_map(|c| match c {
-            Command::SetRecord(s) => Some(PlannedChange {
-                current: current.get(&s.namespace).cloned().flatten(),
-                namespace: s.namespace,
-                target: s.target,
-                rule: format!("{:?}", s.reason),
-            }),
-            _ => None,
+    // The net change per name: the last decision of the replay, if it differs from the record.
+    let mut last = std::collections::BTreeMap::new();
+    for c in commands {
+        if let Command::SetRecord(s) = c {
+            last.insert(s.namespace.clone(), s);
+        }
+    }
+    let changes = last
+        .into_values()
+        .filter(|s| {
+            current.get(&s.namespace).cloned().flatten().as_deref() != Some(s.target.as_str())
+        })
+        .map(|s| PlannedChange {
+            current: current.get(&s.namespace).cloned().flatten(),
+            namespace: s.namespace,
+            target: s.target,
+            rule: format!("{:?}", s.reason),
         })
         .collect();
     let explanations = config
