@@ -322,12 +322,14 @@ async fn given_collector_commands_when_they_succeed_or_misbehave_then_snapshots_
         "{:?}",
         hanging.error
     );
-    wait_for("hung collector reaped", DEADLINE, || async {
+    // Every collector it killed was reaped, and so is the one running at shutdown: no
+    // `sleep 37.25` is left, not even as a zombie.
+    agent.stop().await;
+    wait_for("hung collectors reaped", DEADLINE, || async {
         (count_processes("37.25") == 0).then_some(())
     })
     .await
     .unwrap();
-    agent.stop().await;
 }
 
 /// Children of this test process (zombies included) that are `sleep` or mention `needle`.
