@@ -14,6 +14,7 @@ pub mod cloudflare;
 pub mod dag;
 pub mod exchange;
 pub mod fault_proxy;
+pub mod lab;
 pub mod nats_server;
 pub mod signals;
 

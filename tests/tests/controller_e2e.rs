@@ -137,46 +137,9 @@ kind = "memory"
 [ha]
 lease = "3s"
 
-[policy]
-fall = 3
-rise = 3
-interval = "500ms"
-min_observers = 2
-hold_down = "5s"
-failback_after = "30s"
-
-[[sites]]
-name = "site1"
-servers = ["cas1", "cas2"]
-
-[[sites]]
-name = "site2"
-servers = ["cas3", "cas4"]
-
-[[sites]]
-name = "witness"
-
-[[agents]]
-name = "site1-agent1"
-site = "site1"
-
-[[agents]]
-name = "site2-agent1"
-site = "site2"
-
-[[agents]]
-name = "witness-agent1"
-site = "witness"
-
-[[namespaces]]
-name = "{NAME}"
-ttl = "60s"
-candidates = [
-  {{ target = "mail-rr.example.com", requires = ["site1", "site2"] }},
-  {{ target = "mail-site1.example.com", requires = ["site1"] }},
-  {{ target = "mail-site2.example.com", requires = ["site2"] }},
-]
-"#
+{decisions}"#,
+        decisions =
+            sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
     )
 }
 

@@ -455,7 +455,10 @@ async fn a_frozen_bus_makes_the_leader_stop_acting_before_its_lease_ends_then_on
     })
     .await
     .unwrap();
-    let stopped_after = monitor.first_idle(paused_at).unwrap() - paused_at;
+    let seen_idle = Instant::now();
+    // The 2 ms monitor can miss the moment on a loaded machine; the poll above is then the
+    // (later) upper bound of when acting stopped.
+    let stopped_after = monitor.first_idle(paused_at).unwrap_or(seen_idle) - paused_at;
     eprintln!(
         "bus frozen: leader stopped acting {stopped_after:?} after the pause (lease − margin = {window:?})"
     );

@@ -206,45 +206,13 @@ kind = "webhook"
 url = {{ file = "{hook_file}" }}
 min_severity = "warning"
 
-[policy]
-interval = "2s"
-fall = {FALL}
-rise = 3
-hold_down = "10s"
-failback_after = "15s"   # shortened for the demo (default 10m)
-
-[[sites]]
-name = "site1"
-servers = ["cas1", "cas2"]
-
-[[sites]]
-name = "site2"
-servers = ["cas3", "cas4"]
-
-[[sites]]
-name = "witness"
-
-[[agents]]
-name = "site1-agent1"
-site = "site1"
-
-[[agents]]
-name = "site2-agent1"
-site = "site2"
-
-[[agents]]
-name = "witness-agent1"
-site = "witness"
-
-[[namespaces]]
-name = "{NAME}"
-ttl = "60s"
-candidates = [
-  {{ target = "mail-rr.example.com", requires = ["site1", "site2"] }},
-  {{ target = "mail-site1.example.com", requires = ["site1"] }},
-  {{ target = "mail-site2.example.com", requires = ["site2"] }},
-]
-"#
+{decisions}"#,
+        decisions = sitewarden_tests::lab::two_site_decisions(
+            &format!(
+                "interval = \"2s\"\nfall = {FALL}\nrise = 3\nhold_down = \"10s\"\nfailback_after = \"15s\"  # shortened for the demo (default 10m)"
+            ),
+            NAME
+        ),
     )
 }
 
