@@ -333,6 +333,29 @@ impl NatsServer {
         }
     }
 
+    /// The node that leads stream `stream`, as this node reports it (from `/jsz`), if any.
+    pub async fn stream_leader(&self, stream: &str) -> Option<String> {
+        let client = monitor_client().ok()?;
+        let jsz: serde_json::Value = client
+            .get(format!("{}/jsz?streams=1", self.monitor_url()))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        jsz.pointer("/account_details")?
+            .as_array()?
+            .iter()
+            .filter_map(|a| a.get("stream_detail")?.as_array())
+            .flatten()
+            .find(|d| d.get("name").and_then(|n| n.as_str()) == Some(stream))?
+            .pointer("/cluster/leader")?
+            .as_str()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+    }
+
     /// The JetStream meta leader this node knows of (from `/jsz`), if any.
     pub async fn meta_leader(&self) -> Option<String> {
         let client = monitor_client().ok()?;

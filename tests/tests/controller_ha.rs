@@ -97,7 +97,7 @@ async fn more_events(lab: &HaLab, i: usize, n: f64) {
         (common::metric(http, name, "").await? >= seen + n).then_some(())
     })
     .await
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,4 +375,32 @@ async fn given_a_three_site_bus_when_two_nodes_die_then_nobody_acts_and_no_dns_c
     for ctl in &lab.controllers {
         assert_ne!(ctl.acting().await, Some(true));
     }
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_three_site_bus_when_one_node_dies_then_nothing_flips_and_a_site_failure_still_moves_mail_once()
+ {
+    let lab = cluster_lab().await;
+    lab.leader().await;
+    // The hardest node to lose: the one leading the events stream (and holding any consumer
+    // placed with it).
+    let nodes = cluster(&lab).nodes();
+    let leader_name = wait_for("the events stream's leader", DEADLINE, || async {
+        nodes[0].stream_leader("SITEWARDEN_EVENTS").await
+    })
+    .await
+    .unwrap();
+    let victim = nodes.iter().position(|n| n.name() == leader_name).unwrap();
+    nodes[victim].stop().await.unwrap();
+    // Work goes on: an actor remains (the same leader, or one clean handover) and hears agents.
+    let leader = lab.leader().await;
+    more_events(&lab, leader, 20.0).await;
+    assert!(
+        lab.successful_patches().is_empty(),
+        "a lost NATS node alone moved nothing"
+    );
+    lab.site1_dies().await;
+    lab.wait_record(SITE2).await;
+    let leader = lab.leader().await;
+    more_events(&lab, leader, 20.0).await;
+    assert_eq!(lab.successful_patches().len(), 1, "{:#?}", lab.patches());
 }

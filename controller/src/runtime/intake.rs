@@ -4,25 +4,28 @@
 //! the three agent subject trees with the last [`EVENTS_HISTORY`] messages per subject, so the
 //! recent results of every observer × server × check — enough to rebuild the `fall`/`rise`
 //! counters, not just the last outcome — plus every collector's snapshots and every agent's
-//! heartbeats are always on disk. Intake reads it with an ordered consumer from the start of
-//! what is retained (with an explicit filter subject, as 2.9 requires): a controller that starts
-//! or takes over replays the current health picture at once, then keeps receiving live events on
-//! the same consumer — no probe interval is waited for.
+//! heartbeats are always on disk. Intake receives live events on a core NATS subscription and
+//! replays the stream at start (a controller that starts or takes over has the current health
+//! picture at once, no probe interval is waited for) and after every reconnect (to fill the
+//! gap); see [`run`].
 //!
 //! Before an event reaches the engine it must fit the contract: at most [`MAX_EVENT_BYTES`],
 //! a v1 subject, a payload that decodes, and a subject whose site and agent match the payload's.
 //! Refusals are counted by cause and logged once per cause; the engine then applies its own
 //! checks (known agent, sequence order, clock skew).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use async_nats::jetstream::consumer::DeliverPolicy;
 use futures::StreamExt;
 use sitewarden_shared::event::MAX_EVENT_BYTES;
 use sitewarden_shared::subject::{self, ParsedSubject};
-use sitewarden_shared::{DbCopySnapshot, Event, Heartbeat, Observation};
+use sitewarden_shared::{AgentId, DbCopySnapshot, Event, Heartbeat, Observation};
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +37,9 @@ pub const EVENTS_STREAM: &str = "SITEWARDEN_EVENTS";
 /// Events kept per subject: at least the largest `fall`/`rise` a deployment uses, so a replay
 /// rebuilds consecutive-result counters exactly (config refuses larger `fall`/`rise`).
 pub const EVENTS_HISTORY: i64 = 10;
+
+/// Expiry of the ordered consumer's pull requests; its idle heartbeat is half of it.
+pub const ORDERED_PULL_EXPIRES: Duration = Duration::from_secs(2);
 
 /// Why intake refused a message before the engine saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -155,78 +161,251 @@ pub async fn ensure_stream(
         .map_err(|e| format!("cannot create or open stream {EVENTS_STREAM}: {e}"))
 }
 
-/// Reads events until `shutdown`, sending accepted ones to the engine. The consumer is recreated
-/// (replaying the last message per subject again) whenever it fails, e.g. after a NATS outage;
-/// the engine drops the replayed duplicates by sequence number.
+/// How long a replay from the events stream may take before intake gives up on it and goes on
+/// with live events alone (a replay normally takes milliseconds).
+pub const REPLAY_DEADLINE: Duration = Duration::from_secs(10);
+/// How often intake checks whether the NATS client reconnected.
+const RECONNECT_POLL: Duration = Duration::from_millis(250);
+/// Live events held back while a replay runs; beyond this the oldest are dropped (counted).
+const MAX_HELD: usize = 200_000;
+/// A catch-up replay after a reconnect starts this long before the last live event received.
+const CATCH_UP_OVERLAP: Duration = Duration::from_secs(2);
+
+/// Reads events until `shutdown`, sending accepted ones to the engine.
+///
+/// Live events come from a core NATS subscription on the three agent subject trees: it follows
+/// the client through reconnects to any surviving node at once and has no server-side state to
+/// lose with a node (an ephemeral JetStream consumer lives on one node, and recovering one
+/// after its node died took async-nats up to a minute). The events stream serves replays only:
+/// at start, everything it retains; after every reconnect, what arrived since shortly before the
+/// last live event, so the gap is filled. Live events are held back while a replay runs and
+/// released after it, so each agent's events reach the engine in order; replayed events an
+/// agent already delivered live are skipped here, not reported by the engine as replays.
 pub async fn run(
     js: jetstream::Context,
     tx: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut logged: BTreeSet<IntakeReject> = BTreeSet::new();
-    while !shutdown.is_cancelled() {
-        match consume(&js, &tx, &metrics, &mut logged, &shutdown).await {
-            Ok(()) => break,
+    let client = js.client();
+    let mut intake = Intake {
+        tx,
+        metrics,
+        logged: BTreeSet::new(),
+        forwarded: HashMap::new(),
+    };
+    let mut live = loop {
+        match subscribe(&client).await {
+            Ok(live) => break live,
             Err(e) => {
-                metrics.intake_restarts.inc();
-                tracing::warn!("event intake interrupted: {e}; resubscribing");
+                tracing::warn!("cannot subscribe to agent events: {e}; retrying");
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    };
+    let stats = client.statistics();
+    let mut connects = stats.connects.load(Ordering::Relaxed);
+    let mut replay_from: Option<DeliverPolicy> = Some(DeliverPolicy::All);
+    let mut last_live: Option<OffsetDateTime> = None;
+    let mut poll = tokio::time::interval(RECONNECT_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if let Some(policy) = replay_from.take() {
+            let held = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                held = intake.replay(&js, policy, &mut live) => held,
+            };
+            for m in held {
+                if !intake.forward(&m.subject, &m.payload, false).await {
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = poll.tick() => {
+                let now = stats.connects.load(Ordering::Relaxed);
+                if now != connects {
+                    connects = now;
+                    intake.metrics.intake_catch_ups.inc();
+                    replay_from = Some(catch_up_policy(last_live));
+                    tracing::info!("NATS reconnected; catching up on agent events from the stream");
+                }
+            }
+            m = live.next() => {
+                let Some(m) = m else {
+                    tracing::error!("agent event subscription ended; intake stops");
+                    return;
+                };
+                last_live = Some(OffsetDateTime::now_utc());
+                if !intake.forward(&m.subject, &m.payload, false).await {
+                    return;
                 }
             }
         }
     }
 }
 
-async fn consume(
-    js: &jetstream::Context,
-    tx: &mpsc::Sender<Input>,
-    metrics: &Metrics,
-    logged: &mut BTreeSet<IntakeReject>,
-    shutdown: &CancellationToken,
-) -> Result<(), String> {
-    let stream = js
-        .get_stream(EVENTS_STREAM)
-        .await
-        .map_err(|e| e.to_string())?;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: "sitewarden.v1.>".into(),
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    loop {
-        let next = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            m = messages.next() => m,
-        };
-        let msg = match next {
-            None => return Err("consumer ended".into()),
-            Some(Err(e)) => return Err(e.to_string()),
-            Some(Ok(m)) => m,
-        };
-        match decode(msg.subject.as_str(), &msg.payload) {
+/// Where a catch-up replay starts: shortly before the last live event, or at the beginning.
+fn catch_up_policy(last_live: Option<OffsetDateTime>) -> DeliverPolicy {
+    match last_live {
+        Some(t) => DeliverPolicy::ByStartTime {
+            start_time: t - CATCH_UP_OVERLAP,
+        },
+        None => DeliverPolicy::All,
+    }
+}
+
+/// One subscription over the three agent subject trees (not `sitewarden.v1.>`, which also
+/// carries the controller's own edge notices).
+async fn subscribe(
+    client: &async_nats::Client,
+) -> Result<futures::stream::SelectAll<async_nats::Subscriber>, String> {
+    let mut all = futures::stream::SelectAll::new();
+    for s in [
+        subject::ALL_OBSERVATIONS,
+        subject::ALL_DBCOPY,
+        subject::ALL_HEARTBEATS,
+    ] {
+        all.push(client.subscribe(s).await.map_err(|e| e.to_string())?);
+    }
+    Ok(all)
+}
+
+struct Intake {
+    tx: mpsc::Sender<Input>,
+    metrics: Arc<Metrics>,
+    logged: BTreeSet<IntakeReject>,
+    /// Per agent, the highest sequence number passed on to the engine.
+    forwarded: HashMap<AgentId, u64>,
+}
+
+impl Intake {
+    /// Checks and passes on one message; false when the engine is gone.
+    async fn forward(&mut self, subject: &str, payload: &[u8], replayed: bool) -> bool {
+        match decode(subject, payload) {
             Ok(input) => {
-                metrics.events_accepted.inc();
-                if tx.send(input).await.is_err() {
-                    return Ok(());
+                if let Some((agent, seq)) = agent_seq(&input) {
+                    let last = self.forwarded.entry(agent.clone()).or_insert(0);
+                    if replayed && seq <= *last {
+                        self.metrics.replay_skipped.inc();
+                        return true;
+                    }
+                    *last = (*last).max(seq);
                 }
+                self.metrics.events_accepted.inc();
+                self.tx.send(input).await.is_ok()
             }
             Err((cause, text)) => {
-                metrics.rejected(cause.label());
-                if logged.insert(cause) {
+                self.metrics.rejected(cause.label());
+                if self.logged.insert(cause) {
                     tracing::warn!(
                         cause = cause.label(),
                         "refused an event (logged once per cause): {text}"
                     );
                 }
+                true
             }
         }
+    }
+
+    /// Replays the events stream from `policy` up to what it held when the replay began, while
+    /// holding back live events; returns the held live events, oldest first.
+    async fn replay(
+        &mut self,
+        js: &jetstream::Context,
+        policy: DeliverPolicy,
+        live: &mut futures::stream::SelectAll<async_nats::Subscriber>,
+    ) -> VecDeque<async_nats::Message> {
+        let mut held = VecDeque::new();
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::time::timeout(REPLAY_DEADLINE, async {
+            let mut stream = js
+                .get_stream(EVENTS_STREAM)
+                .await
+                .map_err(|e| format!("cannot open stream {EVENTS_STREAM}: {e}"))?;
+            let last = stream
+                .info()
+                .await
+                .map_err(|e| format!("cannot read stream {EVENTS_STREAM}: {e}"))?
+                .state
+                .last_sequence;
+            let consumer = stream
+                .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                    filter_subject: "sitewarden.v1.>".into(),
+                    deliver_policy: policy,
+                    max_expires: ORDERED_PULL_EXPIRES,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("cannot create a replay consumer: {e}"))?;
+            if consumer.cached_info().num_pending == 0 {
+                return Ok(0u64);
+            }
+            let mut messages = consumer
+                .messages()
+                .await
+                .map_err(|e| format!("cannot read the replay: {e}"))?;
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    m = messages.next() => {
+                        let m = match m {
+                            None => return Err("replay ended early".to_owned()),
+                            Some(Err(e)) => return Err(format!("replay interrupted: {e}")),
+                            Some(Ok(m)) => m,
+                        };
+                        let (seq, pending) = m
+                            .info()
+                            .map(|i| (i.stream_sequence, i.pending))
+                            .unwrap_or((u64::MAX, 0));
+                        n += 1;
+                        if !self.forward(m.subject.as_str(), &m.payload, true).await {
+                            return Ok(n);
+                        }
+                        if seq >= last || pending == 0 {
+                            return Ok(n);
+                        }
+                    }
+                    Some(m) = live.next() => {
+                        if held.len() == MAX_HELD {
+                            held.pop_front();
+                            self.metrics.rejected("held_overflow");
+                        }
+                        held.push_back(m);
+                    }
+                }
+            }
+        })
+        .await;
+        match outcome {
+            Ok(Ok(n)) => tracing::info!(
+                events = n,
+                held = held.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "replayed agent events from the stream"
+            ),
+            Ok(Err(e)) => tracing::warn!(
+                "replay from the events stream failed: {e}; going on with live events"
+            ),
+            Err(_) => tracing::warn!(
+                "replay from the events stream took longer than {REPLAY_DEADLINE:?}; going on with live events"
+            ),
+        }
+        held
+    }
+}
+
+/// The agent and sequence number of an input that carries one.
+fn agent_seq(input: &Input) -> Option<(&AgentId, u64)> {
+    match input {
+        Input::Observation(o) => Some((&o.agent, o.seq)),
+        Input::DbCopy(d) => Some((&d.agent, d.seq)),
+        Input::Heartbeat(h) => Some((&h.agent, h.seq)),
+        _ => None,
     }
 }
 

@@ -23,8 +23,10 @@ pub struct Metrics {
     /// Events accepted by intake (before the engine's own checks).
     pub events_accepted: Counter,
     rejected: Family<Label, Counter>,
-    /// Times the intake consumer was recreated.
-    pub intake_restarts: Counter,
+    /// Catch-up replays from the events stream after a NATS reconnect.
+    pub intake_catch_ups: Counter,
+    /// Replayed events skipped because the agent had already delivered them live.
+    pub replay_skipped: Counter,
     applies: Family<Label, Counter>,
     /// Audit records dropped because the queue was full.
     pub audit_dropped: Counter,
@@ -58,11 +60,17 @@ impl Metrics {
             "Agent events refused at intake, by cause",
             rejected.clone(),
         );
-        let intake_restarts = Counter::default();
+        let intake_catch_ups = Counter::default();
         registry.register(
-            "intake_restarts",
-            "Times the event consumer was recreated",
-            intake_restarts.clone(),
+            "intake_catch_ups",
+            "Catch-up replays from the events stream after a NATS reconnect",
+            intake_catch_ups.clone(),
+        );
+        let replay_skipped = Counter::default();
+        registry.register(
+            "replay_skipped",
+            "Replayed events skipped because they had arrived live already",
+            replay_skipped.clone(),
         );
         let applies = Family::<Label, Counter>::default();
         registry.register("applies", "Record changes by outcome", applies.clone());
@@ -90,7 +98,8 @@ impl Metrics {
             registry,
             events_accepted,
             rejected,
-            intake_restarts,
+            intake_catch_ups,
+            replay_skipped,
             applies,
             audit_dropped,
             audit_errors,

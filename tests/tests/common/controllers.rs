@@ -304,11 +304,15 @@ impl HaLab {
         r.unwrap_or_else(|e| panic!("{e}\ncalls: {:#?}\n{}", self.cf.calls(), self.logs()))
     }
 
-    /// Every controller's log tail.
+    /// Every controller's log tail (40 lines, or `SITEWARDEN_TEST_LOG_LINES`).
     pub fn logs(&self) -> String {
+        let lines = std::env::var("SITEWARDEN_TEST_LOG_LINES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(40);
         self.controllers
             .iter()
-            .map(|c| format!("--- {} log ---\n{}", c.id, c.log_tail(40)))
+            .map(|c| format!("--- {} log ---\n{}", c.id, c.log_tail(lines)))
             .collect::<Vec<_>>()
             .join("\n")
     }
