@@ -186,33 +186,14 @@ fn content(p: &MemoryProvider) -> Option<String> {
 }
 
 async fn audit_kinds(nats: &NatsServer) -> Vec<String> {
-    use futures::StreamExt;
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let Ok(stream) = js.get_stream("SITEWARDEN_AUDIT").await else {
-        return Vec::new();
-    };
-    let Ok(consumer) = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+    common::audit_records(&nats.url())
         .await
-    else {
-        return Vec::new();
-    };
-    let Ok(mut messages) = consumer.messages().await else {
-        return Vec::new();
-    };
-    let mut kinds = Vec::new();
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(2), messages.next()).await
-    {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) {
+        .iter()
+        .map(|v| {
             let kind = v["event"]["kind"].as_str().unwrap_or("");
-            kinds.push(format!("{kind} {}", v["event"]));
-        }
-        if m.info().map(|i| i.pending).unwrap_or(0) == 0 {
-            break;
-        }
-    }
-    kinds
+            format!("{kind} {}", v["event"])
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,7 +132,18 @@ async fn given_a_leader_that_dies_between_intent_and_apply_then_the_new_leader_a
     assert_eq!(
         (done["status"].as_str(), done["epoch"].as_u64()),
         (Some("applied"), Some(new_epoch)),
-        "the new leader superseded the pending intent: {done}"
+        "the new leader's change is recorded as applied: {done}"
+    );
+    let settled: Vec<_> = common::audit_records(&lab.bus.urls()[0])
+        .await
+        .into_iter()
+        .filter(|r| r["event"]["intent_epoch"] == old_epoch)
+        .map(|r| r["event"]["kind"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        settled,
+        vec!["intent_superseded"],
+        "the dead leader's pending intent is explicitly superseded, once"
     );
 }
 
@@ -191,6 +202,16 @@ async fn given_a_leader_that_dies_after_its_write_landed_then_the_new_leader_doe
         old_epoch,
         "the landed change is not re-stamped: the engine sees the target in place and issues no change"
     );
+    let settled = intent(&kv).await.unwrap();
+    assert_eq!(
+        (settled["status"].as_str(), settled["epoch"].as_u64()),
+        (Some("applied"), Some(new_epoch)),
+        "the new leader settled the pending intent from the record's marker: {settled}"
+    );
+    assert!(
+        settled["note"].as_str().unwrap_or("").contains("landed"),
+        "{settled}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,6 +231,27 @@ async fn given_cloudflare_answers_429_then_500_then_the_leader_retries_and_moves
     assert_eq!(statuses, vec![429, 500, 200], "{:#?}", lab.patches());
     assert_eq!(lab.controllers[0].acting().await, Some(true));
     assert_eq!(lab.controllers[0].epoch().await, Some(epoch));
+    // Humans hear that the provider struggled, and that the change landed.
+    let alerts: Vec<serde_json::Value> = common::audit_records(&lab.bus.urls()[0])
+        .await
+        .into_iter()
+        .filter(|r| r["event"]["kind"] == "alert")
+        .map(|r| r["event"]["alert"].clone())
+        .collect();
+    let degraded: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["kind"] == "provider_degraded")
+        .collect();
+    assert_eq!(degraded.len(), 1, "{alerts:#?}");
+    let text = degraded[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("2 retries") && text.contains("1 rate-limited"),
+        "{text}"
+    );
+    assert!(
+        alerts.iter().any(|a| a["kind"] == "dns_applied"),
+        "{alerts:#?}"
+    );
 }
 
 /// The frozen-leader story up to the resume: the leader records its intent, its read of the

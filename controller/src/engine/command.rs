@@ -93,6 +93,19 @@ pub enum AlertKind {
     ApplyFailed,
     /// An agent stopped sending heartbeats.
     AgentSilent,
+    /// A record change was decided and recorded as an intent (subject: the namespace).
+    DnsDecided,
+    /// A record change was applied and verified (subject: the namespace).
+    DnsApplied,
+    /// The DNS provider needed retries (rate limited, 5xx, timeouts) to answer (subject: the
+    /// namespace).
+    ProviderDegraded,
+    /// The DNS provider refused the credentials (subject: the provider kind).
+    ProviderAuth,
+    /// This controller became or stopped being the acting leader (subject: the controller).
+    Leadership,
+    /// NATS is unreachable or without JetStream quorum (subject: the controller).
+    BusLost,
     /// A condition cleared.
     Resolved,
 }

@@ -113,6 +113,12 @@ pub fn kind_words(k: AlertKind) -> &'static str {
         AlertKind::Drift => "record drift",
         AlertKind::ApplyFailed => "DNS change failed",
         AlertKind::AgentSilent => "agent silent",
+        AlertKind::DnsDecided => "DNS change decided",
+        AlertKind::DnsApplied => "DNS change applied",
+        AlertKind::ProviderDegraded => "DNS provider needed retries",
+        AlertKind::ProviderAuth => "DNS provider refused the credentials",
+        AlertKind::Leadership => "leadership changed",
+        AlertKind::BusLost => "NATS lost",
         AlertKind::Resolved => "resolved",
     }
 }
@@ -182,6 +188,22 @@ fn did(k: AlertKind) -> &'static str {
         AlertKind::Drift => "Observed the record and left it alone (on_drift = \"observe\").",
         AlertKind::ApplyFailed => "Will plan the change again on the next tick and retry.",
         AlertKind::AgentSilent => "Stops counting the agent's observations once they are stale.",
+        AlertKind::DnsDecided => {
+            "Recorded the intent and is changing the record through the provider now."
+        }
+        AlertKind::DnsApplied => {
+            "Changed the record with a compare-and-set and verified it by reading it back."
+        }
+        AlertKind::ProviderDegraded => {
+            "Retried with backoff inside the rate budget; the change was applied at most once."
+        }
+        AlertKind::ProviderAuth => {
+            "Stopped calling the provider for this change; no record was changed. Fix the token and its scopes."
+        }
+        AlertKind::Leadership => "Took over (or handed over) deciding and changing records.",
+        AlertKind::BusLost => {
+            "Stopped acting: no DNS change is made and nothing fails over because of the bus."
+        }
         AlertKind::Resolved => "Nothing more; back to normal operation.",
     }
 }
@@ -199,7 +221,13 @@ fn command(a: &Alert) -> Option<String> {
         AlertKind::FailbackAvailable => format!("sitewarden failback {s} {reason}"),
         AlertKind::OverrideTargetDown => format!("sitewarden release {s} {reason}"),
         AlertKind::Drift | AlertKind::ApplyFailed => format!("sitewarden explain {s}"),
-        AlertKind::AgentSilent => "sitewarden status".to_owned(),
+        AlertKind::AgentSilent | AlertKind::Leadership | AlertKind::BusLost => {
+            "sitewarden status".to_owned()
+        }
+        AlertKind::DnsDecided | AlertKind::DnsApplied | AlertKind::ProviderDegraded => {
+            format!("sitewarden explain {s}")
+        }
+        AlertKind::ProviderAuth => "sitewarden-controller validate --config FILE".to_owned(),
         AlertKind::Resolved => return None,
     })
 }

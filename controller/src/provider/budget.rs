@@ -141,6 +141,28 @@ pub struct StatsSnapshot {
     pub budget_left: u32,
 }
 
+impl StatsSnapshot {
+    /// What was spent between `earlier` and this snapshot (counters only; `budget_left` is
+    /// this snapshot's).
+    pub fn since(&self, earlier: &StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            calls: self.calls.saturating_sub(earlier.calls),
+            writes: self.writes.saturating_sub(earlier.writes),
+            retries: self.retries.saturating_sub(earlier.retries),
+            auth_errors: self.auth_errors.saturating_sub(earlier.auth_errors),
+            rate_limited: self.rate_limited.saturating_sub(earlier.rate_limited),
+            transient_errors: self
+                .transient_errors
+                .saturating_sub(earlier.transient_errors),
+            rejected: self.rejected.saturating_sub(earlier.rejected),
+            budget_exhausted: self
+                .budget_exhausted
+                .saturating_sub(earlier.budget_exhausted),
+            budget_left: self.budget_left,
+        }
+    }
+}
+
 /// The budget, retry policy and counters one provider shares across its calls.
 #[derive(Debug)]
 pub struct Budget {

@@ -24,7 +24,8 @@ use tokio::sync::mpsc;
 
 use super::audit::{AuditRecord, AuditSink};
 use super::metrics::Metrics;
-use crate::engine::{Input, ProviderReport, SetRecord};
+use crate::engine::{Alert, AlertKind, Input, ProviderReport, SetRecord, Severity};
+use crate::notify::Dispatcher;
 use crate::provider::{ApplyOutcome, Change, DnsProvider, ProviderError, Refusal};
 
 /// Answers "may I act, and with which epoch?" from the lease's monotonic clock, at call time.
@@ -40,10 +41,14 @@ pub struct RecordBook {
     pub target: String,
     /// The epoch of the leader that wrote it.
     pub epoch: u64,
-    /// `pending`, `applied`, `refused` or `failed` (intents); `applied` (ns entries).
+    /// `pending`, `applied`, `refused`, `failed` or `superseded` (intents); `applied` (ns
+    /// entries).
     pub status: String,
     /// When it was written.
     pub at: chrono::DateTime<Utc>,
+    /// Why a later leader settled it (`applied` or `superseded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Applies `SetRecord` commands for the leader.
@@ -71,9 +76,21 @@ pub struct Applier {
     /// Dry run: what the records would hold now, `(target, generation)`, so the engine sees the
     /// consequences of its own decisions and "would apply" is audited once, not every tick.
     pub shadow: BTreeMap<String, (String, u64)>,
+    /// Chat-ops alerts (`None` in `plan` and unit tests). The applier only works for the acting
+    /// leader, so what it raises is never a standby's duplicate.
+    pub alerts: Option<Dispatcher>,
 }
 
 impl Applier {
+    /// Logs an alert, records it in the audit trail and hands it to the chat-ops sinks.
+    fn raise(&self, epoch: Option<u64>, alert: Alert) {
+        super::log_alert(&alert);
+        self.audit(epoch, serde_json::json!({"kind": "alert", "alert": &alert}));
+        if let Some(d) = &self.alerts {
+            d.send(&alert);
+        }
+    }
+
     fn audit(&self, epoch: Option<u64>, event: serde_json::Value) {
         self.audit.record(AuditRecord {
             at: Utc::now(),
@@ -88,9 +105,11 @@ impl Applier {
         let _ = self.reports.send(Input::Provider(r)).await;
     }
 
-    /// Reads the current record of `name` and tells the engine.
+    /// Reads the current record of `name`, settles a pending intent an earlier leader left
+    /// behind, and tells the engine what is there.
     pub async fn refresh(&mut self, name: &str) -> Result<(), ProviderError> {
         let state = self.provider.read(name).await?;
+        self.settle(name, &state).await;
         self.last_seen
             .insert(name.to_owned(), state.content.clone());
         self.report(ProviderReport::Current {
@@ -100,6 +119,77 @@ impl Applier {
         })
         .await;
         Ok(())
+    }
+
+    /// Settles the pending intent of an earlier leader (one that died or was fenced between
+    /// recording the intent and marking it done): if the record carries that leader's marker for
+    /// the intent's generation and target, the change landed and the intent is marked applied;
+    /// otherwise it is marked superseded and the engine re-decides from what the record holds.
+    /// Written with this leader's epoch, so the earlier leader, should it wake up, cannot
+    /// overwrite the verdict. Only the acting leader settles; its own pending intents are in
+    /// flight and left alone.
+    async fn settle(&mut self, name: &str, state: &crate::provider::RecordState) {
+        let Some(epoch) = (self.acting)() else {
+            return;
+        };
+        let intent = match self.book(name, "intent").await {
+            Ok(Some((intent, _))) if intent.status == "pending" && intent.epoch < epoch => intent,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(namespace = %name, "cannot read the pending intent: {e}");
+                return;
+            }
+        };
+        let landed = state
+            .marker
+            .is_some_and(|m| m.epoch == intent.epoch && m.generation == intent.generation)
+            && state.points_at(&intent.target);
+        let status = if landed { "applied" } else { "superseded" };
+        let note = if landed {
+            format!(
+                "the record carries epoch {}'s marker for generation {}: the change landed before that leader could mark it",
+                intent.epoch, intent.generation
+            )
+        } else {
+            format!(
+                "the record shows {:?} with marker {:?}: epoch {}'s change to {} did not land; epoch {epoch} decides afresh",
+                state.content,
+                state.marker.map(|m| m.to_string()),
+                intent.epoch,
+                intent.target
+            )
+        };
+        let settled = RecordBook {
+            status: status.into(),
+            epoch,
+            at: Utc::now(),
+            note: Some(note.clone()),
+            ..intent.clone()
+        };
+        if let Err(e) = self.put(name, "intent", &settled).await {
+            tracing::warn!(namespace = %name, "cannot settle the pending intent: {e}");
+            return;
+        }
+        if landed {
+            let newer = match self.book(name, "ns").await {
+                Ok(Some((ns, _))) => ns.generation < intent.generation,
+                Ok(None) => true,
+                Err(_) => false,
+            };
+            if newer && let Err(e) = self.put(name, "ns", &settled).await {
+                tracing::warn!(namespace = %name, "cannot record the applied generation: {e}");
+            }
+        }
+        self.metrics.applied(if landed {
+            "settled_applied"
+        } else {
+            "superseded"
+        });
+        tracing::info!(namespace = %name, intent_epoch = intent.epoch, "pending intent {status}: {note}");
+        self.audit(
+            Some(epoch),
+            serde_json::json!({"kind": format!("intent_{status}"), "namespace": name, "target": intent.target, "generation": intent.generation, "intent_epoch": intent.epoch, "why": note}),
+        );
     }
 
     /// Applies one command; never panics, reports the outcome to the engine.
@@ -139,12 +229,22 @@ impl Applier {
                 return;
             }
         }
+        if let Ok(Some((old, _))) = self.book(&name, "intent").await
+            && old.status == "pending"
+            && old.epoch < cmd.epoch
+        {
+            // A new decision replaces an earlier leader's unfinished one; the provider's
+            // compare-and-set below works from what the record really holds.
+            self.metrics.applied("superseded");
+            self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent_superseded", "namespace": name, "target": old.target, "generation": old.generation, "intent_epoch": old.epoch, "why": format!("replaced by epoch {}'s decision (generation {}, target {})", cmd.epoch, cmd.generation, cmd.target)}));
+        }
         let intent = RecordBook {
             generation: cmd.generation,
             target: cmd.target.clone(),
             epoch: cmd.epoch,
             status: "pending".into(),
             at: Utc::now(),
+            note: None,
         };
         if let Err(e) = self.put(&name, "intent", &intent).await {
             self.metrics.applied("intent_refused");
@@ -153,6 +253,25 @@ impl Applier {
             return;
         }
         self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason, "evidence": cmd.evidence}));
+        let before = self.last_seen.get(&name).cloned().flatten();
+        self.raise(
+            Some(cmd.epoch),
+            Alert {
+                severity: Severity::Info,
+                kind: AlertKind::DnsDecided,
+                subject: name.clone(),
+                text: format!(
+                    "{name}: moving from {} to {} (generation {}, epoch {})",
+                    before.as_deref().unwrap_or("nothing"),
+                    cmd.target,
+                    cmd.generation,
+                    cmd.epoch
+                ),
+                evidence: Some(cmd.evidence.clone()),
+            },
+        );
+        let stats_before = self.provider.stats();
+        let started = std::time::Instant::now();
 
         // Re-check the lease right before the write: the intent write may have taken a while.
         if (self.acting)() != Some(cmd.epoch) {
@@ -213,6 +332,60 @@ impl Applier {
             tracing::warn!(namespace = %name, "cannot record applied generation: {e}");
         }
         self.audit(Some(cmd.epoch), serde_json::json!({"kind": format!("apply_{status}"), "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("{outcome:?}")}));
+        let spent = self.provider.stats().since(&stats_before);
+        if spent.retries > 0 {
+            self.raise(
+                Some(cmd.epoch),
+                Alert {
+                    severity: Severity::Warning,
+                    kind: AlertKind::ProviderDegraded,
+                    subject: name.clone(),
+                    text: format!(
+                        "{name}: the {} DNS API needed {} retr{} ({} rate-limited, {} server errors or timeouts) over {} calls; the change was {status}",
+                        self.provider.kind(),
+                        spent.retries,
+                        if spent.retries == 1 { "y" } else { "ies" },
+                        spent.rate_limited,
+                        spent.transient_errors,
+                        spent.calls,
+                    ),
+                    evidence: None,
+                },
+            );
+        }
+        match &outcome {
+            Ok(ApplyOutcome::Applied { .. }) => self.raise(
+                Some(cmd.epoch),
+                Alert {
+                    severity: Severity::Warning,
+                    kind: AlertKind::DnsApplied,
+                    subject: name.clone(),
+                    text: format!(
+                        "{name} now points at {} (was {}); applied and verified in {} ms with {} API call{}",
+                        cmd.target,
+                        before.as_deref().unwrap_or("nothing"),
+                        started.elapsed().as_millis(),
+                        spent.calls,
+                        if spent.calls == 1 { "" } else { "s" },
+                    ),
+                    evidence: Some(cmd.evidence.clone()),
+                },
+            ),
+            Err(ProviderError::Auth(why)) => self.raise(
+                Some(cmd.epoch),
+                Alert {
+                    severity: Severity::Critical,
+                    kind: AlertKind::ProviderAuth,
+                    subject: self.provider.kind().to_owned(),
+                    text: format!(
+                        "the {} DNS API refused the credentials while changing {name}: {why}",
+                        self.provider.kind()
+                    ),
+                    evidence: None,
+                },
+            ),
+            _ => {}
+        }
         self.report(report).await;
     }
 

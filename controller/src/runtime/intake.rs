@@ -185,12 +185,14 @@ pub async fn run(
     js: jetstream::Context,
     tx: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
+    audit: RejectAudit,
     shutdown: CancellationToken,
 ) {
     let client = js.client();
     let mut intake = Intake {
         tx,
         metrics,
+        audit,
         logged: BTreeSet::new(),
         forwarded: HashMap::new(),
     };
@@ -275,9 +277,14 @@ async fn subscribe(
     Ok(all)
 }
 
+/// Records the first refusal of each cause in the audit trail (the runtime adds controller, role
+/// and epoch).
+pub type RejectAudit = Arc<dyn Fn(serde_json::Value) + Send + Sync>;
+
 struct Intake {
     tx: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
+    audit: RejectAudit,
     logged: BTreeSet<IntakeReject>,
     /// Per agent, the highest sequence number passed on to the engine.
     forwarded: HashMap<AgentId, u64>,
@@ -306,6 +313,12 @@ impl Intake {
                         cause = cause.label(),
                         "refused an event (logged once per cause): {text}"
                     );
+                    (self.audit)(serde_json::json!({
+                        "kind": "input_rejected",
+                        "stage": "intake",
+                        "cause": cause.label(),
+                        "example": text,
+                    }));
                 }
                 true
             }

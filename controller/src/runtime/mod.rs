@@ -159,11 +159,30 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     let lease_stop = CancellationToken::new();
     let lease_task = tasks.track(tokio::spawn(lease.run(lease_stop.clone())));
 
+    let alerts = crate::notify::Dispatcher::spawn(settings.alerts.clone(), tasks_stop.clone());
     let (tx, mut rx) = mpsc::channel::<Input>(16_384);
+    let reject_audit: intake::RejectAudit = {
+        let (sink, id, lease) = (
+            audit_sink.clone(),
+            settings.id.clone(),
+            lease_handle.clone(),
+        );
+        Arc::new(move |event| {
+            let epoch = lease.is_acting_now();
+            sink.record(AuditRecord {
+                at: Utc::now(),
+                controller: id.clone(),
+                role: if epoch.is_some() { "leader" } else { "standby" },
+                epoch,
+                event,
+            });
+        })
+    };
     let intake_task = tasks.track(tokio::spawn(intake::run(
         js.clone(),
         tx.clone(),
         metrics.clone(),
+        reject_audit,
         tasks_stop.clone(),
     )));
 
@@ -171,23 +190,63 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     {
         let mut watch = lease_handle.leadership();
         let (tx, stop, metrics) = (tx.clone(), tasks_stop.clone(), metrics.clone());
+        let (alerts, id) = (alerts.clone(), settings.id.clone());
+        let raise = move |severity, kind, text: String| {
+            let alert = crate::engine::Alert {
+                severity,
+                kind,
+                subject: id.clone(),
+                text,
+                evidence: None,
+            };
+            // Straight to the journal and the chat sinks (HTTP, not the bus): when the bus is
+            // lost the audit stream is out of reach too.
+            log_alert(&alert);
+            alerts.send(&alert);
+        };
         tasks.track(tokio::spawn(async move {
+            use crate::engine::{AlertKind, Severity};
             let mut last: Option<(bool, u64)> = None;
             let mut was_lost = false;
+            let mut lost_since = Utc::now();
             loop {
                 let now = watch.borrow_and_update().clone();
                 let bus_lost = now.role == Role::Unknown;
-                if bus_lost && !was_lost {
-                    // The audit stream is on the same bus, so this goes to the journal.
-                    tracing::error!(
-                        "ALERT critical bus_lost: NATS is unreachable or has no JetStream quorum; \
-                         this controller does not act and no DNS change will be made until the bus answers"
+                // Settles in a moment at start; only a loss after the first answer is news.
+                if bus_lost && !was_lost && last.is_some() {
+                    lost_since = Utc::now();
+                    raise(
+                        Severity::Critical,
+                        AlertKind::BusLost,
+                        "NATS is unreachable or has no JetStream quorum; this controller does not act \
+                         and no DNS change will be made until the bus answers"
+                            .to_owned(),
                     );
-                } else if !bus_lost && was_lost {
-                    tracing::warn!("RESOLVED bus_lost: NATS answers again");
+                } else if !bus_lost && was_lost && last.is_some() {
+                    raise(
+                        Severity::Info,
+                        AlertKind::Resolved,
+                        format!(
+                            "NATS answers again after {} s",
+                            (Utc::now() - lost_since).num_seconds()
+                        ),
+                    );
                 }
                 was_lost = bus_lost;
                 let view = (now.acting, now.epoch.unwrap_or(0));
+                if let Some((was_acting, _)) = last
+                    && was_acting != view.0
+                {
+                    raise(
+                        if view.0 { Severity::Warning } else { Severity::Info },
+                        AlertKind::Leadership,
+                        if view.0 {
+                            format!("now the acting leader (epoch {})", view.1)
+                        } else {
+                            "no longer the acting leader".to_owned()
+                        },
+                    );
+                }
                 metrics.acting.set(i64::from(now.acting));
                 metrics.epoch.set(i64::try_from(view.1).unwrap_or(i64::MAX));
                 if last != Some(view) {
@@ -227,6 +286,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         reports: tx.clone(),
         last_seen: Default::default(),
         shadow: Default::default(),
+        alerts: Some(alerts.clone()),
     };
     let names: Vec<String> = config.namespaces.keys().cloned().collect();
     let reconcile_every = settings.reconcile_every;
@@ -260,7 +320,6 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         }
     }));
 
-    let alerts = crate::notify::Dispatcher::spawn(settings.alerts.clone(), tasks_stop.clone());
     let engine = Engine::new(config);
     let mut state: State = engine.initial_state();
     let mut tick = tokio::time::interval(settings.tick);
@@ -330,11 +389,7 @@ async fn dispatch(
             }
         }
         Command::Alert(alert) => {
-            let line = format!("{:?} {:?}: {}", alert.severity, alert.kind, alert.text);
-            match alert.severity {
-                crate::engine::Severity::Critical => tracing::error!("ALERT {line}"),
-                _ => tracing::warn!("ALERT {line}"),
-            }
+            log_alert(&alert);
             audit.record(record(serde_json::json!({"kind": "alert", "alert": alert})));
         }
         Command::Audit(a) => {
@@ -353,6 +408,15 @@ async fn dispatch(
                 serde_json::json!({"kind": "edge_notice", "notice": notice}),
             ));
         }
+    }
+}
+
+/// Writes an alert to the journal (critical as an error, the rest as warnings).
+pub(crate) fn log_alert(alert: &crate::engine::Alert) {
+    let line = format!("{:?} {:?}: {}", alert.severity, alert.kind, alert.text);
+    match alert.severity {
+        crate::engine::Severity::Critical => tracing::error!("ALERT {line}"),
+        _ => tracing::warn!("ALERT {line}"),
     }
 }
 

@@ -193,3 +193,33 @@ pub fn binary(name: &str) -> PathBuf {
     }
     path
 }
+
+/// Every record in the controllers' audit stream so far (empty when there is none yet).
+pub async fn audit_records(url: &str) -> Vec<serde_json::Value> {
+    use futures::StreamExt;
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let Ok(stream) = js.get_stream("SITEWARDEN_AUDIT").await else {
+        return Vec::new();
+    };
+    let Ok(consumer) = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+    else {
+        return Vec::new();
+    };
+    let Ok(mut messages) = consumer.messages().await else {
+        return Vec::new();
+    };
+    let mut records = Vec::new();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(2), messages.next()).await
+    {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) {
+            records.push(v);
+        }
+        if m.info().map(|i| i.pending).unwrap_or(0) == 0 {
+            break;
+        }
+    }
+    records
+}
