@@ -417,6 +417,16 @@ async fn given_a_three_site_bus_when_two_nodes_die_then_nobody_acts_and_no_dns_c
     for ctl in &lab.controllers {
         assert_ne!(ctl.acting().await, Some(true));
     }
+    // Each controller told humans (journal and chat sinks; the audit stream is out of reach).
+    for ctl in &lab.controllers {
+        wait_for("the bus_lost alert", DEADLINE, || async {
+            ctl.log_tail(400)
+                .contains("ALERT Critical BusLost")
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    }
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_three_site_bus_when_one_node_dies_then_nothing_flips_and_a_site_failure_still_moves_mail_once()
