@@ -136,7 +136,7 @@ pub struct Audit {
 
 /// What an audit record is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AuditEvent {
     /// A namespace's decision changed (a move, or a new reason to stay).
     Decision {

@@ -9,11 +9,13 @@
 //! If the bus is unreachable the lease lapses and nothing is applied: sitewarden never fails
 //! over because NATS is down.
 
+pub mod api;
 pub mod apply;
 pub mod audit;
 pub mod http;
 pub mod intake;
 pub mod metrics;
+pub mod overrides;
 pub mod plan;
 pub mod settings;
 
@@ -69,6 +71,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     // emulated in tests), nothing it started keeps renewing the lease or writing records.
     let mut tasks = TaskGuard::default();
     let readiness = Arc::new(http::Readiness::default());
+    let late_routes: http::LateRoutes = Default::default();
     let http_stop = CancellationToken::new();
     if let Some(addr) = settings.listen {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -79,6 +82,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
             listener,
             metrics.clone(),
             readiness.clone(),
+            late_routes.clone(),
             http_stop.clone(),
         )));
     }
@@ -95,6 +99,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         let setup = async {
             intake::ensure_stream(&js, replicas, settings.events_max_age).await?;
             audit::ensure_stream(&js, replicas, settings.audit_max_age).await?;
+            overrides::ensure_stream(&js, replicas).await?;
             let lease = ensure_bucket(
                 &js,
                 BucketSpec::lease(LEASE_BUCKET, settings.lease.lease(), replicas),
@@ -320,21 +325,61 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         }
     }));
 
-    let engine = Engine::new(config);
+    let engine = Arc::new(Engine::new(config));
     let mut state: State = engine.initial_state();
     let mut tick = tokio::time::interval(settings.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let edge_client = client.clone();
+
+    // Operator overrides: from the bus (whichever controller's API took them) into the engine.
+    let (override_tx, mut override_rx) = mpsc::channel::<overrides::OverrideMessage>(256);
+    tasks.track(tokio::spawn(overrides::run(
+        js.clone(),
+        override_tx,
+        tasks_stop.clone(),
+    )));
+    // What the API reads: a copy of the state after every tick and every override.
+    let mut notes = api::Snapshot::default();
+    let (snapshot_tx, snapshot_rx) =
+        tokio::sync::watch::channel(Arc::new(api::Snapshot::default()));
+    let _ = late_routes.set(api::router(api::Api {
+        engine: engine.clone(),
+        snapshot: snapshot_rx,
+        leadership: lease_handle.leadership(),
+        js: js.clone(),
+        settings: Arc::new(settings.api.clone()),
+        controller: settings.id.clone(),
+    }));
     loop {
+        let mut override_id = None;
         let input = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => Input::Tick,
+            Some(o) = override_rx.recv() => {
+                override_id = Some(o.id);
+                Input::Override(o.request)
+            }
             i = rx.recv() => match i { Some(i) => i, None => break },
         };
-        let commands = engine.step(&mut state, Utc::now(), &input);
+        let now = Utc::now();
+        let commands = engine.step(&mut state, now, &input);
         // Only after the engine knows it leads, so the read's report is not taken as a standby's.
         if matches!(&input, Input::Leadership(l) if l.is_leader) {
             let _ = refresh_tx.try_send(());
+        }
+        notes.note(now, &commands);
+        if let Some(id) = override_id {
+            if notes.applied_overrides.len() == api::RECENT_KEPT {
+                notes.applied_overrides.pop_front();
+            }
+            notes.applied_overrides.push_back(id);
+        }
+        if matches!(input, Input::Tick | Input::Override(_)) {
+            snapshot_tx.send_replace(Arc::new(api::Snapshot {
+                state: state.clone(),
+                applied_overrides: notes.applied_overrides.clone(),
+                recent: notes.recent.clone(),
+            }));
         }
         let epoch = lease_handle.is_acting_now();
         for cmd in commands {
@@ -393,7 +438,11 @@ async fn dispatch(
             audit.record(record(serde_json::json!({"kind": "alert", "alert": alert})));
         }
         Command::Audit(a) => {
-            if let Ok(v) = serde_json::to_value(&a) {
+            // Flat like the runtime's own records: `event.kind` names what happened.
+            if let Ok(mut v) = serde_json::to_value(&a.event) {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("engine_at".into(), serde_json::json!(a.at));
+                }
                 audit.record(record(v));
             }
         }

@@ -88,6 +88,8 @@ pub struct RuntimeSettings {
     pub lease: LeaseClock,
     /// Chat-ops sinks (`[[alerts]]`).
     pub alerts: Vec<crate::notify::config::SinkConfig>,
+    /// Operator API tokens (`[api]`).
+    pub api: crate::runtime::api::ApiSettings,
 }
 
 fn hostname() -> String {
@@ -180,8 +182,13 @@ impl RuntimeSettings {
         )
         .map_err(|e| src.error(&root.key("ha"), e.to_string()))?;
         let alerts = crate::notify::config::validate(src, &root.key("alerts"), &raw.alerts)?;
+        let api = raw
+            .api
+            .unwrap_or_default()
+            .validate(src, &root.key("api"))?;
         Ok(Self {
             alerts,
+            api,
             id,
             listen,
             dry_run: c.dry_run,

@@ -1,0 +1,387 @@
+//! The operator API of a real controller pair on a real nats-server: tokens and roles, status,
+//! explain, history, and overrides written through either controller and applied by the leader.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::{DEADLINE, free_addr};
+use reqwest::StatusCode;
+use sitewarden_controller::config::ControllerConfig;
+use sitewarden_controller::provider::DnsProvider;
+use sitewarden_controller::provider::budget::RetryPolicy;
+use sitewarden_controller::provider::memory::MemoryProvider;
+use sitewarden_controller::runtime::metrics::Metrics;
+use sitewarden_controller::runtime::settings::RuntimeSettings;
+use sitewarden_controller::runtime::{self, Runtime};
+use sitewarden_shared::config::Source;
+use sitewarden_tests::nats_server::NatsServer;
+use sitewarden_tests::wait_for;
+use tokio_util::sync::CancellationToken;
+
+const NAME: &str = "mail.example.com";
+const ADMIN: &str = "admin-token-4b1d8e0c9a7f2e11";
+const READER: &str = "read-token-77c3a9d04e5b6f20";
+
+struct Pair {
+    _nats: NatsServer,
+    _dir: tempfile::TempDir,
+    provider: Arc<MemoryProvider>,
+    http: Vec<SocketAddr>,
+    stops: Vec<CancellationToken>,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for s in &self.stops {
+            s.cancel();
+        }
+    }
+}
+
+async fn pair() -> Pair {
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), format!("{ADMIN}\n")).unwrap();
+    std::fs::write(dir.path().join("read.token"), format!("{READER}\n")).unwrap();
+    let provider = Arc::new(MemoryProvider::new(RetryPolicy::default()));
+    provider.insert(
+        NAME,
+        "mail-rr.example.com",
+        Some("sitewarden epoch=0 gen=0"),
+    );
+    let mut http = Vec::new();
+    let mut stops = Vec::new();
+    for id in ["ctl-a", "ctl-b"] {
+        let addr = free_addr();
+        let toml = format!(
+            r#"
+[controller]
+id = "{id}"
+listen = "{addr}"
+tick = "100ms"
+
+[nats]
+servers = ["{nats}"]
+
+[provider]
+kind = "memory"
+
+[ha]
+lease = "3s"
+
+[api]
+tokens = [
+  {{ name = "alice", role = "admin", token = {{ file = "{dir}/admin.token" }} }},
+  {{ name = "grafana", role = "read", token = {{ file = "{dir}/read.token" }} }},
+]
+
+{decisions}"#,
+            nats = nats.url(),
+            dir = dir.path().display(),
+            decisions =
+                sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
+        );
+        let src = Source::inline("controller.toml", &toml);
+        let rt = Runtime {
+            config: ControllerConfig::load(&src).unwrap(),
+            settings: RuntimeSettings::load(&src).unwrap(),
+            provider: Some(provider.clone() as Arc<dyn DnsProvider>),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let stop = CancellationToken::new();
+        tokio::spawn(runtime::run(rt, stop.clone()));
+        http.push(addr);
+        stops.push(stop);
+    }
+    let pair = Pair {
+        _nats: nats,
+        _dir: dir,
+        provider,
+        http,
+        stops,
+    };
+    // Both serve the API once connected, and one of them leads.
+    wait_for("a leader with the API up", DEADLINE, || async {
+        let mut acting = 0;
+        for addr in &pair.http {
+            let s = get(*addr, "/api/v1/status", Some(READER)).await?;
+            if s.0 != StatusCode::OK {
+                return None;
+            }
+            acting += usize::from(s.1["leader"]["acting"] == true);
+        }
+        (acting == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    pair
+}
+
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> Option<(StatusCode, serde_json::Value, String)> {
+    let mut req = reqwest::Client::new().get(format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.ok()?;
+    let status = r.status();
+    let text = r.text().await.ok()?;
+    Some((
+        status,
+        serde_json::from_str(&text).unwrap_or_default(),
+        text,
+    ))
+}
+
+async fn post(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (StatusCode, serde_json::Value, String) {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_default(),
+        text,
+    )
+}
+
+fn content(p: &MemoryProvider) -> Option<String> {
+    p.record(NAME).and_then(|r| r.content)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_roles_are_enforced_and_no_token_is_ever_echoed() {
+    let pair = pair().await;
+    let a = pair.http[0];
+    let (status, body, _) = get(a, "/api/v1/status", None).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Bearer"));
+    let (status, _, _) = get(a, "/api/v1/status", Some("not-a-configured-token"))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, who, _) = get(a, "/api/v1/whoami", Some(READER)).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(who["name"], "grafana");
+    assert_eq!(who["role"], "read");
+
+    let pin = r#"{"action":"pin","namespace":"mail.example.com","target":"mail-site2.example.com","reason":"test"}"#;
+    let (status, body, _) = post(a, "/api/v1/overrides", Some(READER), pin).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, _) = post(a, "/api/v1/overrides", None, pin).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        content(&pair.provider).as_deref(),
+        Some("mail-rr.example.com")
+    );
+
+    // Nothing the API answers contains a token.
+    for path in [
+        "/api/v1/status",
+        "/api/v1/overrides",
+        "/api/v1/history?since=1h",
+        "/api/v1/whoami",
+    ] {
+        let (_, _, text) = get(a, path, Some(ADMIN)).await.unwrap();
+        assert!(
+            !text.contains(ADMIN) && !text.contains(READER),
+            "{path}: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_explain_show_sites_namespaces_and_the_leader() {
+    let pair = pair().await;
+    let (status, s, _) = get(pair.http[1], "/api/v1/status", Some(READER))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let sites: Vec<&str> = s["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["site"].as_str().unwrap())
+        .collect();
+    assert_eq!(sites, vec!["site1", "site2", "witness"]);
+    let ns = &s["namespaces"][0];
+    assert_eq!(ns["name"], NAME);
+    assert_eq!(ns["preferred"], "mail-rr.example.com");
+    assert_eq!(ns["targets"].as_array().unwrap().len(), 3);
+    assert!(
+        s["leader"]["leader"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("ctl-"))
+    );
+
+    let (status, x, _) = get(
+        pair.http[0],
+        "/api/v1/namespaces/mail.example.com/explain",
+        Some(READER),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(x["explanation"]["namespace"], NAME);
+    assert!(x["text"].as_str().unwrap().contains(NAME));
+    let (status, e, _) = get(
+        pair.http[0],
+        "/api/v1/namespaces/owa.example.com/explain",
+        Some(READER),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(e["error"].as_str().unwrap().contains(NAME), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_made_through_either_controller_moves_the_name_and_a_release_lets_go() {
+    let pair = pair().await;
+    // Through the standby: the write goes via the bus, so the leader acts on it.
+    let mut standby = None;
+    for addr in &pair.http {
+        let (_, s, _) = get(*addr, "/api/v1/status", Some(READER)).await.unwrap();
+        if s["leader"]["acting"] == false {
+            standby = Some(*addr);
+        }
+    }
+    let standby = standby.unwrap();
+    let pin = r#"{"action":"pin","namespace":"mail.example.com","target":"mail-site2.example.com","for":"30m","reason":"site1 maintenance CHG-1042"}"#;
+    let (status, body, _) = post(standby, "/api/v1/overrides", Some(ADMIN), pin).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["applied"], true);
+    let pinned = &body["overrides"]["pins"][NAME];
+    assert_eq!(pinned["target"], "mail-site2.example.com");
+    assert_eq!(pinned["hold"]["who"], "alice");
+    assert_eq!(pinned["hold"]["why"], "site1 maintenance CHG-1042");
+    wait_for("the pinned target in DNS", DEADLINE, || async {
+        (content(&pair.provider).as_deref() == Some("mail-site2.example.com")).then_some(())
+    })
+    .await
+    .unwrap();
+    // Both controllers know the pin.
+    for addr in &pair.http {
+        let (_, o, _) = get(*addr, "/api/v1/overrides", Some(READER)).await.unwrap();
+        wait_for("the pin on both controllers", DEADLINE, || async {
+            let (_, o, _) = get(*addr, "/api/v1/overrides", Some(READER)).await?;
+            o["overrides"]["pins"].get(NAME).map(|_| ())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {o}"));
+    }
+    // The history has the override.
+    let (_, h, _) = get(pair.http[0], "/api/v1/history?since=10m", Some(READER))
+        .await
+        .unwrap();
+    let kinds: Vec<String> = h["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"]["kind"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "override"), "{kinds:?}");
+
+    let release = r#"{"kind":"pin","subject":"mail.example.com","reason":"maintenance done"}"#;
+    let (status, body, _) = post(
+        pair.http[0],
+        "/api/v1/overrides/release",
+        Some(ADMIN),
+        release,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body["overrides"]["pins"].get(NAME).is_none(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
+    let pair = pair().await;
+    let a = pair.http[0];
+    let cases = [
+        (
+            r#"{"action":"pin","namespace":"owa.example.com","target":"x.example.com","reason":"r"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "owa.example.com",
+        ),
+        (
+            r#"{"action":"pin","namespace":"mail.example.com","target":"elsewhere.example.com","reason":"r"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "elsewhere.example.com",
+        ),
+        (
+            r#"{"action":"pin","namespace":"mail.example.com","target":"mail-site2.example.com","reason":"  "}"#,
+            StatusCode::BAD_REQUEST,
+            "reason",
+        ),
+        (
+            r#"{"action":"pin","namespace":"mail.example.com","reason":"r"}"#,
+            StatusCode::BAD_REQUEST,
+            "target",
+        ),
+        (
+            r#"{"action":"teleport","reason":"r"}"#,
+            StatusCode::BAD_REQUEST,
+            "teleport",
+        ),
+        (
+            r#"{"action":"drain","site":"site 9","reason":"r"}"#,
+            StatusCode::BAD_REQUEST,
+            "site",
+        ),
+        (
+            r#"{"action":"freeze","for":"soon","reason":"r"}"#,
+            StatusCode::BAD_REQUEST,
+            "for",
+        ),
+        (
+            r#"{"action":"pin","colour":"red","reason":"r"}"#,
+            StatusCode::BAD_REQUEST,
+            "colour",
+        ),
+        (r#"{not json"#, StatusCode::BAD_REQUEST, "body"),
+    ];
+    for (body, want, mentions) in cases {
+        let (status, answer, _) = post(a, "/api/v1/overrides", Some(ADMIN), body).await;
+        assert_eq!(status, want, "{body} -> {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(mentions), "{body} -> {error}");
+    }
+    let huge = format!(
+        r#"{{"action":"freeze","reason":"{}"}}"#,
+        "x".repeat(64 * 1024)
+    );
+    let (status, _, _) = post(a, "/api/v1/overrides", Some(ADMIN), &huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, e, _) = get(a, "/api/v1/history?since=yesterday", Some(READER))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(e["error"].as_str().unwrap().contains("since"));
+    let (_, o, _) = get(a, "/api/v1/overrides", Some(READER)).await.unwrap();
+    assert_eq!(
+        o["overrides"],
+        serde_json::json!({"pins": {}, "drains": {}, "freezes": {}}),
+        "nothing was stored"
+    );
+    assert_eq!(
+        content(&pair.provider).as_deref(),
+        Some("mail-rr.example.com")
+    );
+}
