@@ -18,7 +18,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use sitewarden_controller::edge::{Stored, bucket_spec, put_latest};
+use sitewarden_controller::edge::{Stored, bucket_spec, get_latest, put_latest};
 use sitewarden_controller::ha::ensure_bucket;
 use sitewarden_shared::edge::SUBJECT;
 use sitewarden_shared::{EdgeNotification, SiteId, SiteVerdict};
@@ -187,6 +187,15 @@ async fn haproxy_follows_the_active_site_from_kv_and_bus_and_ignores_stale_or_un
     leader
         .store(&notice(5, 2, Some("site1"), Some("site2")))
         .await;
+    // The KV only moves forward: a late write of an older notice is refused.
+    assert_eq!(
+        put_latest(&leader.kv, &notice(5, 1, Some("site2"), None))
+            .await
+            .expect("KV"),
+        Stored::NotNewer((5, 2))
+    );
+    let stored = get_latest(&leader.kv).await.expect("KV").expect("a notice");
+    assert_eq!(stored.order_key(), (5, 2));
     let listen = free_addr();
     let agent = RunningAgent::start(&agent_toml(&nats.url(), listen, &hp, "30s"));
     wait_states(
