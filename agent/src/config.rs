@@ -45,6 +45,8 @@ struct RawConfig {
     checks: Vec<RawCheck>,
     #[serde(default)]
     dbcopy: Vec<RawDbCopy>,
+    #[serde(default)]
+    edge: Option<crate::edge::config::RawEdge>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +168,8 @@ pub struct AgentConfig {
     pub dbcopy: Vec<DbCopySource>,
     /// Certificates expiring within this many days are flagged.
     pub cert_expiry_warn_days: u32,
+    /// `[edge]`: HAProxy backends that follow edge notifications; `None` when not configured.
+    pub edge: Option<crate::edge::EdgeSettings>,
 }
 
 /// A site as the agent knows it.
@@ -447,6 +451,11 @@ impl AgentConfig {
             });
         }
 
+        let edge = match &raw.edge {
+            None => None,
+            Some(e) => Some(crate::edge::config::validate(src, &root.key("edge"), e)?),
+        };
+
         Ok(AgentConfig {
             agent,
             site,
@@ -460,6 +469,7 @@ impl AgentConfig {
                 .defaults
                 .cert_expiry_warn_days
                 .unwrap_or(DEFAULT_CERT_WARN_DAYS),
+            edge,
         })
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod dbcopy;
+pub mod edge;
 pub mod metrics;
 pub mod probe;
 pub mod probe_once;

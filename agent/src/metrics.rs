@@ -68,6 +68,8 @@ pub struct Metrics {
     collections: Family<CollectLabels, Counter>,
     /// Pushes refused (bad token, too large, unparsable).
     pub push_rejected: Family<KindLabel, Counter>,
+    /// The HAProxy adapter's metrics (`sitewarden_agent_edge_*`).
+    pub edge: crate::edge::metrics::EdgeMetrics,
 }
 
 impl Default for Metrics {
@@ -132,6 +134,7 @@ impl Metrics {
             "Pushes refused by cause",
             push_rejected.clone(),
         );
+        let edge = crate::edge::metrics::EdgeMetrics::register(&mut registry);
         Self {
             registry,
             probes,
@@ -143,6 +146,7 @@ impl Metrics {
             nats_connected,
             collections,
             push_rejected,
+            edge,
         }
     }
 

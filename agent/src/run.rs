@@ -1,5 +1,6 @@
 //! The agent's run loop: one task per probe, per collector and for the heartbeat, all feeding
-//! the publisher, until the shutdown token fires.
+//! the publisher, until the shutdown token fires; with `[[edge.haproxy]]`, one more task follows
+//! edge notifications and steers HAProxy ([`crate::edge`]).
 //!
 //! Probes that share an interval fire together: one wake-up per interval runs them all
 //! concurrently, with warm caches. Spreading 100 probes evenly over their interval cost six times
@@ -47,6 +48,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         .connect(&format!("sitewarden-agent {}", config.agent))
         .await
         .map_err(anyhow::Error::msg)?;
+    let edge_client = client.clone();
     let (tx, rx) = mpsc::channel::<Outgoing>(1024);
     let publisher_stop = CancellationToken::new();
     let publisher = tokio::spawn(publish::run(
@@ -74,6 +76,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                 tracing::error!("HTTP server failed: {e}");
             }
         });
+    }
+
+    if let Some(edge) = config.edge.clone().filter(|e| !e.haproxy.is_empty()) {
+        tasks.spawn(crate::edge::run(
+            edge,
+            edge_client,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
     }
 
     let start = tokio::time::Instant::now();

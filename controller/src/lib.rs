@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod dns;
+pub mod edge;
 pub mod engine;
 pub mod ha;
 pub mod notify;

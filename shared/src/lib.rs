@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod dbcopy;
+pub mod edge;
 pub mod event;
 pub mod ids;
 pub mod nats;
@@ -12,6 +13,7 @@ pub mod schema;
 pub mod shutdown;
 pub mod subject;
 
+pub use edge::{EdgeNotification, SiteVerdict};
 pub use event::{
     ActiveSyncDetails, CheckKind, CollectOutcome, CollectVia, DbCopySnapshot, ErrorClass, Event,
     EventMeta, Heartbeat, Observation, ObservationDetails, Outcome, SCHEMA_VERSION, TlsDetails,

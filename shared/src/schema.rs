@@ -1,4 +1,4 @@
-//! JSON Schemas of the v1 events, generated from the Rust types.
+//! JSON Schemas of the v1 events and the edge notification, generated from the Rust types.
 //!
 //! `shared/schemas/*.json` are committed so third parties can validate events without Rust; the
 //! test `schemas_are_fresh` fails when they differ from what the types generate. Regenerate with
@@ -6,6 +6,7 @@
 
 use schemars::{JsonSchema, schema_for};
 
+use crate::edge::EdgeNotification;
 use crate::event::{DbCopySnapshot, Heartbeat, Observation};
 
 /// `(file name, pretty JSON)` for every event schema.
@@ -19,6 +20,7 @@ pub fn all() -> Vec<(&'static str, String)> {
         one::<Observation>("observation.v1.schema.json"),
         one::<DbCopySnapshot>("dbcopy.v1.schema.json"),
         one::<Heartbeat>("heartbeat.v1.schema.json"),
+        one::<EdgeNotification>("edge.v1.schema.json"),
     ]
 }
 

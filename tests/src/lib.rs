@@ -6,7 +6,8 @@
 //! ActiveSync, HTTP or HTTPS with a generated CA) whose behaviour can be switched at run time,
 //! [`dag`] emulates a database availability group and renders `Get-MailboxDatabaseCopyStatus`
 //! JSON in the shapes PowerShell really emits, [`fault_proxy`] is a TCP proxy that makes
-//! partitions (blackhole, reset, delay), and [`signals`] pauses, resumes or kills any process by
+//! partitions (blackhole, reset, delay), [`haproxy`] runs a real HAProxy with an admin Runtime API
+//! socket, and [`signals`] pauses, resumes or kills any process by
 //! pid. Fixture files live under `tests/fixtures/` ([`fixture_path`]). Tests never sleep for a fixed time to wait for a
 //! condition: they poll with a deadline through [`wait_for`].
 
@@ -14,6 +15,7 @@ pub mod cloudflare;
 pub mod dag;
 pub mod exchange;
 pub mod fault_proxy;
+pub mod haproxy;
 pub mod lab;
 pub mod nats_server;
 pub mod signals;

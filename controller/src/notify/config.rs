@@ -217,8 +217,9 @@ pub fn validate(
     Ok(out)
 }
 
-/// Checks a webhook URL without ever quoting it: https, or http to a loopback address.
-fn check_url(url: &str) -> Result<(), String> {
+/// Checks a webhook URL without ever quoting it: https, or http to a loopback address. Shared
+/// with the edge webhooks.
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| format!("the URL read from this source is not a URL ({e})"))?;
     match parsed.scheme() {

@@ -109,13 +109,7 @@ impl Dispatcher {
     /// As [`Dispatcher::spawn`], with explicit tuning.
     pub fn spawn_with(sinks: Vec<SinkConfig>, tuning: Tuning, shutdown: CancellationToken) -> Self {
         let counters = Arc::new(Counters::default());
-        let client = reqwest::Client::builder()
-            .timeout(tuning.request_timeout)
-            .build()
-            .unwrap_or_else(|e| {
-                tracing::warn!("alert HTTP client with defaults: {e}");
-                reqwest::Client::new()
-            });
+        let client = super::sink::http_client(tuning.request_timeout);
         let mut outlets = Vec::with_capacity(sinks.len());
         for cfg in sinks {
             let sink = Arc::new(Sink::new(cfg, client.clone()));

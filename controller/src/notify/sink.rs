@@ -40,9 +40,7 @@ impl DeliveryError {
     pub fn is_transient(&self) -> bool {
         match self {
             DeliveryError::Transport { .. } => true,
-            DeliveryError::Status { status, .. } => {
-                *status == 408 || *status == 429 || *status >= 500
-            }
+            DeliveryError::Status { status, .. } => is_transient_status(*status),
         }
     }
 }
@@ -130,8 +128,25 @@ impl Sink {
     }
 }
 
-/// A reqwest error and its causes as one line, without the URL.
-fn error_chain(e: reqwest::Error) -> String {
+/// Whether an HTTP status is worth retrying: 408, 429 and 5xx. Shared with the edge webhooks.
+pub(crate) fn is_transient_status(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
+}
+
+/// The HTTP client for outgoing webhooks (alert sinks, edge webhooks): rustls, `timeout` per
+/// request. Falls back to reqwest's defaults (and says so) if the builder fails.
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .unwrap_or_else(|e| {
+            tracing::warn!("webhook HTTP client with defaults: {e}");
+            reqwest::Client::new()
+        })
+}
+
+/// A reqwest error and its causes as one line, without the URL. Shared with the edge webhooks.
+pub(crate) fn error_chain(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);
