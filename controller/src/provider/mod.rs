@@ -25,6 +25,7 @@ pub mod config;
 pub mod decide;
 pub mod marker;
 pub mod memory;
+pub mod rfc2136;
 
 use std::future::Future;
 use std::pin::Pin;
