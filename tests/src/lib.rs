@@ -16,6 +16,7 @@ pub mod dag;
 pub mod exchange;
 pub mod fault_proxy;
 pub mod lab;
+pub mod moto;
 pub mod nats_server;
 pub mod signals;
 

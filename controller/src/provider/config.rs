@@ -13,9 +13,9 @@
 //! request_timeout = "10s"
 //! ```
 //!
-//! `kind = "rfc2136"` (dynamic UPDATE with TSIG to a primary: BIND, Knot, PowerDNS) has its own
-//! keys, validated in [`super::rfc2136::config`]; `kind = "builtin"` in [`crate::dns`]. See
-//! `docs/dns.md`.
+//! `kind = "rfc2136"` (dynamic UPDATE with TSIG to a primary: BIND, Knot, PowerDNS) and
+//! `kind = "route53"` have their own keys, validated in [`super::rfc2136::config`] and
+//! [`super::route53::config`]; `kind = "builtin"` in [`crate::dns`]. See `docs/dns.md`.
 //!
 //! [`RawProvider`] is what serde reads (unknown keys are errors); [`RawProvider::validate`] turns
 //! it into a [`ProviderConfig`], reporting errors with file, line and key; and
@@ -147,6 +147,8 @@ pub enum ProviderKind {
     Builtin(crate::dns::DnsConfig),
     /// Dynamic UPDATE with TSIG to the zone's primary ([`super::rfc2136`]).
     Rfc2136(super::rfc2136::config::Rfc2136Config),
+    /// Amazon Route 53 ([`super::route53`]).
+    Route53(super::route53::config::Route53Config),
 }
 
 impl ProviderKind {
@@ -157,6 +159,7 @@ impl ProviderKind {
             Self::Cloudflare(_) => "cloudflare",
             Self::Builtin(_) => "builtin",
             Self::Rfc2136(_) => "rfc2136",
+            Self::Route53(_) => "route53",
         }
     }
 }
@@ -223,6 +226,7 @@ impl RawProvider {
             Some("cloudflare") => ProviderKind::Cloudflare(self.cloudflare(src, at)?),
             Some("builtin") => ProviderKind::Builtin(self.builtin(src, at)?),
             Some("rfc2136") => ProviderKind::Rfc2136(self.rfc2136(src, at)?),
+            Some("route53") => ProviderKind::Route53(self.route53(src, at)?),
             Some(other) => {
                 return Err(src.error(
                     &at.key("kind"),
@@ -309,6 +313,41 @@ impl RawProvider {
             }
         }
         Ok(())
+    }
+
+    /// Validates `budget = { requests, per }` against a provider's own limit (`limit`, named
+    /// `limit_text` in errors), or returns `default`.
+    pub(crate) fn budget_within(
+        &self,
+        src: &Source,
+        at: &KeyPath,
+        limit: RateBudget,
+        limit_text: &str,
+        default: RateBudget,
+    ) -> Result<RateBudget, ConfigError> {
+        let Some(b) = &self.budget else {
+            return Ok(default);
+        };
+        let key = at.key("budget");
+        if b.requests == 0 || b.per < Duration::from_secs(1) {
+            return Err(src.error(
+                &key,
+                format!(
+                    "use at least 1 request per at least 1s (default {} per {})",
+                    default.requests,
+                    duration::format(default.per)
+                ),
+            ));
+        }
+        let ours = f64::from(b.requests) / b.per.as_secs_f64();
+        let theirs = f64::from(limit.requests) / limit.per.as_secs_f64();
+        if ours > theirs {
+            return Err(src.error(&key, format!("above {limit_text}; stay well below it")));
+        }
+        Ok(RateBudget {
+            requests: b.requests,
+            per: b.per,
+        })
     }
 
     /// Validates `request_timeout` (100ms to 120s), or returns the default.
@@ -502,6 +541,7 @@ impl ProviderConfig {
                 })?))
             }
             ProviderKind::Rfc2136(c) => Ok(Arc::new(c.build(self.retry)?)),
+            ProviderKind::Route53(c) => Ok(Arc::new(c.build(self.retry)?)),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod decide;
 pub mod marker;
 pub mod memory;
 pub mod rfc2136;
+pub mod route53;
 
 use std::future::Future;
 use std::pin::Pin;
