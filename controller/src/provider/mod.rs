@@ -25,6 +25,7 @@ pub mod config;
 pub mod decide;
 pub mod marker;
 pub mod memory;
+pub mod propagation;
 pub mod rfc2136;
 pub mod route53;
 
