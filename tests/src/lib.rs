@@ -11,12 +11,14 @@
 //! pid. Fixture files live under `tests/fixtures/` ([`fixture_path`]). Tests never sleep for a fixed time to wait for a
 //! condition: they poll with a deadline through [`wait_for`].
 
+pub mod bind;
 pub mod cloudflare;
 pub mod dag;
 pub mod exchange;
 pub mod fault_proxy;
 pub mod haproxy;
 pub mod lab;
+pub mod moto;
 pub mod nats_server;
 pub mod signals;
 

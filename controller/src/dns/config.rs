@@ -20,7 +20,11 @@ impl RawProvider {
             return Ok(());
         }
         for (key, set) in [
-            ("zone", self.zone.is_some()),
+            // `rfc2136` names its zone with `zone` too.
+            (
+                "zone",
+                self.zone.is_some() && self.kind.as_deref() != Some("rfc2136"),
+            ),
             ("listen", self.listen.is_some()),
             ("nameservers", self.nameservers.is_some()),
             ("soa_email", self.soa_email.is_some()),

@@ -13,6 +13,10 @@
 //! request_timeout = "10s"
 //! ```
 //!
+//! `kind = "rfc2136"` (dynamic UPDATE with TSIG to a primary: BIND, Knot, PowerDNS) and
+//! `kind = "route53"` have their own keys, validated in [`super::rfc2136::config`] and
+//! [`super::route53::config`]; `kind = "builtin"` in [`crate::dns`]. See `docs/dns.md`.
+//!
 //! [`RawProvider`] is what serde reads (unknown keys are errors); [`RawProvider::validate`] turns
 //! it into a [`ProviderConfig`], reporting errors with file, line and key; and
 //! [`ProviderConfig::build`] reads the token and makes the provider.
@@ -75,6 +79,29 @@ pub struct RawProvider {
     pub soa_email: Option<String>,
     /// `builtin`: addresses of in-zone nameservers, e.g. `{ "ns1.failover.example.com" = ["192.0.2.10"] }`.
     pub addresses: Option<std::collections::BTreeMap<String, Vec<std::net::IpAddr>>>,
+    /// `rfc2136`: the zone's primary, `ip:port`.
+    pub server: Option<String>,
+    /// `rfc2136`: the TSIG key's name as the server knows it.
+    pub tsig_key_name: Option<String>,
+    /// `rfc2136`: `hmac-sha256` (default), `hmac-sha384` or `hmac-sha512`.
+    pub tsig_algorithm: Option<String>,
+    /// `rfc2136`: where the base64 TSIG secret comes from.
+    pub tsig_secret: Option<SecretRef>,
+    /// `route53`: the hosted zone id, e.g. `Z0123456789ABCDEFGHIJ`.
+    pub hosted_zone_id: Option<String>,
+    /// `route53`: API endpoint (default `https://route53.amazonaws.com`; tests point it at moto).
+    pub endpoint_url: Option<String>,
+    /// `route53`: the SigV4 signing region (default `us-east-1`, Route 53's global region).
+    pub region: Option<String>,
+    /// `route53`: access key id source; default: the AWS environment or shared credentials file.
+    pub aws_access_key_id: Option<SecretRef>,
+    /// `route53`: secret access key source (with `aws_access_key_id`).
+    pub aws_secret_access_key: Option<SecretRef>,
+    /// `route53`: session token source, for temporary credentials.
+    pub aws_session_token: Option<SecretRef>,
+    /// `route53`: how long to poll GetChange for INSYNC after a change (default 120s).
+    #[serde(default, with = "duration::option")]
+    pub insync_timeout: Option<Duration>,
 }
 
 /// `budget = { requests = 300, per = "5m" }`.
@@ -118,6 +145,23 @@ pub enum ProviderKind {
     Cloudflare(CloudflareConfig),
     /// The controllers' own authoritative DNS server ([`crate::dns`]).
     Builtin(crate::dns::DnsConfig),
+    /// Dynamic UPDATE with TSIG to the zone's primary ([`super::rfc2136`]).
+    Rfc2136(super::rfc2136::config::Rfc2136Config),
+    /// Amazon Route 53 ([`super::route53`]).
+    Route53(super::route53::config::Route53Config),
+}
+
+impl ProviderKind {
+    /// The `kind` value that selects this provider (`cloudflare`, `rfc2136`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Cloudflare(_) => "cloudflare",
+            Self::Builtin(_) => "builtin",
+            Self::Rfc2136(_) => "rfc2136",
+            Self::Route53(_) => "route53",
+        }
+    }
 }
 
 /// Validated Cloudflare settings.
@@ -141,6 +185,14 @@ pub enum BuildError {
     /// The token could not be read.
     #[error("provider.api_token: {0}")]
     Token(String),
+    /// A secret other than the Cloudflare token could not be read; names the key, never the value.
+    #[error("provider.{key}: {message}")]
+    Secret {
+        /// The config key, e.g. `tsig_secret`.
+        key: &'static str,
+        /// What went wrong and what to do.
+        message: String,
+    },
     /// The provider rejected its settings.
     #[error("provider: {0}")]
     Provider(#[from] ProviderError),
@@ -151,6 +203,7 @@ impl RawProvider {
     pub fn validate(&self, src: &Source, at: &KeyPath) -> Result<ProviderConfig, ConfigError> {
         let retry = self.retry(src, at)?;
         self.no_builtin_keys_unless_builtin(src, at)?;
+        self.no_backend_keys_of_other_kinds(src, at)?;
         let kind = match self.kind.as_deref() {
             Some("memory") => {
                 for (key, set) in [
@@ -172,10 +225,15 @@ impl RawProvider {
             }
             Some("cloudflare") => ProviderKind::Cloudflare(self.cloudflare(src, at)?),
             Some("builtin") => ProviderKind::Builtin(self.builtin(src, at)?),
+            Some("rfc2136") => ProviderKind::Rfc2136(self.rfc2136(src, at)?),
+            Some("route53") => ProviderKind::Route53(self.route53(src, at)?),
             Some(other) => {
                 return Err(src.error(
                     &at.key("kind"),
-                    format!("unknown provider kind {other:?}; use \"cloudflare\", \"builtin\" or \"memory\""),
+                    format!(
+                        "unknown provider kind {other:?}; use \"cloudflare\", \"route53\", \
+                         \"rfc2136\", \"builtin\" or \"memory\""
+                    ),
                 ));
             }
             None => {
@@ -186,6 +244,128 @@ impl RawProvider {
             }
         };
         Ok(ProviderConfig { kind, retry })
+    }
+
+    /// Rejects the `rfc2136`- and `route53`-only keys under any other kind.
+    fn no_backend_keys_of_other_kinds(
+        &self,
+        src: &Source,
+        at: &KeyPath,
+    ) -> Result<(), ConfigError> {
+        let kind = self.kind.as_deref().unwrap_or_default();
+        for (key, owner, set) in [
+            ("server", "rfc2136", self.server.is_some()),
+            ("tsig_key_name", "rfc2136", self.tsig_key_name.is_some()),
+            ("tsig_algorithm", "rfc2136", self.tsig_algorithm.is_some()),
+            ("tsig_secret", "rfc2136", self.tsig_secret.is_some()),
+            ("hosted_zone_id", "route53", self.hosted_zone_id.is_some()),
+            ("endpoint_url", "route53", self.endpoint_url.is_some()),
+            ("region", "route53", self.region.is_some()),
+            (
+                "aws_access_key_id",
+                "route53",
+                self.aws_access_key_id.is_some(),
+            ),
+            (
+                "aws_secret_access_key",
+                "route53",
+                self.aws_secret_access_key.is_some(),
+            ),
+            (
+                "aws_session_token",
+                "route53",
+                self.aws_session_token.is_some(),
+            ),
+            ("insync_timeout", "route53", self.insync_timeout.is_some()),
+        ] {
+            if set && kind != owner {
+                return Err(src.error(
+                    &at.key(key),
+                    format!("only used with kind = \"{owner}\"; remove it for kind = \"{kind}\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rejects the Cloudflare-only keys under `kind` (a kind with its own way to name the zone).
+    pub(crate) fn no_cloudflare_keys(
+        &self,
+        src: &Source,
+        at: &KeyPath,
+        kind: &str,
+        also: &[(&str, bool)],
+    ) -> Result<(), ConfigError> {
+        let cloudflare = [
+            ("zone_id", self.zone_id.is_some()),
+            ("zone_name", self.zone_name.is_some()),
+            ("api_token", self.api_token.is_some()),
+            ("api_url", self.api_url.is_some()),
+        ];
+        for (key, set) in cloudflare.iter().chain(also) {
+            if *set {
+                return Err(src.error(
+                    &at.key(key),
+                    format!(
+                        "not used with kind = \"{kind}\"; remove it (see docs/dns.md for its keys)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates `budget = { requests, per }` against a provider's own limit (`limit`, named
+    /// `limit_text` in errors), or returns `default`.
+    pub(crate) fn budget_within(
+        &self,
+        src: &Source,
+        at: &KeyPath,
+        limit: RateBudget,
+        limit_text: &str,
+        default: RateBudget,
+    ) -> Result<RateBudget, ConfigError> {
+        let Some(b) = &self.budget else {
+            return Ok(default);
+        };
+        let key = at.key("budget");
+        if b.requests == 0 || b.per < Duration::from_secs(1) {
+            return Err(src.error(
+                &key,
+                format!(
+                    "use at least 1 request per at least 1s (default {} per {})",
+                    default.requests,
+                    duration::format(default.per)
+                ),
+            ));
+        }
+        let ours = f64::from(b.requests) / b.per.as_secs_f64();
+        let theirs = f64::from(limit.requests) / limit.per.as_secs_f64();
+        if ours > theirs {
+            return Err(src.error(&key, format!("above {limit_text}; stay well below it")));
+        }
+        Ok(RateBudget {
+            requests: b.requests,
+            per: b.per,
+        })
+    }
+
+    /// Validates `request_timeout` (100ms to 120s), or returns the default.
+    pub(crate) fn request_timeout_checked(
+        &self,
+        src: &Source,
+        at: &KeyPath,
+    ) -> Result<Duration, ConfigError> {
+        let request_timeout = self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        if request_timeout < Duration::from_millis(100)
+            || request_timeout > Duration::from_secs(120)
+        {
+            return Err(src.error(
+                &at.key("request_timeout"),
+                "use 100ms to 120s (default 10s)",
+            ));
+        }
+        Ok(request_timeout)
     }
 
     fn retry(&self, src: &Source, at: &KeyPath) -> Result<RetryPolicy, ConfigError> {
@@ -360,6 +540,8 @@ impl ProviderConfig {
                     request_timeout: cf.request_timeout,
                 })?))
             }
+            ProviderKind::Rfc2136(c) => Ok(Arc::new(c.build(self.retry)?)),
+            ProviderKind::Route53(c) => Ok(Arc::new(c.build(self.retry)?)),
         }
     }
 
@@ -436,7 +618,7 @@ mod tests {
     fn errors_name_the_line_and_key() {
         let cases = [
             (
-                "kind = \"route53\"\n",
+                "kind = \"route54\"\n",
                 "provider.kind",
                 "unknown provider kind",
             ),

@@ -14,8 +14,14 @@
 //! Every API call spends a token from a client-side budget far below the provider's own limit,
 //! and soft failures (rate limited, 5xx, timeouts) are retried with exponential backoff and full
 //! jitter ([`budget`]). Implementations: [`cloudflare`] (the Cloudflare v4 API through the
-//! `cloudflare` crate) and [`memory`] (no network; for tests, `plan` and the lab). [`config`]
-//! reads the `[provider]` table and builds one.
+//! `cloudflare` crate), [`rfc2136`] (TSIG-signed dynamic UPDATE to a BIND, Knot or PowerDNS
+//! primary, whose prerequisites make the write a true compare-and-set), [`route53`] (one
+//! all-or-nothing ChangeResourceRecordSets batch whose DELETE of the current value is the
+//! compare-and-set, then GetChange until INSYNC), [`builtin`] (the controllers' own DNS server)
+//! and [`memory`] (no network; for tests, `plan` and the lab). Where records carry no comment
+//! (RFC 2136, Route 53) the marker is a TXT record at `_sitewarden.<name>`. [`config`] reads the
+//! `[provider]` table and builds one. [`propagation`] watches a change reach every authoritative
+//! nameserver and checks that candidate targets resolve.
 
 pub mod budget;
 pub mod builtin;
@@ -25,6 +31,9 @@ pub mod config;
 pub mod decide;
 pub mod marker;
 pub mod memory;
+pub mod propagation;
+pub mod rfc2136;
+pub mod route53;
 
 use std::future::Future;
 use std::pin::Pin;
