@@ -94,11 +94,7 @@ fn main() -> ExitCode {
                     c.sites.len(),
                     c.agents.len(),
                     c.namespaces.len(),
-                    match s.provider.kind {
-                        ProviderKind::Memory => "memory",
-                        ProviderKind::Builtin(_) => "builtin",
-                        _ => "cloudflare",
-                    },
+                    s.provider.kind.name(),
                     s.lease.lease().as_secs_f32()
                 );
                 ExitCode::SUCCESS

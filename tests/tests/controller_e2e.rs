@@ -119,6 +119,42 @@ async fn receiver() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>
     (addr, bodies)
 }
 
+const EDGE_SECRET: &str = "edge-secret-3c9f0a1b7d2e";
+
+/// A local edge-webhook receiver: every POST is kept as (timestamp, signature, body).
+async fn signed_receiver() -> (
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
+) {
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let k = kept.clone();
+    let app = axum::Router::new().route(
+        "/edge",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let k = k.clone();
+            async move {
+                let h = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                k.lock().unwrap().push((
+                    h(sitewarden_controller::edge::TIMESTAMP_HEADER),
+                    h(sitewarden_controller::edge::SIGNATURE_HEADER),
+                    body,
+                ));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, kept)
+}
+
 fn controller_toml_on(nats: &str, id: &str, dry_run: bool, listen: &str) -> String {
     format!(
         r#"
@@ -203,10 +239,17 @@ async fn given_two_healthy_sites_when_site1_dies_then_mail_moves_to_site2_once()
     let (hook, alerts) = receiver().await;
     let url_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(url_file.path(), format!("http://{hook}/hook")).unwrap();
+    let (edge_hook, notices) = signed_receiver().await;
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret_file.path(), EDGE_SECRET).unwrap();
     let toml = controller_toml_on(&lab.nats.url(), "ctl-a", false, &http.to_string())
         + &format!(
             "\n[[alerts]]\nkind = \"webhook\"\nurl = {{ file = {:?} }}\nmin_severity = \"warning\"\n",
             url_file.path().to_str().unwrap()
+        )
+        + &format!(
+            "\n[[edge.webhooks]]\nname = \"haproxy-site2\"\nurl = \"http://{edge_hook}/edge\"\nsecret = {{ file = {:?} }}\n",
+            secret_file.path().to_str().unwrap()
         );
     let c = start_controller(&toml);
     wait_for("controller acting", DEADLINE, || async {
@@ -246,6 +289,34 @@ async fn given_two_healthy_sites_when_site1_dies_then_mail_moves_to_site2_once()
     let record = c.provider.record(NAME).unwrap();
     let marker = record.marker.expect("our marker on the record");
     assert!(marker.epoch > 0 && marker.generation > 0, "{marker:?}");
+
+    // The edge heard it: a signed webhook, and the latest notification kept in KV.
+    let site1_down = |n: &serde_json::Value| n["verdicts"]["site1"] == "down";
+    let body = wait_for("a signed edge notice with site1 down", DEADLINE, || async {
+        notices.lock().unwrap().iter().find_map(|(ts, sig, body)| {
+            let n: serde_json::Value = serde_json::from_str(body).ok()?;
+            site1_down(&n).then(|| (ts.clone(), sig.clone(), body.clone()))
+        })
+    })
+    .await
+    .unwrap();
+    sitewarden_controller::edge::verify(
+        EDGE_SECRET.as_bytes(),
+        &body.0,
+        body.2.as_bytes(),
+        &body.1,
+        chrono::Utc::now(),
+        sitewarden_controller::edge::DEFAULT_REPLAY_WINDOW,
+    )
+    .unwrap();
+    let kv = async_nats::jetstream::new(async_nats::connect(lab.nats.url()).await.unwrap())
+        .get_key_value("sitewarden-edge")
+        .await
+        .unwrap();
+    let latest: serde_json::Value =
+        serde_json::from_slice(&kv.get("latest").await.unwrap().unwrap()).unwrap();
+    assert!(site1_down(&latest), "{latest}");
+    assert_eq!(latest["epoch"], marker.epoch, "{latest}");
 
     // More evidence keeps arriving; the decision does not flap or repeat.
     let seen = c.metrics.events_accepted.get();

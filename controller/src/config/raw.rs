@@ -44,6 +44,9 @@ pub(crate) struct RawConfig {
     /// `[[alerts]]`: chat-ops sinks. Runtime only.
     #[serde(default)]
     pub alerts: Vec<crate::notify::config::RawSink>,
+    /// `[edge]`: signed webhooks to edge proxies. Runtime only.
+    #[serde(default)]
+    pub edge: Option<crate::edge::RawEdge>,
     /// `[api]`: operator API tokens. Runtime only.
     #[serde(default)]
     pub api: Option<crate::runtime::api::RawApi>,

@@ -44,7 +44,7 @@ pub const LEASE_BUCKET: &str = "sitewarden-lease";
 /// The state bucket (intents, applied generations).
 pub const STATE_BUCKET: &str = "sitewarden-state";
 /// Subject of edge notifications.
-pub const EDGE_SUBJECT: &str = "sitewarden.v1.edge.notice";
+pub const EDGE_SUBJECT: &str = sitewarden_shared::edge::SUBJECT;
 
 /// Everything `run` needs from outside, so tests can hand in their own provider.
 pub struct Runtime {
@@ -95,7 +95,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     let js = jetstream::new(client.clone());
     let replicas = settings.replicas;
     // The bus may be starting too: retry setup until it answers or we are told to stop.
-    let (lease_store, state_store) = loop {
+    let (lease_store, state_store, edge_store) = loop {
         let setup = async {
             intake::ensure_stream(&js, replicas, settings.events_max_age).await?;
             audit::ensure_stream(&js, replicas, settings.audit_max_age).await?;
@@ -109,7 +109,10 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
             let state = ensure_bucket(&js, BucketSpec::state(STATE_BUCKET, 5, replicas))
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok::<_, String>((lease, state))
+            let edge = ensure_bucket(&js, crate::edge::bucket_spec(replicas))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((lease, state, edge))
         };
         match setup.await {
             Ok(s) => break s,
@@ -329,7 +332,39 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     let mut state: State = engine.initial_state();
     let mut tick = tokio::time::interval(settings.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let edge_client = client.clone();
+    let (deliverer, mut deliveries) =
+        crate::edge::WebhookDeliverer::spawn(settings.edge.webhooks.clone(), tasks_stop.clone());
+    {
+        // Webhook outcomes go to the journal and the audit trail.
+        let (sink, id) = (audit_sink.clone(), settings.id.clone());
+        tasks.track(tokio::spawn(async move {
+            while let Some(o) = deliveries.recv().await {
+                if let Err(e) = &o.result {
+                    tracing::warn!(endpoint = %o.endpoint, attempts = o.attempts, "edge webhook not delivered: {e}");
+                }
+                sink.record(AuditRecord {
+                    at: Utc::now(),
+                    controller: id.clone(),
+                    role: "leader",
+                    epoch: Some(o.epoch),
+                    event: serde_json::json!({
+                        "kind": "edge_webhook",
+                        "endpoint": o.endpoint,
+                        "generation": o.generation,
+                        "attempts": o.attempts,
+                        "delivered": o.result.is_ok(),
+                        "error": o.result.as_ref().err().map(|e| e.to_string()),
+                        "latency_ms": o.latency.as_millis() as u64,
+                    }),
+                });
+            }
+        }));
+    }
+    let edge = EdgeOut {
+        client: client.clone(),
+        store: edge_store,
+        deliverer,
+    };
 
     // Operator overrides: from the bus (whichever controller's API took them) into the engine.
     let (override_tx, mut override_rx) = mpsc::channel::<overrides::OverrideMessage>(256);
@@ -389,15 +424,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
                 // Only the acting leader tells humans; the standby would repeat every alert.
                 alerts.send(a);
             }
-            dispatch(
-                cmd,
-                epoch,
-                &settings.id,
-                &audit_sink,
-                &apply_tx,
-                &edge_client,
-            )
-            .await;
+            dispatch(cmd, epoch, &settings.id, &audit_sink, &apply_tx, &edge).await;
         }
     }
 
@@ -418,7 +445,7 @@ async fn dispatch(
     controller: &str,
     audit: &AuditSink,
     apply_tx: &mpsc::Sender<crate::engine::SetRecord>,
-    nats: &async_nats::Client,
+    edge: &EdgeOut,
 ) {
     let record = |event: serde_json::Value| AuditRecord {
         at: Utc::now(),
@@ -447,17 +474,35 @@ async fn dispatch(
             }
         }
         Command::NotifyEdge(notice) => {
-            if epoch.is_some()
-                && let Ok(body) = serde_json::to_vec(&notice)
-                && let Err(e) = nats.publish(EDGE_SUBJECT, body.into()).await
-            {
-                tracing::warn!("edge notice not published: {e}");
+            if let Some(epoch) = epoch {
+                let n = crate::edge::notification(&notice, controller, epoch, Utc::now());
+                edge.deliverer.notify(&n);
+                // Off the engine loop: a slow bus must not hold decisions up. Receivers and the
+                // KV order notices by (epoch, generation), so a late one changes nothing.
+                let (client, store) = (edge.client.clone(), edge.store.clone());
+                tokio::spawn(async move {
+                    if let Ok(body) = serde_json::to_vec(&n)
+                        && let Err(e) = client.publish(EDGE_SUBJECT, body.into()).await
+                    {
+                        tracing::warn!("edge notice not published: {e}");
+                    }
+                    if let Err(e) = crate::edge::put_latest(&store, &n).await {
+                        tracing::warn!("edge notice not kept in KV: {e}");
+                    }
+                });
             }
             audit.record(record(
                 serde_json::json!({"kind": "edge_notice", "notice": notice}),
             ));
         }
     }
+}
+
+/// Where the leader's edge notifications go: NATS, the KV bucket, the webhooks.
+struct EdgeOut {
+    client: async_nats::Client,
+    store: async_nats::jetstream::kv::Store,
+    deliverer: crate::edge::WebhookDeliverer,
 }
 
 /// Writes an alert to the journal (critical as an error, the rest as warnings).

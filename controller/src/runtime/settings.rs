@@ -90,6 +90,8 @@ pub struct RuntimeSettings {
     pub alerts: Vec<crate::notify::config::SinkConfig>,
     /// Operator API tokens (`[api]`).
     pub api: crate::runtime::api::ApiSettings,
+    /// Edge webhooks (`[edge]`).
+    pub edge: crate::edge::EdgeConfig,
 }
 
 fn hostname() -> String {
@@ -186,9 +188,11 @@ impl RuntimeSettings {
             .api
             .unwrap_or_default()
             .validate(src, &root.key("api"))?;
+        let edge = crate::edge::validate(src, &root.key("edge"), &raw.edge.unwrap_or_default())?;
         Ok(Self {
             alerts,
             api,
+            edge,
             id,
             listen,
             dry_run: c.dry_run,
