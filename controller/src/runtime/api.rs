@@ -15,7 +15,7 @@
 //! Every request carries `Authorization: Bearer <token>`; tokens come from `[api] tokens` with
 //! a role (`read` or `admin`) and are compared in constant time. Bodies are limited to
 //! [`MAX_BODY`], every request to [`REQUEST_TIMEOUT`]; errors are JSON `{"error": "…"}` with a
-//! 4xx status that says what to fix. `docs/api.md` and `docs/openapi.yaml` describe it.
+//! 4xx status that says what to fix. `docs/api.md` and `docs/openapi.json` describe it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -794,4 +794,62 @@ fn new_id() -> String {
         rand::random::<u64>(),
         rand::random::<u64>()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_description_lists_exactly_the_served_routes() {
+        let spec: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/openapi.json")).unwrap();
+        let documented: std::collections::BTreeSet<String> =
+            spec["paths"].as_object().unwrap().keys().cloned().collect();
+        let source = include_str!("api.rs");
+        let served: std::collections::BTreeSet<String> = source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|rest| rest.trim_start().strip_prefix('"'))
+            .filter_map(|l| l.split('"').next())
+            .filter(|p| p.starts_with("/api/"))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn since_takes_a_time_or_a_duration_and_names_itself_when_wrong() {
+        let now = DateTime::parse_from_rfc3339("2026-11-24T03:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_since(Some("15m"), now).unwrap(),
+            now - chrono::TimeDelta::minutes(15)
+        );
+        assert_eq!(
+            parse_since(Some("2026-11-24T01:00:00Z"), now).unwrap(),
+            now - chrono::TimeDelta::hours(2)
+        );
+        let e = parse_since(Some("yesterday"), now).unwrap_err();
+        assert!(e.1.contains("since"), "{}", e.1);
+    }
+
+    #[test]
+    fn tokens_never_show_in_debug_and_match_only_exactly() {
+        let settings = ApiSettings {
+            tokens: vec![
+                ApiToken::new("alice", TokenRole::Admin, "0123456789abcdef-admin"),
+                ApiToken::new("ro", TokenRole::Read, "0123456789abcdef-read"),
+            ],
+            anonymous_read: false,
+        };
+        assert!(!format!("{settings:?}").contains("0123456789abcdef"));
+        assert_eq!(
+            check_token(&settings, "0123456789abcdef-read").map(|c| c.role),
+            Some(TokenRole::Read)
+        );
+        assert!(check_token(&settings, "0123456789abcdef-rea").is_none());
+        assert!(check_token(&settings, "").is_none());
+    }
 }
