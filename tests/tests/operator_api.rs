@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 const NAME: &str = "mail.example.com";
 const ADMIN: &str = "admin-token-4b1d8e0c9a7f2e11";
 const READER: &str = "read-token-77c3a9d04e5b6f20";
+const SLACK_SECRET: &str = "slack-signing-secret-5e0b7c1d";
+const SLACK_OPERATOR: &str = "U0OPS1";
 
 struct Pair {
     _nats: NatsServer,
@@ -45,6 +47,7 @@ async fn pair() -> Pair {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("admin.token"), format!("{ADMIN}\n")).unwrap();
     std::fs::write(dir.path().join("read.token"), format!("{READER}\n")).unwrap();
+    std::fs::write(dir.path().join("slack.secret"), SLACK_SECRET).unwrap();
     let provider = Arc::new(MemoryProvider::new(RetryPolicy::default()));
     provider.insert(
         NAME,
@@ -76,6 +79,10 @@ tokens = [
   {{ name = "alice", role = "admin", token = {{ file = "{dir}/admin.token" }} }},
   {{ name = "grafana", role = "read", token = {{ file = "{dir}/read.token" }} }},
 ]
+
+[slack]
+signing_secret = {{ file = "{dir}/slack.secret" }}
+allowed_users = ["{SLACK_OPERATOR}"]
 
 {decisions}"#,
             nats = nats.url(),
@@ -383,5 +390,98 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     assert_eq!(
         content(&pair.provider).as_deref(),
         Some("mail-rr.example.com")
+    );
+}
+
+/// A slash command as Slack sends it, signed with `secret` at `timestamp`.
+async fn slack(
+    addr: SocketAddr,
+    user: &str,
+    text: &str,
+    secret: &str,
+    timestamp: i64,
+) -> (StatusCode, serde_json::Value) {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", "legacy-ignored")
+        .append_pair("team_id", "T0001")
+        .append_pair("user_id", user)
+        .append_pair("user_name", "jo")
+        .append_pair("command", "/sitewarden")
+        .append_pair("text", text)
+        .finish();
+    let sig =
+        sitewarden_controller::runtime::slack::sign(secret.as_bytes(), timestamp, body.as_bytes());
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/slack/command"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", timestamp.to_string())
+        .header("x-slack-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::json!({"raw": text})),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_commands_are_signed_reads_are_open_and_writes_need_an_allowed_user() {
+    let pair = pair().await;
+    let a = pair.http[0];
+    let now = chrono::Utc::now().timestamp();
+
+    let (status, body) = slack(a, "U0SOMEONE", "status", SLACK_SECRET, now).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response_type"], "ephemeral");
+    let text = body["text"].as_str().unwrap();
+    assert!(text.contains("site1") && text.contains(NAME), "{text}");
+
+    // Forged, replayed: refused before anything is read.
+    let (status, _) = slack(a, SLACK_OPERATOR, "status", "wrong-secret-000000", now).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = slack(a, SLACK_OPERATOR, "status", SLACK_SECRET, now - 600).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A user not on the allow-list may not write.
+    let pin = "pin mail.example.com mail-site2.example.com --reason failing over for CHG-7";
+    let (_, body) = slack(a, "U0SOMEONE", pin, SLACK_SECRET, now).await;
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("may read but not change"),
+        "{body}"
+    );
+    // Without a reason nothing happens either.
+    let (_, body) = slack(
+        a,
+        SLACK_OPERATOR,
+        "pin mail.example.com mail-site2.example.com",
+        SLACK_SECRET,
+        now,
+    )
+    .await;
+    assert!(body["text"].as_str().unwrap().contains("reason"), "{body}");
+    assert_eq!(
+        content(&pair.provider).as_deref(),
+        Some("mail-rr.example.com")
+    );
+
+    let (_, body) = slack(a, SLACK_OPERATOR, pin, SLACK_SECRET, now).await;
+    assert_eq!(body["response_type"], "in_channel", "{body}");
+    assert!(body["text"].as_str().unwrap().contains("pinned"), "{body}");
+    wait_for("the pinned target in DNS", DEADLINE, || async {
+        (content(&pair.provider).as_deref() == Some("mail-site2.example.com")).then_some(())
+    })
+    .await
+    .unwrap();
+    let (_, o, _) = get(a, "/api/v1/overrides", Some(READER)).await.unwrap();
+    assert_eq!(
+        o["overrides"]["pins"][NAME]["hold"]["who"],
+        format!("slack:jo({SLACK_OPERATOR})")
     );
 }

@@ -47,6 +47,9 @@ pub(crate) struct RawConfig {
     /// `[edge]`: signed webhooks to edge proxies. Runtime only.
     #[serde(default)]
     pub edge: Option<crate::edge::RawEdge>,
+    /// `[slack]`: the slash-command endpoint. Runtime only.
+    #[serde(default)]
+    pub slack: Option<crate::runtime::slack::RawSlack>,
     /// `[api]`: operator API tokens. Runtime only.
     #[serde(default)]
     pub api: Option<crate::runtime::api::RawApi>,

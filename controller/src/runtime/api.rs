@@ -571,7 +571,7 @@ async fn list_overrides(AxState(api): AxState<Api>) -> Json<serde_json::Value> {
 }
 
 /// `POST /api/v1/overrides`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOverride {
     /// `pin`, `drain`, `freeze` or `failback`.
@@ -590,7 +590,7 @@ pub struct CreateOverride {
 }
 
 /// `POST /api/v1/overrides/release`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseOverride {
     /// `pin`, `drain` or `freeze`.
@@ -621,7 +621,7 @@ fn site(s: &str) -> Result<SiteId, ApiError> {
     SiteId::new(s).map_err(|e| bad(format!("`site`: {e}")))
 }
 
-fn reason(r: &str) -> Result<String, ApiError> {
+pub(crate) fn reason(r: &str) -> Result<String, ApiError> {
     let r = r.trim();
     if r.is_empty() {
         return Err(bad(
@@ -635,7 +635,7 @@ fn reason(r: &str) -> Result<String, ApiError> {
 }
 
 impl CreateOverride {
-    fn action(&self, now: DateTime<Utc>) -> Result<OverrideAction, ApiError> {
+    pub(crate) fn action(&self, now: DateTime<Utc>) -> Result<OverrideAction, ApiError> {
         let expires = match &self.for_ {
             None => None,
             Some(f) => {
@@ -676,7 +676,7 @@ impl CreateOverride {
 }
 
 impl ReleaseOverride {
-    fn action(&self) -> Result<OverrideAction, ApiError> {
+    pub(crate) fn action(&self) -> Result<OverrideAction, ApiError> {
         let what = match self.kind.as_str() {
             "pin" => ReleaseTarget::Pin {
                 namespace: need(&self.subject, "subject", "releasing a pin")?.to_owned(),
@@ -731,6 +731,40 @@ async fn submit(
     why: String,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let who = caller.map(|c| c.name).unwrap_or_else(|| "anonymous".into());
+    let done = submit_as(api, who, action, why).await?;
+    Ok((
+        if done.applied {
+            StatusCode::CREATED
+        } else {
+            StatusCode::ACCEPTED
+        },
+        Json(serde_json::json!({
+            "id": done.message.id,
+            "applied": done.applied,
+            "request": done.message.request,
+            "overrides": done.overrides,
+        })),
+    ))
+}
+
+/// What [`submit_as`] did.
+pub(crate) struct Submitted {
+    /// The stored message.
+    pub message: OverrideMessage,
+    /// Whether this controller's engine applied it within 5 s.
+    pub applied: bool,
+    /// The overrides after it.
+    pub overrides: crate::engine::overrides::Overrides,
+}
+
+/// Checks an override against the engine, stores it on the bus and waits (up to 5 s) until
+/// this controller's engine applied it; `who` is recorded as the operator.
+pub(crate) async fn submit_as(
+    api: &Api,
+    who: String,
+    action: OverrideAction,
+    why: String,
+) -> Result<Submitted, ApiError> {
     let request = OverrideRequest { who, why, action };
     // The engine's own checks, on a copy: an unknown name, target or site is refused here with
     // the engine's reason, before anything is stored.
@@ -773,19 +807,11 @@ async fn submit(
     .await
     .is_ok();
     let overrides = api.snapshot.borrow().state.overrides.clone();
-    Ok((
-        if applied {
-            StatusCode::CREATED
-        } else {
-            StatusCode::ACCEPTED
-        },
-        Json(serde_json::json!({
-            "id": message.id,
-            "applied": applied,
-            "request": message.request,
-            "overrides": overrides,
-        })),
-    ))
+    Ok(Submitted {
+        message,
+        applied,
+        overrides,
+    })
 }
 
 fn new_id() -> String {

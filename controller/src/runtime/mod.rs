@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod overrides;
 pub mod plan;
 pub mod settings;
+pub mod slack;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -377,14 +378,19 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     let mut notes = api::Snapshot::default();
     let (snapshot_tx, snapshot_rx) =
         tokio::sync::watch::channel(Arc::new(api::Snapshot::default()));
-    let _ = late_routes.set(api::router(api::Api {
+    let operator_api = api::Api {
         engine: engine.clone(),
         snapshot: snapshot_rx,
         leadership: lease_handle.leadership(),
         js: js.clone(),
         settings: Arc::new(settings.api.clone()),
         controller: settings.id.clone(),
-    }));
+    };
+    let mut routes = api::router(operator_api.clone());
+    if let Some(slack) = settings.slack.clone() {
+        routes = routes.merge(slack::router(operator_api, slack));
+    }
+    let _ = late_routes.set(routes);
     loop {
         let mut override_id = None;
         let input = tokio::select! {

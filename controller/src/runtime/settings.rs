@@ -92,6 +92,8 @@ pub struct RuntimeSettings {
     pub api: crate::runtime::api::ApiSettings,
     /// Edge webhooks (`[edge]`).
     pub edge: crate::edge::EdgeConfig,
+    /// The Slack slash command (`[slack]`), when configured.
+    pub slack: Option<crate::runtime::slack::SlackSettings>,
 }
 
 fn hostname() -> String {
@@ -189,10 +191,15 @@ impl RuntimeSettings {
             .unwrap_or_default()
             .validate(src, &root.key("api"))?;
         let edge = crate::edge::validate(src, &root.key("edge"), &raw.edge.unwrap_or_default())?;
+        let slack = raw
+            .slack
+            .map(|s| s.validate(src, &root.key("slack")))
+            .transpose()?;
         Ok(Self {
             alerts,
             api,
             edge,
+            slack,
             id,
             listen,
             dry_run: c.dry_run,

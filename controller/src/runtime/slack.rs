@@ -1,0 +1,539 @@
+//! The Slack slash command: `/sitewarden status | explain NAME | pin | drain | freeze | failback
+//! | release`, served at `POST /slack/command` by both controllers.
+//!
+//! Every request is checked against Slack's signing secret (signature `v0`, HMAC-SHA256 of
+//! `v0:{timestamp}:{body}`, compared in constant time) and refused when its timestamp is more
+//! than five minutes off, so a captured request cannot be replayed. Reads are open to anyone in
+//! the workspace who can run the command; writes only to the Slack user ids in
+//! `allowed_users`, are recorded with the Slack user as the operator, and require `--reason`.
+//! Answers come within Slack's 3-second limit: a write that takes longer is answered "accepted"
+//! and finishes in the background.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use ring::hmac;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sitewarden_shared::config::secret::SecretRef;
+use sitewarden_shared::config::{ConfigError, KeyPath, Source};
+
+use super::api::{self, Api, CreateOverride, ReleaseOverride};
+
+/// Slack's replay window.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(300);
+/// Largest slash-command body accepted (Slack's are well under 4 KiB).
+pub const MAX_BODY: usize = 16 * 1024;
+/// How long a write may take before the answer is "accepted, still applying".
+const ANSWER_WITHIN: Duration = Duration::from_millis(2500);
+
+/// `[slack]` as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlack {
+    /// The app's signing secret: `{ env = "…" }` or `{ file = "…" }`.
+    pub signing_secret: Option<SecretRef>,
+    /// Slack user ids (`U…`) that may pin, drain, freeze, fail back and release.
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
+}
+
+/// Validated `[slack]`.
+#[derive(Clone)]
+pub struct SlackSettings {
+    secret: SecretString,
+    /// Who may write.
+    pub allowed_users: Vec<String>,
+}
+
+impl std::fmt::Debug for SlackSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackSettings")
+            .field("secret", &"[redacted]")
+            .field("allowed_users", &self.allowed_users)
+            .finish()
+    }
+}
+
+impl SlackSettings {
+    /// Settings from code (tests).
+    pub fn new(secret: &str, allowed_users: Vec<String>) -> Self {
+        Self {
+            secret: SecretString::from(secret.to_owned()),
+            allowed_users,
+        }
+    }
+}
+
+impl RawSlack {
+    /// `None` when the section is absent (no endpoint is served).
+    pub fn validate(&self, src: &Source, at: &KeyPath) -> Result<SlackSettings, ConfigError> {
+        let secret = self
+            .signing_secret
+            .as_ref()
+            .ok_or_else(|| {
+                src.error(
+                    &at.key("signing_secret"),
+                    "required: the Slack app's signing secret, e.g. { env = \"SLACK_SIGNING_SECRET\" }",
+                )
+            })?
+            .resolve()
+            .map_err(|e| src.error(&at.key("signing_secret"), e))?;
+        for (i, u) in self.allowed_users.iter().enumerate() {
+            if u.is_empty() || !u.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(src.error(
+                    &at.key("allowed_users").index(i),
+                    format!("{u:?} is not a Slack user id (like \"U2CERLKJA\"; see the member's profile → Copy member ID)"),
+                ));
+            }
+        }
+        Ok(SlackSettings {
+            secret,
+            allowed_users: self.allowed_users.clone(),
+        })
+    }
+}
+
+/// Why a request was refused before it was read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlackRefusal {
+    /// Missing or unreadable `X-Slack-Request-Timestamp`.
+    #[error("missing or malformed X-Slack-Request-Timestamp")]
+    BadTimestamp,
+    /// Outside the replay window.
+    #[error("request timestamp is {0} s away from now; refusing a possible replay")]
+    Stale(u64),
+    /// Missing or malformed `X-Slack-Signature`.
+    #[error("missing or malformed X-Slack-Signature (expected v0=<hex>)")]
+    BadSignatureFormat,
+    /// The signature does not match.
+    #[error("signature does not match: check [slack] signing_secret")]
+    Mismatch,
+}
+
+/// Verifies a request as Slack documents it.
+pub fn verify(
+    secret: &[u8],
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+    now: DateTime<Utc>,
+) -> Result<(), SlackRefusal> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SlackRefusal::BadTimestamp)?;
+    let skew = now.timestamp().abs_diff(ts);
+    if skew > REPLAY_WINDOW.as_secs() {
+        return Err(SlackRefusal::Stale(skew));
+    }
+    let tag = signature
+        .trim()
+        .strip_prefix("v0=")
+        .and_then(decode_hex)
+        .ok_or(SlackRefusal::BadSignatureFormat)?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    let mut base = format!("v0:{}:", timestamp.trim()).into_bytes();
+    base.extend_from_slice(body);
+    hmac::verify(&key, &base, &tag).map_err(|_| SlackRefusal::Mismatch)
+}
+
+/// Signs like Slack does (`v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}`); for tests and
+/// tools that call the endpoint as Slack would.
+pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    let mut base = format!("v0:{timestamp}:").into_bytes();
+    base.extend_from_slice(body);
+    let tag = hmac::sign(&key, &base);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("v0={hex}")
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[derive(Clone)]
+struct SlackState {
+    api: Api,
+    settings: std::sync::Arc<SlackSettings>,
+}
+
+/// `POST /slack/command`.
+pub fn router(api: Api, settings: SlackSettings) -> Router {
+    Router::new()
+        .route("/slack/command", post(command))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(SlackState {
+            api,
+            settings: std::sync::Arc::new(settings),
+        })
+}
+
+fn reply(text: impl Into<String>, in_channel: bool) -> Response {
+    axum::Json(serde_json::json!({
+        "response_type": if in_channel { "in_channel" } else { "ephemeral" },
+        "text": text.into(),
+    }))
+    .into_response()
+}
+
+async fn command(AxState(s): AxState<SlackState>, headers: HeaderMap, body: Bytes) -> Response {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    if let Err(e) = verify(
+        s.settings.secret.expose_secret().as_bytes(),
+        h("x-slack-request-timestamp"),
+        &body,
+        h("x-slack-signature"),
+        Utc::now(),
+    ) {
+        tracing::warn!("refused a Slack command: {e}");
+        return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
+    }
+    let mut text = String::new();
+    let mut user_id = String::new();
+    let mut user_name = String::new();
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "text" => text = v.into_owned(),
+            "user_id" => user_id = v.into_owned(),
+            "user_name" => user_name = v.into_owned(),
+            _ => {}
+        }
+    }
+    match parse(&text) {
+        Err(usage) => reply(usage, false),
+        Ok(Parsed::Status) => reply(status_text(&s.api), false),
+        Ok(Parsed::Explain(name)) => {
+            let snap = s.api.snapshot.borrow().clone();
+            match s.api.engine.explain(&snap.state, &name) {
+                Some(x) => reply(format!("```{x}```"), false),
+                None => reply(format!("`{name}` is not a managed name"), false),
+            }
+        }
+        Ok(Parsed::Write(w)) => {
+            if !s.settings.allowed_users.iter().any(|u| u == &user_id) {
+                return reply(
+                    format!(
+                        "<@{user_id}> may read but not change anything: add the user id to [slack] allowed_users"
+                    ),
+                    false,
+                );
+            }
+            let action = match &w {
+                Write::Create(c) => c.action(Utc::now()),
+                Write::Release(r) => r.action(),
+            };
+            let (action, why) = match action.and_then(|a| Ok((a, api::reason(w.reason())?))) {
+                Ok(x) => x,
+                Err(e) => return reply(format!("Not done: {}", e.1), false),
+            };
+            let who = format!("slack:{user_name}({user_id})");
+            let api = s.api.clone();
+            let job = tokio::spawn(async move { api::submit_as(&api, who, action, why).await });
+            match tokio::time::timeout(ANSWER_WITHIN, job).await {
+                Ok(Ok(Ok(done))) => reply(
+                    format!(
+                        "<@{user_id}>: {} ({}). `sitewarden status` shows the effect.",
+                        describe(&done.message.request.action),
+                        done.message.request.why
+                    ),
+                    true,
+                ),
+                Ok(Ok(Err(e))) => reply(format!("Not done: {}", e.1), false),
+                Ok(Err(_)) => reply("Not done: internal error; see the controller log", false),
+                Err(_) => reply(
+                    "Accepted; still being stored and applied — check with `/sitewarden status`",
+                    false,
+                ),
+            }
+        }
+    }
+}
+
+fn describe(a: &crate::engine::OverrideAction) -> String {
+    use crate::engine::{FreezeScope, OverrideAction, ReleaseTarget};
+    let scope = |s: &FreezeScope| match s {
+        FreezeScope::All => "everything".to_owned(),
+        FreezeScope::Namespace(n) => format!("`{n}`"),
+    };
+    match a {
+        OverrideAction::Pin {
+            namespace, target, ..
+        } => format!("pinned `{namespace}` to `{target}`"),
+        OverrideAction::Drain { site, .. } => format!("drained site `{site}`"),
+        OverrideAction::Freeze { scope: s, .. } => format!("froze {}", scope(s)),
+        OverrideAction::Failback { namespace } => format!("failing `{namespace}` back"),
+        OverrideAction::Release { what } => match what {
+            ReleaseTarget::Pin { namespace } => format!("released the pin on `{namespace}`"),
+            ReleaseTarget::Drain { site } => format!("released the drain of `{site}`"),
+            ReleaseTarget::Freeze { scope: s } => format!("released the freeze of {}", scope(s)),
+        },
+    }
+}
+
+fn status_text(api: &Api) -> String {
+    let snap = api.snapshot.borrow().clone();
+    let cfg = api.engine.config();
+    let leader = api.leadership.borrow().clone();
+    let mut out = format!(
+        "*sitewarden* via {} ({})\n",
+        api.controller,
+        if leader.acting {
+            format!("acting leader, epoch {}", leader.epoch.unwrap_or(0))
+        } else {
+            "standby".to_owned()
+        }
+    );
+    for site in cfg.sites.keys() {
+        let v = snap
+            .state
+            .sites
+            .get(site)
+            .map(|s| format!("{:?}", s.verdict))
+            .unwrap_or_else(|| "Unknown".into());
+        let drained = if snap.state.overrides.is_drained(site) {
+            " (drained)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("• site `{site}`: {v}{drained}\n"));
+    }
+    for name in cfg.namespaces.keys() {
+        if let Some(x) = api.engine.explain(&snap.state, name) {
+            out.push_str(&format!(
+                "• `{name}` → `{}`\n",
+                x.current.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    out
+}
+
+/// A parsed command line.
+#[derive(Debug, PartialEq)]
+enum Parsed {
+    Status,
+    Explain(String),
+    Write(Write),
+}
+
+#[derive(Debug, PartialEq)]
+enum Write {
+    Create(CreateOverride),
+    Release(ReleaseOverride),
+}
+
+impl Write {
+    fn reason(&self) -> &str {
+        match self {
+            Write::Create(c) => &c.reason,
+            Write::Release(r) => &r.reason,
+        }
+    }
+}
+
+const USAGE: &str = "Usage: `/sitewarden status` · `explain NAME` · `pin NAME TARGET [--for 4h] --reason …` · `drain SITE [--for 4h] --reason …` · `freeze [NAME] [--for 1h] --reason …` · `failback NAME --reason …` · `release pin NAME | drain SITE | freeze [NAME] --reason …`";
+
+/// Splits `words… [--for D] --reason rest of line`.
+fn split_flags(text: &str) -> Result<(Vec<&str>, Option<String>, String), String> {
+    let (head, reason) = match text.split_once("--reason") {
+        Some((h, r)) => (h, r.trim().to_owned()),
+        None => (text, String::new()),
+    };
+    let mut words = Vec::new();
+    let mut for_ = None;
+    let mut it = head.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == "--for" {
+            for_ = Some(
+                it.next()
+                    .ok_or("`--for` needs a duration, e.g. `--for 4h`")?
+                    .to_owned(),
+            );
+        } else if w.starts_with("--") {
+            return Err(format!("unknown flag `{w}`. {USAGE}"));
+        } else {
+            words.push(w);
+        }
+    }
+    Ok((words, for_, reason))
+}
+
+fn parse(text: &str) -> Result<Parsed, String> {
+    let (words, for_, reason) = split_flags(text)?;
+    let create =
+        |action: &str, namespace: Option<&str>, target: Option<&str>, site: Option<&str>| {
+            Ok(Parsed::Write(Write::Create(CreateOverride {
+                action: action.to_owned(),
+                namespace: namespace.map(str::to_owned),
+                target: target.map(str::to_owned),
+                site: site.map(str::to_owned),
+                for_: for_.clone(),
+                reason: reason.clone(),
+            })))
+        };
+    match words.as_slice() {
+        [] | ["help"] => Err(USAGE.to_owned()),
+        ["status"] => Ok(Parsed::Status),
+        ["explain", name] => Ok(Parsed::Explain((*name).to_owned())),
+        ["pin", name, target] => create("pin", Some(name), Some(target), None),
+        ["drain", site] => create("drain", None, None, Some(site)),
+        ["freeze"] => create("freeze", None, None, None),
+        ["freeze", name] => create("freeze", Some(name), None, None),
+        ["failback", name] => create("failback", Some(name), None, None),
+        ["release", kind, rest @ ..] if rest.len() <= 1 => {
+            Ok(Parsed::Write(Write::Release(ReleaseOverride {
+                kind: (*kind).to_owned(),
+                subject: rest.first().map(|s| (*s).to_owned()),
+                reason,
+            })))
+        }
+        _ => Err(format!("I did not understand `{}`. {USAGE}", text.trim())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worked example of Slack's "Verifying requests from Slack".
+    const DOC_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+    const DOC_TIMESTAMP: &str = "1531420618";
+    const DOC_BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    const DOC_SIGNATURE: &str =
+        "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+
+    fn at(ts: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(ts, 0).unwrap()
+    }
+
+    #[test]
+    fn slacks_documented_example_verifies() {
+        assert_eq!(
+            verify(
+                DOC_SECRET.as_bytes(),
+                DOC_TIMESTAMP,
+                DOC_BODY.as_bytes(),
+                DOC_SIGNATURE,
+                at(1531420618 + 10)
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn tampering_a_wrong_secret_and_replays_are_refused() {
+        let v = |secret: &str, ts: &str, body: &str, sig: &str, now: i64| {
+            verify(secret.as_bytes(), ts, body.as_bytes(), sig, at(now))
+        };
+        let now = 1531420618;
+        let tampered = DOC_BODY.replace("text=", "text=pin");
+        assert_eq!(
+            v(DOC_SECRET, DOC_TIMESTAMP, &tampered, DOC_SIGNATURE, now),
+            Err(SlackRefusal::Mismatch)
+        );
+        assert_eq!(
+            v(
+                "another-secret",
+                DOC_TIMESTAMP,
+                DOC_BODY,
+                DOC_SIGNATURE,
+                now
+            ),
+            Err(SlackRefusal::Mismatch)
+        );
+        assert_eq!(
+            v(
+                DOC_SECRET,
+                DOC_TIMESTAMP,
+                DOC_BODY,
+                DOC_SIGNATURE,
+                now + 301
+            ),
+            Err(SlackRefusal::Stale(301))
+        );
+        assert_eq!(
+            v(DOC_SECRET, "soon", DOC_BODY, DOC_SIGNATURE, now),
+            Err(SlackRefusal::BadTimestamp)
+        );
+        assert_eq!(
+            v(DOC_SECRET, DOC_TIMESTAMP, DOC_BODY, "a2114d57", now),
+            Err(SlackRefusal::BadSignatureFormat)
+        );
+        assert_eq!(
+            v(DOC_SECRET, DOC_TIMESTAMP, DOC_BODY, "v0=zz", now),
+            Err(SlackRefusal::BadSignatureFormat)
+        );
+    }
+
+    #[test]
+    fn commands_parse_with_flags_and_a_free_text_reason() {
+        assert_eq!(parse("status"), Ok(Parsed::Status));
+        assert_eq!(
+            parse("explain mail.example.com"),
+            Ok(Parsed::Explain("mail.example.com".into()))
+        );
+        let Ok(Parsed::Write(Write::Create(c))) = parse(
+            "pin mail.example.com mail-site2.example.com --for 4h --reason site1 patching CHG-1042",
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (c.action.as_str(), c.target.as_deref(), c.for_.as_deref()),
+            ("pin", Some("mail-site2.example.com"), Some("4h"))
+        );
+        assert_eq!(c.reason, "site1 patching CHG-1042");
+        let Ok(Parsed::Write(Write::Release(r))) = parse("release drain site1 --reason done")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (r.kind.as_str(), r.subject.as_deref()),
+            ("drain", Some("site1"))
+        );
+        assert!(parse("").unwrap_err().contains("Usage"));
+        assert!(
+            parse("pin onlyone")
+                .unwrap_err()
+                .contains("did not understand")
+        );
+        assert!(
+            parse("drain site1 --force")
+                .unwrap_err()
+                .contains("--force")
+        );
+        assert!(parse("drain site1 --for").unwrap_err().contains("--for"));
+    }
+
+    #[test]
+    fn sign_reproduces_the_documented_signature() {
+        assert_eq!(
+            sign(DOC_SECRET.as_bytes(), 1531420618, DOC_BODY.as_bytes()),
+            DOC_SIGNATURE
+        );
+    }
+
+    #[test]
+    fn the_secret_never_shows_in_debug() {
+        let s = SlackSettings::new(DOC_SECRET, vec!["U2CERLKJA".into()]);
+        assert!(!format!("{s:?}").contains(DOC_SECRET));
+    }
+}
