@@ -380,6 +380,31 @@ async fn an_agent_cannot_read_or_write_the_controllers_buckets() {
         };
         assert!(!stored, "the agent wrote {bucket}");
     }
+    // Nor can it purge them through the API, or create a stream of its own: only the
+    // controllers may fill the JetStream store.
+    for bucket in [LEASE_BUCKET, STATE_BUCKET] {
+        let purged = tokio::time::timeout(
+            Duration::from_secs(1),
+            agent_client.request(format!("$JS.API.STREAM.PURGE.KV_{bucket}"), "".into()),
+        )
+        .await;
+        assert!(
+            !matches!(purged, Ok(Ok(ref m)) if !m.payload.is_empty()),
+            "purge of {bucket} answered: {purged:?}"
+        );
+    }
+    assert!(
+        agent
+            .create_stream(jetstream::stream::Config {
+                name: "EVIL".into(),
+                subjects: vec!["sitewarden.v1.obs.>".into()],
+                ..Default::default()
+            })
+            .await
+            .is_err(),
+        "the agent created a stream"
+    );
+    assert!(controller.get_stream("EVIL").await.is_err());
     // The streams survived and hold the controller's values only.
     assert_eq!(
         lease.get("leader").await.unwrap().as_deref(),
