@@ -241,9 +241,10 @@ mod tests {
             e.contains("starts with `SU`") && !e.contains(&account),
             "{e}"
         );
-        let mut broken = pair.seed().unwrap();
-        broken.pop();
-        broken.push('A');
+        // One character in the middle changed: the checksum no longer matches.
+        let mut broken: Vec<char> = pair.seed().unwrap().chars().collect();
+        broken[10] = if broken[10] == 'A' { 'B' } else { 'A' };
+        let broken: String = broken.into_iter().collect();
         let e = nkey_public_key(&SecretString::from(broken.clone())).unwrap_err();
         assert!(e.contains("checksum") && !e.contains(&broken), "{e}");
     }
