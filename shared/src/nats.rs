@@ -5,8 +5,19 @@
 //! a short ping interval (the client default of 60 s would hide a dead link for minutes),
 //! retry on the initial connect and reconnect forever with a capped backoff. Connection events
 //! and each backoff step are logged, so an operator sees the bus state in the journal.
+//!
+//! Mistakes show up early and by name: [`NatsConfig::validate`] reads the TLS PEM files, the
+//! creds file and the NKey seed the way the client will; [`NatsSettings::connect`] makes its
+//! first attempt in the foreground, so a refused credential or a failed TLS handshake is
+//! returned as a [`NatsError`] naming the servers and the credential (never the secret), while an
+//! unreachable bus is retried in the background. Permission violations reported by the server
+//! later are logged once per subject with the credential that caused them.
 
+mod credentials;
+
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -15,6 +26,8 @@ use serde::Deserialize;
 
 use crate::config::secret::SecretRef;
 use crate::config::{ConfigError, KeyPath, Source};
+pub use credentials::NatsError;
+use credentials::{Auth, TlsFile, check_tls_file, nkey_public_key, read_creds_file};
 
 /// Default ping interval; a dead TCP link is noticed within about two of these.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(2);
@@ -59,6 +72,10 @@ pub struct NatsConfig {
     #[serde(default, with = "crate::config::duration::option")]
     #[schemars(with = "Option<String>")]
     pub connect_timeout: Option<Duration>,
+    /// Subject prefix of this client's reply inboxes (default `_INBOX`), e.g.
+    /// `_INBOX.site1-agent1`, so the server can let each user subscribe to its own replies only.
+    #[serde(default)]
+    pub inbox_prefix: Option<String>,
 }
 
 /// `[nats.tls]`.
@@ -96,6 +113,7 @@ impl Default for NatsConfig {
             tls: None,
             ping_interval: None,
             connect_timeout: None,
+            inbox_prefix: None,
         }
     }
 }
@@ -109,15 +127,7 @@ pub struct NatsSettings {
     tls: Option<NatsTls>,
     ping_interval: Duration,
     connect_timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-enum Auth {
-    None,
-    UserPassword(String, secrecy::SecretString),
-    Token(secrecy::SecretString),
-    NKey(secrecy::SecretString),
-    CredsFile(PathBuf),
+    inbox_prefix: Option<String>,
 }
 
 impl NatsConfig {
@@ -175,7 +185,12 @@ impl NatsConfig {
                 return Err(src.error(&at.key("password"), "`password` needs `user`"));
             }
             (_, _, Some(t), ..) => Auth::Token(secret("token", t)?),
-            (_, _, _, Some(s), _) => Auth::NKey(secret("nkey_seed", s)?),
+            (_, _, _, Some(s), _) => {
+                let seed = secret("nkey_seed", s)?;
+                let public = nkey_public_key(&seed)
+                    .map_err(|e| src.error(&at.key("nkey_seed"), format!("the seed {e}")))?;
+                Auth::NKey { seed, public }
+            }
             (_, _, _, _, Some(path)) => {
                 if !path.is_file() {
                     return Err(src.error(
@@ -183,6 +198,7 @@ impl NatsConfig {
                         format!("{} does not exist or is not a file", path.display()),
                     ));
                 }
+                read_creds_file(path).map_err(|e| src.error(&at.key("creds_file"), e))?;
                 Auth::CredsFile(path.clone())
             }
             _ => Auth::None,
@@ -194,20 +210,21 @@ impl NatsConfig {
                     "give both cert_file and key_file for a client certificate",
                 ));
             }
-            for (key, p) in [
-                ("ca_file", &tls.ca_file),
-                ("cert_file", &tls.cert_file),
-                ("key_file", &tls.key_file),
-            ] {
-                if let Some(p) = p
-                    && !p.is_file()
-                {
+            for (kind, p) in tls_files(tls) {
+                if !p.is_file() {
                     return Err(src.error(
-                        &at.key("tls").key(key),
+                        &at.key("tls").key(kind.key()),
                         format!("{} does not exist or is not a file", p.display()),
                     ));
                 }
+                check_tls_file(kind, p)
+                    .map_err(|e| src.error(&at.key("tls").key(kind.key()), e))?;
             }
+        }
+        if let Some(prefix) = &self.inbox_prefix
+            && let Err(e) = check_inbox_prefix(prefix)
+        {
+            return Err(src.error(&at.key("inbox_prefix"), e));
         }
         let ping_interval = self.ping_interval.unwrap_or(DEFAULT_PING_INTERVAL);
         if ping_interval > MAX_PING_INTERVAL || ping_interval < Duration::from_millis(100) {
@@ -228,8 +245,38 @@ impl NatsConfig {
             tls: self.tls.clone(),
             ping_interval,
             connect_timeout,
+            inbox_prefix: self.inbox_prefix.clone(),
         })
     }
+}
+
+/// The TLS files a `[nats.tls]` names, with their kind.
+fn tls_files(tls: &NatsTls) -> impl Iterator<Item = (TlsFile, &PathBuf)> {
+    [
+        (TlsFile::Ca, &tls.ca_file),
+        (TlsFile::Cert, &tls.cert_file),
+        (TlsFile::Key, &tls.key_file),
+    ]
+    .into_iter()
+    .filter_map(|(kind, p)| p.as_ref().map(|p| (kind, p)))
+}
+
+/// An inbox prefix must be a literal subject: dot-separated non-empty tokens without
+/// wildcards or white space.
+fn check_inbox_prefix(prefix: &str) -> Result<(), String> {
+    let bad_token = prefix.split('.').any(|t| {
+        t.is_empty()
+            || t == "*"
+            || t == ">"
+            || t.chars().any(|c| c.is_whitespace() || c.is_control())
+    });
+    if prefix.is_empty() || bad_token || prefix.contains(['*', '>']) {
+        return Err(format!(
+            "{prefix:?} is not a usable inbox prefix; use dot-separated tokens without \
+             wildcards or spaces, e.g. \"_INBOX.site1-agent1\""
+        ));
+    }
+    Ok(())
 }
 
 impl NatsSettings {
@@ -242,6 +289,7 @@ impl NatsSettings {
             tls: None,
             ping_interval: DEFAULT_PING_INTERVAL,
             connect_timeout: Duration::from_secs(2),
+            inbox_prefix: None,
         }
     }
 
@@ -250,9 +298,113 @@ impl NatsSettings {
         &self.servers
     }
 
-    /// Connects. With retry on initial connect, this returns at once and the client keeps
-    /// trying in the background; publishes wait in the client's buffer until connected.
-    pub async fn connect(&self, default_name: &str) -> Result<async_nats::Client, String> {
+    /// The credential in words (user name, public key or file; never the secret).
+    pub fn credential(&self) -> String {
+        self.auth.describe()
+    }
+
+    /// Connects.
+    ///
+    /// The first attempt runs in the foreground (bounded by `connect_timeout`): if a server
+    /// refuses the credential, the client cannot sign with its seed, or the TLS handshake fails,
+    /// that is returned as an error naming the servers and the credential. If no server answers,
+    /// this returns a client that keeps trying in the background (publishes wait in its buffer
+    /// until it connects), so a process can start before the bus does. TLS and creds files are
+    /// read again here, so a file that changed since the config was loaded is reported by path.
+    pub async fn connect(&self, default_name: &str) -> Result<async_nats::Client, NatsError> {
+        let servers = self.servers.join(", ");
+        self.check_files()?;
+        let attempt = tokio::time::timeout(
+            self.connect_timeout,
+            self.options(default_name, false)
+                .await?
+                .connect(self.servers.clone()),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(client)) => return Ok(client),
+            Ok(Err(e)) => {
+                use async_nats::ConnectErrorKind as Kind;
+                match e.kind() {
+                    Kind::AuthorizationViolation => {
+                        return Err(NatsError::Refused {
+                            servers,
+                            credential: self.auth.describe(),
+                            hint: self.auth.refusal_hint(),
+                        });
+                    }
+                    Kind::Authentication => {
+                        return Err(NatsError::Signing {
+                            servers,
+                            credential: self.auth.describe(),
+                        });
+                    }
+                    Kind::Tls => {
+                        return Err(NatsError::Tls {
+                            servers,
+                            detail: e.to_string(),
+                        });
+                    }
+                    // The client reports a failed handshake, or an alert the server sends
+                    // after it (a refused client certificate), as an I/O error.
+                    _ if let Some(detail) = tls_failure(&e) => {
+                        return Err(NatsError::Tls { servers, detail });
+                    }
+                    Kind::ServerParse => {
+                        return Err(NatsError::Connect {
+                            servers,
+                            detail: e.to_string(),
+                        });
+                    }
+                    _ => tracing::warn!(
+                        servers = %servers,
+                        "NATS not reachable yet ({e}); retrying in the background"
+                    ),
+                }
+            }
+            Err(_) => tracing::warn!(
+                servers = %servers,
+                "NATS did not answer within {:?}; retrying in the background",
+                self.connect_timeout
+            ),
+        }
+        self.options(default_name, true)
+            .await?
+            .connect(self.servers.clone())
+            .await
+            .map_err(|e| NatsError::Connect {
+                servers,
+                detail: e.to_string(),
+            })
+    }
+
+    /// Reads every TLS file and the creds file again.
+    fn check_files(&self) -> Result<(), NatsError> {
+        if let Some(tls) = &self.tls {
+            for (kind, p) in tls_files(tls) {
+                check_tls_file(kind, p).map_err(|problem| NatsError::File {
+                    section: ".tls",
+                    key: kind.key(),
+                    problem,
+                })?;
+            }
+        }
+        if let Auth::CredsFile(p) = &self.auth {
+            read_creds_file(p).map_err(|problem| NatsError::File {
+                section: "",
+                key: "creds_file",
+                problem,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The client options; `retry` makes the client keep trying the initial connect.
+    async fn options(
+        &self,
+        default_name: &str,
+        retry: bool,
+    ) -> Result<async_nats::ConnectOptions, NatsError> {
         let mut opts = match &self.auth {
             Auth::None => async_nats::ConnectOptions::new(),
             Auth::UserPassword(u, p) => async_nats::ConnectOptions::with_user_and_password(
@@ -260,10 +412,23 @@ impl NatsSettings {
                 p.expose_secret().to_owned(),
             ),
             Auth::Token(t) => async_nats::ConnectOptions::with_token(t.expose_secret().to_owned()),
-            Auth::NKey(s) => async_nats::ConnectOptions::with_nkey(s.expose_secret().to_owned()),
-            Auth::CredsFile(p) => async_nats::ConnectOptions::with_credentials_file(p)
-                .await
-                .map_err(|e| format!("cannot read NATS creds file {}: {e}", p.display()))?,
+            Auth::NKey { seed, .. } => {
+                async_nats::ConnectOptions::with_nkey(seed.expose_secret().to_owned())
+            }
+            Auth::CredsFile(p) => {
+                let text = read_creds_file(p).map_err(|problem| NatsError::File {
+                    section: "",
+                    key: "creds_file",
+                    problem,
+                })?;
+                async_nats::ConnectOptions::with_credentials(&text).map_err(|_| {
+                    NatsError::File {
+                        section: "",
+                        key: "creds_file",
+                        problem: format!("{} is not a NATS creds file", p.display()),
+                    }
+                })?
+            }
         };
         if let Some(tls) = &self.tls {
             opts = opts.require_tls(tls.required);
@@ -274,29 +439,76 @@ impl NatsSettings {
                 opts = opts.add_client_certificate(c.clone(), k.clone());
             }
         }
+        if let Some(prefix) = &self.inbox_prefix {
+            opts = opts.custom_inbox_prefix(prefix);
+        }
+        if retry {
+            opts = opts.retry_on_initial_connect();
+        }
         let name = self.name.clone().unwrap_or_else(|| default_name.to_owned());
-        opts = opts
+        let credential: Arc<str> = self.auth.describe().into();
+        let logged = Arc::new(Mutex::new(HashSet::new()));
+        Ok(opts
             .name(name)
             .ping_interval(self.ping_interval)
             .connection_timeout(self.connect_timeout)
-            .retry_on_initial_connect()
             .max_reconnects(None)
             .reconnect_delay_callback(reconnect_delay)
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("NATS disconnected; reconnecting")
-                    }
-                    async_nats::Event::ServerError(e) => tracing::warn!("NATS server error: {e}"),
-                    async_nats::Event::ClientError(e) => tracing::warn!("NATS client error: {e}"),
-                    other => tracing::info!("NATS {other}"),
-                }
-            });
-        opts.connect(self.servers.clone())
-            .await
-            .map_err(|e| format!("cannot connect to NATS {:?}: {e}", self.servers))
+            .event_callback(move |event| {
+                let credential = credential.clone();
+                let logged = logged.clone();
+                async move { log_event(&event, &credential, &logged) }
+            }))
     }
+}
+
+/// The TLS error inside a connect error, if the failure was TLS (handshake, certificate or a
+/// TLS alert from the server).
+fn tls_failure(e: &async_nats::ConnectError) -> Option<String> {
+    let io = std::error::Error::source(e)?.downcast_ref::<std::io::Error>()?;
+    let tls = io.get_ref()?.downcast_ref::<async_nats::rustls::Error>()?;
+    Some(tls.to_string())
+}
+
+/// At most this many distinct permission violations are remembered (each is logged once).
+const MAX_LOGGED_VIOLATIONS: usize = 256;
+
+/// Logs one client event. Refusals and permission violations name the credential and say
+/// what to check; each distinct violation is logged once.
+fn log_event(event: &async_nats::Event, credential: &str, logged: &Mutex<HashSet<String>>) {
+    use async_nats::{ClientError, Event, ServerError};
+    match event {
+        Event::Connected => tracing::info!("NATS connected"),
+        Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
+        Event::ClientError(ClientError::Other(e)) if e == "authorization violation" => {
+            tracing::error!(
+                "NATS refused {credential} (authorization violation) on reconnect; check the \
+                 server's users and this process's [nats] credentials; retrying"
+            )
+        }
+        Event::ServerError(ServerError::Other(e)) if is_permission_violation(e) => {
+            let first = {
+                let mut seen = logged.lock().unwrap_or_else(|p| p.into_inner());
+                seen.len() < MAX_LOGGED_VIOLATIONS && seen.insert(e.clone())
+            };
+            if first {
+                tracing::error!(
+                    "NATS refused an operation by {credential}: {e}; this user's permissions do \
+                     not allow it (see docs/security.md, bus permissions); logged once"
+                );
+            }
+        }
+        Event::ServerError(e) => tracing::warn!("NATS server error: {e}"),
+        Event::ClientError(e) => tracing::warn!("NATS client error: {e}"),
+        other => tracing::info!("NATS {other}"),
+    }
+}
+
+/// Whether a server error is a permissions violation (`Permissions Violation for Publish to …`).
+pub fn is_permission_violation(server_error: &str) -> bool {
+    server_error
+        .to_ascii_lowercase()
+        .contains("permissions violation")
 }
 
 /// Backoff between reconnect attempts: 100 ms doubling to 5 s. Each step is logged once (and,
@@ -354,6 +566,88 @@ mod tests {
         let e = load("[nats]\ntoken = { env = \"A\" }\ncreds_file = \"/x\"\n").unwrap_err();
         assert!(e.message.contains("choose one auth method"));
     }
+
+    #[test]
+    fn a_bad_seed_or_pem_file_is_reported_at_load_by_key_without_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = dir.path().join("seed");
+        std::fs::write(&seed, "SAMYSECRETACCOUNTSEED\n").unwrap();
+        let e = load(&format!(
+            "[nats]\nnkey_seed = {{ file = {:?} }}\n",
+            seed.to_str().unwrap()
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("nats.nkey_seed"));
+        assert!(!e.to_string().contains("MYSECRET"), "{e}");
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, "not a certificate").unwrap();
+        let e = load(&format!(
+            "[nats]\n[nats.tls]\nca_file = {:?}\n",
+            pem.to_str().unwrap()
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("nats.tls.ca_file"));
+        assert!(e.message.contains("ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn inbox_prefix_must_be_a_literal_subject() {
+        assert!(load("[nats]\ninbox_prefix = \"_INBOX.site1-agent1\"\n").is_ok());
+        for bad in ["", "_INBOX.>", "_INBOX.*.x", "_INBOX..a", "_INBOX.", "a b"] {
+            let e = load(&format!("[nats]\ninbox_prefix = {bad:?}\n")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("nats.inbox_prefix"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn permission_violations_are_recognised() {
+        assert!(is_permission_violation(
+            "Permissions Violation for Publish to \"sitewarden.v1.obs.site2.a.b.c\""
+        ));
+        assert!(!is_permission_violation("Authorization Violation"));
+    }
+
+    #[tokio::test]
+    async fn a_tls_file_gone_since_load_is_named_at_connect() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("client.pem");
+        let key = dir.path().join("client-key.pem");
+        // Any PEM certificate and key will do for the load-time check.
+        std::fs::write(&cert, TEST_CERT).unwrap();
+        std::fs::write(&key, TEST_KEY).unwrap();
+        let s = load(&format!(
+            "[nats]\nservers = [\"nats://127.0.0.1:9\"]\n[nats.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap()
+        ))
+        .unwrap();
+        std::fs::remove_file(&cert).unwrap();
+        let e = s.connect("test").await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                NatsError::File {
+                    key: "cert_file",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("client.pem"), "{e}");
+    }
+
+    /// PEM-shaped fixtures: well-formed PEM sections, not a real certificate or key. Enough for
+    /// the load-time check, which reads PEM sections; never used in a handshake.
+    const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBbzCCARWgAwIBAgIUQz5x1x8b4t2pJk6Gq0b7aJ3bCk0wCgYIKoZIzj0EAwIw
+DTELMAkGA1UEAwwCeDAeFw0yNjAxMDEwMDAwMDBaFw0yNzAxMDEwMDAwMDBaMA0x
+CzAJBgNVBAMMAngwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAT1Jd1W2eQmYk0n
+-----END CERTIFICATE-----
+";
+    const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg
+-----END PRIVATE KEY-----
+";
 
     #[test]
     fn backoff_caps_at_five_seconds() {

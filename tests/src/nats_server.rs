@@ -8,6 +8,11 @@
 //! and the store, so clients reconnect to the same URL and JetStream data survives, and
 //! `pause`/`resume` freeze a node with SIGSTOP/SIGCONT to make it hang rather than vanish.
 //!
+//! [`NatsServer::start_with`] adds to a standalone node's config what a security test needs
+//! ([`NodeOptions`]): auth blocks, TLS, `include`s of shipped files (linked, not copied, into the
+//! node's directory, since nats-server resolves includes relative to the including file) and
+//! environment variables for credentials the config references as `$VAR`.
+//!
 //! The binary is `$NATS_SERVER_BIN`, else `nats-server` on `PATH`, else `/usr/sbin/nats-server`
 //! (the Debian package).
 
@@ -64,6 +69,24 @@ struct ClusterRole {
     peers: Vec<u16>,
 }
 
+/// Additions to a standalone node's generated config, for [`NatsServer::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Config text appended after the generated `server_name`, `listen`, `http` and
+    /// `jetstream` lines (an `authorization` or `accounts` block, `tls`, `include`s). Relative
+    /// paths in it are relative to [`NatsServer::dir`].
+    pub extra_config: String,
+    /// Environment variables of the nats-server process, e.g. the credentials a shipped
+    /// config references as `$VAR`.
+    pub env: Vec<(String, String)>,
+    /// Symbolic links made in the node's directory before it starts: `(name, target)`, so the
+    /// config can `include "name/…"` a shipped file itself rather than a copy.
+    pub links: Vec<(String, PathBuf)>,
+    /// Files written into the node's directory before it starts: `(name, contents)`, e.g. TLS
+    /// certificates.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
 /// One running (or stopped) nats-server with JetStream.
 #[derive(Debug)]
 pub struct NatsServer {
@@ -77,6 +100,8 @@ pub struct NatsServer {
     http_port: u16,
     /// The process while it runs; `None` after [`NatsServer::stop`].
     child: Mutex<Option<Child>>,
+    /// Environment variables for every run of the process ([`NodeOptions::env`]).
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -88,8 +113,26 @@ impl NatsServer {
         Ok(server)
     }
 
+    /// Starts a standalone node with JetStream plus `opts` (auth, TLS, included files,
+    /// environment) and waits until it accepts connections and JetStream is ready.
+    pub async fn start_with(opts: NodeOptions) -> anyhow::Result<Self> {
+        let server = Self::spawn_node_with("sitewarden-test".into(), None, opts)?;
+        server.wait_accepting(START_DEADLINE).await?;
+        server.wait_healthy(START_DEADLINE).await?;
+        Ok(server)
+    }
+
     /// Writes a node's config and starts it, without waiting.
     fn spawn_node(name: String, cluster: Option<ClusterRole>) -> anyhow::Result<Self> {
+        Self::spawn_node_with(name, cluster, NodeOptions::default())
+    }
+
+    /// Writes a node's config (with `opts` added) and starts it, without waiting.
+    fn spawn_node_with(
+        name: String,
+        cluster: Option<ClusterRole>,
+        opts: NodeOptions,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("sitewarden-nats-")
             .tempdir()
@@ -99,11 +142,24 @@ impl NatsServer {
             port: free_port(),
             http_port: free_port(),
             child: Mutex::new(None),
+            env: opts.env,
             dir,
         };
         std::fs::create_dir_all(server.store_dir()).context("creating the JetStream store dir")?;
-        std::fs::write(server.config_path(), server.config(cluster.as_ref()))
-            .context("writing nats-server config")?;
+        for (name, target) in &opts.links {
+            let link = server.dir().join(name);
+            std::os::unix::fs::symlink(target, &link)
+                .with_context(|| format!("linking {} to {}", link.display(), target.display()))?;
+        }
+        for (name, contents) in &opts.files {
+            let path = server.dir().join(name);
+            std::fs::write(&path, contents)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let mut config = server.config(cluster.as_ref());
+        config.push_str(&opts.extra_config);
+        config.push('\n');
+        std::fs::write(server.config_path(), config).context("writing nats-server config")?;
         server.spawn()?;
         Ok(server)
     }
@@ -144,6 +200,9 @@ impl NatsServer {
         let child = Command::new(&bin)
             .arg("-c")
             .arg(self.config_path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            // Relative paths in the config (TLS files) resolve against the node's directory.
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -191,6 +250,11 @@ impl NatsServer {
     /// The process id while the node runs.
     pub fn pid(&self) -> Option<u32> {
         self.lock().as_ref().and_then(|c| c.id())
+    }
+
+    /// The node's directory: its config, store, log and any [`NodeOptions`] files and links.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The JetStream store directory (kept across restarts).

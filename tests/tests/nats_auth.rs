@@ -1,0 +1,714 @@
+//! The bus permission model of `deploy/nats/sitewarden-auth.conf`, proven on a real nats-server.
+//!
+//! The node under test includes the shipped file itself (its directory is linked into the
+//! node's directory, because nats-server resolves includes relative to the including file), and
+//! the users' passwords reach it as environment variables, exactly as in production. So what
+//! passes here is what ships:
+//!
+//! - an agent holding site1 credentials publishes its own observation subject, but a message on
+//!   site2's subject (or another agent's, or an edge notice, or an audit record) never arrives
+//!   at a subscriber, and the client is told "Permissions Violation";
+//! - that agent cannot read, watch or write the controllers' KV buckets (`sitewarden-lease`,
+//!   `sitewarden-state`) nor delete their streams; it can read and watch `sitewarden-edge` and
+//!   the edge notice subject, without writing either;
+//! - the controller user runs the real controller against real agents with their own
+//!   credentials: streams and buckets are created, the lease is taken, events are consumed, and
+//!   when site1 dies mail moves to site2.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use sitewarden_controller::config::ControllerConfig;
+use sitewarden_controller::ha::{BucketSpec, ensure_bucket};
+use sitewarden_controller::provider::DnsProvider;
+use sitewarden_controller::provider::budget::RetryPolicy;
+use sitewarden_controller::provider::memory::MemoryProvider;
+use sitewarden_controller::runtime::metrics::Metrics;
+use sitewarden_controller::runtime::settings::RuntimeSettings;
+use sitewarden_controller::runtime::{self, EDGE_SUBJECT, LEASE_BUCKET, Runtime, STATE_BUCKET};
+use sitewarden_shared::config::{KeyPath, Source};
+use sitewarden_shared::nats::{NatsConfig, NatsSettings, is_permission_violation};
+use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer};
+use sitewarden_tests::nats_server::{NatsServer, NodeOptions};
+use sitewarden_tests::wait_for;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+use common::{DEADLINE, RunningAgent};
+
+/// The users of the shipped file: the environment variable holding each one's bcrypt hash, the
+/// password this test gives them and its hash (cost 10, made with
+/// `python3 -c 'import crypt; print(crypt.crypt(PW, "$2b$10$" + SALT))'`), as production
+/// deploys them.
+const USERS: [(&str, &str, &str, &str); 5] = [
+    (
+        "controller-site1",
+        "CONTROLLER_SITE1_PASSWORD",
+        "ctl1-Vb7q2",
+        "$2b$10$NU1vwQVkDm4Kj7cuIwKEoO3uY7xmLUBh9LFreCiT6/4nRGSMUlOam",
+    ),
+    (
+        "controller-site2",
+        "CONTROLLER_SITE2_PASSWORD",
+        "ctl2-Pz4k9",
+        "$2b$10$FWA0//fxAa48SDmVgiQwlusSpeRkml9xvj9Z7i5BoyuQSelmqeVYC",
+    ),
+    (
+        "site1-agent1",
+        "SITE1_AGENT1_PASSWORD",
+        "a1-Hx8m3w",
+        "$2b$10$7JNbbJYl8frxTbW.lHDkpuOGkKwhmi3P2ri8vd3ys219qqfMhcRvC",
+    ),
+    (
+        "site2-agent1",
+        "SITE2_AGENT1_PASSWORD",
+        "a2-Lq5t7e",
+        "$2b$10$EtnBHr87suQPxsmbCa9OX.TNASUG1kctev4K8Cu2FTT/MarRTR4WC",
+    ),
+    (
+        "witness-agent1",
+        "WITNESS_AGENT1_PASSWORD",
+        "w1-Rn2c6y",
+        "$2b$10$vKxK4c064Jj5gjDouRSgaevgt8aXoMtYtX1yMyr7frSAwSQ3DjTnC",
+    ),
+];
+
+/// The edge bucket agents may read.
+const EDGE_BUCKET: &str = "sitewarden-edge";
+/// The managed name of the end-to-end story.
+const NAME: &str = "mail.example.com";
+
+/// An environment value for nats-server: it parses the value as config, where a bare `$2b$…`
+/// would be read as another variable reference, so a bcrypt hash goes in double quotes.
+fn quoted(hash: &str) -> String {
+    format!("\"{hash}\"")
+}
+
+/// `deploy/nats` of this checkout.
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/nats")
+        .canonicalize()
+        .expect("deploy/nats exists")
+}
+
+/// A nats-server that includes the shipped accounts and permissions, with the users' bcrypt
+/// hashes in its environment, plus a directory holding each user's password file.
+struct Bus {
+    nats: NatsServer,
+    secrets: TempDir,
+}
+
+impl Bus {
+    async fn start() -> Self {
+        let secrets = tempfile::tempdir().unwrap();
+        for (user, _, password, _) in USERS {
+            std::fs::write(secrets.path().join(format!("{user}.pass")), password).unwrap();
+        }
+        let nats = NatsServer::start_with(NodeOptions {
+            extra_config: "include \"deploy/sitewarden-auth.conf\"".into(),
+            env: USERS
+                .iter()
+                .map(|(_, var, _, hash)| ((*var).to_owned(), quoted(hash)))
+                .collect(),
+            links: vec![("deploy".into(), deploy_dir())],
+            files: Vec::new(),
+        })
+        .await
+        .unwrap();
+        Bus { nats, secrets }
+    }
+
+    /// The `[nats]` TOML lines for `user` (server, user, password file, extra lines).
+    fn nats_toml(&self, user: &str, extra: &str) -> String {
+        let pass = self.secrets.path().join(format!("{user}.pass"));
+        format!(
+            "servers = [\"{}\"]\nuser = \"{user}\"\npassword = {{ file = {:?} }}\n{extra}\n",
+            self.nats.url(),
+            pass.to_str().unwrap()
+        )
+    }
+
+    /// Validated settings for `user`, as the agent and controller load them.
+    fn settings(&self, user: &str, extra: &str) -> NatsSettings {
+        let text = format!("[nats]\n{}", self.nats_toml(user, extra));
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            nats: NatsConfig,
+        }
+        let src = Source::inline("test.toml", text);
+        let doc: Doc = src.parse().unwrap();
+        doc.nats
+            .validate(&src, &KeyPath::root().key("nats"))
+            .unwrap()
+    }
+
+    /// A client for `user` through `NatsSettings::connect`.
+    async fn client(&self, user: &str) -> async_nats::Client {
+        self.settings(user, "")
+            .connect("nats_auth test")
+            .await
+            .unwrap_or_else(|e| panic!("{user} cannot connect: {e}"))
+    }
+
+    /// An agent client with its per-user inbox prefix, as the shipped permissions expect.
+    async fn agent_client(&self, user: &str) -> async_nats::Client {
+        self.settings(user, &format!("inbox_prefix = \"_INBOX.{user}\""))
+            .connect("nats_auth test")
+            .await
+            .unwrap_or_else(|e| panic!("{user} cannot connect: {e}"))
+    }
+
+    /// A raw client for `user` that reports every server error on a channel.
+    async fn client_with_errors(
+        &self,
+        user: &str,
+    ) -> (
+        async_nats::Client,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        let password = USERS.iter().find(|u| u.0 == user).unwrap().2;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client =
+            async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+                .event_callback(move |event| {
+                    let tx = tx.clone();
+                    async move {
+                        if let async_nats::Event::ServerError(e) = event {
+                            let _ = tx.send(e.to_string());
+                        }
+                    }
+                })
+                .connect(self.nats.url())
+                .await
+                .unwrap();
+        (client, rx)
+    }
+}
+
+/// A JetStream context that gives up on an unanswered request after a second: a request the
+/// server refuses is dropped, not answered.
+fn js(client: async_nats::Client) -> jetstream::Context {
+    let mut js = jetstream::new(client);
+    js.set_timeout(Duration::from_secs(1));
+    js
+}
+
+/// Publishes `forbidden` then an allowed `marker` from `publisher`; returns every subject the
+/// subscribers saw up to the marker. Messages from one connection are delivered in order and
+/// the client hands each to its subscription before reading the next, so a forbidden message
+/// that got through is already queued when the marker arrives.
+async fn seen_until_marker(
+    publisher: &async_nats::Client,
+    subs: &mut [async_nats::Subscriber],
+    forbidden: &[&str],
+    marker: &str,
+) -> Vec<String> {
+    for subject in forbidden {
+        publisher
+            .publish(subject.to_string(), "forged".into())
+            .await
+            .unwrap();
+    }
+    publisher
+        .publish(marker.to_owned(), "ok".into())
+        .await
+        .unwrap();
+    publisher.flush().await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let mut all = futures::stream::select_all(subs.iter_mut());
+        let msg = tokio::time::timeout(DEADLINE, all.next())
+            .await
+            .expect("the marker arrives")
+            .expect("subscriptions open");
+        seen.push(msg.subject.to_string());
+        if msg.subject.as_str() == marker {
+            break;
+        }
+    }
+    for sub in subs.iter_mut() {
+        while let Ok(Some(msg)) = tokio::time::timeout(Duration::ZERO, sub.next()).await {
+            seen.push(msg.subject.to_string());
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn an_agent_publishes_its_own_subjects_and_nothing_else() {
+    let bus = Bus::start().await;
+    let controller = bus.client("controller-site1").await;
+    let mut events = Vec::new();
+    for class in ["obs", "dbcopy", "heartbeat"] {
+        events.push(
+            controller
+                .subscribe(format!("sitewarden.v1.{class}.>"))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut notices = controller.subscribe(EDGE_SUBJECT).await.unwrap();
+    controller.flush().await.unwrap();
+    let agent = bus.client("site1-agent1").await;
+
+    let own = "sitewarden.v1.obs.site1.site1-agent1.cas1.eas";
+    let seen = seen_until_marker(
+        &agent,
+        &mut events[..],
+        &[
+            "sitewarden.v1.obs.site2.site2-agent1.cas3.eas",
+            "sitewarden.v1.obs.site1.site1-agent2.cas1.eas",
+            "sitewarden.v1.heartbeat.site2.site2-agent1",
+            "sitewarden.v1.dbcopy.witness.witness-agent1.dag1",
+        ],
+        own,
+    )
+    .await;
+    assert_eq!(
+        seen,
+        vec![own.to_owned()],
+        "only the agent's own subject arrives"
+    );
+    let seen = seen_until_marker(
+        &agent,
+        &mut events[..],
+        &["sitewarden.v1.obs.site2.site2-agent1.cas3.eas"],
+        "sitewarden.v1.heartbeat.site1.site1-agent1",
+    )
+    .await;
+    assert_eq!(seen, vec!["sitewarden.v1.heartbeat.site1.site1-agent1"]);
+    let seen = seen_until_marker(
+        &agent,
+        &mut events[..],
+        &[],
+        "sitewarden.v1.dbcopy.site1.site1-agent1.dag1",
+    )
+    .await;
+    assert_eq!(seen, vec!["sitewarden.v1.dbcopy.site1.site1-agent1.dag1"]);
+
+    // A forged edge notice never reaches the edge; the controller's own one does.
+    agent.publish(EDGE_SUBJECT, "forged".into()).await.unwrap();
+    agent.flush().await.unwrap();
+    controller
+        .publish(EDGE_SUBJECT, "real".into())
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(DEADLINE, notices.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first.payload[..], b"real");
+
+    // The client is told why, for every forgery.
+    let (raw, mut errors) = bus.client_with_errors("site1-agent1").await;
+    for forged in [
+        "sitewarden.v1.obs.site2.site2-agent1.cas3.eas",
+        "sitewarden.v1.audit.controller-site1",
+        EDGE_SUBJECT,
+    ] {
+        raw.publish(forged, "x".into()).await.unwrap();
+        raw.flush().await.unwrap();
+        let error = tokio::time::timeout(DEADLINE, errors.recv())
+            .await
+            .expect("a server error arrives")
+            .unwrap();
+        assert!(is_permission_violation(&error), "{error}");
+        assert!(error.contains(forged), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn an_agent_cannot_read_or_write_the_controllers_buckets() {
+    let bus = Bus::start().await;
+    let controller = js(bus.client("controller-site1").await);
+    let lease = ensure_bucket(
+        &controller,
+        BucketSpec::lease(LEASE_BUCKET, Duration::from_secs(30), 1),
+    )
+    .await
+    .unwrap();
+    let state = ensure_bucket(&controller, BucketSpec::state(STATE_BUCKET, 5, 1))
+        .await
+        .unwrap();
+    lease
+        .put("leader", "controller-site1".into())
+        .await
+        .unwrap();
+    state.put("intent", "{}".into()).await.unwrap();
+
+    let agent_client = bus.agent_client("site1-agent1").await;
+    let agent = js(agent_client.clone());
+    for bucket in [LEASE_BUCKET, STATE_BUCKET] {
+        assert!(
+            agent.get_key_value(bucket).await.is_err(),
+            "the agent opened {bucket}"
+        );
+        let stream = format!("KV_{bucket}");
+        assert!(
+            agent.get_stream(&stream).await.is_err(),
+            "read {stream} info"
+        );
+        assert!(
+            agent.delete_stream(&stream).await.is_err(),
+            "deleted {stream}"
+        );
+        let got = tokio::time::timeout(
+            Duration::from_secs(1),
+            agent_client.request(
+                format!("$JS.API.DIRECT.GET.{stream}.$KV.{bucket}.leader"),
+                "".into(),
+            ),
+        )
+        .await;
+        assert!(
+            !matches!(got, Ok(Ok(ref m)) if !m.payload.is_empty()),
+            "direct get of {bucket} answered: {got:?}"
+        );
+        // A KV write is a publish on $KV.<bucket>.<key>: refused, never stored.
+        let ack = agent
+            .publish(format!("$KV.{bucket}.leader"), "site1-agent1".into())
+            .await;
+        let stored = match ack {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!stored, "the agent wrote {bucket}");
+    }
+    // Nor can it purge them through the API, or create a stream of its own: only the
+    // controllers may fill the JetStream store.
+    for bucket in [LEASE_BUCKET, STATE_BUCKET] {
+        let purged = tokio::time::timeout(
+            Duration::from_secs(1),
+            agent_client.request(format!("$JS.API.STREAM.PURGE.KV_{bucket}"), "".into()),
+        )
+        .await;
+        assert!(
+            !matches!(purged, Ok(Ok(ref m)) if !m.payload.is_empty()),
+            "purge of {bucket} answered: {purged:?}"
+        );
+    }
+    assert!(
+        agent
+            .create_stream(jetstream::stream::Config {
+                name: "EVIL".into(),
+                subjects: vec!["sitewarden.v1.obs.>".into()],
+                ..Default::default()
+            })
+            .await
+            .is_err(),
+        "the agent created a stream"
+    );
+    assert!(controller.get_stream("EVIL").await.is_err());
+    // The streams survived and hold the controller's values only.
+    assert_eq!(
+        lease.get("leader").await.unwrap().as_deref(),
+        Some(&b"controller-site1"[..])
+    );
+    assert_eq!(
+        state.get("intent").await.unwrap().as_deref(),
+        Some(&b"{}"[..])
+    );
+
+    // Listening on the bucket's subjects directly is refused too: a lease write published
+    // before the marker notice would have reached the agent first.
+    let mut sneaky = agent_client
+        .subscribe("$KV.sitewarden-lease.>")
+        .await
+        .unwrap();
+    let mut notices = agent_client.subscribe(EDGE_SUBJECT).await.unwrap();
+    agent_client.flush().await.unwrap();
+    lease
+        .put("leader", "controller-site2".into())
+        .await
+        .unwrap();
+    let ctl = bus.client("controller-site1").await;
+    ctl.publish(EDGE_SUBJECT, "marker".into()).await.unwrap();
+    ctl.flush().await.unwrap();
+    let marker = tokio::time::timeout(DEADLINE, notices.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&marker.payload[..], b"marker");
+    assert!(
+        tokio::time::timeout(Duration::ZERO, sneaky.next())
+            .await
+            .map(|m| m.is_none())
+            .unwrap_or(true),
+        "the agent received a lease write"
+    );
+}
+
+#[tokio::test]
+async fn an_agent_reads_and_watches_the_edge_bucket_without_writing_it() {
+    let bus = Bus::start().await;
+    let controller = js(bus.client("controller-site1").await);
+    let edge = ensure_bucket(&controller, BucketSpec::state(EDGE_BUCKET, 1, 1))
+        .await
+        .unwrap();
+    edge.put("notice", "generation 1".into()).await.unwrap();
+
+    let agent = js(bus.agent_client("site1-agent1").await);
+    let store = agent.get_key_value(EDGE_BUCKET).await.unwrap();
+    assert_eq!(
+        store.get("notice").await.unwrap().as_deref(),
+        Some(&b"generation 1"[..])
+    );
+    let mut watch = store.watch_with_history("notice").await.unwrap();
+    let first = tokio::time::timeout(DEADLINE, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first.value[..], b"generation 1");
+    edge.put("notice", "generation 2".into()).await.unwrap();
+    let second = tokio::time::timeout(DEADLINE, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&second.value[..], b"generation 2");
+
+    // Writing is refused: the put is never acknowledged and the value stays.
+    assert!(store.put("notice", "forged".into()).await.is_err());
+    assert_eq!(
+        edge.get("notice").await.unwrap().as_deref(),
+        Some(&b"generation 2"[..])
+    );
+
+    // Without its own inbox prefix the agent cannot receive replies at all.
+    let plain = js(bus.client("site1-agent1").await);
+    assert!(plain.get_key_value(EDGE_BUCKET).await.is_err());
+}
+
+/// Agents on the shipped permissions, each with its own credentials, probing `cas`.
+fn agents(bus: &Bus, cas: &[ExchangeServer]) -> Vec<RunningAgent> {
+    [
+        ("site1-agent1", "site1"),
+        ("site2-agent1", "site2"),
+        ("witness-agent1", "witness"),
+    ]
+    .iter()
+    .map(|(id, site)| {
+        RunningAgent::start(&format!(
+            r#"
+[agent]
+id = "{id}"
+site = "{site}"
+heartbeat_interval = "500ms"
+
+[nats]
+{nats}
+
+[defaults]
+interval = "500ms"
+timeout = "400ms"
+
+[[sites]]
+name = "site1"
+activesync_url = "http://mail-site1.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas1", address = "{a0}" }}, {{ name = "cas2", address = "{a1}" }}]
+
+[[sites]]
+name = "site2"
+activesync_url = "http://mail-site2.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas3", address = "{a2}" }}, {{ name = "cas4", address = "{a3}" }}]
+
+[[checks]]
+name = "eas"
+kind = "activesync"
+site = "site1"
+scheme = "http"
+
+[[checks]]
+name = "eas-x"
+kind = "activesync"
+site = "site2"
+scheme = "http"
+"#,
+            nats = bus.nats_toml(id, &format!("inbox_prefix = \"_INBOX.{id}\"")),
+            a0 = cas[0].addr(),
+            a1 = cas[1].addr(),
+            a2 = cas[2].addr(),
+            a3 = cas[3].addr(),
+        ))
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_user_runs_the_real_controller_and_mail_moves_when_site1_dies() {
+    let bus = Bus::start().await;
+    let mut cas = Vec::new();
+    for i in 0..4 {
+        cas.push(
+            ExchangeServer::start(ExchangeOptions::new(&format!("EXCH-{i}.CONTOSO.LOCAL")))
+                .await
+                .unwrap(),
+        );
+    }
+    let _agents = agents(&bus, &cas);
+    let toml = format!(
+        r#"
+[controller]
+id = "controller-site1"
+listen = "off"
+tick = "100ms"
+
+[nats]
+{nats}
+
+[provider]
+kind = "memory"
+
+[ha]
+lease = "3s"
+
+{decisions}"#,
+        nats = bus.nats_toml("controller-site1", ""),
+        decisions =
+            sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
+    );
+    let src = Source::inline("controller.toml", toml);
+    let provider = Arc::new(MemoryProvider::new(RetryPolicy::default()));
+    provider.insert(
+        NAME,
+        "mail-rr.example.com",
+        Some("sitewarden epoch=0 gen=0"),
+    );
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runtime::run(
+        Runtime {
+            config: ControllerConfig::load(&src).unwrap(),
+            settings: RuntimeSettings::load(&src).unwrap(),
+            provider: Some(provider.clone() as Arc<dyn DnsProvider>),
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    ));
+    let _stop = shutdown.clone().drop_guard();
+
+    wait_for(
+        "the controller acts on the permissioned bus",
+        DEADLINE,
+        || async { (metrics.acting.get() == 1 && metrics.events_accepted.get() > 0).then_some(()) },
+    )
+    .await
+    .unwrap();
+    for c in &cas[..2] {
+        c.set(Behaviour::Down).await.unwrap();
+    }
+    let content = || provider.record(NAME).and_then(|r| r.content);
+    wait_for("mail moved to site2", DEADLINE, || async {
+        (content().as_deref() == Some("mail-site2.example.com")).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; record {:?}", content()));
+    assert_eq!(provider.writes(), 1);
+    assert!(!task.is_finished(), "the controller is still running");
+
+    // The built-in DNS bucket and the audit stream work for the controller user too.
+    let js = js(bus.client("controller-site2").await);
+    let dns = ensure_bucket(&js, sitewarden_controller::dns::bucket_spec(1))
+        .await
+        .unwrap();
+    dns.put("mail.example.com", "{}".into()).await.unwrap();
+    let mut watch = dns.watch_all().await.unwrap();
+    dns.put("mail.example.com", "{\"v\":2}".into())
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let mut audit = js
+        .get_stream(sitewarden_controller::runtime::audit::AUDIT_STREAM)
+        .await
+        .unwrap();
+    assert!(audit.info().await.unwrap().state.messages > 0);
+
+    // Nobody was refused anything: the shipped permissions cover all the agents and the
+    // controller do.
+    let log = std::fs::read_to_string(bus.nats.log_path()).unwrap();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("Violation")).collect();
+    assert!(
+        refused.is_empty(),
+        "refused operations:\n{}",
+        refused.join("\n")
+    );
+}
+
+/// Runs `nats-server -t -c config` with `env`; returns whether it passed and what it said.
+fn check_config(config: &Path, env: &[(&str, &str)]) -> (bool, String) {
+    let out = std::process::Command::new(sitewarden_tests::nats_server::binary())
+        .arg("-t")
+        .arg("-c")
+        .arg(config)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("nats-server runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_shipped_node_configs_are_valid_for_nats_server() {
+    let values: Vec<(&str, String)> = USERS.iter().map(|u| (u.1, quoted(u.3))).collect();
+    let env: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for node in ["site1", "site2", "witness"] {
+        let shipped = deploy_dir().join(format!("nats-{node}.conf"));
+        let text = std::fs::read_to_string(&shipped).unwrap();
+        // Point the deployment paths at a temp dir holding a test certificate; nothing else
+        // changes, and the accounts file is the shipped one, linked.
+        let dir = tempfile::tempdir().unwrap();
+        let root = format!("{}/", dir.path().display());
+        let settings: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect();
+        let count = |p: &str| settings.iter().filter(|l| l.contains(p)).count();
+        assert_eq!(count("/etc/nats/tls/"), 6, "{node}: TLS files");
+        assert_eq!(count("/var/lib/nats/"), 1, "{node}: store");
+        let local = text
+            .replace("/etc/nats/", &root)
+            .replace("/var/lib/nats/", &root);
+        std::fs::create_dir(dir.path().join("tls")).unwrap();
+        let cert =
+            rcgen::generate_simple_self_signed(vec![format!("nats-{node}.example.com")]).unwrap();
+        std::fs::write(dir.path().join("tls/node.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("tls/ca.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(
+            dir.path().join("tls/node-key.pem"),
+            cert.signing_key.serialize_pem(),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            deploy_dir().join("sitewarden-auth.conf"),
+            dir.path().join("sitewarden-auth.conf"),
+        )
+        .unwrap();
+        let config = dir.path().join(format!("nats-{node}.conf"));
+        std::fs::write(&config, local).unwrap();
+
+        let (ok, said) = check_config(&config, &env);
+        assert!(ok, "{} is not valid: {said}", shipped.display());
+        assert!(said.contains("is valid"), "{said}");
+        // Without the users' credentials in its environment the node refuses to start, naming
+        // the missing variable.
+        let (ok, said) = check_config(&config, &env[1..]);
+        assert!(!ok, "started without credentials: {said}");
+        assert!(said.contains(USERS[0].1), "{said}");
+    }
+}
