@@ -541,6 +541,17 @@ async fn given_the_builtin_dns_when_site1_dies_then_dig_sees_mail_move_to_site2(
     })
     .await
     .unwrap();
+    // The propagation watch asked the zone's server and recorded that it answers.
+    let watched = wait_for("the propagation record", DEADLINE, || async {
+        common::audit_records(&lab.nats.url())
+            .await
+            .into_iter()
+            .find(|r| r["event"]["kind"] == "propagation")
+    })
+    .await
+    .unwrap();
+    assert_eq!(watched["event"]["converged"], true, "{watched}");
+    assert_eq!(watched["event"]["target"], "mail-site2.example.com", "{watched}");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

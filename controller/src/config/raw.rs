@@ -47,6 +47,9 @@ pub(crate) struct RawConfig {
     /// `[edge]`: signed webhooks to edge proxies. Runtime only.
     #[serde(default)]
     pub edge: Option<crate::edge::RawEdge>,
+    /// `[propagation]`: watching authoritative servers after a change. Runtime only.
+    #[serde(default)]
+    pub propagation: Option<crate::runtime::settings::RawPropagation>,
     /// `[slack]`: the slash-command endpoint. Runtime only.
     #[serde(default)]
     pub slack: Option<crate::runtime::slack::RawSlack>,

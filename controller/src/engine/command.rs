@@ -106,6 +106,10 @@ pub enum AlertKind {
     Leadership,
     /// NATS is unreachable or without JetStream quorum (subject: the controller).
     BusLost,
+    /// Not every authoritative server answers a new target in time (subject: the namespace).
+    PropagationSlow,
+    /// A candidate target does not resolve (subject: the target).
+    TargetUnresolvable,
     /// A condition cleared.
     Resolved,
 }

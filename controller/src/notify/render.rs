@@ -119,6 +119,8 @@ pub fn kind_words(k: AlertKind) -> &'static str {
         AlertKind::ProviderAuth => "DNS provider refused the credentials",
         AlertKind::Leadership => "leadership changed",
         AlertKind::BusLost => "NATS lost",
+        AlertKind::PropagationSlow => "DNS change not yet served everywhere",
+        AlertKind::TargetUnresolvable => "candidate target does not resolve",
         AlertKind::Resolved => "resolved",
     }
 }
@@ -201,6 +203,12 @@ fn did(k: AlertKind) -> &'static str {
             "Stopped calling the provider for this change; no record was changed. Fix the token and its scopes."
         }
         AlertKind::Leadership => "Took over (or handed over) deciding and changing records.",
+        AlertKind::PropagationSlow => {
+            "Kept the change; the lagging servers are named so their transfers can be checked."
+        }
+        AlertKind::TargetUnresolvable => {
+            "Still counts the target as a candidate; a move there would send clients nowhere."
+        }
         AlertKind::BusLost => {
             "Stopped acting: no DNS change is made and nothing fails over because of the bus."
         }
@@ -228,6 +236,8 @@ fn command(a: &Alert) -> Option<String> {
             format!("sitewarden explain {s}")
         }
         AlertKind::ProviderAuth => "sitewarden-controller validate --config FILE".to_owned(),
+        AlertKind::PropagationSlow => format!("dig @<lagging server> {s} CNAME"),
+        AlertKind::TargetUnresolvable => format!("dig {s}"),
         AlertKind::Resolved => return None,
     })
 }

@@ -79,6 +79,9 @@ pub struct Applier {
     /// Chat-ops alerts (`None` in `plan` and unit tests). The applier only works for the acting
     /// leader, so what it raises is never a standby's duplicate.
     pub alerts: Option<Dispatcher>,
+    /// Authoritative servers to watch after each applied change (`None` or no servers: no
+    /// watch).
+    pub propagation: Option<super::settings::PropagationSettings>,
 }
 
 impl Applier {
@@ -353,6 +356,9 @@ impl Applier {
                 },
             );
         }
+        if let Ok(ApplyOutcome::Applied { .. }) = &outcome {
+            self.watch_propagation(&name, &cmd.target, cmd.ttl_secs, cmd.epoch);
+        }
         match &outcome {
             Ok(ApplyOutcome::Applied { .. }) => self.raise(
                 Some(cmd.epoch),
@@ -387,6 +393,126 @@ impl Applier {
             _ => {}
         }
         self.report(report).await;
+    }
+
+    /// Watches the zone's authoritative servers in the background until all answer `target`:
+    /// the time it took goes to the audit trail, and a server still lagging after
+    /// `alert_after_ttls` × TTL raises an alert naming it.
+    fn watch_propagation(&self, name: &str, target: &str, ttl_secs: u64, epoch: u64) {
+        let Some(p) = self.propagation.clone().filter(|p| !p.servers.is_empty()) else {
+            return;
+        };
+        let (name, target) = (name.to_owned(), target.to_owned());
+        let (audit, alerts, controller) = (
+            self.audit.clone(),
+            self.alerts.clone(),
+            self.controller.clone(),
+        );
+        tokio::spawn(async move {
+            let options = crate::provider::propagation::WatchOptions {
+                deadline: p.deadline(ttl_secs),
+                poll_interval: p.poll_interval,
+                ..Default::default()
+            };
+            let report = match crate::provider::propagation::watch(
+                &name, &target, &p.servers, options,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(namespace = %name, "propagation watch failed: {e}");
+                    return;
+                }
+            };
+            let laggards: Vec<String> = report
+                .laggards()
+                .map(|s| {
+                    format!(
+                        "{} (last answer {:?}{})",
+                        s.server,
+                        s.last_answer,
+                        s.last_error
+                            .as_deref()
+                            .map(|e| format!(", {e}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            let event = serde_json::json!({
+                "kind": "propagation",
+                "namespace": name,
+                "target": target,
+                "converged": report.converged(),
+                "converged_after_ms": report.converged_after().map(|d| d.as_millis() as u64),
+                "servers": report.servers.len(),
+                "laggards": laggards,
+            });
+            audit.record(AuditRecord {
+                at: Utc::now(),
+                controller: controller.clone(),
+                role: "leader",
+                epoch: Some(epoch),
+                event: event.clone(),
+            });
+            if report.converged() {
+                tracing::info!(namespace = %name, after_ms = report.converged_after().map(|d| d.as_millis() as u64), "every authoritative server answers {target}");
+                return;
+            }
+            let alert = Alert {
+                severity: Severity::Warning,
+                kind: AlertKind::PropagationSlow,
+                subject: name.clone(),
+                text: format!(
+                    "{name} → {target} is not served by every authoritative server after {} s: {}",
+                    report.elapsed.as_secs(),
+                    laggards.join("; ")
+                ),
+                evidence: None,
+            };
+            super::log_alert(&alert);
+            audit.record(AuditRecord {
+                at: Utc::now(),
+                controller,
+                role: "leader",
+                epoch: Some(epoch),
+                event: serde_json::json!({"kind": "alert", "alert": &alert}),
+            });
+            if let Some(d) = alerts {
+                d.send(&alert);
+            }
+        });
+    }
+
+    /// Checks that every candidate target resolves through `resolver`; the acting leader alerts
+    /// for each that does not (a failover there would send clients nowhere).
+    pub async fn check_candidates(&self, resolver: std::net::SocketAddr, targets: &[String]) {
+        let Some(epoch) = (self.acting)() else {
+            return;
+        };
+        let checks = crate::provider::propagation::check_targets(
+            resolver,
+            targets,
+            std::time::Duration::from_secs(3),
+        )
+        .await;
+        for c in checks {
+            if let Some(problem) = &c.problem {
+                self.raise(
+                    Some(epoch),
+                    Alert {
+                        severity: Severity::Warning,
+                        kind: AlertKind::TargetUnresolvable,
+                        subject: c.target.clone(),
+                        text: format!(
+                            "candidate target {} does not resolve through {resolver}: {problem}",
+                            c.target
+                        ),
+                        evidence: None,
+                    },
+                );
+            }
+        }
     }
 
     async fn book(&self, name: &str, prefix: &str) -> Result<Option<(RecordBook, u64)>, String> {

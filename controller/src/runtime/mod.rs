@@ -296,17 +296,38 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         last_seen: Default::default(),
         shadow: Default::default(),
         alerts: Some(alerts.clone()),
+        propagation: Some(settings.propagation.clone()),
     };
     let names: Vec<String> = config.namespaces.keys().cloned().collect();
+    let mut targets: Vec<String> = config
+        .namespaces
+        .values()
+        .flat_map(|ns| ns.targets().into_iter().map(str::to_owned))
+        .collect();
+    targets.sort();
+    targets.dedup();
     let reconcile_every = settings.reconcile_every;
+    let candidate_check = settings
+        .propagation
+        .resolver
+        .map(|r| (r, settings.propagation.check_every));
     let applier_stop = tasks_stop.clone();
     let applier_task = tasks.track(tokio::spawn(async move {
         // Read every record once at start, then periodically (within the rate budget).
         let mut reconcile = tokio::time::interval(reconcile_every);
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut candidates = tokio::time::interval(
+            candidate_check.map_or(Duration::from_secs(3600), |(_, every)| every),
+        );
+        candidates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = applier_stop.cancelled() => break,
+                _ = candidates.tick(), if candidate_check.is_some() => {
+                    if let Some((resolver, _)) = candidate_check {
+                        applier.check_candidates(resolver, &targets).await;
+                    }
+                }
                 cmd = apply_rx.recv() => match cmd {
                     Some(cmd) => applier.apply(cmd).await,
                     None => break,

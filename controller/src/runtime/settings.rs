@@ -46,6 +46,52 @@ pub struct RawController {
     pub reconcile_every: Option<Duration>,
 }
 
+/// `[propagation]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPropagation {
+    /// Authoritative nameservers to watch (`"192.0.2.53:53"`); default: the built-in server's
+    /// listen address, or the RFC 2136 primary; none for hosted APIs.
+    #[serde(default)]
+    pub servers: Option<Vec<SocketAddr>>,
+    /// Alert when not every server answers the new target after this many TTLs (default 3).
+    #[serde(default)]
+    pub alert_after_ttls: Option<u32>,
+    /// Wait between two queries to one server (default 1s).
+    #[serde(default, with = "duration::option")]
+    pub poll_interval: Option<Duration>,
+    /// A recursive resolver for checking that every candidate target resolves (default: no
+    /// check).
+    #[serde(default)]
+    pub resolver: Option<SocketAddr>,
+    /// How often candidates are checked (default 5m).
+    #[serde(default, with = "duration::option")]
+    pub check_every: Option<Duration>,
+}
+
+/// Validated `[propagation]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropagationSettings {
+    /// Servers to watch after each change (empty: no watch).
+    pub servers: Vec<SocketAddr>,
+    /// Alert after this many TTLs (at least 10 s).
+    pub alert_after_ttls: u32,
+    /// Query spacing per server.
+    pub poll_interval: Duration,
+    /// Resolver for the candidate check.
+    pub resolver: Option<SocketAddr>,
+    /// Candidate check period.
+    pub check_every: Duration,
+}
+
+impl PropagationSettings {
+    /// How long to watch a change with this TTL before alerting.
+    pub fn deadline(&self, ttl_secs: u64) -> Duration {
+        Duration::from_secs(ttl_secs.saturating_mul(u64::from(self.alert_after_ttls)))
+            .max(Duration::from_secs(10))
+    }
+}
+
 /// `[ha]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +140,8 @@ pub struct RuntimeSettings {
     pub edge: crate::edge::EdgeConfig,
     /// The Slack slash command (`[slack]`), when configured.
     pub slack: Option<crate::runtime::slack::SlackSettings>,
+    /// Propagation watch (`[propagation]`).
+    pub propagation: PropagationSettings,
 }
 
 fn hostname() -> String {
@@ -191,6 +239,38 @@ impl RuntimeSettings {
             .unwrap_or_default()
             .validate(src, &root.key("api"))?;
         let edge = crate::edge::validate(src, &root.key("edge"), &raw.edge.unwrap_or_default())?;
+        let p = raw.propagation.unwrap_or_default();
+        let pat = root.key("propagation");
+        let default_servers = match &provider.kind {
+            crate::provider::config::ProviderKind::Builtin(d) => {
+                let mut a = d.listen;
+                if a.ip().is_unspecified() {
+                    a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                vec![a]
+            }
+            crate::provider::config::ProviderKind::Rfc2136(r) => vec![r.server],
+            _ => Vec::new(),
+        };
+        let alert_after_ttls = p.alert_after_ttls.unwrap_or(3);
+        if !(1..=100).contains(&alert_after_ttls) {
+            return Err(src.error(&pat.key("alert_after_ttls"), "use 1 to 100"));
+        }
+        let poll_interval = p.poll_interval.unwrap_or(Duration::from_secs(1));
+        if poll_interval < Duration::from_millis(100) {
+            return Err(src.error(&pat.key("poll_interval"), "use at least 100ms"));
+        }
+        let check_every = p.check_every.unwrap_or(Duration::from_secs(300));
+        if check_every < Duration::from_secs(10) {
+            return Err(src.error(&pat.key("check_every"), "use at least 10s"));
+        }
+        let propagation = PropagationSettings {
+            servers: p.servers.unwrap_or(default_servers),
+            alert_after_ttls,
+            poll_interval,
+            resolver: p.resolver,
+            check_every,
+        };
         let slack = raw
             .slack
             .map(|s| s.validate(src, &root.key("slack")))
@@ -200,6 +280,7 @@ impl RuntimeSettings {
             api,
             edge,
             slack,
+            propagation,
             id,
             listen,
             dry_run: c.dry_run,
