@@ -551,7 +551,10 @@ async fn given_the_builtin_dns_when_site1_dies_then_dig_sees_mail_move_to_site2(
     .await
     .unwrap();
     assert_eq!(watched["event"]["converged"], true, "{watched}");
-    assert_eq!(watched["event"]["target"], "mail-site2.example.com", "{watched}");
+    assert_eq!(
+        watched["event"]["target"], "mail-site2.example.com",
+        "{watched}"
+    );
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

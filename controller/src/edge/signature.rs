@@ -75,7 +75,9 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     out
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
+/// Decodes a hex HMAC-SHA256 tag (64 hex digits); `None` for anything else. Shared with the
+/// Slack signature check.
+pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if s.len() != 64 || !s.is_ascii() {
         return None;
     }

@@ -136,7 +136,7 @@ pub fn verify(
     let tag = signature
         .trim()
         .strip_prefix("v0=")
-        .and_then(decode_hex)
+        .and_then(crate::edge::signature::decode_hex)
         .ok_or(SlackRefusal::BadSignatureFormat)?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
     let mut base = format!("v0:{}:", timestamp.trim()).into_bytes();
@@ -153,16 +153,6 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     let tag = hmac::sign(&key, &base);
     let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("v0={hex}")
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[derive(Clone)]

@@ -181,12 +181,21 @@ site = "site2"
     )
 }
 
-fn controller_toml(nats: &str, dns: SocketAddr, hook_file: &str) -> String {
+fn controller_toml(
+    nats: &str,
+    dns: SocketAddr,
+    hook_file: &str,
+    http: SocketAddr,
+    token_file: &str,
+) -> String {
     format!(
         r#"
 [controller]
 id = "controller-site1"
-listen = "off"
+listen = "{http}"
+
+[api]
+tokens = [{{ name = "demo", role = "admin", token = {{ file = "{token_file}" }} }}]
 
 [nats]
 servers = ["{nats}"]
@@ -218,6 +227,14 @@ min_severity = "warning"
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let keep = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--keep") => true,
+        Some(other) => {
+            eprintln!("unknown argument {other:?}; usage: sitewarden-demo [--keep]");
+            std::process::exit(2);
+        }
+    };
     let start = Instant::now();
     say(
         start,
@@ -258,6 +275,15 @@ async fn main() -> anyhow::Result<()> {
     let hook_file = dir.path().join("webhook.url");
     std::fs::write(&hook_file, format!("http://{hook}/alerts"))?;
     let dns: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let http: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // A throw-away admin token for the dashboard and the API of this lab only.
+    let token = format!(
+        "demo-{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
+    let token_file = dir.path().join("api.token");
+    std::fs::write(&token_file, &token)?;
 
     let shutdown = CancellationToken::new();
     let ca_str = ca_path.display().to_string();
@@ -283,7 +309,13 @@ async fn main() -> anyhow::Result<()> {
 
     let src = Source::inline(
         "controller.toml",
-        controller_toml(&nats.url(), dns, &hook_file.display().to_string()),
+        controller_toml(
+            &nats.url(),
+            dns,
+            &hook_file.display().to_string(),
+            http,
+            &token_file.display().to_string(),
+        ),
     );
     let metrics = Arc::new(Metrics::new());
     let controller = tokio::spawn(runtime::run(
@@ -390,6 +422,43 @@ async fn main() -> anyhow::Result<()> {
         ),
     );
     let alert_count = raised.len();
+    let summary = serde_json::json!({
+        "ok": true,
+        "failover_s": (failover.as_secs_f64() * 100.0).round() / 100.0,
+        "floor_s": INTERVAL_S * f64::from(FALL),
+        "flipped_to": "mail-site2.example.com",
+        "failback_s": (failback.as_secs_f64() * 100.0).round() / 100.0,
+        "alerts": alert_count,
+    });
+    if keep {
+        println!("{summary}");
+        println!();
+        println!("The lab keeps running (Ctrl-C stops it and cleans up). Explore:");
+        println!("  dashboard:  http://{http}/#token={token}");
+        println!(
+            "  DNS:        dig @{} -p {} {NAME} CNAME +short",
+            dns.ip(),
+            dns.port()
+        );
+        println!(
+            "  API:        curl -s -H 'Authorization: Bearer {token}' http://{http}/api/v1/status"
+        );
+        println!(
+            "  CLI:        SITEWARDEN_URL=http://{http} SITEWARDEN_TOKEN={token} ./target/release/sitewarden status"
+        );
+        println!("  metrics:    curl -s http://{http}/metrics");
+        println!("  NATS:       {}", nats.url());
+        for (i, c) in cas.iter().enumerate() {
+            println!(
+                "  cas{}:       https://{} (site{})",
+                i + 1,
+                c.addr(),
+                i / 2 + 1
+            );
+        }
+        tokio::signal::ctrl_c().await?;
+        say(start, "Ctrl-C: stopping the lab");
+    }
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
     for a in agents {
@@ -398,16 +467,6 @@ async fn main() -> anyhow::Result<()> {
     drop(cas);
     drop(nats);
     say(start, "lab stopped and cleaned up");
-    println!(
-        "{}",
-        serde_json::json!({
-            "ok": true,
-            "failover_s": (failover.as_secs_f64() * 100.0).round() / 100.0,
-            "floor_s": INTERVAL_S * f64::from(FALL),
-            "flipped_to": "mail-site2.example.com",
-            "failback_s": (failback.as_secs_f64() * 100.0).round() / 100.0,
-            "alerts": alert_count,
-        })
-    );
+    println!("{summary}");
     Ok(())
 }
