@@ -106,6 +106,10 @@ pub enum AlertKind {
     Leadership,
     /// NATS is unreachable or without JetStream quorum (subject: the controller).
     BusLost,
+    /// A database copy is failed, suspended or far behind (subject: the DAG).
+    CopyTrouble,
+    /// A client-access certificate expires soon or does not cover a name (subject: the server).
+    Certificate,
     /// Not every authoritative server answers a new target in time (subject: the namespace).
     PropagationSlow,
     /// A candidate target does not resolve (subject: the target).

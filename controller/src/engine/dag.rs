@@ -43,6 +43,9 @@ pub struct DagState {
     pub last_error: Option<String>,
     /// Databases by name.
     pub databases: BTreeMap<String, DatabaseState>,
+    /// Copy problems last alerted (see [`crate::engine::trouble`]).
+    #[serde(default)]
+    pub trouble: std::collections::BTreeSet<String>,
 }
 
 /// Folds a snapshot into `dag`; returns whether the active site changed.

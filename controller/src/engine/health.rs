@@ -52,6 +52,7 @@ impl Engine {
             return self.reject(state, now, cause, &o.agent, out);
         }
         state.counters.accepted += 1;
+        super::trouble::certificate(state, o, out);
         let Some(component) = state
             .components
             .get_mut(o.server.as_str())
@@ -181,7 +182,14 @@ impl Engine {
         state.counters.accepted += 1;
         let d = state.dags.entry(s.dag.clone()).or_default();
         let from = d.active_site.clone();
-        if dag::absorb(cfg, d, s, now) {
+        let changed = dag::absorb(cfg, d, s, now);
+        // Only a snapshot the DAG accepted (not an older one arriving late) says what is wrong now.
+        if s.outcome == sitewarden_shared::CollectOutcome::Ok
+            && d.last_good_at == Some(s.observed_at)
+        {
+            super::trouble::copies(&s.dag, d, s, out);
+        }
+        if changed {
             let to = d.active_site.clone();
             out.push(Command::Audit(Audit {
                 at: now,

@@ -25,6 +25,7 @@ pub mod observer;
 pub mod overrides;
 pub mod quorum;
 pub mod state;
+pub mod trouble;
 pub mod verdict;
 
 use std::collections::BTreeMap;

@@ -66,4 +66,7 @@ pub struct State {
     pub overrides: Overrides,
     /// Accepted and refused event counts.
     pub counters: Counters,
+    /// Per server, the certificate problem last alerted (expiring, names not covered).
+    #[serde(default)]
+    pub cert_trouble: BTreeMap<ServerId, String>,
 }

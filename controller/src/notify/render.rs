@@ -119,6 +119,8 @@ pub fn kind_words(k: AlertKind) -> &'static str {
         AlertKind::ProviderAuth => "DNS provider refused the credentials",
         AlertKind::Leadership => "leadership changed",
         AlertKind::BusLost => "NATS lost",
+        AlertKind::CopyTrouble => "database copy trouble",
+        AlertKind::Certificate => "certificate problem",
         AlertKind::PropagationSlow => "DNS change not yet served everywhere",
         AlertKind::TargetUnresolvable => "candidate target does not resolve",
         AlertKind::Resolved => "resolved",
@@ -203,6 +205,12 @@ fn did(k: AlertKind) -> &'static str {
             "Stopped calling the provider for this change; no record was changed. Fix the token and its scopes."
         }
         AlertKind::Leadership => "Took over (or handed over) deciding and changing records.",
+        AlertKind::CopyTrouble => {
+            "Nothing: sitewarden follows mailboxes and never moves databases; a failover of this DAG may have no good copy to go to."
+        }
+        AlertKind::Certificate => {
+            "Nothing yet: clients will fail TLS on this server when it expires or is reached by an uncovered name."
+        }
         AlertKind::PropagationSlow => {
             "Kept the change; the lagging servers are named so their transfers can be checked."
         }
@@ -236,6 +244,12 @@ fn command(a: &Alert) -> Option<String> {
             format!("sitewarden explain {s}")
         }
         AlertKind::ProviderAuth => "sitewarden-controller validate --config FILE".to_owned(),
+        AlertKind::CopyTrouble => {
+            format!("Get-MailboxDatabaseCopyStatus -Server * | ? DatabaseName -like '*' # DAG {s}")
+        }
+        AlertKind::Certificate => format!(
+            "Get-ExchangeCertificate -Server {s} | fl Thumbprint,NotAfter,CertificateDomains"
+        ),
         AlertKind::PropagationSlow => format!("dig @<lagging server> {s} CNAME"),
         AlertKind::TargetUnresolvable => format!("dig {s}"),
         AlertKind::Resolved => return None,
