@@ -159,8 +159,8 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts an observation the engine has just admitted (call after `engine.step` with the
-    /// same input; anything else, and observations the engine refused, are ignored).
+    /// Counts an observation the engine has just admitted. Call after every `engine.step`, with
+    /// the same input, whatever it is: other inputs and refused observations are not counted.
     pub fn observation(&self, state: &State, input: &Input) {
         self.engine.observation(state, input);
     }

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -158,6 +158,8 @@ pub struct EngineMetrics {
     check_results: Family<CheckOutcomeLabels, Counter>,
     check_latency: Family<CheckLabels, Histogram>,
     slots: Mutex<SlotMap>,
+    /// The engine's admission count after the previous step.
+    admitted_seen: AtomicU64,
     observer_age: Family<ObserverLabels, Gauge<f64, AtomicU64>>,
     observer_fresh: Family<ObserverLabels, Gauge>,
     agent_silent: Family<AgentLabel, Gauge>,
@@ -295,6 +297,7 @@ impl EngineMetrics {
             check_results,
             check_latency,
             slots: Mutex::default(),
+            admitted_seen: AtomicU64::new(0),
             observer_age,
             observer_fresh,
             agent_silent,
@@ -316,17 +319,16 @@ impl EngineMetrics {
         }
     }
 
-    /// Counts `input` if it is an observation the engine admitted: the engine advances an
-    /// agent's sequence floor to an event's `seq` only once every other check has passed.
+    /// Counts `input` if it is an observation the engine admitted. Called after every step,
+    /// whatever the input: the engine's admission count grows exactly when it admits one.
     pub fn observation(&self, state: &State, input: &Input) {
+        let before = self
+            .admitted_seen
+            .swap(state.counters.accepted, Ordering::Relaxed);
         let Input::Observation(o) = input else {
             return;
         };
-        let admitted = state
-            .agents
-            .get(o.agent.as_str())
-            .is_some_and(|a| a.last_seq == Some(o.seq));
-        if !admitted {
+        if state.counters.accepted <= before {
             return;
         }
         let Ok(mut slots) = self.slots.lock() else {
@@ -613,6 +615,63 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
+    }
+
+    fn observation(seq: u64, server: &str) -> Observation {
+        Observation {
+            schema_version: 1,
+            agent: AgentId::new("site1-agent1").unwrap_or_else(|e| panic!("{e}")),
+            site: "site1".parse().unwrap_or_else(|e| panic!("{e}")),
+            seq,
+            observed_at: Utc::now(),
+            target_site: "site2".parse().unwrap_or_else(|e| panic!("{e}")),
+            server: ServerId::new(server).unwrap_or_else(|e| panic!("{e}")),
+            check: CheckName::new("eas").unwrap_or_else(|e| panic!("{e}")),
+            kind: sitewarden_shared::CheckKind::Activesync,
+            protocol: "activesync".to_owned(),
+            outcome: Outcome::Pass,
+            http_status: None,
+            latency_ms: 30,
+            error_class: None,
+            error: None,
+            details: Default::default(),
+        }
+    }
+
+    #[test]
+    fn only_observations_the_engine_admits_are_counted_per_observer() {
+        let config = crate::config::ControllerConfig::from_toml(
+            "controller.toml",
+            &sitewarden_test_decisions(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let engine = Engine::new(config);
+        let mut state = engine.initial_state();
+        let m = Metrics::new();
+        for input in [
+            observation(1, "cas2"),
+            observation(1, "cas2"), // a duplicate: out of order
+            observation(2, "cas9"), // not a configured server
+            observation(3, "cas2"),
+        ]
+        .map(Input::Observation)
+        {
+            engine.step(&mut state, Utc::now(), &input);
+            m.observation(&state, &input);
+        }
+        m.observe(&engine, &state, Utc::now());
+        let text = m.encode();
+        for line in [
+            "sitewarden_controller_check_results_total{observer=\"site1-agent1\",target_site=\"site2\",server=\"cas2\",check=\"eas\",outcome=\"pass\"} 2",
+            "sitewarden_controller_check_latency_seconds_count{observer=\"site1-agent1\",target_site=\"site2\",server=\"cas2\",check=\"eas\"} 2",
+            "sitewarden_controller_events_rejected_total{stage=\"engine\",cause=\"out_of_order\"} 1",
+            "sitewarden_controller_events_rejected_total{stage=\"engine\",cause=\"unknown_server\"} 1",
+            "sitewarden_controller_events_admitted_total 2",
+            "sitewarden_controller_observer_fresh{observer=\"site1-agent1\",check=\"eas\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("cas9"), "{text}");
     }
 
     fn sitewarden_test_decisions() -> String {
