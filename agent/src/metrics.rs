@@ -1,6 +1,7 @@
 //! The agent's Prometheus metrics, served on `/metrics`.
 //!
-//! Names start with `sitewarden_agent_`; `docs/configuration.md` lists them. Labels are
+//! Names start with `sitewarden_agent_` and follow Prometheus conventions (base units, counters
+//! end in `_total`, checked by `promtool check metrics`); `docs/metrics.md` lists them. Labels are
 //! configuration ids (check, server, site), so their cardinality is bounded by the config.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -57,7 +58,7 @@ pub struct Metrics {
     registry: Registry,
     probes: Family<OutcomeLabels, Counter>,
     latency: Family<ProbeLabels, Histogram>,
-    cert_days: Family<ProbeLabels, Gauge>,
+    cert_expiry: Family<ProbeLabels, Gauge>,
     published: Family<KindLabel, Counter>,
     /// Publish calls the client refused.
     pub publish_errors: Counter,
@@ -92,11 +93,11 @@ impl Metrics {
             Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
         });
         registry.register("probe_latency_seconds", "Probe latency", latency.clone());
-        let cert_days = Family::<ProbeLabels, Gauge>::default();
+        let cert_expiry = Family::<ProbeLabels, Gauge>::default();
         registry.register(
-            "cert_days_left",
-            "Days until the probed server's certificate expires",
-            cert_days.clone(),
+            "cert_expiry_timestamp_seconds",
+            "When the probed server's certificate expires (notAfter), in Unix seconds",
+            cert_expiry.clone(),
         );
         let published = Family::<KindLabel, Counter>::default();
         registry.register(
@@ -139,7 +140,7 @@ impl Metrics {
             registry,
             probes,
             latency,
-            cert_days,
+            cert_expiry,
             published,
             publish_errors,
             dropped,
@@ -173,7 +174,9 @@ impl Metrics {
             .get_or_create(&labels)
             .observe(o.latency_ms as f64 / 1000.0);
         if let Some(tls) = &o.details.tls {
-            self.cert_days.get_or_create(&labels).set(tls.days_left);
+            self.cert_expiry
+                .get_or_create(&labels)
+                .set(tls.not_after.timestamp());
         }
     }
 

@@ -67,14 +67,11 @@ pub async fn serve(
         .await
 }
 
-async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
+/// OpenMetrics when the scraper asks for it (Prometheus does), the classic text format otherwise.
+async fn metrics_text(State(s): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = sitewarden_shared::exposition::negotiate(s.metrics.encode(), accept);
+    ([(header::CONTENT_TYPE, content_type)], body)
 }
 
 fn reject(s: &AppState, cause: &str, status: StatusCode, text: String) -> (StatusCode, String) {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod dbcopy;
 pub mod edge;
 pub mod event;
+pub mod exposition;
 pub mod ids;
 pub mod nats;
 pub mod schema;

@@ -111,7 +111,15 @@ impl Applier {
     /// Reads the current record of `name`, settles a pending intent an earlier leader left
     /// behind, and tells the engine what is there.
     pub async fn refresh(&mut self, name: &str) -> Result<(), ProviderError> {
-        let state = self.provider.read(name).await?;
+        let started = tokio::time::Instant::now();
+        let state = self.provider.read(name).await;
+        self.metrics.provider_call(
+            self.provider.kind(),
+            "read",
+            state.is_ok(),
+            started.elapsed().as_secs_f64(),
+        );
+        let state = state?;
         self.settle(name, &state).await;
         self.last_seen
             .insert(name.to_owned(), state.content.clone());
@@ -294,9 +302,16 @@ impl Applier {
         let acting = self.acting.clone();
         let epoch = cmd.epoch;
         let fence = crate::provider::Fence::new(move || acting() == Some(epoch));
+        let call_started = tokio::time::Instant::now();
         let outcome = crate::provider::FENCE
             .scope(fence, self.provider.apply(&change))
             .await;
+        self.metrics.provider_call(
+            self.provider.kind(),
+            "apply",
+            outcome.is_ok(),
+            call_started.elapsed().as_secs_f64(),
+        );
         let (status, report) = match &outcome {
             Ok(ApplyOutcome::Applied { after, .. })
             | Ok(ApplyOutcome::AlreadyInPlace { state: after }) => {

@@ -1,33 +1,57 @@
-//! The controller runtime's Prometheus metrics (`sitewarden_controller_*`).
+//! The controller's Prometheus metrics (`sitewarden_controller_*`), listed in `docs/metrics.md`.
 //!
-//! The operator-surface issue extends these; this module holds what the runtime itself counts:
-//! intake, refusals by cause, applies, audit delivery and leadership.
+//! The runtime counts what only it sees (intake, applies, audit delivery, leadership) directly
+//! on the fields here. Everything else is read, not pushed: on every tick the runtime hands the
+//! engine's state to [`Metrics::observe`] (verdicts, targets, decisions, freshness, the engine's
+//! own refusals — see [`engine`]), the provider's counters to [`Metrics::observe_provider`] and
+//! the alert dispatcher's to [`Metrics::observe_alerts`] (see [`sources`]). Each admitted
+//! observation passes through [`Metrics::observation`], the only per-event cost: a few map
+//! lookups by `&str`, no allocation once an observer × server × check has been seen.
+//! Every label value comes from the configuration (sites, servers, agents, checks, namespaces,
+//! targets) or from a fixed list, so cardinality is bounded by the config.
 
+pub mod engine;
+pub mod sources;
+
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// One `cause` or `outcome` label.
+use crate::engine::{Engine, Input, State};
+use crate::notify::Stats as AlertStats;
+use crate::provider::StatsSnapshot;
+
+/// Labels of a refused event.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Label {
-    /// The value.
-    pub value: String,
+pub struct RejectLabels {
+    /// `intake` (the runtime's contract checks) or `engine` (the engine's admission rules).
+    pub stage: String,
+    /// Why, e.g. `undecodable`, `unknown_agent`, `out_of_order`.
+    pub cause: String,
 }
 
-/// Runtime metrics.
+/// Labels of an apply.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `applied`, `refused`, `failed`, `not_acting`, `dry_run`, `stale_generation`, ...
+    pub outcome: String,
+}
+
+/// Every controller metric.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     /// Events accepted by intake (before the engine's own checks).
     pub events_accepted: Counter,
-    rejected: Family<Label, Counter>,
+    rejected: Family<RejectLabels, Counter>,
     /// Catch-up replays from the events stream after a NATS reconnect.
     pub intake_catch_ups: Counter,
     /// Replayed events skipped because the agent had already delivered them live.
     pub replay_skipped: Counter,
-    applies: Family<Label, Counter>,
+    applies: Family<OutcomeLabel, Counter>,
     /// Audit records dropped because the queue was full.
     pub audit_dropped: Counter,
     /// Audit publishes that failed or were not acknowledged.
@@ -36,6 +60,10 @@ pub struct Metrics {
     pub acting: Gauge,
     /// The current epoch (0 when none).
     pub epoch: Gauge,
+    /// What is read from the engine's state.
+    engine: engine::EngineMetrics,
+    /// What is read from the provider and the alert dispatcher.
+    sources: sources::SourceMetrics,
 }
 
 impl Default for Metrics {
@@ -51,13 +79,13 @@ impl Metrics {
         let events_accepted = Counter::default();
         registry.register(
             "events_accepted",
-            "Agent events that passed intake checks",
+            "Agent events that passed the intake checks (before the engine's own)",
             events_accepted.clone(),
         );
-        let rejected = Family::<Label, Counter>::default();
+        let rejected = Family::<RejectLabels, Counter>::default();
         registry.register(
             "events_rejected",
-            "Agent events refused at intake, by cause",
+            "Agent events refused, by stage (intake or engine) and cause",
             rejected.clone(),
         );
         let intake_catch_ups = Counter::default();
@@ -72,7 +100,7 @@ impl Metrics {
             "Replayed events skipped because they had arrived live already",
             replay_skipped.clone(),
         );
-        let applies = Family::<Label, Counter>::default();
+        let applies = Family::<OutcomeLabel, Counter>::default();
         registry.register("applies", "Record changes by outcome", applies.clone());
         let audit_dropped = Counter::default();
         registry.register(
@@ -94,6 +122,8 @@ impl Metrics {
         );
         let epoch = Gauge::default();
         registry.register("epoch", "Current leader epoch", epoch.clone());
+        let engine = engine::EngineMetrics::register(&mut registry, rejected.clone());
+        let sources = sources::SourceMetrics::register(&mut registry);
         Self {
             registry,
             events_accepted,
@@ -105,14 +135,17 @@ impl Metrics {
             audit_errors,
             acting,
             epoch,
+            engine,
+            sources,
         }
     }
 
     /// Counts an intake refusal.
     pub fn rejected(&self, cause: &str) {
         self.rejected
-            .get_or_create(&Label {
-                value: cause.into(),
+            .get_or_create(&RejectLabels {
+                stage: "intake".into(),
+                cause: cause.into(),
             })
             .inc();
     }
@@ -120,13 +153,40 @@ impl Metrics {
     /// Counts an apply outcome.
     pub fn applied(&self, outcome: &str) {
         self.applies
-            .get_or_create(&Label {
-                value: outcome.into(),
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
             })
             .inc();
     }
 
-    /// The text exposition.
+    /// Counts an observation the engine has just admitted. Call after every `engine.step`, with
+    /// the same input, whatever it is: other inputs and refused observations are not counted.
+    pub fn observation(&self, state: &State, input: &Input) {
+        self.engine.observation(state, input);
+    }
+
+    /// Refreshes everything derived from the engine's state: verdicts, namespace targets,
+    /// decisions and changes, observer freshness, overrides, the engine's refusals.
+    pub fn observe(&self, engine: &Engine, state: &State, now: DateTime<Utc>) {
+        self.engine.observe(engine, state, now);
+    }
+
+    /// Brings the DNS API counters up to `stats`, the provider's counters since start.
+    pub fn observe_provider(&self, provider: &str, stats: &StatsSnapshot) {
+        self.sources.provider(provider, stats);
+    }
+
+    /// Records how long one provider operation (`read` or `apply`, retries included) took.
+    pub fn provider_call(&self, provider: &str, operation: &str, ok: bool, seconds: f64) {
+        self.sources.provider_call(provider, operation, ok, seconds);
+    }
+
+    /// Brings the alert delivery counters up to `stats`, the dispatcher's counters since start.
+    pub fn observe_alerts(&self, stats: &AlertStats) {
+        self.sources.alerts(stats);
+    }
+
+    /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -134,4 +194,13 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Adds what a counter fed from absolute totals is missing: `now - *last` when the total grew,
+/// nothing when it did not (a restarted source starts over from its new total).
+fn advance(counter: &Counter, last: &mut u64, now: u64) {
+    if now > *last {
+        counter.inc_by(now - *last);
+    }
+    *last = now;
 }

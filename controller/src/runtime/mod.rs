@@ -425,6 +425,12 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         };
         let now = Utc::now();
         let commands = engine.step(&mut state, now, &input);
+        metrics.observation(&state, &input);
+        if matches!(input, Input::Tick) {
+            metrics.observe(&engine, &state, now);
+            metrics.observe_provider(provider.kind(), &provider.stats());
+            metrics.observe_alerts(&alerts.stats());
+        }
         // Only after the engine knows it leads, so the read's report is not taken as a standby's.
         if matches!(&input, Input::Leadership(l) if l.is_leader) {
             let _ = refresh_tx.try_send(());
