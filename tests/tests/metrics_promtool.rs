@@ -142,10 +142,24 @@ api_url = "{api}"
 }
 
 /// Documented label families this lab never gives a first series, and why.
-const NOT_FED_HERE: &[(&str, &str)] = &[(
-    "sitewarden_agent_cert_expiry_timestamp_seconds",
-    "set by HTTPS probes only; the lab's Exchange servers speak HTTP",
-)];
+const NOT_FED_HERE: &[(&str, &str)] = &[
+    (
+        "sitewarden_agent_cert_expiry_timestamp_seconds",
+        "set by HTTPS probes only; the lab's Exchange servers speak HTTP",
+    ),
+    (
+        "sitewarden_agent_edge_notices_total",
+        "HAProxy adapter only (tests/tests/edge_haproxy.rs); this lab's agents steer no HAProxy",
+    ),
+    (
+        "sitewarden_agent_edge_backend_updates_total",
+        "HAProxy adapter only; see above",
+    ),
+    (
+        "sitewarden_agent_edge_server_ready",
+        "HAProxy adapter only; see above",
+    ),
+];
 
 /// `GET /metrics` with an optional `Accept` header: (content type, body).
 async fn scrape(addr: SocketAddr, accept: Option<&str>) -> (String, String) {
