@@ -134,16 +134,34 @@ tokens = [
 fn sitewarden() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "sitewarden-controller",
-                "--bin",
-                "sitewarden",
-            ])
-            .status()
-            .expect("cargo build runs");
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build.args([
+            "build",
+            "-p",
+            "sitewarden-controller",
+            "--bin",
+            "sitewarden",
+        ]);
+        // Cargo gives a test process its package's variables; build scripts (ring's) track
+        // some of them, so passing them on would rebuild half the tree on every run.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                    "OUT_DIR",
+                ]
+                .contains(&key.as_ref())
+            {
+                build.env_remove(key.as_ref());
+            }
+        }
+        let status = build.status().expect("cargo build runs");
         assert!(status.success(), "building sitewarden failed");
         // Test executables live in target/<profile>/deps; binaries one level up.
         let exe = std::env::current_exe().expect("test executable path");

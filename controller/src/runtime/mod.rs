@@ -12,6 +12,7 @@
 pub mod api;
 pub mod apply;
 pub mod audit;
+pub mod dashboard;
 pub mod http;
 pub mod intake;
 pub mod metrics;
@@ -377,14 +378,17 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     let mut notes = api::Snapshot::default();
     let (snapshot_tx, snapshot_rx) =
         tokio::sync::watch::channel(Arc::new(api::Snapshot::default()));
-    let _ = late_routes.set(api::router(api::Api {
-        engine: engine.clone(),
-        snapshot: snapshot_rx,
-        leadership: lease_handle.leadership(),
-        js: js.clone(),
-        settings: Arc::new(settings.api.clone()),
-        controller: settings.id.clone(),
-    }));
+    let _ = late_routes.set(
+        api::router(api::Api {
+            engine: engine.clone(),
+            snapshot: snapshot_rx,
+            leadership: lease_handle.leadership(),
+            js: js.clone(),
+            settings: Arc::new(settings.api.clone()),
+            controller: settings.id.clone(),
+        })
+        .merge(dashboard::routes()),
+    );
     loop {
         let mut override_id = None;
         let input = tokio::select! {
