@@ -2,6 +2,7 @@
 //! managed name should point. The decision engine (`engine`) is pure; the runtime around it
 //! does the I/O. `config` loads and validates the controller's TOML configuration.
 
+pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod edge;

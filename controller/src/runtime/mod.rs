@@ -12,6 +12,7 @@
 pub mod api;
 pub mod apply;
 pub mod audit;
+pub mod dashboard;
 pub mod http;
 pub mod intake;
 pub mod metrics;
@@ -407,7 +408,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         settings: Arc::new(settings.api.clone()),
         controller: settings.id.clone(),
     };
-    let mut routes = api::router(operator_api.clone());
+    let mut routes = api::router(operator_api.clone()).merge(dashboard::routes());
     if let Some(slack) = settings.slack.clone() {
         routes = routes.merge(slack::router(operator_api, slack));
     }

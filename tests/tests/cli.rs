@@ -1,0 +1,525 @@
+//! The `sitewarden` CLI, the real built binary, against a real controller pair on a real
+//! nats-server: tables and JSON, overrides that need a reason, exit codes for a refused token
+//! and an unreachable controller, falling through to the second controller of the pair, and the
+//! config file.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use common::{DEADLINE, free_addr};
+use sitewarden_controller::config::ControllerConfig;
+use sitewarden_controller::provider::DnsProvider;
+use sitewarden_controller::provider::budget::RetryPolicy;
+use sitewarden_controller::provider::memory::MemoryProvider;
+use sitewarden_controller::runtime::metrics::Metrics;
+use sitewarden_controller::runtime::settings::RuntimeSettings;
+use sitewarden_controller::runtime::{self, Runtime};
+use sitewarden_shared::config::Source;
+use sitewarden_tests::nats_server::NatsServer;
+use sitewarden_tests::wait_for;
+use tokio_util::sync::CancellationToken;
+
+const NAME: &str = "mail.example.com";
+const ADMIN: &str = "admin-token-4b1d8e0c9a7f2e11";
+const READER: &str = "read-token-77c3a9d04e5b6f20";
+
+struct Pair {
+    _nats: NatsServer,
+    dir: tempfile::TempDir,
+    provider: Arc<MemoryProvider>,
+    http: Vec<SocketAddr>,
+    stops: Vec<CancellationToken>,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for s in &self.stops {
+            s.cancel();
+        }
+    }
+}
+
+impl Pair {
+    fn url(&self, i: usize) -> String {
+        format!("http://{}", self.http[i])
+    }
+}
+
+/// Two controllers with `[api]` tokens and a memory provider holding `mail → mail-rr`.
+async fn pair() -> Pair {
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), format!("{ADMIN}\n")).unwrap();
+    std::fs::write(dir.path().join("read.token"), format!("{READER}\n")).unwrap();
+    let provider = Arc::new(MemoryProvider::new(RetryPolicy::default()));
+    provider.insert(
+        NAME,
+        "mail-rr.example.com",
+        Some("sitewarden epoch=0 gen=0"),
+    );
+    let mut http = Vec::new();
+    let mut stops = Vec::new();
+    for id in ["ctl-a", "ctl-b"] {
+        let addr = free_addr();
+        let toml = format!(
+            r#"
+[controller]
+id = "{id}"
+listen = "{addr}"
+tick = "100ms"
+
+[nats]
+servers = ["{nats}"]
+
+[provider]
+kind = "memory"
+
+[ha]
+lease = "3s"
+
+[api]
+tokens = [
+  {{ name = "alice", role = "admin", token = {{ file = "{dir}/admin.token" }} }},
+  {{ name = "grafana", role = "read", token = {{ file = "{dir}/read.token" }} }},
+]
+
+{decisions}"#,
+            nats = nats.url(),
+            dir = dir.path().display(),
+            decisions =
+                sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
+        );
+        let src = Source::inline("controller.toml", &toml);
+        let rt = Runtime {
+            config: ControllerConfig::load(&src).unwrap(),
+            settings: RuntimeSettings::load(&src).unwrap(),
+            provider: Some(provider.clone() as Arc<dyn DnsProvider>),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let stop = CancellationToken::new();
+        tokio::spawn(runtime::run(rt, stop.clone()));
+        http.push(addr);
+        stops.push(stop);
+    }
+    let pair = Pair {
+        _nats: nats,
+        dir,
+        provider,
+        http,
+        stops,
+    };
+    wait_for("a leader with the API up on both", DEADLINE, || async {
+        let mut acting = 0;
+        for addr in &pair.http {
+            let r = reqwest::Client::new()
+                .get(format!("http://{addr}/api/v1/status"))
+                .bearer_auth(READER)
+                .send()
+                .await
+                .ok()?;
+            let s: serde_json::Value = r.json().await.ok()?;
+            acting += usize::from(s["leader"]["acting"] == true);
+        }
+        (acting == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    pair
+}
+
+/// The `sitewarden` binary, built once per test process so it is never stale.
+fn sitewarden() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build.args([
+            "build",
+            "-p",
+            "sitewarden-controller",
+            "--bin",
+            "sitewarden",
+        ]);
+        // Cargo gives a test process its package's variables; build scripts (ring's) track
+        // some of them, so passing them on would rebuild half the tree on every run.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                    "OUT_DIR",
+                ]
+                .contains(&key.as_ref())
+            {
+                build.env_remove(key.as_ref());
+            }
+        }
+        let status = build.status().expect("cargo build runs");
+        assert!(status.success(), "building sitewarden failed");
+        // Test executables live in target/<profile>/deps; binaries one level up.
+        let exe = std::env::current_exe().expect("test executable path");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .join(format!("sitewarden{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.exists(), "{} was not built", bin.display());
+        bin
+    })
+}
+
+/// What one run of the CLI printed.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the CLI with a clean environment (no SITEWARDEN_*, HOME and XDG_CONFIG_HOME in `home`)
+/// plus `env`.
+async fn cli(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = tokio::process::Command::new(sitewarden());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(DEADLINE, cmd.output())
+        .await
+        .expect("the CLI finishes within the deadline")
+        .expect("the CLI runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn content(p: &MemoryProvider) -> Option<String> {
+    p.record(NAME).and_then(|r| r.content)
+}
+
+/// The column where `word` starts on the first line that starts with `row`.
+fn column(table: &str, row: &str, word: &str) -> usize {
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(row))
+        .unwrap_or_else(|| panic!("no line starting with {row:?} in\n{table}"));
+    line.find(word)
+        .unwrap_or_else(|| panic!("no {word:?} in {line:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_as_a_table_or_json_and_falls_through_to_the_second_controller() {
+    sitewarden();
+    let pair = pair().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let url = pair.url(0);
+
+    let r = cli(h, &[], &["--url", &url, "--token", READER, "status"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    for word in [
+        "site1",
+        "site2",
+        "witness",
+        NAME,
+        "mail-rr.example.com",
+        "leader ctl-",
+    ] {
+        assert!(r.stdout.contains(word), "{word} missing:\n{}", r.stdout);
+    }
+    // Aligned columns: every site's verdict starts under VERDICT.
+    let at = column(&r.stdout, "SITE", "VERDICT");
+    for site in ["site1 ", "site2 ", "witness "] {
+        assert_eq!(column(&r.stdout, site, "unknown"), at, "\n{}", r.stdout);
+    }
+    assert!(!r.stdout.contains('\x1b'), "no colour when not a TTY");
+
+    let r = cli(
+        h,
+        &[],
+        &["--url", &url, "--token", READER, "--json", "status"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let s: serde_json::Value = serde_json::from_str(&r.stdout).expect("--json prints JSON");
+    assert_eq!(s["namespaces"][0]["name"], NAME);
+    assert_eq!(s["sites"].as_array().unwrap().len(), 3);
+
+    let r = cli(h, &[], &["--url", &url, "--token", READER, "explain", NAME]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains(&format!("{NAME} points at")), "{r:?}");
+    let r = cli(
+        h,
+        &[],
+        &[
+            "--url",
+            &url,
+            "--token",
+            READER,
+            "explain",
+            "owa.example.com",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "an error answer from the API: {r:?}");
+    assert!(r.stderr.contains("no managed name"), "{r:?}");
+
+    let r = cli(h, &[], &["--url", &url, "--token", READER, "plan"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("sitewarden-controller plan"), "{r:?}");
+    assert!(r.stdout.contains(NAME), "{r:?}");
+
+    // Nobody listens on the first URL: the second controller answers.
+    let dead = format!("http://{}", free_addr());
+    let r = cli(
+        h,
+        &[("SITEWARDEN_TOKEN", READER)],
+        &["--url", &dead, "--url", &pair.url(1), "status"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains(NAME), "{r:?}");
+    // The same two URLs from the environment, comma-separated.
+    let both = format!("{dead},{}", pair.url(1));
+    let r = cli(
+        h,
+        &[("SITEWARDEN_TOKEN", READER), ("SITEWARDEN_URL", &both)],
+        &["whoami"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("grafana (read)"), "{r:?}");
+
+    // Nobody at all: exit 3 and a message that says what to check.
+    let r = cli(h, &[], &["--url", &dead, "--token", READER, "status"]).await;
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("cannot reach the controller at {dead}"))
+            && r.stderr.contains("check --url / SITEWARDEN_URL"),
+        "{r:?}"
+    );
+
+    // A wrong token: exit 4, and no token is ever printed.
+    let r = cli(
+        h,
+        &[],
+        &["--url", &url, "--token", "wrong-token-0000000000", "status"],
+    )
+    .await;
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("refused the token"), "{r:?}");
+    assert!(!r.stderr.contains("wrong-token-0000000000"), "{r:?}");
+    let r = cli(h, &[], &["--url", &url, "status"]).await;
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("no token was given"), "{r:?}");
+
+    // The config file: URL and token file; the environment still wins over it.
+    let cfg = h.join(".config/sitewarden");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("cli.toml"),
+        format!(
+            "url = [{dead:?}, {:?}]\ntoken = {{ file = {:?} }}\n",
+            pair.url(0),
+            pair.dir.path().join("read.token")
+        ),
+    )
+    .unwrap();
+    let r = cli(h, &[], &["whoami"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("grafana"), "{r:?}");
+    let r = cli(h, &[("SITEWARDEN_TOKEN", ADMIN)], &["whoami"]).await;
+    assert!(r.stdout.contains("alice (admin)"), "{r:?}");
+    std::fs::write(cfg.join("cli.toml"), "url = 42\n").unwrap();
+    let r = cli(h, &[], &["status"]).await;
+    assert_eq!(r.code, 2, "a broken config file is a config error: {r:?}");
+    assert!(r.stderr.contains("cli.toml"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_needs_a_reason_and_an_admin_token_then_moves_the_record() {
+    sitewarden();
+    let pair = pair().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let url = pair.url(0);
+    let overrides = || async {
+        let r = cli(
+            h,
+            &[],
+            &["--url", &url, "--token", READER, "--json", "status"],
+        )
+        .await;
+        let s: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        s["overrides"].clone()
+    };
+    let none = serde_json::json!({"pins": {}, "drains": {}, "freezes": {}});
+
+    // No reason: a usage error, nothing is sent.
+    let r = cli(
+        h,
+        &[],
+        &[
+            "--url",
+            &url,
+            "--token",
+            ADMIN,
+            "pin",
+            NAME,
+            "mail-site2.example.com",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--reason"), "{r:?}");
+    let r = cli(
+        h,
+        &[],
+        &[
+            "--url", &url, "--token", ADMIN, "drain", "site1", "--reason", "   ",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(overrides().await, none);
+
+    // A read-only token: refused with exit 4 and a message that says what to use instead.
+    let r = cli(
+        h,
+        &[],
+        &[
+            "--url",
+            &url,
+            "--token",
+            READER,
+            "pin",
+            NAME,
+            "mail-site2.example.com",
+            "--reason",
+            "CHG-1042",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("admin"), "{r:?}");
+    assert!(
+        !r.stderr.contains(READER) && !r.stdout.contains(READER),
+        "{r:?}"
+    );
+    assert_eq!(overrides().await, none);
+    assert_eq!(
+        content(&pair.provider).as_deref(),
+        Some("mail-rr.example.com")
+    );
+
+    // A target the name does not have: the engine refuses it, exit 1.
+    let r = cli(
+        h,
+        &[],
+        &[
+            "--url",
+            &url,
+            "--token",
+            ADMIN,
+            "pin",
+            NAME,
+            "elsewhere.example.com",
+            "--reason",
+            "x",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("elsewhere.example.com"), "{r:?}");
+
+    // With a reason and an admin token, through the second controller: the record moves.
+    let r = cli(
+        h,
+        &[("SITEWARDEN_TOKEN", ADMIN)],
+        &[
+            "--url",
+            &pair.url(1),
+            "pin",
+            NAME,
+            "mail-site2.example.com",
+            "--for",
+            "30m",
+            "--reason",
+            "site1 maintenance CHG-1042",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("pin mail.example.com to mail-site2.example.com"),
+        "{r:?}"
+    );
+    wait_for("the pinned target in DNS", DEADLINE, || async {
+        (content(&pair.provider).as_deref() == Some("mail-site2.example.com")).then_some(())
+    })
+    .await
+    .unwrap();
+    let r = cli(h, &[], &["--url", &url, "--token", READER, "status"]).await;
+    assert!(
+        r.stdout.contains("site1 maintenance CHG-1042") && r.stdout.contains("alice"),
+        "the pin shows with who and why:\n{}",
+        r.stdout
+    );
+    let r = cli(
+        h,
+        &[],
+        &[
+            "--url", &url, "--token", READER, "history", "--since", "10m",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.contains("override") && l.contains("by alice: site1 maintenance")),
+        "{}",
+        r.stdout
+    );
+    let r = cli(
+        h,
+        &[],
+        &[
+            "--url", &url, "--token", READER, "--json", "history", "--limit", "1000",
+        ],
+    )
+    .await;
+    let hist: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(hist["records"].as_array().is_some_and(|r| !r.is_empty()));
+
+    let r = cli(
+        h,
+        &[],
+        &[
+            "--url", &url, "--token", ADMIN, "release", "pin", NAME, "--reason", "done",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("release the pin on mail.example.com"),
+        "{r:?}"
+    );
+    assert_eq!(overrides().await["pins"], serde_json::json!({}));
+}
