@@ -37,7 +37,7 @@ async fn history_until(lab: &HaLab, what: &str, pred: impl Fn(&[Value]) -> bool)
         pred(&h).then_some(h)
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", lab.logs(), lab::summary(&[])))
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()))
 }
 
 fn has_decision(h: &[Value], rule: &str) -> bool {
