@@ -57,6 +57,12 @@ pub struct LabOptions {
     pub provider_extra: String,
     /// How many controllers (1 or 2).
     pub controllers: usize,
+    /// Extra lines for the `[controller]` table (e.g. `reconcile_every = "5s"`).
+    pub controller_extra: String,
+    /// Route each site agent's probes of the *other* site through its own [`FaultProxy`]
+    /// (`HaLab::cross_site`), so the path between the sites can be cut while the witness still
+    /// sees both.
+    pub cross_site_proxies: bool,
 }
 
 impl Default for LabOptions {
@@ -65,6 +71,8 @@ impl Default for LabOptions {
             replicas: 1,
             provider_extra: String::new(),
             controllers: 2,
+            controller_extra: String::new(),
+            cross_site_proxies: false,
         }
     }
 }
@@ -131,6 +139,9 @@ pub struct HaLab {
     pub cas: Vec<ExchangeServer>,
     /// The controllers.
     pub controllers: Vec<ControllerProc>,
+    /// With `cross_site_proxies`: the site1 agent's paths to cas3 and cas4, then the site2
+    /// agent's paths to cas1 and cas2.
+    pub cross_site: Vec<FaultProxy>,
     agents: Vec<RunningAgent>,
     dir: TempDir,
 }
@@ -171,13 +182,28 @@ impl HaLab {
             );
         }
         let servers = toml_list(&bus.urls());
+        let direct: Vec<SocketAddr> = cas.iter().map(ExchangeServer::addr).collect();
+        let mut cross_site = Vec::new();
         let mut agents = Vec::new();
         for (id, site) in [
             ("site1-agent1", "site1"),
             ("site2-agent1", "site2"),
             ("witness-agent1", "witness"),
         ] {
-            agents.push(RunningAgent::start(&agent_toml(id, site, &servers, &cas)));
+            let mut addrs = direct.clone();
+            let other = match site {
+                "site1" => 2..4,
+                "site2" => 0..2,
+                _ => 0..0,
+            };
+            if opts.cross_site_proxies {
+                for i in other {
+                    let proxy = FaultProxy::start(direct[i]).await.unwrap();
+                    addrs[i] = proxy.addr();
+                    cross_site.push(proxy);
+                }
+            }
+            agents.push(RunningAgent::start(&agent_toml(id, site, &servers, &addrs)));
         }
         let cf_addr: SocketAddr = cf
             .api_url()
@@ -232,6 +258,7 @@ impl HaLab {
             cf,
             cas,
             controllers,
+            cross_site,
             agents,
             dir,
         };
@@ -317,6 +344,104 @@ impl HaLab {
             .join("\n")
     }
 
+    /// Starts the lab on a 3-node JetStream cluster (site1, site2, witness) with every stream
+    /// and bucket replicated three times.
+    /// The harness picks free ports before nats-server binds them; with other tests starting
+    /// servers at the same time a port is sometimes taken in between, so a failed start is
+    /// tried again (up to three times) with fresh ports.
+    pub async fn start_cluster(opts: LabOptions) -> Self {
+        let mut attempt = 1;
+        let cluster = loop {
+            match NatsCluster::start_named(&["site1", "site2", "witness"]).await {
+                Ok(c) => break c,
+                Err(e) if attempt < 3 => {
+                    eprintln!("cluster start failed (attempt {attempt}), trying again: {e}");
+                    attempt += 1;
+                }
+                Err(e) => panic!("cluster start failed three times: {e}"),
+            }
+        };
+        Self::start_on(
+            Bus::Cluster(cluster),
+            LabOptions {
+                replicas: 3,
+                ..opts
+            },
+        )
+        .await
+    }
+
+    /// The cluster under a lab started with [`HaLab::start_cluster`].
+    pub fn cluster(&self) -> &NatsCluster {
+        match &self.bus {
+            Bus::Cluster(c) => c,
+            Bus::Single(_) => panic!("not a cluster"),
+        }
+    }
+
+    /// Stops every agent (they flush and exit).
+    pub async fn stop_agents(&mut self) {
+        for agent in self.agents.drain(..) {
+            agent.stop().await;
+        }
+    }
+
+    /// Sets every cross-site probe path (see [`LabOptions::cross_site_proxies`]).
+    pub fn cross_site(&self, fault: sitewarden_tests::fault_proxy::Fault) {
+        assert!(
+            !self.cross_site.is_empty(),
+            "started without cross_site_proxies"
+        );
+        for p in &self.cross_site {
+            p.set(fault);
+        }
+    }
+
+    /// Brings site1's client-access servers back.
+    pub async fn site1_recovers(&self) {
+        for cas in &self.cas[..2] {
+            cas.set(Behaviour::Healthy).await.unwrap();
+        }
+    }
+
+    /// Waits until controller `i` acts and returns its epoch.
+    pub async fn wait_acting(&self, i: usize) -> u64 {
+        let c = &self.controllers[i];
+        wait_for("controller acting", DEADLINE, || async {
+            if c.acting().await == Some(true) {
+                c.epoch().await
+            } else {
+                None
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// Waits for `n` more events accepted by controller `i`: proof that the engine had plenty
+    /// of evidence and ticks to act on since the call.
+    pub async fn more_events(&self, i: usize, n: f64) {
+        let http = self.controllers[i].http;
+        let name = "sitewarden_controller_events_accepted_total";
+        let seen = metric(http, name, "").await.unwrap_or(0.0);
+        wait_for("more agent events", DEADLINE, || async {
+            (metric(http, name, "").await? >= seen + n).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// The audit stream so far, read through the first node that answers.
+    pub async fn history(&self) -> Vec<serde_json::Value> {
+        for url in self.bus.urls() {
+            let records = crate::common::audit_records(&url).await;
+            if !records.is_empty() {
+                return records;
+            }
+        }
+        Vec::new()
+    }
+
     /// The state bucket, through `url`.
     pub async fn state_bucket(url: &str) -> async_nats::jetstream::kv::Store {
         let client = async_nats::connect(url).await.unwrap();
@@ -357,7 +482,7 @@ fn toml_list(items: &[String]) -> String {
         .join(", ")
 }
 
-fn agent_toml(id: &str, site: &str, servers: &str, cas: &[ExchangeServer]) -> String {
+fn agent_toml(id: &str, site: &str, servers: &str, cas: &[SocketAddr]) -> String {
     format!(
         r#"
 [agent]
@@ -394,10 +519,10 @@ kind = "activesync"
 site = "site2"
 scheme = "http"
 "#,
-        a0 = cas[0].addr(),
-        a1 = cas[1].addr(),
-        a2 = cas[2].addr(),
-        a3 = cas[3].addr(),
+        a0 = cas[0],
+        a1 = cas[1],
+        a2 = cas[2],
+        a3 = cas[3],
     )
 }
 
@@ -417,6 +542,7 @@ id = "{id}"
 listen = "{http}"
 tick = "100ms"
 replicas = {replicas}
+{controller_extra}
 
 [nats]
 servers = [{servers}]
@@ -435,6 +561,7 @@ lease = "{lease}ms"
         decisions =
             sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
         replicas = opts.replicas,
+        controller_extra = opts.controller_extra,
         token = token.display(),
         extra = opts.provider_extra,
         lease = LEASE.as_millis(),
