@@ -5,6 +5,25 @@
 //! process with `--checks` probes at a 2 s interval, and samples that process's resident memory
 //! and CPU time from /proc. The emulators and NATS run outside the measured process. The last
 //! line printed is one JSON object, so results can be tracked over time.
+//!
+//! The controller measurements (`failover`, `decision`, `ingest`, `takeover`,
+//! `controller-memory`, `dns-calls`) live in `bench/`; each also ends with one JSON line, and
+//! `scripts/bench` merges them.
+
+#[path = "bench/decision.rs"]
+mod decision;
+#[path = "bench/dns_calls.rs"]
+mod dns_calls;
+#[path = "bench/failover.rs"]
+mod failover;
+#[path = "bench/ingest.rs"]
+mod ingest;
+#[path = "bench/memory.rs"]
+mod memory;
+#[path = "bench/rig.rs"]
+mod rig;
+#[path = "bench/takeover.rs"]
+mod takeover;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -35,6 +54,57 @@ enum What {
         /// The agent binary (default: next to this binary).
         #[arg(long)]
         agent: Option<PathBuf>,
+    },
+    /// Site1's client access killed → provider change issued (real agents, default policy).
+    Failover {
+        /// Trials (each a fresh lab).
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// Trials run at once.
+        #[arg(long, default_value_t = 5)]
+        parallel: usize,
+    },
+    /// The event completing the evidence → the provider call.
+    Decision {
+        /// Trials.
+        #[arg(long, default_value_t = 100)]
+        trials: usize,
+    },
+    /// Controller intake rate vs a plain subscriber on the same messages.
+    Ingest {
+        /// Messages published.
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        /// Agents they come from.
+        #[arg(long, default_value_t = 10)]
+        agents: usize,
+    },
+    /// Leader killed → the standby acts.
+    Takeover {
+        /// Trials (in parallel, each on its own bus).
+        #[arg(long, default_value_t = 3)]
+        trials: usize,
+        /// `[ha] lease` in seconds (product default 10).
+        #[arg(long, default_value_t = 10)]
+        lease: u64,
+        /// The controller binary (default: next to this binary).
+        #[arg(long)]
+        controller: Option<PathBuf>,
+    },
+    /// Controller resident memory with N observer × check keys.
+    ControllerMemory {
+        /// Observer × check keys to track.
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        /// The controller binary (default: next to this binary).
+        #[arg(long)]
+        controller: Option<PathBuf>,
+    },
+    /// Cloudflare API requests per namespace change.
+    DnsCalls {
+        /// Namespace changes to average over.
+        #[arg(long, default_value_t = 3)]
+        changes: usize,
     },
 }
 
@@ -68,6 +138,22 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             agent,
         } => bench_agent(checks, seconds, agent).await,
+        What::Failover { trials, parallel } => failover::run(trials, parallel).await,
+        What::Decision { trials } => decision::run(trials).await,
+        What::Ingest { messages, agents } => ingest::run(messages, agents).await,
+        What::Takeover {
+            trials,
+            lease,
+            controller,
+        } => {
+            let bin = controller.map_or_else(|| sibling("sitewarden-controller"), Ok)?;
+            takeover::run(trials, lease, bin).await
+        }
+        What::ControllerMemory { keys, controller } => {
+            let bin = controller.map_or_else(|| sibling("sitewarden-controller"), Ok)?;
+            memory::run(keys, bin).await
+        }
+        What::DnsCalls { changes } => dns_calls::run(changes).await,
     }
 }
 

@@ -1,0 +1,158 @@
+//! `failover`: site1's client access dies → the provider change is issued.
+//!
+//! Each trial is a fresh lab: a nats-server, four emulated Exchange servers (cas1, cas2 in site1;
+//! cas3, cas4 in site2), three real agents (library, in this process) probing every server each
+//! 2 s, and an in-process controller with the default policy (interval 2 s, fall 3,
+//! min_observers 2) writing through a [`Recorder`]. Once the controller acts and sees both sites
+//! up, site1's servers stop listening; the figure is the time from that moment to the
+//! controller's `apply` call for `mail.example.com`. Trials run `parallel` at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sitewarden_agent::AgentConfig;
+use sitewarden_controller::provider::DnsProvider;
+use sitewarden_shared::config::Source;
+use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer};
+use sitewarden_tests::nats_server::NatsServer;
+use tokio_util::sync::CancellationToken;
+
+use crate::rig::{self, InProcess, Recorder};
+
+const NAME: &str = "mail.example.com";
+/// The agents' probe interval and the policy's (the product default).
+const INTERVAL_S: f64 = 2.0;
+/// The policy's `fall` (the product default).
+const FALL: f64 = 3.0;
+
+pub async fn run(trials: usize, parallel: usize) -> anyhow::Result<()> {
+    let mut samples = Vec::new();
+    let mut left = trials;
+    while left > 0 {
+        let n = left.min(parallel.max(1));
+        let batch = futures::future::join_all((0..n).map(|_| trial())).await;
+        for r in batch {
+            let s = r?;
+            eprintln!("failover trial: {s:.3} s");
+            samples.push(s);
+        }
+        left -= n;
+    }
+    let s = rig::summary(&mut samples)?;
+    let floor = INTERVAL_S * FALL;
+    println!(
+        "{}",
+        serde_json::json!({
+            "failover_trials": trials,
+            "failover_min_s": rig::round(s.min, 3),
+            "failover_p50_s": rig::round(s.p50, 3),
+            "failover_p99_s": rig::round(s.p99, 3),
+            "failover_max_s": rig::round(s.max, 3),
+            "floor_s": floor,
+            "failover_target_p99_s": rig::round(1.15 * floor + 1.0, 3),
+        })
+    );
+    Ok(())
+}
+
+fn agent_toml(id: &str, site: &str, nats: &str, cas: &[ExchangeServer]) -> String {
+    format!(
+        r#"
+[agent]
+id = "{id}"
+site = "{site}"
+
+[nats]
+servers = ["{nats}"]
+
+[defaults]
+interval = "2s"
+timeout = "1500ms"
+
+[[sites]]
+name = "site1"
+activesync_url = "http://mail-site1.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas1", address = "{a0}" }}, {{ name = "cas2", address = "{a1}" }}]
+
+[[sites]]
+name = "site2"
+activesync_url = "http://mail-site2.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas3", address = "{a2}" }}, {{ name = "cas4", address = "{a3}" }}]
+
+[[checks]]
+name = "eas"
+kind = "activesync"
+site = "site1"
+scheme = "http"
+
+[[checks]]
+name = "eas-x"
+kind = "activesync"
+site = "site2"
+scheme = "http"
+"#,
+        a0 = cas[0].addr(),
+        a1 = cas[1].addr(),
+        a2 = cas[2].addr(),
+        a3 = cas[3].addr(),
+    )
+}
+
+/// One fresh lab; returns seconds from the kill to the `apply` call.
+async fn trial() -> anyhow::Result<f64> {
+    let nats = NatsServer::start().await?;
+    let mut cas = Vec::new();
+    for i in 0..4 {
+        cas.push(
+            ExchangeServer::start(ExchangeOptions::new(&format!("EXCH-{i}.CONTOSO.LOCAL"))).await?,
+        );
+    }
+    let stop_agents = CancellationToken::new();
+    let mut agents = Vec::new();
+    for (id, site) in [
+        ("site1-agent1", "site1"),
+        ("site2-agent1", "site2"),
+        ("witness-agent1", "witness"),
+    ] {
+        let toml = agent_toml(id, site, &nats.url(), &cas);
+        let config = AgentConfig::from_source(&Source::inline("bench-agent.toml", &toml))
+            .map_err(|e| anyhow::anyhow!("agent config: {e}"))?;
+        agents.push(tokio::spawn(sitewarden_agent::run::run(
+            config,
+            stop_agents.child_token(),
+        )));
+    }
+    let rec = Recorder::new();
+    rec.inner
+        .insert(NAME, "mail-rr.example.com", Some(rig::SEED_COMMENT));
+    let http = rig::free_addr();
+    let toml = rig::controller_head(
+        "bench-failover",
+        &nats.url(),
+        &http.to_string(),
+        "kind = \"memory\"",
+    ) + &sitewarden_tests::lab::two_site_decisions("", NAME);
+    let ctl = InProcess::start(&toml, Some(rec.clone() as Arc<dyn DnsProvider>))?;
+    ctl.acting(Duration::from_secs(30)).await?;
+    // Two full rounds: 3 agents × 4 servers each.
+    rig::accepted(&ctl.metrics, 24, Duration::from_secs(30)).await?;
+    let killed = Instant::now();
+    for c in &cas[..2] {
+        c.set(Behaviour::Down).await?;
+    }
+    let (applied, target) =
+        sitewarden_tests::wait_for("the failover apply", Duration::from_secs(60), || async {
+            rec.first_apply(NAME)
+        })
+        .await?;
+    anyhow::ensure!(
+        target == "mail-site2.example.com",
+        "failover went to {target}, not mail-site2.example.com"
+    );
+    ctl.stop().await;
+    stop_agents.cancel();
+    for a in agents {
+        let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
+    }
+    Ok(applied.duration_since(killed).as_secs_f64())
+}

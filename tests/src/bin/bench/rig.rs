@@ -1,0 +1,344 @@
+//! Pieces every controller benchmark uses: a provider that timestamps each `apply` call, an
+//! in-process controller started from TOML text, a synthetic fleet of site pairs whose
+//! observations the benchmark publishes itself, and summary statistics.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sitewarden_controller::config::ControllerConfig;
+use sitewarden_controller::provider::budget::RetryPolicy;
+use sitewarden_controller::provider::{
+    ApplyOutcome, Change, DnsProvider, MemoryProvider, ProviderFuture, RecordState,
+};
+use sitewarden_controller::runtime::metrics::Metrics;
+use sitewarden_controller::runtime::settings::RuntimeSettings;
+use sitewarden_controller::runtime::{self, Runtime};
+use sitewarden_shared::config::Source;
+use tokio_util::sync::CancellationToken;
+
+/// The marker every seeded record carries, so the controller may change it.
+pub const SEED_COMMENT: &str = "sitewarden epoch=0 gen=0";
+
+/// A [`MemoryProvider`] that notes when each `apply` is called (before it runs).
+pub struct Recorder {
+    /// The store behind it.
+    pub inner: Arc<MemoryProvider>,
+    applies: Mutex<Vec<(Instant, String, String)>>,
+}
+
+impl Recorder {
+    /// An empty recorder.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: Arc::new(MemoryProvider::new(RetryPolicy::default())),
+            applies: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// When `apply` was first called for `name`, and with which target.
+    pub fn first_apply(&self, name: &str) -> Option<(Instant, String)> {
+        let applies = self.applies.lock().ok()?;
+        applies
+            .iter()
+            .find(|(_, n, _)| n == name)
+            .map(|(t, _, target)| (*t, target.clone()))
+    }
+}
+
+impl DnsProvider for Recorder {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn read<'a>(&'a self, name: &'a str) -> ProviderFuture<'a, RecordState> {
+        self.inner.read(name)
+    }
+
+    fn apply<'a>(&'a self, change: &'a Change) -> ProviderFuture<'a, ApplyOutcome> {
+        let at = Instant::now();
+        if let Ok(mut applies) = self.applies.lock() {
+            applies.push((at, change.name.clone(), change.target.clone()));
+        }
+        self.inner.apply(change)
+    }
+}
+
+/// A controller running inside this process.
+pub struct InProcess {
+    /// Its metrics (intake counters, acting).
+    pub metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcess {
+    /// Starts `runtime::run` with `toml` and `provider`.
+    pub fn start(toml: &str, provider: Option<Arc<dyn DnsProvider>>) -> anyhow::Result<Self> {
+        let src = Source::inline("bench-controller.toml", toml);
+        let config = ControllerConfig::load(&src).map_err(|e| anyhow::anyhow!("{e}\n{toml}"))?;
+        let settings = RuntimeSettings::load(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let rt = Runtime {
+            config,
+            settings,
+            provider,
+            metrics: metrics.clone(),
+        };
+        let task = tokio::spawn(runtime::run(rt, shutdown.clone()));
+        Ok(Self {
+            metrics,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Waits until it holds the lease.
+    pub async fn acting(&self, deadline: Duration) -> anyhow::Result<()> {
+        sitewarden_tests::wait_for("the controller to act", deadline, || async {
+            (self.metrics.acting.get() == 1).then_some(())
+        })
+        .await
+    }
+
+    /// Stops it and waits briefly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// Waits until the controller has accepted `events` agent events (the evidence every site
+/// needs to be judged: the engine takes a first passing result as up). The operator status API
+/// would say so directly, but it needs a token.
+pub async fn accepted(metrics: &Metrics, events: u64, deadline: Duration) -> anyhow::Result<()> {
+    sitewarden_tests::wait_for("the first rounds of evidence", deadline, || async {
+        (metrics.events_accepted.get() >= events).then_some(())
+    })
+    .await
+}
+
+/// A free loopback address.
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], sitewarden_tests::nats_server::free_port()))
+}
+
+/// `[controller]`, `[nats]`, `[provider]` and `[ha]` for an in-process controller.
+pub fn controller_head(id: &str, nats: &str, listen: &str, provider: &str) -> String {
+    format!(
+        "[controller]\nid = \"{id}\"\nlisten = \"{listen}\"\n\n[nats]\nservers = [\"{nats}\"]\n\n[provider]\n{provider}\n"
+    )
+}
+
+/// Agents of the synthetic fleet: one per witness site.
+pub const FLEET_AGENTS: [(&str, &str); 3] =
+    [("w1-agent", "w1"), ("w2-agent", "w2"), ("w3-agent", "w3")];
+
+/// A fleet of `pairs` site pairs (`p{k}a`, `p{k}b`, one server each: `cas-{k}-a`, `cas-{k}-b`)
+/// watched by three witness agents, one namespace `n{k}.example.com` per pair with the
+/// round-robin / a / b candidates. Default policy (interval 2 s, fall 3, min_observers 2).
+pub fn fleet_decisions(pairs: usize) -> String {
+    let mut s = String::from("[policy]\n\n");
+    for (_, site) in FLEET_AGENTS {
+        s.push_str(&format!("[[sites]]\nname = \"{site}\"\n\n"));
+    }
+    for (agent, site) in FLEET_AGENTS {
+        s.push_str(&format!(
+            "[[agents]]\nname = \"{agent}\"\nsite = \"{site}\"\n\n"
+        ));
+    }
+    for k in 0..pairs {
+        for half in ["a", "b"] {
+            s.push_str(&format!(
+                "[[sites]]\nname = \"p{k}{half}\"\nservers = [\"cas-{k}-{half}\"]\n\n"
+            ));
+        }
+        s.push_str(&format!(
+            "[[namespaces]]\nname = \"{}\"\nttl = \"60s\"\ncandidates = [\n  {{ target = \"rr{k}.example.com\", requires = [\"p{k}a\", \"p{k}b\"] }},\n  {{ target = \"a{k}.example.com\", requires = [\"p{k}a\"] }},\n  {{ target = \"b{k}.example.com\", requires = [\"p{k}b\"] }},\n]\n\n",
+            fleet_name(k)
+        ));
+    }
+    s
+}
+
+/// The namespace of pair `k`.
+pub fn fleet_name(k: usize) -> String {
+    format!("n{k}.example.com")
+}
+
+/// The round-robin target of pair `k` (what the record holds at start).
+pub fn fleet_rr(k: usize) -> String {
+    format!("rr{k}.example.com")
+}
+
+/// One observation as an agent would publish it: (subject, JSON payload).
+pub fn observation(
+    agent: &str,
+    agent_site: &str,
+    seq: u64,
+    target_site: &str,
+    server: &str,
+    check: &str,
+    pass: bool,
+) -> (String, Vec<u8>) {
+    let mut v = serde_json::json!({
+        "schema_version": 1,
+        "agent": agent,
+        "site": agent_site,
+        "seq": seq,
+        "observed_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "target_site": target_site,
+        "server": server,
+        "check": check,
+        "kind": "activesync",
+        "protocol": "activesync",
+        "outcome": if pass { "pass" } else { "fail" },
+        "latency_ms": 3,
+        "details": {},
+    });
+    if !pass {
+        v["error_class"] = "connect_refused".into();
+        v["error"] = "connection refused".into();
+    }
+    (
+        format!("sitewarden.v1.obs.{agent_site}.{agent}.{server}.{check}"),
+        v.to_string().into_bytes(),
+    )
+}
+
+/// Publishes the fleet's observations with per-agent increasing sequence numbers; a server is
+/// reported passing, failing, or left alone while a benchmark drives it by hand.
+pub struct FleetPublisher {
+    client: async_nats::Client,
+    seqs: tokio::sync::Mutex<HashMap<String, u64>>,
+    /// Per server: Some(pass) to refresh, None while a trial drives it.
+    servers: Mutex<Vec<(String, String, Option<bool>)>>,
+}
+
+impl FleetPublisher {
+    /// A publisher for `pairs` pairs, every server passing.
+    pub async fn connect(nats: &str, pairs: usize) -> anyhow::Result<Arc<Self>> {
+        let client = async_nats::connect(nats).await?;
+        let mut servers = Vec::new();
+        for k in 0..pairs {
+            for half in ["a", "b"] {
+                servers.push((format!("p{k}{half}"), format!("cas-{k}-{half}"), Some(true)));
+            }
+        }
+        Ok(Arc::new(Self {
+            client,
+            seqs: tokio::sync::Mutex::new(HashMap::new()),
+            servers: Mutex::new(servers),
+        }))
+    }
+
+    /// Publishes one observation of `server` (in `site`) by `agent`, in sequence order.
+    pub async fn publish(
+        &self,
+        agent: &str,
+        agent_site: &str,
+        site: &str,
+        server: &str,
+        pass: bool,
+    ) -> anyhow::Result<()> {
+        let mut seqs = self.seqs.lock().await;
+        let seq = seqs.entry(agent.to_owned()).or_insert(0);
+        *seq += 1;
+        let (subject, payload) = observation(agent, agent_site, *seq, site, server, "eas", pass);
+        self.client.publish(subject, payload.into()).await?;
+        Ok(())
+    }
+
+    /// Flushes the connection.
+    pub async fn flush(&self) -> anyhow::Result<()> {
+        self.client.flush().await?;
+        Ok(())
+    }
+
+    /// Sets how `server` is refreshed (None: not at all).
+    pub fn set(&self, server: &str, state: Option<bool>) {
+        if let Ok(mut s) = self.servers.lock() {
+            for e in s.iter_mut().filter(|e| e.1 == server) {
+                e.2 = state;
+            }
+        }
+    }
+
+    /// One round: every agent reports every refreshed server.
+    pub async fn round(&self) -> anyhow::Result<()> {
+        let servers: Vec<_> = self
+            .servers
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .clone();
+        for (agent, agent_site) in FLEET_AGENTS {
+            for (site, server, state) in &servers {
+                if let Some(pass) = state {
+                    self.publish(agent, agent_site, site, server, *pass).await?;
+                }
+            }
+        }
+        self.flush().await
+    }
+
+    /// Refreshes every `every` until `stop`.
+    pub fn spawn_refresh(self: &Arc<Self>, every: Duration, stop: CancellationToken) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        if let Err(e) = me.round().await {
+                            eprintln!("refresh failed: {e}");
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Min, median, p99 and max of `v` (sorted in place), by nearest rank.
+pub struct Summary {
+    pub min: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// Summarises `v`; fails when it is empty.
+pub fn summary(v: &mut [f64]) -> anyhow::Result<Summary> {
+    anyhow::ensure!(!v.is_empty(), "no samples");
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = |q: f64| {
+        let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+        v[i]
+    };
+    Ok(Summary {
+        min: v[0],
+        p50: rank(0.5),
+        p99: rank(0.99),
+        max: v[v.len() - 1],
+    })
+}
+
+/// Rounds to `digits` decimals for the JSON output.
+pub fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// Resident memory of `pid` in kB (`VmRSS`).
+pub fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("VmRSS missing")?;
+    Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+}
