@@ -86,18 +86,13 @@ pub async fn run(messages: usize, agents: usize) -> anyhow::Result<()> {
             last: None,
             count: 0,
         };
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
-                Ok(Some(_)) => {
-                    let now = Instant::now();
-                    seen.first.get_or_insert(now);
-                    seen.last = Some(now);
-                    seen.count += 1;
-                    if seen.count as usize == messages {
-                        break;
-                    }
-                }
-                _ => break,
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
+            let now = Instant::now();
+            seen.first.get_or_insert(now);
+            seen.last = Some(now);
+            seen.count += 1;
+            if seen.count as usize == messages {
+                break;
             }
         }
         seen

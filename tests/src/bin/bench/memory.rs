@@ -89,7 +89,7 @@ pub async fn run(keys: usize, binary: PathBuf) -> anyhow::Result<()> {
     let idle_kb = rig::rss_kb(pid)?;
 
     let client = async_nats::connect(nats.url()).await?;
-    let mut seq = vec![0u64; AGENTS];
+    let mut seq = [0u64; AGENTS];
     let tracked = AGENTS * CHECKS * server_sites.len();
     for _ in 0..ROUNDS {
         for (a, s) in seq.iter_mut().enumerate() {
