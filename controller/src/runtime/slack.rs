@@ -521,6 +521,25 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Hostile headers and bodies never panic the check and never pass it.
+        #[test]
+        fn arbitrary_requests_are_refused_without_panicking(
+            ts in ".{0,24}",
+            sig in ".{0,80}",
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            proptest::prop_assert!(verify(DOC_SECRET.as_bytes(), &ts, &body, &sig, at(1531420618)).is_err());
+        }
+
+        /// Command text never panics the parser.
+        #[test]
+        fn arbitrary_command_text_never_panics(text in ".{0,200}") {
+            let _ = parse(&text);
+        }
+    }
+
     #[test]
     fn the_secret_never_shows_in_debug() {
         let s = SlackSettings::new(DOC_SECRET, vec!["U2CERLKJA".into()]);
