@@ -91,6 +91,7 @@ fn zone() -> Zone {
         )]
         .into_iter()
         .collect(),
+        allow_transfer: vec!["127.0.0.1".parse().unwrap()],
     }
 }
 

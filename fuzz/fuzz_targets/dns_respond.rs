@@ -29,6 +29,7 @@ fn zone() -> Zone {
         )]
         .into_iter()
         .collect(),
+        allow_transfer: Vec::new(),
     }
 }
 

@@ -502,3 +502,43 @@ async fn a_bus_outage_keeps_the_last_answers_and_changes_follow_after_it() {
     }
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_secondary_transfers_the_zone_with_dig() {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let store = bucket(&nats).await;
+    BuiltinProvider::new(store.clone())
+        .create(MAIL, "mail-site1.example.com", 30)
+        .await
+        .expect("create record");
+    let stop = CancellationToken::new();
+    let mut allowed = config();
+    allowed.allow_transfer = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    let addr = start(&allowed, store.clone(), &stop).await;
+    let axfr = dig(addr, &[ZONE, "AXFR"]).await;
+    assert!(!axfr.contains("Transfer failed"), "{axfr}");
+    let lines: Vec<&str> = axfr
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .collect();
+    assert!(
+        lines.first().is_some_and(|l| l.contains("\tSOA\t")),
+        "{axfr}"
+    );
+    assert!(
+        lines.last().is_some_and(|l| l.contains("\tSOA\t")),
+        "{axfr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(MAIL) && l.contains("CNAME\tmail-site1.example.com.")),
+        "{axfr}"
+    );
+    // Over UDP the same client is refused (transfers are TCP only).
+    let m = udp(addr, &query(ZONE, RecordType::AXFR))
+        .await
+        .expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    stop.cancel();
+}

@@ -39,6 +39,8 @@ pub struct Zone {
     pub negative_ttl: u32,
     /// Addresses of in-zone nameservers (answered as A/AAAA and added as glue).
     pub addresses: BTreeMap<Name, Vec<IpAddr>>,
+    /// Clients allowed to transfer the zone (AXFR/IXFR over TCP); everyone else is REFUSED.
+    pub allow_transfer: Vec<IpAddr>,
 }
 
 /// Which transport a request came over.
@@ -50,12 +52,25 @@ pub enum Transport {
     Tcp,
 }
 
-/// Answers one request; `None` drops it (a response, or bytes without a readable header).
+/// Answers one request from an unknown client (zone transfers refused); `None` drops it (a
+/// response, or bytes without a readable header).
 pub fn respond(
     zone: &Zone,
     records: &Records,
     bytes: &[u8],
     transport: Transport,
+) -> Option<Vec<u8>> {
+    respond_to(zone, records, bytes, transport, None)
+}
+
+/// Answers one request from `client`; a zone transfer is served only over TCP to a client in
+/// the zone's `allow_transfer`.
+pub fn respond_to(
+    zone: &Zone,
+    records: &Records,
+    bytes: &[u8],
+    transport: Transport,
+    client: Option<IpAddr>,
 ) -> Option<Vec<u8>> {
     let request = match Message::from_vec(bytes) {
         Ok(m) => m,
@@ -64,7 +79,9 @@ pub fn respond(
     if request.metadata.message_type != MessageType::Query {
         return None;
     }
-    let response = build(zone, records, &request);
+    let transfer_allowed = transport == Transport::Tcp
+        && client.is_some_and(|c| zone.allow_transfer.iter().any(|a| a == &c));
+    let response = build(zone, records, &request, transfer_allowed);
     let limit = match transport {
         Transport::Tcp => usize::from(u16::MAX),
         Transport::Udp => request.edns.as_ref().map_or(CLASSIC_UDP, |e| {
@@ -111,7 +128,7 @@ fn formerr(bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The response to a parsed query.
-fn build(zone: &Zone, records: &Records, request: &Message) -> Message {
+fn build(zone: &Zone, records: &Records, request: &Message, transfer_allowed: bool) -> Message {
     let meta = &request.metadata;
     let mut response = Message::response(meta.id, meta.op_code);
     response.metadata.recursion_desired = meta.recursion_desired;
@@ -144,7 +161,37 @@ fn build(zone: &Zone, records: &Records, request: &Message) -> Message {
         return response;
     }
     if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-        response.metadata.response_code = ResponseCode::Refused;
+        if !transfer_allowed || qname != zone.apex || !records.ready {
+            response.metadata.response_code = ResponseCode::Refused;
+            return response;
+        }
+        // The whole zone in one message (RFC 5936; an IXFR is answered with the full zone,
+        // RFC 1995 §4): SOA, NS, nameserver addresses, every CNAME, SOA again.
+        response.metadata.authoritative = true;
+        let soa = zone.soa(records, zone.apex.clone(), zone.ttl);
+        response.add_answer(soa.clone());
+        for n in &zone.nameservers {
+            response.add_answer(Record::from_rdata(
+                zone.apex.clone(),
+                zone.ttl,
+                RData::NS(NS(n.clone())),
+            ));
+        }
+        for name in zone.addresses.keys() {
+            for r in zone.address_records(name, RecordType::ANY) {
+                response.add_answer(r);
+            }
+        }
+        let mut names: Vec<(&Name, &super::records::Answer)> = records.names.iter().collect();
+        names.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, a) in names {
+            response.add_answer(Record::from_rdata(
+                name.clone(),
+                a.ttl,
+                RData::CNAME(CNAME(a.target.clone())),
+            ));
+        }
+        response.add_answer(soa);
         return response;
     }
     if !records.ready {
@@ -281,6 +328,7 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+            allow_transfer: vec!["127.0.0.1".parse().unwrap()],
         }
     }
 
@@ -305,6 +353,45 @@ mod tests {
         q.metadata.recursion_desired = true;
         let out = respond(&zone(), &records(), &q.to_vec().unwrap(), transport).unwrap();
         Message::from_vec(&out).unwrap()
+    }
+
+    #[test]
+    fn the_zone_is_transferred_only_over_tcp_to_allowed_clients() {
+        let transfer = |transport, client: &str| {
+            let q = query(
+                &Name::from_ascii("failover.example.com.").unwrap(),
+                RecordType::AXFR,
+            );
+            let out = respond_to(
+                &zone(),
+                &records(),
+                &q.to_vec().unwrap(),
+                transport,
+                Some(client.parse().unwrap()),
+            )
+            .unwrap();
+            Message::from_vec(&out).unwrap()
+        };
+        let m = transfer(Transport::Tcp, "127.0.0.1");
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        let types: Vec<RecordType> = m.answers.iter().map(|r| r.record_type()).collect();
+        assert_eq!(types.first(), Some(&RecordType::SOA));
+        assert_eq!(types.last(), Some(&RecordType::SOA));
+        assert!(types.contains(&RecordType::NS) && types.contains(&RecordType::A));
+        assert!(m.answers.iter().any(|r| matches!(&r.data,
+            RData::CNAME(c) if c.0 == Name::from_ascii("mail-site2.example.com.").unwrap())));
+        for (transport, client) in [
+            (Transport::Udp, "127.0.0.1"),
+            (Transport::Tcp, "192.0.2.99"),
+        ] {
+            let m = transfer(transport, client);
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::Refused,
+                "{transport:?} {client}"
+            );
+            assert!(m.answers.is_empty());
+        }
     }
 
     #[test]

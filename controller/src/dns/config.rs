@@ -29,6 +29,7 @@ impl RawProvider {
             ("nameservers", self.nameservers.is_some()),
             ("soa_email", self.soa_email.is_some()),
             ("addresses", self.addresses.is_some()),
+            ("allow_transfer", self.allow_transfer.is_some()),
         ] {
             if set {
                 return Err(src.error(
@@ -96,6 +97,7 @@ impl RawProvider {
             addresses: self.addresses.clone().unwrap_or_default(),
             zone_ttl: DEFAULT_ZONE_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
+            allow_transfer: self.allow_transfer.clone().unwrap_or_default(),
         };
         if let Err(e) = config.compile() {
             return Err(src.error(at, e.to_string()));

@@ -63,6 +63,8 @@ pub struct DnsConfig {
     pub zone_ttl: u32,
     /// Negative-caching TTL.
     pub negative_ttl: u32,
+    /// Addresses allowed to transfer the zone (AXFR over TCP); empty: transfers are refused.
+    pub allow_transfer: Vec<IpAddr>,
 }
 
 /// Why the server could not start.
@@ -102,6 +104,7 @@ impl DnsConfig {
             addresses: BTreeMap::new(),
             zone_ttl: DEFAULT_ZONE_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
+            allow_transfer: Vec::new(),
         }
     }
 
@@ -149,6 +152,7 @@ impl DnsConfig {
             ttl: self.zone_ttl,
             negative_ttl: self.negative_ttl,
             addresses,
+            allow_transfer: self.allow_transfer.clone(),
         })
     }
 }
@@ -228,8 +232,16 @@ pub async fn serve(
     Ok(())
 }
 
-fn answer(zone: &Zone, shared: &records::Shared, bytes: &[u8], t: Transport) -> Option<Vec<u8>> {
-    records::snapshot(shared, |r| answer::respond(zone, r, bytes, t))
+fn answer(
+    zone: &Zone,
+    shared: &records::Shared,
+    bytes: &[u8],
+    t: Transport,
+    peer: IpAddr,
+) -> Option<Vec<u8>> {
+    records::snapshot(shared, |r| {
+        answer::respond_to(zone, r, bytes, t, Some(peer))
+    })
 }
 
 async fn serve_udp(
@@ -254,7 +266,7 @@ async fn serve_udp(
         let Some(request) = buf.get(..len) else {
             continue;
         };
-        if let Some(out) = answer(&zone, &shared, request, Transport::Udp)
+        if let Some(out) = answer(&zone, &shared, request, Transport::Udp, peer.ip())
             && let Err(e) = socket.send_to(&out, peer).await
         {
             tracing::debug!(%peer, "DNS UDP send: {e}");
@@ -288,7 +300,7 @@ async fn serve_tcp(
         tokio::spawn(async move {
             tokio::select! {
                 () = stop.cancelled() => {}
-                r = serve_connection(stream, &zone, &shared) => {
+                r = serve_connection(stream, &zone, &shared, peer.ip()) => {
                     if let Err(e) = r {
                         tracing::debug!(%peer, "DNS TCP connection: {e}");
                     }
@@ -305,6 +317,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     zone: &Zone,
     shared: &records::Shared,
+    peer: IpAddr,
 ) -> io::Result<()> {
     loop {
         let mut len = [0u8; 2];
@@ -317,7 +330,7 @@ async fn serve_connection(
         tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut request))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request not completed"))??;
-        let Some(out) = answer(zone, shared, &request, Transport::Tcp) else {
+        let Some(out) = answer(zone, shared, &request, Transport::Tcp, peer) else {
             return Ok(());
         };
         let Ok(n) = u16::try_from(out.len()) else {

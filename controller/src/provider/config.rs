@@ -77,6 +77,8 @@ pub struct RawProvider {
     pub nameservers: Option<Vec<String>>,
     /// `builtin`: the SOA contact, e.g. `hostmaster@example.com`.
     pub soa_email: Option<String>,
+    /// `builtin`: addresses allowed to transfer the zone (AXFR over TCP), e.g. secondaries.
+    pub allow_transfer: Option<Vec<std::net::IpAddr>>,
     /// `builtin`: addresses of in-zone nameservers, e.g. `{ "ns1.failover.example.com" = ["192.0.2.10"] }`.
     pub addresses: Option<std::collections::BTreeMap<String, Vec<std::net::IpAddr>>>,
     /// `rfc2136`: the zone's primary, `ip:port`.
