@@ -40,8 +40,9 @@ pub async fn run(trials: usize) -> anyhow::Result<()> {
     let fleet = FleetPublisher::connect(&nats.url(), pairs).await?;
     let stop = CancellationToken::new();
     fleet.spawn_refresh(Duration::from_secs(1), stop.clone());
-    // Two refresh rounds: 3 agents × 2 servers per pair.
-    rig::accepted(&ctl.metrics, (12 * pairs) as u64, Duration::from_secs(30)).await?;
+    // Six refresh rounds (3 agents × 2 servers per pair each): every observer has risen
+    // (rise 3) and both sites of every pair are Up before the first failure.
+    rig::accepted(&ctl.metrics, (36 * pairs) as u64, Duration::from_secs(60)).await?;
 
     // The failing observations of one server, in publication order.
     let order: Vec<(&str, &str)> = (0..3).flat_map(|_| FLEET_AGENTS).collect();

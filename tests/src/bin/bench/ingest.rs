@@ -3,7 +3,7 @@
 //! One nats-server; an in-process controller whose config knows `agents` agents; a plain
 //! async-nats subscriber on `sitewarden.v1.obs.>` on its own connection. This process builds
 //! `messages` valid observations (per-agent increasing sequence numbers) before the clock
-//! starts, then publishes them as fast as one connection can. Each side's rate is messages over
+//! starts, then publishes them as fast as [`PUBLISHERS`] connections can (each agent's through one). Each side's rate is messages over
 //! the time from its first to its last receipt: the subscriber timestamps every message, the
 //! controller's `events_accepted` counter is sampled every millisecond.
 
@@ -32,6 +32,9 @@ impl Intake {
         }
     }
 }
+
+/// Publishing connections.
+const PUBLISHERS: usize = 4;
 
 fn decisions(agents: usize) -> String {
     let mut s = String::from(
@@ -123,12 +126,30 @@ pub async fn run(messages: usize, agents: usize) -> anyhow::Result<()> {
         seen
     });
 
-    let publisher = async_nats::connect(nats.url()).await?;
-    let started = Instant::now();
-    for (subject, payload) in batch {
-        publisher.publish(subject, payload.into()).await?;
+    // Several publishing connections, so one publisher's speed does not cap both sides; each
+    // agent's messages go through one connection, so their order (and sequence) is kept.
+    let mut shares: Vec<Vec<(String, Vec<u8>)>> = vec![Vec::new(); PUBLISHERS];
+    for (i, m) in batch.into_iter().enumerate() {
+        shares[(i % agents) % PUBLISHERS].push(m);
     }
-    publisher.flush().await?;
+    let mut publishers = Vec::new();
+    for _ in 0..PUBLISHERS {
+        publishers.push(async_nats::connect(nats.url()).await?);
+    }
+    let started = Instant::now();
+    let mut sending = Vec::new();
+    for (publisher, share) in publishers.into_iter().zip(shares) {
+        sending.push(tokio::spawn(async move {
+            for (subject, payload) in share {
+                publisher.publish(subject, payload.into()).await?;
+            }
+            publisher.flush().await?;
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for s in sending {
+        s.await??;
+    }
     let published_in = started.elapsed().as_secs_f64();
     let plain = plain.await?;
     let controller = controller.await?;
