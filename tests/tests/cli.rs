@@ -5,130 +5,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use common::{DEADLINE, free_addr};
-use sitewarden_controller::config::ControllerConfig;
-use sitewarden_controller::provider::DnsProvider;
-use sitewarden_controller::provider::budget::RetryPolicy;
-use sitewarden_controller::provider::memory::MemoryProvider;
-use sitewarden_controller::runtime::metrics::Metrics;
-use sitewarden_controller::runtime::settings::RuntimeSettings;
-use sitewarden_controller::runtime::{self, Runtime};
-use sitewarden_shared::config::Source;
-use sitewarden_tests::nats_server::NatsServer;
 use sitewarden_tests::wait_for;
-use tokio_util::sync::CancellationToken;
 
-const NAME: &str = "mail.example.com";
-const ADMIN: &str = "admin-token-4b1d8e0c9a7f2e11";
-const READER: &str = "read-token-77c3a9d04e5b6f20";
-
-struct Pair {
-    _nats: NatsServer,
-    dir: tempfile::TempDir,
-    provider: Arc<MemoryProvider>,
-    http: Vec<SocketAddr>,
-    stops: Vec<CancellationToken>,
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for s in &self.stops {
-            s.cancel();
-        }
-    }
-}
-
-impl Pair {
-    fn url(&self, i: usize) -> String {
-        format!("http://{}", self.http[i])
-    }
-}
-
-/// Two controllers with `[api]` tokens and a memory provider holding `mail → mail-rr`.
-async fn pair() -> Pair {
-    let nats = NatsServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("admin.token"), format!("{ADMIN}\n")).unwrap();
-    std::fs::write(dir.path().join("read.token"), format!("{READER}\n")).unwrap();
-    let provider = Arc::new(MemoryProvider::new(RetryPolicy::default()));
-    provider.insert(
-        NAME,
-        "mail-rr.example.com",
-        Some("sitewarden epoch=0 gen=0"),
-    );
-    let mut http = Vec::new();
-    let mut stops = Vec::new();
-    for id in ["ctl-a", "ctl-b"] {
-        let addr = free_addr();
-        let toml = format!(
-            r#"
-[controller]
-id = "{id}"
-listen = "{addr}"
-tick = "100ms"
-
-[nats]
-servers = ["{nats}"]
-
-[provider]
-kind = "memory"
-
-[ha]
-lease = "3s"
-
-[api]
-tokens = [
-  {{ name = "alice", role = "admin", token = {{ file = "{dir}/admin.token" }} }},
-  {{ name = "grafana", role = "read", token = {{ file = "{dir}/read.token" }} }},
-]
-
-{decisions}"#,
-            nats = nats.url(),
-            dir = dir.path().display(),
-            decisions =
-                sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
-        );
-        let src = Source::inline("controller.toml", &toml);
-        let rt = Runtime {
-            config: ControllerConfig::load(&src).unwrap(),
-            settings: RuntimeSettings::load(&src).unwrap(),
-            provider: Some(provider.clone() as Arc<dyn DnsProvider>),
-            metrics: Arc::new(Metrics::new()),
-        };
-        let stop = CancellationToken::new();
-        tokio::spawn(runtime::run(rt, stop.clone()));
-        http.push(addr);
-        stops.push(stop);
-    }
-    let pair = Pair {
-        _nats: nats,
-        dir,
-        provider,
-        http,
-        stops,
-    };
-    wait_for("a leader with the API up on both", DEADLINE, || async {
-        let mut acting = 0;
-        for addr in &pair.http {
-            let r = reqwest::Client::new()
-                .get(format!("http://{addr}/api/v1/status"))
-                .bearer_auth(READER)
-                .send()
-                .await
-                .ok()?;
-            let s: serde_json::Value = r.json().await.ok()?;
-            acting += usize::from(s["leader"]["acting"] == true);
-        }
-        (acting == 1).then_some(())
-    })
-    .await
-    .unwrap();
-    pair
-}
+use common::api_pair::{ADMIN, NAME, READER, pair};
 
 /// The `sitewarden` binary, built once per test process so it is never stale.
 fn sitewarden() -> &'static Path {
@@ -205,10 +88,6 @@ async fn cli(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-fn content(p: &MemoryProvider) -> Option<String> {
-    p.record(NAME).and_then(|r| r.content)
 }
 
 /// The column where `word` starts on the first line that starts with `row`.
@@ -422,10 +301,7 @@ async fn a_pin_needs_a_reason_and_an_admin_token_then_moves_the_record() {
         "{r:?}"
     );
     assert_eq!(overrides().await, none);
-    assert_eq!(
-        content(&pair.provider).as_deref(),
-        Some("mail-rr.example.com")
-    );
+    assert_eq!(pair.content().as_deref(), Some("mail-rr.example.com"));
 
     // A target the name does not have: the engine refuses it, exit 1.
     let r = cli(
@@ -471,7 +347,7 @@ async fn a_pin_needs_a_reason_and_an_admin_token_then_moves_the_record() {
         "{r:?}"
     );
     wait_for("the pinned target in DNS", DEADLINE, || async {
-        (content(&pair.provider).as_deref() == Some("mail-site2.example.com")).then_some(())
+        (pair.content().as_deref() == Some("mail-site2.example.com")).then_some(())
     })
     .await
     .unwrap();

@@ -4,127 +4,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use common::{DEADLINE, free_addr};
+use common::DEADLINE;
 use reqwest::StatusCode;
-use sitewarden_controller::config::ControllerConfig;
-use sitewarden_controller::provider::DnsProvider;
-use sitewarden_controller::provider::budget::RetryPolicy;
-use sitewarden_controller::provider::memory::MemoryProvider;
-use sitewarden_controller::runtime::metrics::Metrics;
-use sitewarden_controller::runtime::settings::RuntimeSettings;
-use sitewarden_controller::runtime::{self, Runtime};
-use sitewarden_shared::config::Source;
-use sitewarden_tests::nats_server::NatsServer;
 use sitewarden_tests::wait_for;
-use tokio_util::sync::CancellationToken;
 
-const NAME: &str = "mail.example.com";
-const ADMIN: &str = "admin-token-4b1d8e0c9a7f2e11";
-const READER: &str = "read-token-77c3a9d04e5b6f20";
-const SLACK_SECRET: &str = "slack-signing-secret-5e0b7c1d";
-const SLACK_OPERATOR: &str = "U0OPS1";
-
-struct Pair {
-    _nats: NatsServer,
-    _dir: tempfile::TempDir,
-    provider: Arc<MemoryProvider>,
-    http: Vec<SocketAddr>,
-    stops: Vec<CancellationToken>,
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for s in &self.stops {
-            s.cancel();
-        }
-    }
-}
-
-async fn pair() -> Pair {
-    let nats = NatsServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("admin.token"), format!("{ADMIN}\n")).unwrap();
-    std::fs::write(dir.path().join("read.token"), format!("{READER}\n")).unwrap();
-    std::fs::write(dir.path().join("slack.secret"), SLACK_SECRET).unwrap();
-    let provider = Arc::new(MemoryProvider::new(RetryPolicy::default()));
-    provider.insert(
-        NAME,
-        "mail-rr.example.com",
-        Some("sitewarden epoch=0 gen=0"),
-    );
-    let mut http = Vec::new();
-    let mut stops = Vec::new();
-    for id in ["ctl-a", "ctl-b"] {
-        let addr = free_addr();
-        let toml = format!(
-            r#"
-[controller]
-id = "{id}"
-listen = "{addr}"
-tick = "100ms"
-
-[nats]
-servers = ["{nats}"]
-
-[provider]
-kind = "memory"
-
-[ha]
-lease = "3s"
-
-[api]
-tokens = [
-  {{ name = "alice", role = "admin", token = {{ file = "{dir}/admin.token" }} }},
-  {{ name = "grafana", role = "read", token = {{ file = "{dir}/read.token" }} }},
-]
-
-[slack]
-signing_secret = {{ file = "{dir}/slack.secret" }}
-allowed_users = ["{SLACK_OPERATOR}"]
-
-{decisions}"#,
-            nats = nats.url(),
-            dir = dir.path().display(),
-            decisions =
-                sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
-        );
-        let src = Source::inline("controller.toml", &toml);
-        let rt = Runtime {
-            config: ControllerConfig::load(&src).unwrap(),
-            settings: RuntimeSettings::load(&src).unwrap(),
-            provider: Some(provider.clone() as Arc<dyn DnsProvider>),
-            metrics: Arc::new(Metrics::new()),
-        };
-        let stop = CancellationToken::new();
-        tokio::spawn(runtime::run(rt, stop.clone()));
-        http.push(addr);
-        stops.push(stop);
-    }
-    let pair = Pair {
-        _nats: nats,
-        _dir: dir,
-        provider,
-        http,
-        stops,
-    };
-    // Both serve the API once connected, and one of them leads.
-    wait_for("a leader with the API up", DEADLINE, || async {
-        let mut acting = 0;
-        for addr in &pair.http {
-            let s = get(*addr, "/api/v1/status", Some(READER)).await?;
-            if s.0 != StatusCode::OK {
-                return None;
-            }
-            acting += usize::from(s.1["leader"]["acting"] == true);
-        }
-        (acting == 1).then_some(())
-    })
-    .await
-    .unwrap();
-    pair
-}
+use common::api_pair::{ADMIN, NAME, READER, SLACK_OPERATOR, SLACK_SECRET, pair};
 
 async fn get(
     addr: SocketAddr,
@@ -168,10 +53,6 @@ async fn post(
     )
 }
 
-fn content(p: &MemoryProvider) -> Option<String> {
-    p.record(NAME).and_then(|r| r.content)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_roles_are_enforced_and_no_token_is_ever_echoed() {
     let pair = pair().await;
@@ -193,10 +74,7 @@ async fn tokens_and_roles_are_enforced_and_no_token_is_ever_echoed() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, _, _) = post(a, "/api/v1/overrides", None, pin).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        content(&pair.provider).as_deref(),
-        Some("mail-rr.example.com")
-    );
+    assert_eq!(pair.content().as_deref(), Some("mail-rr.example.com"));
 
     // Nothing the API answers contains a token.
     for path in [
@@ -279,7 +157,7 @@ async fn a_pin_made_through_either_controller_moves_the_name_and_a_release_lets_
     assert_eq!(pinned["hold"]["who"], "alice");
     assert_eq!(pinned["hold"]["why"], "site1 maintenance CHG-1042");
     wait_for("the pinned target in DNS", DEADLINE, || async {
-        (content(&pair.provider).as_deref() == Some("mail-site2.example.com")).then_some(())
+        (pair.content().as_deref() == Some("mail-site2.example.com")).then_some(())
     })
     .await
     .unwrap();
@@ -387,10 +265,7 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
         serde_json::json!({"pins": {}, "drains": {}, "freezes": {}}),
         "nothing was stored"
     );
-    assert_eq!(
-        content(&pair.provider).as_deref(),
-        Some("mail-rr.example.com")
-    );
+    assert_eq!(pair.content().as_deref(), Some("mail-rr.example.com"));
 }
 
 /// A slash command as Slack sends it, signed with `secret` at `timestamp`.
@@ -466,16 +341,13 @@ async fn slack_commands_are_signed_reads_are_open_and_writes_need_an_allowed_use
     )
     .await;
     assert!(body["text"].as_str().unwrap().contains("reason"), "{body}");
-    assert_eq!(
-        content(&pair.provider).as_deref(),
-        Some("mail-rr.example.com")
-    );
+    assert_eq!(pair.content().as_deref(), Some("mail-rr.example.com"));
 
     let (_, body) = slack(a, SLACK_OPERATOR, pin, SLACK_SECRET, now).await;
     assert_eq!(body["response_type"], "in_channel", "{body}");
     assert!(body["text"].as_str().unwrap().contains("pinned"), "{body}");
     wait_for("the pinned target in DNS", DEADLINE, || async {
-        (content(&pair.provider).as_deref() == Some("mail-site2.example.com")).then_some(())
+        (pair.content().as_deref() == Some("mail-site2.example.com")).then_some(())
     })
     .await
     .unwrap();

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod api_pair;
 use std::path::PathBuf;
 use std::time::Duration;
 
