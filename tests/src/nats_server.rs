@@ -107,10 +107,13 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a standalone node with JetStream and waits until JetStream is ready.
     pub async fn start() -> anyhow::Result<Self> {
-        let server = Self::spawn_node("sitewarden-test".into(), None)?;
-        server.wait_accepting(START_DEADLINE).await?;
-        server.wait_healthy(START_DEADLINE).await?;
-        Ok(server)
+        retry_port_clash(|| async {
+            let server = Self::spawn_node("sitewarden-test".into(), None)?;
+            server.wait_accepting(START_DEADLINE).await?;
+            server.wait_healthy(START_DEADLINE).await?;
+            Ok(server)
+        })
+        .await
     }
 
     /// Starts a standalone node with JetStream plus `opts` (auth, TLS, included files,
@@ -467,6 +470,25 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// A JetStream cluster of nodes on loopback, fully meshed by routes.
+/// Runs `start` again (with fresh ports) when a node lost a port picked by [`free_port`] to
+/// another test between the pick and its bind — a race no port picker can close — up to three
+/// times. Any other failure is returned at once.
+async fn retry_port_clash<T, F, Fut>(mut start: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match start().await {
+            Err(e) if attempt < 3 && format!("{e:#}").contains("address already in use") => {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct NatsCluster {
     /// The nodes, in the order of the names given at start.
@@ -487,6 +509,10 @@ impl NatsCluster {
         if names.is_empty() {
             bail!("a NATS cluster needs at least one node");
         }
+        retry_port_clash(|| Self::start_once(names)).await
+    }
+
+    async fn start_once(names: &[&str]) -> anyhow::Result<Self> {
         let route_ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
         let mut nodes = Vec::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {

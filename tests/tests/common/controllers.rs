@@ -345,22 +345,11 @@ impl HaLab {
     }
 
     /// Starts the lab on a 3-node JetStream cluster (site1, site2, witness) with every stream
-    /// and bucket replicated three times.
-    /// The harness picks free ports before nats-server binds them; with other tests starting
-    /// servers at the same time a port is sometimes taken in between, so a failed start is
-    /// tried again (up to three times) with fresh ports.
+    /// and bucket replicated three times (the harness retries a start that lost a port).
     pub async fn start_cluster(opts: LabOptions) -> Self {
-        let mut attempt = 1;
-        let cluster = loop {
-            match NatsCluster::start_named(&["site1", "site2", "witness"]).await {
-                Ok(c) => break c,
-                Err(e) if attempt < 3 => {
-                    eprintln!("cluster start failed (attempt {attempt}), trying again: {e}");
-                    attempt += 1;
-                }
-                Err(e) => panic!("cluster start failed three times: {e}"),
-            }
-        };
+        let cluster = NatsCluster::start_named(&["site1", "site2", "witness"])
+            .await
+            .unwrap_or_else(|e| panic!("cluster start failed: {e:#}"));
         Self::start_on(
             Bus::Cluster(cluster),
             LabOptions {
