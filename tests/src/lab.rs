@@ -46,3 +46,69 @@ candidates = [
 
 /// The fast policy of the controller tests: 500 ms probes, fall 3, rise 3, short windows.
 pub const TEST_POLICY: &str = "fall = 3\nrise = 3\ninterval = \"500ms\"\nmin_observers = 2\nhold_down = \"5s\"\nfailback_after = \"30s\"";
+
+/// An agent of the two-site lab (`id` in `site`) that probes site1's cas1/cas2 and site2's
+/// cas3/cas4 (`cas`, in that order) over plain-HTTP ActiveSync every `interval`.
+/// `servers` is the TOML list of NATS URLs (`"nats://…", "nats://…"`); `agent_extra` adds lines
+/// to `[agent]` (e.g. `heartbeat_interval = "500ms"`). Append further tables to the result.
+pub fn two_site_agent(
+    id: &str,
+    site: &str,
+    servers: &str,
+    cas: &[std::net::SocketAddr; 4],
+    interval: &str,
+    timeout: &str,
+    agent_extra: &str,
+) -> String {
+    format!(
+        r#"
+[agent]
+id = "{id}"
+site = "{site}"
+{agent_extra}
+
+[nats]
+servers = [{servers}]
+
+[defaults]
+interval = "{interval}"
+timeout = "{timeout}"
+
+[[sites]]
+name = "site1"
+activesync_url = "http://mail-site1.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas1", address = "{a0}" }}, {{ name = "cas2", address = "{a1}" }}]
+
+[[sites]]
+name = "site2"
+activesync_url = "http://mail-site2.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas3", address = "{a2}" }}, {{ name = "cas4", address = "{a3}" }}]
+
+[[checks]]
+name = "eas"
+kind = "activesync"
+site = "site1"
+scheme = "http"
+
+[[checks]]
+name = "eas-x"
+kind = "activesync"
+site = "site2"
+scheme = "http"
+"#,
+        a0 = cas[0],
+        a1 = cas[1],
+        a2 = cas[2],
+        a3 = cas[3],
+    )
+}
+
+/// The addresses of four servers, in order, for [`two_site_agent`].
+pub fn four(addrs: impl IntoIterator<Item = std::net::SocketAddr>) -> [std::net::SocketAddr; 4] {
+    let v: Vec<std::net::SocketAddr> = addrs.into_iter().collect();
+    assert!(
+        v.len() >= 4,
+        "the two-site lab has four client-access servers"
+    );
+    [v[0], v[1], v[2], v[3]]
+}

@@ -67,54 +67,22 @@ fn agent_toml(
     nats: &str,
     cas: &[ExchangeServer],
 ) -> String {
-    format!(
-        r#"
-[agent]
-id = "{id}"
-site = "{site}"
-listen = "{listen}"
-heartbeat_interval = "500ms"
-
-[nats]
-servers = ["{nats}"]
-
-[defaults]
-interval = "500ms"
-timeout = "400ms"
-
-[[sites]]
-name = "site1"
-activesync_url = "http://mail-site1.example.com/Microsoft-Server-ActiveSync"
-servers = [{{ name = "cas1", address = "{a0}" }}, {{ name = "cas2", address = "{a1}" }}]
-
-[[sites]]
-name = "site2"
-activesync_url = "http://mail-site2.example.com/Microsoft-Server-ActiveSync"
-servers = [{{ name = "cas3", address = "{a2}" }}, {{ name = "cas4", address = "{a3}" }}]
-
-[[checks]]
-name = "eas"
-kind = "activesync"
-site = "site1"
-scheme = "http"
-
-[[checks]]
-name = "eas-x"
-kind = "activesync"
-site = "site2"
-scheme = "http"
-{dbcopy}"#,
-        // One agent also runs a database-copy collector that fails (its outcome is counted).
-        dbcopy = if id == "site1-agent1" {
-            "\n[[dbcopy]]\nname = \"dag1\"\ndag = \"DAG1\"\ncommand = [\"false\"]\ninterval = \"1s\"\n"
-        } else {
-            ""
-        },
-        a0 = cas[0].addr(),
-        a1 = cas[1].addr(),
-        a2 = cas[2].addr(),
-        a3 = cas[3].addr(),
-    )
+    let mut toml = sitewarden_tests::lab::two_site_agent(
+        id,
+        site,
+        &format!("\"{nats}\""),
+        &sitewarden_tests::lab::four(cas.iter().map(ExchangeServer::addr)),
+        "500ms",
+        "400ms",
+        &format!("listen = \"{listen}\"\nheartbeat_interval = \"500ms\""),
+    );
+    // One agent also runs a database-copy collector that fails (its outcome is counted).
+    if id == "site1-agent1" {
+        toml.push_str(
+            "\n[[dbcopy]]\nname = \"dag1\"\ndag = \"DAG1\"\ncommand = [\"false\"]\ninterval = \"1s\"\n",
+        );
+    }
+    toml
 }
 
 fn controller_toml(listen: SocketAddr, nats: &str, zone: &str, token: &Path, api: &str) -> String {

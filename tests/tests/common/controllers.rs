@@ -472,46 +472,14 @@ fn toml_list(items: &[String]) -> String {
 }
 
 fn agent_toml(id: &str, site: &str, servers: &str, cas: &[SocketAddr]) -> String {
-    format!(
-        r#"
-[agent]
-id = "{id}"
-site = "{site}"
-heartbeat_interval = "500ms"
-
-[nats]
-servers = [{servers}]
-
-[defaults]
-interval = "500ms"
-timeout = "400ms"
-
-[[sites]]
-name = "site1"
-activesync_url = "http://mail-site1.example.com/Microsoft-Server-ActiveSync"
-servers = [{{ name = "cas1", address = "{a0}" }}, {{ name = "cas2", address = "{a1}" }}]
-
-[[sites]]
-name = "site2"
-activesync_url = "http://mail-site2.example.com/Microsoft-Server-ActiveSync"
-servers = [{{ name = "cas3", address = "{a2}" }}, {{ name = "cas4", address = "{a3}" }}]
-
-[[checks]]
-name = "eas"
-kind = "activesync"
-site = "site1"
-scheme = "http"
-
-[[checks]]
-name = "eas-x"
-kind = "activesync"
-site = "site2"
-scheme = "http"
-"#,
-        a0 = cas[0],
-        a1 = cas[1],
-        a2 = cas[2],
-        a3 = cas[3],
+    sitewarden_tests::lab::two_site_agent(
+        id,
+        site,
+        servers,
+        &sitewarden_tests::lab::four(cas.iter().copied()),
+        "500ms",
+        "400ms",
+        "heartbeat_interval = \"500ms\"",
     )
 }
 
