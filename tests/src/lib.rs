@@ -7,7 +7,7 @@
 //! [`dag`] emulates a database availability group and renders `Get-MailboxDatabaseCopyStatus`
 //! JSON in the shapes PowerShell really emits, [`fault_proxy`] is a TCP proxy that makes
 //! partitions (blackhole, reset, delay), [`haproxy`] runs a real HAProxy with an admin Runtime API
-//! socket, and [`signals`] pauses, resumes or kills any process by
+//! socket, [`receiver`] records webhook POSTs (alerts, edge notices), and [`signals`] pauses, resumes or kills any process by
 //! pid. Fixture files live under `tests/fixtures/` ([`fixture_path`]). Tests never sleep for a fixed time to wait for a
 //! condition: they poll with a deadline through [`wait_for`].
 
@@ -20,6 +20,7 @@ pub mod haproxy;
 pub mod lab;
 pub mod moto;
 pub mod nats_server;
+pub mod receiver;
 pub mod signals;
 
 use std::future::Future;

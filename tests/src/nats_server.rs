@@ -183,7 +183,9 @@ impl NatsServer {
                 .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
                 .collect();
             c.push_str(&format!(
-                "cluster {{\n  name: \"{}\"\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
+                // no_advertise: clients use only the URLs they were given, so a fault proxy in
+                // front of a node really cuts a client off (no discovered way around it).
+                "cluster {{\n  name: \"{}\"\n  listen: \"127.0.0.1:{}\"\n  no_advertise: true\n  routes: [{}]\n}}\n",
                 cl.name,
                 cl.port,
                 routes.join(", ")

@@ -1,11 +1,14 @@
 //! The controller HA pair as real processes against the Cloudflare emulator, real nats-server,
 //! real agents and emulated Exchange sites: the leader crashes, freezes, dies between intent and
 //! apply or between apply and "applied"; the DNS API rate-limits and fails; NATS loses nodes.
-//! In every story the record moves at most once and never under an old epoch.
+//! In every story the record moves at most once and never under an old epoch, and the recorded
+//! history keeps the fault suite's invariants ([`lab::check_invariants`]).
 
 mod common;
 #[path = "common/controllers.rs"]
 mod controllers;
+#[path = "common/lab.rs"]
+mod lab;
 
 use std::time::Duration;
 
@@ -18,6 +21,11 @@ use sitewarden_tests::wait_for;
 use tokio::time::Instant;
 
 const SITE2: &str = "mail-site2.example.com";
+
+/// Checks the fault suite's invariants on the lab's recorded history.
+async fn invariants_hold(lab: &HaLab) {
+    lab::check_invariants(&lab.history().await, &lab.cf.calls());
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_pair_when_the_leader_is_killed_then_the_standby_acts_within_a_lease_and_moves_mail_once()
@@ -71,33 +79,7 @@ async fn given_a_pair_when_the_leader_is_killed_then_the_standby_acts_within_a_l
         lab.patches()
     );
     assert_eq!(lab.successful_patches()[0].body["content"], SITE2);
-}
-
-/// Waits until controller `i` acts and returns its epoch.
-async fn wait_acting(lab: &HaLab, i: usize) -> u64 {
-    let c = &lab.controllers[i];
-    wait_for("controller acting", DEADLINE, || async {
-        if c.acting().await == Some(true) {
-            c.epoch().await
-        } else {
-            None
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()))
-}
-
-/// Waits for `n` more events accepted by controller `i`: proof that the engine had plenty of
-/// evidence and ticks to act on since the call.
-async fn more_events(lab: &HaLab, i: usize, n: f64) {
-    let http = lab.controllers[i].http;
-    let name = "sitewarden_controller_events_accepted_total";
-    let seen = common::metric(http, name, "").await.unwrap_or(0.0);
-    wait_for("more agent events", DEADLINE, || async {
-        (common::metric(http, name, "").await? >= seen + n).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    invariants_hold(&lab).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,11 +104,11 @@ async fn given_a_leader_that_dies_between_intent_and_apply_then_the_new_leader_a
     lab.controllers[leader].kill().await;
     assert!(lab.patches().is_empty(), "the crashed leader wrote nothing");
 
-    let new_epoch = wait_acting(&lab, standby).await;
+    let new_epoch = lab.wait_acting(standby).await;
     assert!(new_epoch > old_epoch);
     let written = lab.wait_record(SITE2).await;
     assert_eq!(written, new_epoch, "applied under the new leader's epoch");
-    more_events(&lab, standby, 30.0).await;
+    lab.more_events(standby, 30.0).await;
     assert_eq!(lab.patches().len(), 1, "{:#?}", lab.patches());
     let done = intent(&kv).await.unwrap();
     assert_eq!(
@@ -145,6 +127,7 @@ async fn given_a_leader_that_dies_between_intent_and_apply_then_the_new_leader_a
         vec!["intent_superseded"],
         "the dead leader's pending intent is explicitly superseded, once"
     );
+    invariants_hold(&lab).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +162,7 @@ async fn given_a_leader_that_dies_after_its_write_landed_then_the_new_leader_doe
     );
 
     let reads = record_reads(&lab.cf);
-    let new_epoch = wait_acting(&lab, standby).await;
+    let new_epoch = lab.wait_acting(standby).await;
     assert!(new_epoch > old_epoch);
     // The new leader reads the record at takeover and finds the change in place.
     let cf = &lab.cf;
@@ -188,7 +171,7 @@ async fn given_a_leader_that_dies_after_its_write_landed_then_the_new_leader_doe
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    more_events(&lab, standby, 30.0).await;
+    lab.more_events(standby, 30.0).await;
     assert_eq!(
         lab.patches().len(),
         1,
@@ -212,6 +195,7 @@ async fn given_a_leader_that_dies_after_its_write_landed_then_the_new_leader_doe
         settled["note"].as_str().unwrap_or("").contains("landed"),
         "{settled}"
     );
+    invariants_hold(&lab).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +210,7 @@ async fn given_cloudflare_answers_429_then_500_then_the_leader_retries_and_moves
     lab.cf.inject(Fault::ServerError, Match::Writes, 1);
     lab.site1_dies().await;
     let epoch = lab.wait_record(SITE2).await;
-    more_events(&lab, 0, 30.0).await;
+    lab.more_events(0, 30.0).await;
     let statuses: Vec<u16> = lab.patches().iter().map(|c| c.status).collect();
     assert_eq!(statuses, vec![429, 500, 200], "{:#?}", lab.patches());
     assert_eq!(lab.controllers[0].acting().await, Some(true));
@@ -252,6 +236,7 @@ async fn given_cloudflare_answers_429_then_500_then_the_leader_retries_and_moves
         alerts.iter().any(|a| a["kind"] == "dns_applied"),
         "{alerts:#?}"
     );
+    invariants_hold(&lab).await;
 }
 
 /// The frozen-leader story up to the resume: the leader records its intent, its read of the
@@ -271,7 +256,7 @@ async fn freeze_leader_mid_change(lab: &HaLab, proxy_fault: ProxyFault) -> (usiz
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
     lab.controllers[leader].signal(Signal::Stop).await;
-    let new_epoch = wait_acting(lab, standby).await;
+    let new_epoch = lab.wait_acting(standby).await;
     assert!(new_epoch > old_epoch);
     let written = lab.wait_record(SITE2).await;
     assert_eq!(written, new_epoch);
@@ -303,7 +288,7 @@ async fn given_a_leader_frozen_past_its_lease_mid_change_when_it_resumes_then_it
     .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
     assert_eq!(old.acting().await, Some(false));
     assert!(old.epoch().await.unwrap() <= new_epoch);
-    more_events(&lab, 1 - leader, 20.0).await;
+    lab.more_events(1 - leader, 20.0).await;
     assert_eq!(
         lab.patches().len(),
         1,
@@ -313,6 +298,7 @@ async fn given_a_leader_frozen_past_its_lease_mid_change_when_it_resumes_then_it
     let (content, comment) = lab.record();
     assert_eq!(content, SITE2);
     assert_eq!(marker_epoch(comment.as_deref()), new_epoch);
+    invariants_hold(&lab).await;
 }
 
 /// Worst case of the frozen leader: its read was answered *before* the new leader wrote, and it
@@ -333,7 +319,7 @@ async fn given_a_leader_frozen_between_its_read_and_its_write_when_it_resumes_th
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    more_events(&lab, 1 - leader, 20.0).await;
+    lab.more_events(1 - leader, 20.0).await;
     assert_eq!(
         lab.patches().len(),
         1,
@@ -342,40 +328,19 @@ async fn given_a_leader_frozen_between_its_read_and_its_write_when_it_resumes_th
     );
     let (_, comment) = lab.record();
     assert_eq!(marker_epoch(comment.as_deref()), new_epoch);
-}
-
-async fn cluster_lab() -> HaLab {
-    let cluster =
-        sitewarden_tests::nats_server::NatsCluster::start_named(&["site1", "site2", "witness"])
-            .await
-            .unwrap();
-    HaLab::start_on(
-        controllers::Bus::Cluster(cluster),
-        LabOptions {
-            replicas: 3,
-            ..LabOptions::default()
-        },
-    )
-    .await
-}
-
-fn cluster(lab: &HaLab) -> &sitewarden_tests::nats_server::NatsCluster {
-    match &lab.bus {
-        controllers::Bus::Cluster(c) => c,
-        controllers::Bus::Single(_) => panic!("not a cluster"),
-    }
+    invariants_hold(&lab).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_three_site_bus_when_two_nodes_die_then_nobody_acts_and_no_dns_change_is_made() {
-    let lab = cluster_lab().await;
+    let lab = HaLab::start_cluster(LabOptions::default()).await;
     lab.leader().await;
     // Both controllers past their JetStream setup and hearing agents: a loss before that is
     // part of starting up and raises no bus_lost alert.
     for i in 0..lab.controllers.len() {
-        more_events(&lab, i, 10.0).await;
+        lab.more_events(i, 10.0).await;
     }
-    let c = cluster(&lab);
+    let c = lab.cluster();
     c.node(0).stop().await.unwrap();
     c.node(1).stop().await.unwrap();
     // Without JetStream quorum the lease cannot be renewed: within a lease nobody acts.
@@ -432,15 +397,24 @@ async fn given_a_three_site_bus_when_two_nodes_die_then_nobody_acts_and_no_dns_c
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
     }
+    // The history is checked once the bus has its quorum back (the audit stream lives on it).
+    c.node(0).restart().await.unwrap();
+    c.node(1).restart().await.unwrap();
+    // With its quorum back the bus lets the leader act on what the agents saw meanwhile.
+    lab.wait_record(SITE2).await;
+    let leader = lab.leader().await;
+    lab.more_events(leader, 20.0).await;
+    assert_eq!(lab.successful_patches().len(), 1, "{:#?}", lab.patches());
+    invariants_hold(&lab).await;
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_three_site_bus_when_one_node_dies_then_nothing_flips_and_a_site_failure_still_moves_mail_once()
  {
-    let lab = cluster_lab().await;
+    let lab = HaLab::start_cluster(LabOptions::default()).await;
     lab.leader().await;
     // The hardest node to lose: the one leading the events stream (and holding any consumer
     // placed with it).
-    let nodes = cluster(&lab).nodes();
+    let nodes = lab.cluster().nodes();
     let leader_name = wait_for("the events stream's leader", DEADLINE, || async {
         nodes[0].stream_leader("SITEWARDEN_EVENTS").await
     })
@@ -450,7 +424,7 @@ async fn given_a_three_site_bus_when_one_node_dies_then_nothing_flips_and_a_site
     nodes[victim].stop().await.unwrap();
     // Work goes on: an actor remains (the same leader, or one clean handover) and hears agents.
     let leader = lab.leader().await;
-    more_events(&lab, leader, 20.0).await;
+    lab.more_events(leader, 20.0).await;
     assert!(
         lab.successful_patches().is_empty(),
         "a lost NATS node alone moved nothing"
@@ -458,6 +432,7 @@ async fn given_a_three_site_bus_when_one_node_dies_then_nothing_flips_and_a_site
     lab.site1_dies().await;
     lab.wait_record(SITE2).await;
     let leader = lab.leader().await;
-    more_events(&lab, leader, 20.0).await;
+    lab.more_events(leader, 20.0).await;
     assert_eq!(lab.successful_patches().len(), 1, "{:#?}", lab.patches());
+    invariants_hold(&lab).await;
 }

@@ -2,9 +2,14 @@
 //! emulated Exchange sites, agents in site1, site2 and the witness, the controller pair as
 //! processes, the Cloudflare emulator as provider — under one fault per story. After every
 //! story the recorded history (audit stream and the emulator's call log) must keep the
-//! invariants of `common/lab.rs` ([`lab::check_invariants`]). Stories the HA suite
-//! (`controller_ha.rs`) already tells in depth (leader crash, freeze, API faults) are not
-//! repeated here.
+//! invariants of `common/lab.rs` ([`lab::check_invariants`]). The controllers send alerts to a
+//! webhook sink and edge notices to a signed webhook endpoint, both recorded. Stories the HA suite
+//! (`controller_ha.rs`) tells in depth (leader crash, freeze, crash between intent and apply,
+//! API faults) are checked against the same invariants there.
+//!
+//! The last test, [`s14_random_faults_keep_every_invariant`], is the soak: random faults on and
+//! off, invariants and recovery checked at the end. CI runs a short round; `./scripts/test
+//! --soak MINUTES` runs it for as long as asked (docs/testing.md).
 
 mod common;
 #[path = "common/controllers.rs"]
@@ -13,12 +18,17 @@ mod controllers;
 mod lab;
 
 use common::DEADLINE;
-use controllers::{HaLab, LabOptions, NAME, record_reads};
+use controllers::{HaLab, LEASE, LabOptions, NAME, OWA, intent, record_reads};
 use lab::{Site1Probes, alerts, check_invariants, of_kind};
+use rand::{RngExt, SeedableRng};
 use serde_json::Value;
+use sitewarden_shared::edge::SiteVerdict;
 use sitewarden_tests::exchange::Behaviour;
 use sitewarden_tests::fault_proxy::Fault as ProxyFault;
+use sitewarden_tests::signals::Signal;
 use sitewarden_tests::wait_for;
+use std::time::Duration;
+use tokio::time::Instant;
 
 const RR: &str = "mail-rr.example.com";
 const SITE2: &str = "mail-site2.example.com";
@@ -61,6 +71,41 @@ async fn s01_given_site1_dies_then_mail_flips_once_and_does_not_fail_back_before
     let leader = lab.leader().await;
     lab.site1_dies().await;
     lab.wait_record(SITE2).await;
+    // The humans and the edge were told: the alert webhook has site1 Down at once (critical,
+    // never folded behind the warnings before it), the edge endpoint a signed notice with
+    // site1 Down.
+    wait_for("site1 Down at the alert webhook", DEADLINE, || async {
+        lab::webhook_alerts(&lab)
+            .iter()
+            .any(|a| {
+                a["kind"] == "site_verdict"
+                    && a["subject"] == "site1"
+                    && a["severity"] == "critical"
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{:#?}",
+            lab::webhook_alerts(&lab)
+        )
+    });
+    wait_for("an edge notice with site1 Down", DEADLINE, || async {
+        lab::edge_notices(&lab).iter().rev().find_map(|n| {
+            let (_, v) = n.verdicts.iter().find(|(s, _)| s.as_str() == "site1")?;
+            (*v == SiteVerdict::Down).then_some(())
+        })
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{:#?}",
+            lab.edge.requests()
+        )
+    });
     // Site1 comes back at once: it is Up again, but not for `failback_after` (30 s) yet.
     lab.site1_recovers().await;
     history_until(&lab, "site1 Up again, failback pending", |h| {
@@ -327,4 +372,357 @@ async fn s07_given_nats_nodes_die_then_one_loss_flips_nothing_and_two_freeze_dns
     assert!(lab.patches().is_empty(), "{:#?}", lab.patches());
     assert_eq!(lab.record().0, RR);
     invariants_hold(&lab).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s04_given_the_leader_is_cut_off_from_nats_mid_change_then_it_stops_acting_first_and_never_writes()
+ {
+    let lab = HaLab::start_cluster(LabOptions {
+        nats_proxies: true,
+        provider_extra: "request_timeout = \"3s\"".into(),
+        ..LabOptions::default()
+    })
+    .await;
+    let leader = lab.leader().await;
+    let standby = 1 - leader;
+    for i in 0..2 {
+        lab.more_events(i, 10.0).await;
+    }
+    let old_epoch = lab.controllers[leader].epoch().await.unwrap();
+    // The leader is mid-change when the cut comes: its intent is recorded and its read of the
+    // record hangs on a dead API path.
+    let kv = HaLab::state_bucket(&lab.bus.urls()[0]).await;
+    lab.controllers[leader].proxy.set(ProxyFault::Blackhole);
+    lab.site1_dies().await;
+    wait_for("the leader's pending intent", DEADLINE, || async {
+        let i = intent(&kv).await?;
+        (i["status"] == "pending" && i["epoch"] == old_epoch).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+
+    let cut = Instant::now();
+    lab.controllers[leader].bus_path(ProxyFault::Blackhole);
+    // Standby first, then the old leader: the old one still acting *after* the standby was seen
+    // acting would be two actors at once.
+    let (old, new) = (&lab.controllers[leader], &lab.controllers[standby]);
+    let stopped = std::cell::Cell::new(None);
+    let took_over = wait_for("the standby acting", DEADLINE, || async {
+        let standby_acts = new.acting().await == Some(true);
+        let old_acts = old.acting().await == Some(true);
+        assert!(
+            !(standby_acts && old_acts),
+            "the cut-off leader still acted after the standby took over\n{}",
+            lab.logs()
+        );
+        if !old_acts && stopped.get().is_none() {
+            stopped.set(Some(cut.elapsed()));
+        }
+        standby_acts.then(|| cut.elapsed())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let stopped = stopped
+        .get()
+        .expect("the old leader stopped acting before the standby acted");
+    eprintln!(
+        "cut-off leader stopped acting after {stopped:?}; standby acting after {took_over:?} (lease {LEASE:?})"
+    );
+    let new_epoch = new.epoch().await.unwrap();
+    assert!(new_epoch > old_epoch, "{new_epoch} > {old_epoch}");
+    assert_eq!(lab.wait_record(SITE2).await, new_epoch);
+
+    // Heal both of the old leader's paths: whatever it still had in flight is refused.
+    old.proxy.set(ProxyFault::Pass);
+    old.bus_path(ProxyFault::Pass);
+    wait_for("the old leader's apply finished", DEADLINE, || async {
+        let n = common::metric(old.http, "sitewarden_controller_applies_total", "").await?;
+        (n >= 1.0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert_eq!(
+        lab.leader().await,
+        standby,
+        "the old leader came back as standby"
+    );
+    lab.more_events(standby, 20.0).await;
+    let writes = lab.successful_patches();
+    assert_eq!(writes.len(), 1, "one write: {writes:#?}");
+    assert_eq!(
+        lab::marker(writes[0].body["comment"].as_str().unwrap_or("")).map(|m| m.0),
+        Some(new_epoch),
+        "written by the new leader"
+    );
+    let h = invariants_hold(&lab).await;
+    assert!(
+        of_kind(&h, "intent_superseded").any(|r| r["event"]["intent_epoch"] == old_epoch),
+        "the cut-off leader's intent was settled: {}",
+        lab::summary(&h)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s13_given_the_dag_moves_to_site2_then_the_edge_is_told_and_the_bound_name_follows() {
+    let lab = HaLab::start_cluster(LabOptions {
+        dag: true,
+        ..LabOptions::default()
+    })
+    .await;
+    let leader = lab.leader().await;
+    let first = lab::edge_says(&lab, "DAG1", "site1").await;
+    lab.more_events(leader, 20.0).await;
+    assert!(
+        lab.patches().is_empty(),
+        "nothing to move: {:#?}",
+        lab.patches()
+    );
+
+    // A datacenter switchover: the Exchange admins activate every database in site2.
+    lab.dag.as_ref().unwrap().activate_all("EX03").unwrap();
+    let moved = lab::edge_says(&lab, "DAG1", "site2").await;
+    assert!(moved.is_newer_than(&first), "{moved:?} after {first:?}");
+    wait_for("owa follows to site2", DEADLINE, || async {
+        (lab.record_of(OWA).0 == "owa-site2.example.com").then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", lab.cf.calls(), lab.logs()));
+    lab.more_events(leader, 20.0).await;
+    let writes = lab.successful_patches();
+    assert_eq!(writes.len(), 1, "only owa moved: {writes:#?}");
+    assert_eq!(
+        lab.record().0,
+        RR,
+        "mail's candidates do not follow the DAG"
+    );
+    let h = invariants_hold(&lab).await;
+    assert!(
+        of_kind(&h, "intent")
+            .any(|r| r["event"]["namespace"] == OWA && r["event"]["reason"] == "follow_mailbox"),
+        "{}",
+        lab::summary(&h)
+    );
+    assert!(
+        alerts(&h, "dns_applied")
+            .iter()
+            .any(|a| a["subject"] == OWA),
+        "the move was announced: {}",
+        lab::summary(&h)
+    );
+}
+
+/// One fault the soak can inject; each is healed before the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chaos {
+    /// site1's client-access servers refuse connections.
+    Site1Down,
+    /// site2's client-access servers refuse connections.
+    Site2Down,
+    /// The path between site1 and site2 is cut; the witness still sees both.
+    Partition,
+    /// The acting leader is paused (SIGSTOP) past its lease.
+    LeaderFrozen,
+    /// The acting leader is killed (SIGKILL) and started again at the heal.
+    LeaderKilled,
+    /// The acting leader's connections to every NATS node are blackholed.
+    LeaderCutFromBus,
+    /// One NATS node (at random) is stopped.
+    NatsNodeDown,
+    /// Every controller's DNS API connections are reset.
+    DnsApiResets,
+    /// Every database is activated in the other site, and back at the heal.
+    DagSwitchover,
+}
+
+const CHAOS: [Chaos; 9] = [
+    Chaos::Site1Down,
+    Chaos::Site2Down,
+    Chaos::Partition,
+    Chaos::LeaderFrozen,
+    Chaos::LeaderKilled,
+    Chaos::LeaderCutFromBus,
+    Chaos::NatsNodeDown,
+    Chaos::DnsApiResets,
+    Chaos::DagSwitchover,
+];
+
+/// How long the soak runs: `SITEWARDEN_SOAK_MINUTES` (set by `./scripts/test --soak MINUTES`)
+/// gives faults 60 s on / 60 s off for that long; without it, a short round of three faults,
+/// 10 s on / 10 s off, runs in CI. `SITEWARDEN_SOAK_SEED` replays a run.
+struct SoakPlan {
+    length: Duration,
+    min_faults: usize,
+    on: Duration,
+    off: Duration,
+    seed: u64,
+}
+
+impl SoakPlan {
+    fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let seed = var("SITEWARDEN_SOAK_SEED")
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("SITEWARDEN_SOAK_SEED={v:?}: give a whole number"))
+            })
+            .unwrap_or_else(rand::random);
+        match var("SITEWARDEN_SOAK_MINUTES") {
+            Some(m) => {
+                let minutes: f64 = m
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|m: &f64| *m > 0.0)
+                    .unwrap_or_else(|| {
+                        panic!("SITEWARDEN_SOAK_MINUTES={m:?}: give a positive number of minutes")
+                    });
+                Self {
+                    length: Duration::from_secs_f64(minutes * 60.0),
+                    min_faults: 1,
+                    on: Duration::from_secs(60),
+                    off: Duration::from_secs(60),
+                    seed,
+                }
+            }
+            None => Self {
+                length: Duration::ZERO,
+                min_faults: 3,
+                on: Duration::from_secs(10),
+                off: Duration::from_secs(10),
+                seed,
+            },
+        }
+    }
+}
+
+/// Injects `chaos`; returns the index it was aimed at (a controller or a NATS node), if any.
+async fn inject(lab: &mut HaLab, chaos: Chaos, rng: &mut rand::rngs::StdRng) -> Option<usize> {
+    match chaos {
+        Chaos::Site1Down => lab.site1_dies().await,
+        Chaos::Site2Down => {
+            for cas in &lab.cas[2..] {
+                cas.set(Behaviour::Down).await.unwrap();
+            }
+        }
+        Chaos::Partition => lab.cross_site(ProxyFault::Blackhole),
+        Chaos::LeaderFrozen => {
+            let i = lab.leader().await;
+            lab.controllers[i].signal(Signal::Stop).await;
+            return Some(i);
+        }
+        Chaos::LeaderKilled => {
+            let i = lab.leader().await;
+            lab.controllers[i].kill().await;
+            return Some(i);
+        }
+        Chaos::LeaderCutFromBus => {
+            let i = lab.leader().await;
+            lab.controllers[i].bus_path(ProxyFault::Blackhole);
+            return Some(i);
+        }
+        Chaos::NatsNodeDown => {
+            let k = rng.random_range(0..3);
+            lab.cluster().node(k).stop().await.unwrap();
+            return Some(k);
+        }
+        Chaos::DnsApiResets => {
+            for c in &lab.controllers {
+                c.proxy.set(ProxyFault::Reset);
+            }
+        }
+        Chaos::DagSwitchover => lab.dag.as_ref().unwrap().activate_all("EX03").unwrap(),
+    }
+    None
+}
+
+/// Undoes what [`inject`] did.
+async fn heal(lab: &mut HaLab, chaos: Chaos, target: Option<usize>) {
+    let i = target.unwrap_or(0);
+    match chaos {
+        Chaos::Site1Down => lab.site1_recovers().await,
+        Chaos::Site2Down => {
+            for cas in &lab.cas[2..] {
+                cas.set(Behaviour::Healthy).await.unwrap();
+            }
+        }
+        Chaos::Partition => lab.cross_site(ProxyFault::Pass),
+        Chaos::LeaderFrozen => lab.controllers[i].signal(Signal::Cont).await,
+        Chaos::LeaderKilled => lab.controllers[i].restart(),
+        Chaos::LeaderCutFromBus => lab.controllers[i].bus_path(ProxyFault::Pass),
+        Chaos::NatsNodeDown => lab.cluster().node(i).restart().await.unwrap(),
+        Chaos::DnsApiResets => {
+            for c in &lab.controllers {
+                c.proxy.set(ProxyFault::Pass);
+            }
+        }
+        Chaos::DagSwitchover => lab.dag.as_ref().unwrap().activate_all("EX01").unwrap(),
+    }
+}
+
+/// The soak: random faults on and off, then everything healed; afterwards there is one leader,
+/// both names are back where the rules put them, and the whole history keeps every invariant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s14_random_faults_keep_every_invariant() {
+    let plan = SoakPlan::from_env();
+    eprintln!(
+        "soak: seed {} (SITEWARDEN_SOAK_SEED={} replays the order), {:?} on / {:?} off",
+        plan.seed, plan.seed, plan.on, plan.off
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed);
+    let mut lab = HaLab::start_cluster(LabOptions {
+        cross_site_proxies: true,
+        nats_proxies: true,
+        dag: true,
+        provider_extra: "request_timeout = \"3s\"".into(),
+        ..LabOptions::default()
+    })
+    .await;
+    let leader = lab.leader().await;
+    lab.more_events(leader, 10.0).await;
+    let start = Instant::now();
+    let mut injected = Vec::new();
+    while injected.len() < plan.min_faults || start.elapsed() < plan.length {
+        let chaos = CHAOS[rng.random_range(0..CHAOS.len())];
+        let target = inject(&mut lab, chaos, &mut rng).await;
+        eprintln!("[{:>7.1?}] on:  {chaos:?} {target:?}", start.elapsed());
+        // A soak holds each fault for a stretch of wall-clock time by design; nothing is
+        // awaited here, so this is pacing, not a wait for a condition.
+        tokio::time::sleep(plan.on).await;
+        heal(&mut lab, chaos, target).await;
+        eprintln!("[{:>7.1?}] off: {chaos:?}", start.elapsed());
+        injected.push(chaos);
+        tokio::time::sleep(plan.off).await;
+    }
+
+    // Everything healed: one leader, and both names settle where the rules put them (mail on
+    // the round-robin after `failback_after`, owa on the DAG's site again).
+    let leader = lab.leader().await;
+    let settle = Duration::from_secs(30 + 60);
+    wait_for(
+        "mail back on the round-robin and owa on site1",
+        settle,
+        || async {
+            (lab.record().0 == RR && lab.record_of(OWA).0 == "owa-site1.example.com").then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e} (seed {}, faults {injected:?}): mail {:?}, owa {:?}\n{}",
+            plan.seed,
+            lab.record(),
+            lab.record_of(OWA),
+            lab.logs()
+        )
+    });
+    lab.more_events(leader, 20.0).await;
+    let h = invariants_hold(&lab).await;
+    eprintln!(
+        "soak: {} faults {injected:?}, {} record writes, {} audit records, seed {}",
+        injected.len(),
+        lab.successful_patches().len(),
+        h.len(),
+        plan.seed
+    );
 }

@@ -303,7 +303,14 @@ impl Engine {
 
     fn notify_edge(&self, state: &mut State, out: &mut Vec<Command>) {
         state.edge_generation += 1;
-        out.push(Command::NotifyEdge(EdgeNotice {
+        out.push(Command::NotifyEdge(Self::edge_notice(state)));
+    }
+
+    /// The edge notice for how things stand, under the latest notice generation (no new one):
+    /// what a controller that has just become the acting leader publishes, so the edge hears
+    /// from the new epoch even when nothing changed since the last notice.
+    pub fn edge_notice(state: &State) -> EdgeNotice {
+        EdgeNotice {
             generation: state.edge_generation,
             active_sites: state
                 .dags
@@ -315,7 +322,7 @@ impl Engine {
                 .iter()
                 .map(|(s, st)| (s.clone(), st.verdict))
                 .collect(),
-        }));
+        }
     }
 
     /// The health half of a tick: recount every component, re-judge every site, expire DAGs,

@@ -3,7 +3,10 @@
 //! The first alert about a subject goes out at once and opens a burst window for that subject.
 //! Further alerts about it inside the window are counted, not sent; when the window closes, one
 //! summary ("N more alerts about X in the last M s", with the latest alert; a lone alert is sent
-//! as itself) goes out and a new window opens, so a flapping observer yields one message per window, not one per flap. Outside
+//! as itself) goes out and a new window opens, so a flapping observer yields one message per window, not one per flap.
+//! An alert more severe than anything sent about its subject in the window is not held back: it
+//! goes out at once (a Degraded warning must not delay the Down page by a minute) and stands for
+//! what was folded before it. Outside
 //! a window, an alert identical (kind and text) to the last one sent about its subject within
 //! the de-duplication window is dropped. Time arrives as [`Instant`] values, so tests drive it.
 
@@ -69,6 +72,8 @@ struct Burst {
     severity: Severity,
     /// The latest of them.
     latest: Option<Alert>,
+    /// The highest severity sent about the subject since the window opened.
+    sent: Severity,
 }
 
 /// De-duplicates and aggregates alerts; see the module documentation.
@@ -100,6 +105,18 @@ impl Shaper {
             out.extend(close(st, w, now));
         }
         if let Some(b) = &mut st.burst {
+            if alert.severity > b.sent {
+                // Escalation: out at once; it says how things stand now, so what was folded
+                // before it is not summarised again.
+                self.aggregated -= u64::from(b.count);
+                b.sent = alert.severity;
+                b.count = 0;
+                b.severity = Severity::Info;
+                b.latest = None;
+                st.last_sent = Some((alert.kind, alert.text.clone(), now));
+                out.push(Shaped::Alert(alert));
+                return out;
+            }
             b.count += 1;
             b.severity = b.severity.max(alert.severity);
             b.latest = Some(alert);
@@ -119,6 +136,7 @@ impl Shaper {
             count: 0,
             severity: alert.severity,
             latest: None,
+            sent: alert.severity,
         });
         out.push(Shaped::Alert(alert));
         out
@@ -170,6 +188,12 @@ fn close(st: &mut Subject, w: Windows, now: Instant) -> Option<Shaped> {
         count: 0,
         severity: Severity::Info,
         latest: None,
+        // What this close sends: the lone alert's severity, or the summary's.
+        sent: if b.count == 1 {
+            latest.severity
+        } else {
+            b.severity
+        },
     });
     if b.count == 1 {
         // One alert is not a burst: send it as itself (a resolution then reads as one).
@@ -292,6 +316,42 @@ mod tests {
             s.due(t0 + Duration::from_secs(60)),
             vec![Shaped::Alert(resolved)]
         );
+    }
+
+    #[test]
+    fn notify_an_escalation_inside_the_window_goes_out_at_once_then_folds_again() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(Windows::default());
+        let degraded = alert(
+            AlertKind::SiteVerdict,
+            Severity::Warning,
+            "site1",
+            "site site1 is Degraded",
+        );
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(s.offer(up(), at(0)), vec![Shaped::Alert(up())]);
+        assert_eq!(
+            s.offer(degraded.clone(), at(100)),
+            vec![Shaped::Alert(degraded.clone())]
+        );
+        // Same severity again: folded.
+        assert!(s.offer(degraded.clone(), at(200)).is_empty());
+        assert_eq!(s.offer(down(), at(300)), vec![Shaped::Alert(down())]);
+        // Nothing more severe than Critical: the flapping that follows is folded as before.
+        for i in 0..10 {
+            let a = if i % 2 == 0 { up() } else { down() };
+            assert!(s.offer(a, at(400 + i * 100)).is_empty());
+        }
+        let summary = s.due(t0 + Duration::from_secs(60));
+        let [Shaped::Summary { count, latest, .. }] = summary.as_slice() else {
+            panic!("{summary:?}");
+        };
+        assert_eq!(
+            (*count, latest),
+            (10, &down()),
+            "the folded Degraded is superseded"
+        );
+        assert_eq!(s.aggregated, 10);
     }
 
     #[test]

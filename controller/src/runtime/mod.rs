@@ -217,14 +217,18 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         tasks.track(tokio::spawn(async move {
             use crate::engine::{AlertKind, Severity};
             let mut last: Option<(bool, u64)> = None;
-            let mut was_lost = false;
+            // Whether a bus_lost alert is out (and so needs its resolution).
+            let mut lost_raised = false;
+            // Whether the bus has answered once: until then a missing bus is start-up, not news.
+            let mut answered = false;
             let mut lost_since = Utc::now();
             loop {
                 let now = watch.borrow_and_update().clone();
                 let bus_lost = now.role == Role::Unknown;
-                // Settles in a moment at start; only a loss after the first answer is news.
-                if bus_lost && !was_lost && last.is_some() {
+                answered |= !bus_lost;
+                if bus_lost && answered && !lost_raised {
                     lost_since = Utc::now();
+                    lost_raised = true;
                     raise(
                         Severity::Critical,
                         AlertKind::BusLost,
@@ -232,7 +236,8 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
                          and no DNS change will be made until the bus answers"
                             .to_owned(),
                     );
-                } else if !bus_lost && was_lost && last.is_some() {
+                } else if !bus_lost && lost_raised {
+                    lost_raised = false;
                     raise(
                         Severity::Info,
                         AlertKind::Resolved,
@@ -242,7 +247,6 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
                         ),
                     );
                 }
-                was_lost = bus_lost;
                 let view = (now.acting, now.epoch.unwrap_or(0));
                 if let Some((was_acting, _)) = last
                     && was_acting != view.0
@@ -413,6 +417,8 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         routes = routes.merge(slack::router(operator_api, slack));
     }
     let _ = late_routes.set(routes);
+    // The epoch in which the edge was last told how things stand.
+    let mut edge_told_in: Option<u64> = None;
     loop {
         let mut override_id = None;
         let input = tokio::select! {
@@ -451,6 +457,15 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
             }));
         }
         let epoch = lease_handle.is_acting_now();
+        let mut commands = commands;
+        if epoch.is_some() && epoch != edge_told_in {
+            // A new term: tell the edge how things stand under this epoch, even if the engine
+            // decided everything while we were still standby (or before we led at all).
+            edge_told_in = epoch;
+            if !commands.iter().any(|c| matches!(c, Command::NotifyEdge(_))) {
+                commands.push(Command::NotifyEdge(Engine::edge_notice(&state)));
+            }
+        }
         for cmd in commands {
             if let Command::Alert(a) = &cmd
                 && epoch.is_some()

@@ -2,19 +2,23 @@
 //! (killed on drop) that write DNS through the Cloudflare emulator, each through its own
 //! [`FaultProxy`] so one controller's API traffic can be delayed or cut without touching the
 //! other's; in-process agents probing emulated Exchange servers; a real nats-server (one node or
-//! a 3-node cluster).
+//! a 3-node cluster); a loopback receiver for the alert webhook and one for the signed edge
+//! webhook; optionally a DAG collected by the site1 agent with a name that follows it, and a
+//! fault proxy between each controller and each NATS node.
 
 #![allow(dead_code)] // not every scenario uses every helper
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use sitewarden_tests::cloudflare::{Call, CloudflareEmulator};
+use sitewarden_tests::dag::{DagEmulator, Shape};
 use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer};
 use sitewarden_tests::fault_proxy::FaultProxy;
 use sitewarden_tests::nats_server::{NatsCluster, NatsServer};
+use sitewarden_tests::receiver::Receiver;
 use sitewarden_tests::signals::{self, Signal};
 use sitewarden_tests::wait_for;
 use tempfile::TempDir;
@@ -30,6 +34,10 @@ pub const TOKEN: &str = "cf-ha-token-8c21d4";
 pub const SEED_COMMENT: &str = "sitewarden epoch=0 gen=0";
 /// The leader lease of the lab's controllers.
 pub const LEASE: Duration = Duration::from_secs(2);
+/// The name that follows DAG1's mailboxes (with [`LabOptions::dag`]).
+pub const OWA: &str = "owa.example.com";
+/// The edge webhook's HMAC key.
+pub const EDGE_SECRET: &str = "lab-edge-secret-5f0c2a9e71d4";
 
 /// The bus: one node or a cluster.
 pub enum Bus {
@@ -63,6 +71,12 @@ pub struct LabOptions {
     /// (`HaLab::cross_site`), so the path between the sites can be cut while the witness still
     /// sees both.
     pub cross_site_proxies: bool,
+    /// Connect each controller to each NATS node through its own [`FaultProxy`]
+    /// (`HaLab::cut_from_bus`), so one controller can be cut off from the bus.
+    pub nats_proxies: bool,
+    /// DAG1 (DB01, DB02 on EX01, EX02 in site1 and EX03, EX04 in site2, active on EX01), collected
+    /// by the site1 agent every 500 ms, and a second name [`OWA`] with `follow = "mailbox"`.
+    pub dag: bool,
 }
 
 impl Default for LabOptions {
@@ -73,6 +87,8 @@ impl Default for LabOptions {
             controllers: 2,
             controller_extra: String::new(),
             cross_site_proxies: false,
+            nats_proxies: false,
+            dag: false,
         }
     }
 }
@@ -85,9 +101,12 @@ pub struct ControllerProc {
     pub http: SocketAddr,
     /// Its Cloudflare API traffic goes through this proxy.
     pub proxy: FaultProxy,
+    /// With [`LabOptions::nats_proxies`]: its path to each NATS node.
+    pub nats: Vec<FaultProxy>,
     child: Child,
     pid: u32,
     log: PathBuf,
+    config: PathBuf,
 }
 
 impl ControllerProc {
@@ -121,6 +140,22 @@ impl ControllerProc {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
 
+    /// Starts the process again with the same configuration (after [`ControllerProc::kill`]);
+    /// its log continues in the same file.
+    pub fn restart(&mut self) {
+        let (child, pid) = spawn_controller(&self.config, &self.log);
+        self.child = child;
+        self.pid = pid;
+    }
+
+    /// Sets this controller's path to every NATS node (needs [`LabOptions::nats_proxies`]).
+    pub fn bus_path(&self, fault: sitewarden_tests::fault_proxy::Fault) {
+        assert!(!self.nats.is_empty(), "started without nats_proxies");
+        for p in &self.nats {
+            p.set(fault);
+        }
+    }
+
     /// The last lines of the process's log, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -142,6 +177,12 @@ pub struct HaLab {
     /// With `cross_site_proxies`: the site1 agent's paths to cas3 and cas4, then the site2
     /// agent's paths to cas1 and cas2.
     pub cross_site: Vec<FaultProxy>,
+    /// With [`LabOptions::dag`]: DAG1, as the site1 agent's collector reads it.
+    pub dag: Option<DagEmulator>,
+    /// The controllers' `[[alerts]]` webhook (every severity), at `/alerts`.
+    pub alerts: Receiver,
+    /// The controllers' `[[edge.webhooks]]` endpoint, at `/edge`, signed with [`EDGE_SECRET`].
+    pub edge: Receiver,
     agents: Vec<RunningAgent>,
     dir: TempDir,
 }
@@ -171,8 +212,30 @@ impl HaLab {
             false,
             Some(SEED_COMMENT),
         );
+        let dag = opts.dag.then(|| {
+            cf.add_cname(
+                &zone,
+                OWA,
+                "owa-site1.example.com",
+                60,
+                false,
+                Some(SEED_COMMENT),
+            );
+            DagEmulator::two_sites(&["DB01", "DB02"], &["EX01", "EX02"], &["EX03", "EX04"])
+        });
         let token = dir.path().join("cloudflare.token");
         std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let alerts = Receiver::start().await.unwrap();
+        let edge = Receiver::start().await.unwrap();
+        let wiring = Wiring {
+            zone: zone.clone(),
+            token: token.clone(),
+            alerts_url: dir.path().join("alerts.url"),
+            edge_url: edge.url("/edge"),
+            edge_secret: dir.path().join("edge.secret"),
+        };
+        std::fs::write(&wiring.alerts_url, alerts.url("/alerts")).unwrap();
+        std::fs::write(&wiring.edge_secret, EDGE_SECRET).unwrap();
         let mut cas = Vec::new();
         for i in 0..4 {
             cas.push(
@@ -203,7 +266,15 @@ impl HaLab {
                     cross_site.push(proxy);
                 }
             }
-            agents.push(RunningAgent::start(&agent_toml(id, site, &servers, &addrs)));
+            let mut toml = agent_toml(id, site, &servers, &addrs);
+            if let (Some(dag), "site1") = (&dag, site) {
+                let command = dag.as_command(Shape::Ps7, dir.path()).unwrap();
+                toml.push_str(&format!(
+                    "\n[[dbcopy]]\nname = \"dag1\"\ndag = \"DAG1\"\ncommand = [{}]\ninterval = \"500ms\"\ntimeout = \"5s\"\n",
+                    toml_list(&command)
+                ));
+            }
+            agents.push(RunningAgent::start(&toml));
         }
         let cf_addr: SocketAddr = cf
             .api_url()
@@ -213,10 +284,26 @@ impl HaLab {
             .unwrap()
             .parse()
             .unwrap();
-        let binary = crate::common::binary("sitewarden-controller");
         let mut controllers = Vec::new();
         for id in ["ctl-a", "ctl-b"].iter().take(opts.controllers) {
             let proxy = FaultProxy::start(cf_addr).await.unwrap();
+            let mut nats = Vec::new();
+            if opts.nats_proxies {
+                for url in bus.urls() {
+                    let node: SocketAddr = url.trim_start_matches("nats://").parse().unwrap();
+                    nats.push(FaultProxy::start(node).await.unwrap());
+                }
+            }
+            let servers = if nats.is_empty() {
+                servers.clone()
+            } else {
+                toml_list(
+                    &nats
+                        .iter()
+                        .map(|p| format!("nats://{}", p.addr()))
+                        .collect::<Vec<_>>(),
+                )
+            };
             let http = free_addr();
             let api_url = format!(
                 "http://{}{}",
@@ -226,31 +313,20 @@ impl HaLab {
             let config = dir.path().join(format!("{id}.toml"));
             std::fs::write(
                 &config,
-                controller_toml(id, http, &servers, &zone, &token, &api_url, &opts),
+                controller_toml(id, http, &servers, &api_url, &wiring, &opts),
             )
             .unwrap();
             let log = dir.path().join(format!("{id}.log"));
-            let out = std::fs::File::create(&log).unwrap();
-            let err = out.try_clone().unwrap();
-            let child = Command::new(&binary)
-                .arg("run")
-                .arg("--config")
-                .arg(&config)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(out))
-                .stderr(Stdio::from(err))
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap();
-            let pid = child.id().unwrap();
+            let (child, pid) = spawn_controller(&config, &log);
             controllers.push(ControllerProc {
                 id: (*id).to_owned(),
                 http,
                 proxy,
+                nats,
                 child,
                 pid,
                 log,
+                config,
             });
         }
         let lab = HaLab {
@@ -259,6 +335,9 @@ impl HaLab {
             cas,
             controllers,
             cross_site,
+            dag,
+            alerts,
+            edge,
             agents,
             dir,
         };
@@ -317,7 +396,12 @@ impl HaLab {
 
     /// The record's (content, comment).
     pub fn record(&self) -> (String, Option<String>) {
-        let r = self.cf.record(NAME).expect("the record exists");
+        self.record_of(NAME)
+    }
+
+    /// `name`'s (content, comment).
+    pub fn record_of(&self, name: &str) -> (String, Option<String>) {
+        let r = self.cf.record(name).expect("the record exists");
         (r.content, r.comment)
     }
 
@@ -483,13 +567,62 @@ fn agent_toml(id: &str, site: &str, servers: &str, cas: &[SocketAddr]) -> String
     )
 }
 
+/// What every controller of the lab is wired to: the provider, and where alerts and edge
+/// notices go.
+struct Wiring {
+    zone: String,
+    /// A file holding the Cloudflare token.
+    token: PathBuf,
+    /// A file holding the alert webhook's URL (a secret, as in production).
+    alerts_url: PathBuf,
+    edge_url: String,
+    /// A file holding [`EDGE_SECRET`].
+    edge_secret: PathBuf,
+}
+
+/// Starts `sitewarden-controller run --config CONFIG`, appending its output to `log`.
+fn spawn_controller(config: &Path, log: &Path) -> (Child, u32) {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let err = out.try_clone().unwrap();
+    let child = Command::new(crate::common::binary("sitewarden-controller"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    (child, pid)
+}
+
+/// DAG1's mailbox servers and the name that follows it (with [`LabOptions::dag`]).
+const DAG_TOML: &str = r#"
+[[dags]]
+name = "DAG1"
+servers = { EX01 = "site1", EX02 = "site1", EX03 = "site2", EX04 = "site2" }
+
+[[namespaces]]
+name = "owa.example.com"
+ttl = "60s"
+follow = "mailbox"
+dag = "DAG1"
+targets = { site1 = "owa-site1.example.com", site2 = "owa-site2.example.com" }
+"#;
+
 fn controller_toml(
     id: &str,
     http: SocketAddr,
     servers: &str,
-    zone: &str,
-    token: &std::path::Path,
     api_url: &str,
+    wiring: &Wiring,
     opts: &LabOptions,
 ) -> String {
     format!(
@@ -514,12 +647,27 @@ api_url = "{api_url}"
 [ha]
 lease = "{lease}ms"
 
-{decisions}"#,
+[[alerts]]
+kind = "webhook"
+url = {{ file = "{alerts_url}" }}
+min_severity = "info"
+
+[[edge.webhooks]]
+name = "lab-edge"
+url = "{edge_url}"
+secret = {{ file = "{edge_secret}" }}
+
+{decisions}{dag}"#,
         decisions =
             sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
+        dag = if opts.dag { DAG_TOML } else { "" },
+        zone = wiring.zone,
+        alerts_url = wiring.alerts_url.display(),
+        edge_url = wiring.edge_url,
+        edge_secret = wiring.edge_secret.display(),
         replicas = opts.replicas,
         controller_extra = opts.controller_extra,
-        token = token.display(),
+        token = wiring.token.display(),
         extra = opts.provider_extra,
         lease = LEASE.as_millis(),
     )

@@ -115,12 +115,16 @@ pub fn alerts<'a>(history: &'a [Value], kind: &'a str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// The sites a candidate target of `sitewarden_tests::lab::two_site_decisions` requires.
+/// The sites a target of the lab requires: the candidates of
+/// `sitewarden_tests::lab::two_site_decisions` and the follow targets of `LabOptions::dag`.
 pub fn target_sites(target: &str) -> Option<Vec<&'static str>> {
     match target {
         "mail-rr.example.com" => Some(vec!["site1", "site2"]),
         "mail-site1.example.com" => Some(vec!["site1"]),
         "mail-site2.example.com" => Some(vec!["site2"]),
+        // The name that follows DAG1 (`LabOptions::dag`).
+        "owa-site1.example.com" => Some(vec!["site1"]),
+        "owa-site2.example.com" => Some(vec!["site2"]),
         _ => None,
     }
 }
@@ -468,4 +472,54 @@ pub fn hostile_events(subject: &str, real: &Value) -> Vec<(String, Vec<u8>, &'st
         "future timestamp",
     ));
     out
+}
+
+/// The alerts the lab's webhook sink received (`sitewarden.alert.v1` bodies), in order.
+pub fn webhook_alerts(lab: &HaLab) -> Vec<Value> {
+    lab.alerts.requests().iter().map(|r| r.json()).collect()
+}
+
+/// The edge notices the lab's edge endpoint received, in order; panics if one does not carry a
+/// valid signature by [`crate::controllers::EDGE_SECRET`] or is not a v1 notice.
+pub fn edge_notices(lab: &HaLab) -> Vec<sitewarden_shared::edge::EdgeNotification> {
+    use sitewarden_controller::edge::signature;
+    lab.edge
+        .requests()
+        .iter()
+        .map(|r| {
+            let header = |name: &str| r.header(&name.to_ascii_lowercase()).to_owned();
+            signature::verify(
+                crate::controllers::EDGE_SECRET.as_bytes(),
+                &header(signature::TIMESTAMP_HEADER),
+                &r.body,
+                &header(signature::SIGNATURE_HEADER),
+                Utc::now(),
+                signature::DEFAULT_REPLAY_WINDOW,
+            )
+            .unwrap_or_else(|e| panic!("an edge notice that does not verify ({e}): {r:?}"));
+            sitewarden_shared::edge::EdgeNotification::decode(&r.body)
+                .unwrap_or_else(|e| panic!("an edge body that is not a notice ({e}): {r:?}"))
+        })
+        .collect()
+}
+
+/// Waits until the edge endpoint has received a verified notice naming `site` as `dag`'s
+/// active site and returns it.
+pub async fn edge_says(
+    lab: &HaLab,
+    dag: &str,
+    site: &str,
+) -> sitewarden_shared::edge::EdgeNotification {
+    sitewarden_tests::wait_for(
+        &format!("an edge notice: {dag} active in {site}"),
+        DEADLINE,
+        || async {
+            edge_notices(lab)
+                .into_iter()
+                .rev()
+                .find(|n| n.active_site(dag).is_some_and(|s| s.as_str() == site))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nreceived: {:#?}\n{}", lab.edge.requests(), lab.logs()))
 }
