@@ -4,7 +4,8 @@
 //! a [`FaultProxy`] instead of directly. [`FaultProxy::set`] changes the [`Fault`] for new *and*
 //! live connections at once: `Blackhole` swallows bytes in both directions (like a dropped
 //! link; nothing errors until the peers' own timeouts fire), `Reset` closes every connection
-//! with a TCP RST and refuses new ones, `Delay` adds latency to every chunk, `Pass` heals.
+//! with a TCP RST and refuses new ones, `Delay` adds latency to every chunk, `DropReplies` is
+//! one-way loss (requests reach the upstream, answers vanish), `Pass` heals.
 //! Bytes swallowed by a blackhole are lost, so a protocol stream may be corrupt after healing;
 //! NATS and HTTP clients notice and reconnect.
 
@@ -31,6 +32,9 @@ pub enum Fault {
     Reset,
     /// Forward everything, each chunk after this delay.
     Delay(Duration),
+    /// One-way loss: forward what clients send, discard every reply. Requests land upstream,
+    /// their answers are lost (the classic "did my write happen?").
+    DropReplies,
 }
 
 /// A running proxy on a random loopback port. Closes everything when dropped.
@@ -155,7 +159,7 @@ async fn connection(
                     r = client.read(&mut buf) => if matches!(r, Ok(0) | Err(_)) { return },
                 }
             }
-            Fault::Pass | Fault::Delay(_) => break,
+            Fault::Pass | Fault::Delay(_) | Fault::DropReplies => break,
         }
     }
     let Ok(mut server) = TcpStream::connect(upstream).await else {
@@ -167,8 +171,15 @@ async fn connection(
         let (sr, sw) = server.split();
         let link = stop.child_token();
         tokio::join!(
-            pump(cr, sw, fault.clone(), &link, &reset_seen),
-            pump(sr, cw, fault, &link, &reset_seen),
+            pump(
+                cr,
+                sw,
+                Direction::Request,
+                fault.clone(),
+                &link,
+                &reset_seen
+            ),
+            pump(sr, cw, Direction::Reply, fault, &link, &reset_seen),
         );
     }
     if reset_seen.is_cancelled() {
@@ -182,10 +193,20 @@ fn reset(s: &TcpStream) {
     s.set_zero_linger().ok();
 }
 
+/// Which way a [`pump`] copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Client → upstream.
+    Request,
+    /// Upstream → client.
+    Reply,
+}
+
 /// Copies `from` → `to` under the current fault until EOF, an error, a reset or `link` ends.
 async fn pump<R, W>(
     mut from: R,
     mut to: W,
+    direction: Direction,
     mut fault: watch::Receiver<Fault>,
     link: &CancellationToken,
     reset_seen: &CancellationToken,
@@ -224,6 +245,8 @@ async fn pump<R, W>(
         let current = *fault.borrow_and_update();
         let delay = match current {
             Fault::Blackhole => continue,
+            Fault::DropReplies if direction == Direction::Reply => continue,
+            Fault::DropReplies => None,
             Fault::Reset => {
                 reset_seen.cancel();
                 link.cancel();
@@ -322,6 +345,50 @@ mod tests {
             round_trip(&mut healed, b"y", Duration::from_secs(5))
                 .await
                 .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn drop_replies_lets_requests_land_and_loses_the_answers() {
+        // An upstream that counts what it received and answers each byte.
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let upstream = l.local_addr().unwrap();
+        let landed = Arc::new(AtomicUsize::new(0));
+        let count = landed.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n @ 1..) = s.read(&mut buf).await {
+                        count.fetch_add(n, Ordering::SeqCst);
+                        if s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let proxy = FaultProxy::start(upstream).await.unwrap();
+        proxy.set(Fault::DropReplies);
+        let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(
+            round_trip(&mut s, b"write", Duration::from_millis(300)).await,
+            None,
+            "the answer is lost"
+        );
+        crate::wait_for("the request upstream", Duration::from_secs(5), || async {
+            (landed.load(Ordering::SeqCst) == 5).then_some(())
+        })
+        .await
+        .unwrap();
+        proxy.set(Fault::Pass);
+        let mut healed = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(
+            round_trip(&mut healed, b"again", Duration::from_secs(5))
+                .await
+                .unwrap(),
+            b"again"
         );
     }
 

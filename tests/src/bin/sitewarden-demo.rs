@@ -1,17 +1,19 @@
 //! `sitewarden-demo`: the README's first command — a real two-site failover, end to end, on
 //! loopback and embedded defaults.
 //!
-//! Starts a real nats-server, two emulated Exchange sites (two HTTPS client-access servers each,
-//! certificates from a throw-away CA), three agents (site1, site2, witness), the controller
-//! with its built-in authoritative DNS server for `failover.example.com`, and a local webhook
-//! that receives the alerts. Then it narrates: both sites healthy (`dig` shows
+//! Starts a 3-node NATS JetStream cluster (one node per location: site1, site2, witness), two
+//! emulated Exchange sites (two HTTPS client-access servers each, certificates from a throw-away
+//! CA), three agents (site1, site2, witness), the controller pair (one per site, leader lease in
+//! JetStream KV), each serving the built-in authoritative DNS for `failover.example.com`, and
+//! local receivers for the alert webhook and the signed edge webhook. Then it narrates: both
+//! sites healthy (`dig` shows
 //! mail.failover.example.com → mail-rr), site1's client-access servers die, the controller
 //! confirms and moves the CNAME to mail-site2 (timed from the fault to the DNS answer), the
 //! alert and the edge notification are shown, site1 recovers and the name fails back after the
 //! (shortened) stable window. Everything is cleaned up on exit; the last line is a JSON summary.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -22,7 +24,8 @@ use sitewarden_controller::runtime::settings::RuntimeSettings;
 use sitewarden_controller::runtime::{self, Runtime};
 use sitewarden_shared::config::Source;
 use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer, TestCa};
-use sitewarden_tests::nats_server::{NatsServer, free_port};
+use sitewarden_tests::nats_server::{NatsCluster, free_port};
+use sitewarden_tests::receiver::Receiver;
 use tokio_util::sync::CancellationToken;
 
 const NAME: &str = "mail.failover.example.com";
@@ -76,30 +79,12 @@ async fn until_dns(server: SocketAddr, want: &str, deadline: Duration) -> anyhow
     }
 }
 
-async fn webhook() -> anyhow::Result<(SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>)> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let kept = got.clone();
-    let app = axum::Router::new().route(
-        "/alerts",
-        axum::routing::post(move |body: String| {
-            let kept = kept.clone();
-            async move {
-                if let Ok(v) = serde_json::from_str(&body) {
-                    kept.lock().unwrap_or_else(|p| p.into_inner()).push(v);
-                }
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((addr, got))
-}
-
 /// `(severity, text)` of every alert in the audit stream recorded at or after `since`.
-async fn audit_alerts(url: &str, since: chrono::DateTime<chrono::Utc>) -> Vec<(String, String)> {
-    let Ok(client) = async_nats::connect(url).await else {
+async fn audit_alerts(
+    urls: &[String],
+    since: chrono::DateTime<chrono::Utc>,
+) -> Vec<(String, String)> {
+    let Ok(client) = async_nats::connect(urls).await else {
         return Vec::new();
     };
     let js = async_nats::jetstream::new(client);
@@ -137,6 +122,40 @@ async fn audit_alerts(url: &str, since: chrono::DateTime<chrono::Utc>) -> Vec<(S
     out
 }
 
+/// `urls` as a TOML list, the node of `site` first (each process talks to its own site's node
+/// and fails over to the others).
+fn nats_list(urls: &[String], sites: &[&str], site: &str) -> String {
+    let mut ordered: Vec<(&str, &String)> = sites.iter().copied().zip(urls).collect();
+    ordered.sort_by_key(|(s, _)| *s != site);
+    ordered
+        .iter()
+        .map(|(_, u)| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The current verdict code of `site` in a controller's metrics (1 = up).
+fn verdict_code(metrics: &Metrics, site: &str) -> Option<f64> {
+    let prefix = format!("sitewarden_controller_site_verdict_code{{site=\"{site}\"}} ");
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+}
+
+/// Polls `f` every 50 ms until it holds, or fails naming `what` after `deadline`.
+async fn until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !f() {
+        anyhow::ensure!(
+            start.elapsed() < deadline,
+            "{what}: not within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 fn agent_toml(id: &str, site: &str, nats: &str, ca: &str, cas: &[ExchangeServer]) -> String {
     format!(
         r#"
@@ -145,7 +164,7 @@ id = "{id}"
 site = "{site}"
 
 [nats]
-servers = ["{nats}"]
+servers = [{nats}]
 
 [defaults]
 interval = "2s"
@@ -181,24 +200,31 @@ site = "site2"
     )
 }
 
-fn controller_toml(
-    nats: &str,
+/// Where a controller of the demo listens and what it is wired to.
+struct Wiring {
+    id: String,
+    nats: String,
     dns: SocketAddr,
-    hook_file: &str,
     http: SocketAddr,
-    token_file: &str,
-) -> String {
+    hook_file: String,
+    edge_url: String,
+    edge_secret_file: String,
+    token_file: String,
+}
+
+fn controller_toml(w: &Wiring) -> String {
     format!(
         r#"
 [controller]
-id = "controller-site1"
+id = "{id}"
 listen = "{http}"
+replicas = 3
 
 [api]
 tokens = [{{ name = "demo", role = "admin", token = {{ file = "{token_file}" }} }}]
 
 [nats]
-servers = ["{nats}"]
+servers = [{nats}]
 
 [provider]
 kind = "builtin"
@@ -215,7 +241,20 @@ kind = "webhook"
 url = {{ file = "{hook_file}" }}
 min_severity = "warning"
 
+[[edge.webhooks]]
+name = "demo-edge"
+url = "{edge_url}"
+secret = {{ file = "{edge_secret_file}" }}
+
 {decisions}"#,
+        id = w.id,
+        http = w.http,
+        token_file = w.token_file,
+        nats = w.nats,
+        dns = w.dns,
+        hook_file = w.hook_file,
+        edge_url = w.edge_url,
+        edge_secret_file = w.edge_secret_file,
         decisions = sitewarden_tests::lab::two_site_decisions(
             &format!(
                 "interval = \"2s\"\nfall = {FALL}\nrise = 3\nhold_down = \"10s\"\nfailback_after = \"15s\"  # shortened for the demo (default 10m)"
@@ -224,6 +263,17 @@ min_severity = "warning"
         ),
     )
 }
+
+/// One controller of the pair, running in this process.
+struct Controller {
+    id: String,
+    dns: SocketAddr,
+    http: SocketAddr,
+    metrics: Arc<Metrics>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+const SITES: [&str; 3] = ["site1", "site2", "witness"];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -238,9 +288,10 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     say(
         start,
-        "starting nats-server (JetStream) and two emulated Exchange sites on 127.0.0.1",
+        "starting a 3-node NATS JetStream cluster (site1, site2, witness) and two emulated Exchange sites on 127.0.0.1",
     );
-    let nats = NatsServer::start().await?;
+    let cluster = NatsCluster::start_named(&SITES).await?;
+    let urls = cluster.urls();
     let ca = TestCa::new()?;
     let dir = tempfile::tempdir()?;
     let ca_path = dir.path().join("ca.pem");
@@ -260,10 +311,10 @@ async fn main() -> anyhow::Result<()> {
 
     // The record exists once, as with any DNS provider; sitewarden only ever moves it.
     {
-        let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await?);
+        let js = async_nats::jetstream::new(async_nats::connect(urls.as_slice()).await?);
         let store = sitewarden_controller::ha::ensure_bucket(
             &js,
-            sitewarden_controller::dns::bucket_spec(1),
+            sitewarden_controller::dns::bucket_spec(3),
         )
         .await?;
         sitewarden_controller::provider::builtin::BuiltinProvider::new(store)
@@ -271,11 +322,15 @@ async fn main() -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let (hook, alerts) = webhook().await?;
+    let alerts = Receiver::start().await?;
+    let edge_hook = Receiver::start().await?;
     let hook_file = dir.path().join("webhook.url");
-    std::fs::write(&hook_file, format!("http://{hook}/alerts"))?;
-    let dns: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let http: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    std::fs::write(&hook_file, alerts.url("/alerts"))?;
+    let edge_secret_file = dir.path().join("edge.secret");
+    std::fs::write(
+        &edge_secret_file,
+        format!("demo-edge-{:016x}", rand::random::<u64>()),
+    )?;
     // A throw-away admin token for the dashboard and the API of this lab only.
     let token = format!(
         "demo-{:016x}{:016x}",
@@ -295,7 +350,7 @@ async fn main() -> anyhow::Result<()> {
     ] {
         let cfg = AgentConfig::from_source(&Source::inline(
             &format!("{id}.toml"),
-            agent_toml(id, site, &nats.url(), &ca_str, &cas),
+            agent_toml(id, site, &nats_list(&urls, &SITES, site), &ca_str, &cas),
         ))?;
         agents.push(tokio::spawn(sitewarden_agent::run::run(
             cfg,
@@ -307,42 +362,72 @@ async fn main() -> anyhow::Result<()> {
         "agents started in site1, site2 and the witness; each probes both sites every 2s",
     );
 
-    let src = Source::inline(
-        "controller.toml",
-        controller_toml(
-            &nats.url(),
-            dns,
-            &hook_file.display().to_string(),
-            http,
-            &token_file.display().to_string(),
-        ),
-    );
-    let metrics = Arc::new(Metrics::new());
-    let controller = tokio::spawn(runtime::run(
-        Runtime {
-            config: ControllerConfig::load(&src)?,
-            settings: RuntimeSettings::load(&src)?,
-            provider: None,
-            metrics: metrics.clone(),
-        },
-        shutdown.clone(),
-    ));
-    let edge_client = async_nats::connect(nats.url()).await?;
+    let mut controllers = Vec::new();
+    for site in ["site1", "site2"] {
+        let w = Wiring {
+            id: format!("controller-{site}"),
+            nats: nats_list(&urls, &SITES, site),
+            dns: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            hook_file: hook_file.display().to_string(),
+            edge_url: edge_hook.url("/edge"),
+            edge_secret_file: edge_secret_file.display().to_string(),
+            token_file: token_file.display().to_string(),
+        };
+        let src = Source::inline(&format!("{}.toml", w.id), controller_toml(&w));
+        let metrics = Arc::new(Metrics::new());
+        let task = tokio::spawn(runtime::run(
+            Runtime {
+                config: ControllerConfig::load(&src)?,
+                settings: RuntimeSettings::load(&src)?,
+                provider: None,
+                metrics: metrics.clone(),
+            },
+            shutdown.clone(),
+        ));
+        controllers.push(Controller {
+            id: w.id,
+            dns: w.dns,
+            http: w.http,
+            metrics,
+            task,
+        });
+    }
+    let edge_client = async_nats::connect(urls.as_slice()).await?;
     let mut edge = edge_client.subscribe(runtime::EDGE_SUBJECT).await?;
 
-    until_dns(dns, "mail-rr.example.com", Duration::from_secs(20)).await?;
-    while metrics.acting.get() != 1 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Let the controller see both sites Up (rise) before the fault.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    let dns = controllers[0].dns;
+    until_dns(dns, "mail-rr.example.com", Duration::from_secs(30)).await?;
+    until("one acting controller", Duration::from_secs(30), || {
+        controllers
+            .iter()
+            .filter(|c| c.metrics.acting.get() == 1)
+            .count()
+            == 1
+    })
+    .await?;
+    let leader = controllers
+        .iter()
+        .position(|c| c.metrics.acting.get() == 1)
+        .unwrap_or(0);
+    // Both sites Up (rise) in the leader's eyes before the fault.
+    let lm = controllers[leader].metrics.clone();
+    until("both sites Up", Duration::from_secs(30), || {
+        verdict_code(&lm, "site1") == Some(1.0) && verdict_code(&lm, "site2") == Some(1.0)
+    })
+    .await?;
     say(
         start,
         &format!(
-            "controller acting (epoch {}); built-in DNS at {dns}",
-            metrics.epoch.get()
+            "{} acting (epoch {}), {} standing by; both serve DNS: {} and {}",
+            controllers[leader].id,
+            lm.epoch.get(),
+            controllers[1 - leader].id,
+            controllers[0].dns,
+            controllers[1].dns
         ),
     );
+    say(start, "both sites Up in the leader's view");
     say(
         start,
         &format!(
@@ -370,21 +455,24 @@ async fn main() -> anyhow::Result<()> {
             INTERVAL_S * f64::from(FALL)
         ),
     );
-    say(
-        start,
-        &format!(
-            "$ dig @{} -p {} {NAME} CNAME +short  ->  {}",
-            dns.ip(),
-            dns.port(),
-            dig(dns, NAME)
-        ),
-    );
+    for c in &controllers {
+        say(
+            start,
+            &format!(
+                "$ dig @{} -p {} {NAME} CNAME +short  ->  {}   ({})",
+                c.dns.ip(),
+                c.dns.port(),
+                dig(c.dns, NAME),
+                c.id
+            ),
+        );
+    }
 
     // What the humans were told: every alert the leader raised since the fault, from the audit
     // stream (the webhook sink receives the same alerts, de-duplicated and aggregated).
     let fault_at =
         chrono::Utc::now() - chrono::TimeDelta::from_std(killed.elapsed()).unwrap_or_default();
-    let raised = audit_alerts(&nats.url(), fault_at).await;
+    let raised = audit_alerts(&urls, fault_at).await;
     for (severity, text) in &raised {
         say(start, &format!("  ALERT [{severity}] {text}"));
     }
@@ -395,6 +483,14 @@ async fn main() -> anyhow::Result<()> {
     if let Some(e) = &last_edge {
         say(start, &format!("  EDGE {}: {e}", runtime::EDGE_SUBJECT));
     }
+    say(
+        start,
+        &format!(
+            "  EDGE webhook: {} signed notices delivered to {}",
+            edge_hook.len(),
+            edge_hook.url("/edge")
+        ),
+    );
 
     say(
         start,
@@ -413,12 +509,12 @@ async fn main() -> anyhow::Result<()> {
         ),
     );
 
-    let delivered = alerts.lock().unwrap_or_else(|p| p.into_inner()).len();
     say(
         start,
         &format!(
-            "{} alerts raised since the fault; {delivered} webhook deliveries (bursts are aggregated)",
-            raised.len()
+            "{} alerts raised since the fault; {} webhook deliveries (bursts are aggregated)",
+            raised.len(),
+            alerts.len()
         ),
     );
     let alert_count = raised.len();
@@ -429,25 +525,33 @@ async fn main() -> anyhow::Result<()> {
         "flipped_to": "mail-site2.example.com",
         "failback_s": (failback.as_secs_f64() * 100.0).round() / 100.0,
         "alerts": alert_count,
+        "leader": controllers[leader].id,
+        "nats_nodes": urls.len(),
+        "edge_webhooks": edge_hook.len(),
     });
     if keep {
+        let http = controllers[leader].http;
         println!("{summary}");
         println!();
         println!("The lab keeps running (Ctrl-C stops it and cleans up). Explore:");
         println!("  dashboard:  http://{http}/#token={token}");
-        println!(
-            "  DNS:        dig @{} -p {} {NAME} CNAME +short",
-            dns.ip(),
-            dns.port()
-        );
+        for c in &controllers {
+            println!(
+                "  DNS:        dig @{} -p {} {NAME} CNAME +short   ({})",
+                c.dns.ip(),
+                c.dns.port(),
+                c.id
+            );
+        }
         println!(
             "  API:        curl -s -H 'Authorization: Bearer {token}' http://{http}/api/v1/status"
         );
         println!(
-            "  CLI:        SITEWARDEN_URL=http://{http} SITEWARDEN_TOKEN={token} ./target/release/sitewarden status"
+            "  CLI:        SITEWARDEN_TOKEN={token} ./target/release/sitewarden --url http://{} --url http://{} status",
+            controllers[0].http, controllers[1].http
         );
         println!("  metrics:    curl -s http://{http}/metrics");
-        println!("  NATS:       {}", nats.url());
+        println!("  NATS:       {}", urls.join(" "));
         for (i, c) in cas.iter().enumerate() {
             println!(
                 "  cas{}:       https://{} (site{})",
@@ -460,12 +564,14 @@ async fn main() -> anyhow::Result<()> {
         say(start, "Ctrl-C: stopping the lab");
     }
     shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+    for c in controllers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), c.task).await;
+    }
     for a in agents {
         let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
     }
     drop(cas);
-    drop(nats);
+    drop(cluster);
     say(start, "lab stopped and cleaned up");
     println!("{summary}");
     Ok(())
