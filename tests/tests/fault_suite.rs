@@ -530,11 +530,16 @@ enum Chaos {
     NatsNodeDown,
     /// Every controller's DNS API connections are reset.
     DnsApiResets,
+    /// The acting leader's DNS API requests land, their answers are lost.
+    DnsRepliesLost,
+    /// site1 dies while the acting leader's DNS API answers are lost: the change it must make
+    /// lands, and it cannot know.
+    Site1DownRepliesLost,
     /// Every database is activated in the other site, and back at the heal.
     DagSwitchover,
 }
 
-const CHAOS: [Chaos; 9] = [
+const CHAOS: [Chaos; 11] = [
     Chaos::Site1Down,
     Chaos::Site2Down,
     Chaos::Partition,
@@ -543,13 +548,17 @@ const CHAOS: [Chaos; 9] = [
     Chaos::LeaderCutFromBus,
     Chaos::NatsNodeDown,
     Chaos::DnsApiResets,
+    Chaos::DnsRepliesLost,
+    Chaos::Site1DownRepliesLost,
     Chaos::DagSwitchover,
 ];
 
 /// How long the soak runs: `SITEWARDEN_SOAK_MINUTES` (set by `./scripts/test --soak MINUTES`)
 /// gives faults 60 s on / 60 s off for that long; without it, a short round of three faults,
-/// 10 s on / 10 s off, runs in CI. `SITEWARDEN_SOAK_SEED` replays a run.
+/// 10 s on / 10 s off, runs in CI. `SITEWARDEN_SOAK_SEED` replays a run;
+/// `SITEWARDEN_SOAK_FAULTS=LeaderFrozen,DnsRepliesLost` draws from those faults only.
 struct SoakPlan {
+    faults: Vec<Chaos>,
     length: Duration,
     min_faults: usize,
     on: Duration,
@@ -567,7 +576,23 @@ impl SoakPlan {
                     .unwrap_or_else(|_| panic!("SITEWARDEN_SOAK_SEED={v:?}: give a whole number"))
             })
             .unwrap_or_else(rand::random);
-        match var("SITEWARDEN_SOAK_MINUTES") {
+        let faults = match var("SITEWARDEN_SOAK_FAULTS") {
+            None => CHAOS.to_vec(),
+            Some(list) => list
+                .split(',')
+                .map(|name| {
+                    CHAOS
+                        .into_iter()
+                        .find(|c| format!("{c:?}") == name.trim())
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "SITEWARDEN_SOAK_FAULTS: no fault {name:?}; choose from {CHAOS:?}"
+                            )
+                        })
+                })
+                .collect(),
+        };
+        let (length, min_faults, on, off) = match var("SITEWARDEN_SOAK_MINUTES") {
             Some(m) => {
                 let minutes: f64 = m
                     .trim()
@@ -577,21 +602,23 @@ impl SoakPlan {
                     .unwrap_or_else(|| {
                         panic!("SITEWARDEN_SOAK_MINUTES={m:?}: give a positive number of minutes")
                     });
-                Self {
-                    length: Duration::from_secs_f64(minutes * 60.0),
-                    min_faults: 1,
-                    on: Duration::from_secs(60),
-                    off: Duration::from_secs(60),
-                    seed,
-                }
+                let minute = Duration::from_secs(60);
+                (minute.mul_f64(minutes), 1, minute, minute)
             }
-            None => Self {
-                length: Duration::ZERO,
-                min_faults: 3,
-                on: Duration::from_secs(10),
-                off: Duration::from_secs(10),
-                seed,
-            },
+            None => (
+                Duration::ZERO,
+                3,
+                Duration::from_secs(10),
+                Duration::from_secs(10),
+            ),
+        };
+        Self {
+            faults,
+            length,
+            min_faults,
+            on,
+            off,
+            seed,
         }
     }
 }
@@ -631,6 +658,14 @@ async fn inject(lab: &mut HaLab, chaos: Chaos, rng: &mut rand::rngs::StdRng) -> 
                 c.proxy.set(ProxyFault::Reset);
             }
         }
+        Chaos::DnsRepliesLost | Chaos::Site1DownRepliesLost => {
+            let i = lab.leader().await;
+            lab.controllers[i].proxy.set(ProxyFault::DropReplies);
+            if chaos == Chaos::Site1DownRepliesLost {
+                lab.site1_dies().await;
+            }
+            return Some(i);
+        }
         Chaos::DagSwitchover => lab.dag.as_ref().unwrap().activate_all("EX03").unwrap(),
     }
     None
@@ -655,6 +690,11 @@ async fn heal(lab: &mut HaLab, chaos: Chaos, target: Option<usize>) {
             for c in &lab.controllers {
                 c.proxy.set(ProxyFault::Pass);
             }
+        }
+        Chaos::DnsRepliesLost => lab.controllers[i].proxy.set(ProxyFault::Pass),
+        Chaos::Site1DownRepliesLost => {
+            lab.controllers[i].proxy.set(ProxyFault::Pass);
+            lab.site1_recovers().await;
         }
         Chaos::DagSwitchover => lab.dag.as_ref().unwrap().activate_all("EX01").unwrap(),
     }
@@ -683,7 +723,7 @@ async fn s14_random_faults_keep_every_invariant() {
     let start = Instant::now();
     let mut injected = Vec::new();
     while injected.len() < plan.min_faults || start.elapsed() < plan.length {
-        let chaos = CHAOS[rng.random_range(0..CHAOS.len())];
+        let chaos = plan.faults[rng.random_range(0..plan.faults.len())];
         let target = inject(&mut lab, chaos, &mut rng).await;
         eprintln!("[{:>7.1?}] on:  {chaos:?} {target:?}", start.elapsed());
         // A soak holds each fault for a stretch of wall-clock time by design; nothing is
