@@ -34,6 +34,32 @@ pub fn fixture_path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// `dig @server -p PORT name CNAME +short +norecurse` with a 1 s timeout and one try: the
+/// answer without the trailing dot, or "" when there is none (or dig is missing: Debian's
+/// bind9-dnsutils, installed by `scripts/install-deps`).
+pub fn dig_cname(server: std::net::SocketAddr, name: &str) -> String {
+    std::process::Command::new("dig")
+        .args([
+            format!("@{}", server.ip()),
+            "-p".into(),
+            server.port().to_string(),
+            name.into(),
+            "CNAME".into(),
+            "+short".into(),
+            "+norecurse".into(),
+            "+time=1".into(),
+            "+tries=1".into(),
+        ])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .trim_end_matches('.')
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
 /// How often [`wait_for`] polls its condition.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
 

@@ -429,25 +429,6 @@ async fn given_a_pair_when_the_leader_crashes_then_the_standby_takes_over_and_mo
     let _ = tokio::time::timeout(Duration::from_secs(10), standby.task).await;
 }
 
-/// `dig +short` against the built-in server.
-fn dig(server: std::net::SocketAddr, name: &str) -> String {
-    let out = std::process::Command::new("dig")
-        .args([
-            format!("@{}", server.ip()),
-            "-p".into(),
-            server.port().to_string(),
-            name.into(),
-            "CNAME".into(),
-            "+short".into(),
-            "+norecurse".into(),
-            "+time=1".into(),
-            "+tries=1".into(),
-        ])
-        .output()
-        .expect("dig runs (bind9-dnsutils)");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_the_builtin_dns_when_site1_dies_then_dig_sees_mail_move_to_site2() {
     let lab = lab().await;
@@ -491,7 +472,7 @@ async fn given_the_builtin_dns_when_site1_dies_then_dig_sees_mail_move_to_site2(
         shutdown.clone(),
     ));
     wait_for("the built-in server answers", DEADLINE, || async {
-        (dig(dns_addr, fqdn) == "mail-rr.example.com.").then_some(())
+        (sitewarden_tests::dig_cname(dns_addr, fqdn) == "mail-rr.example.com").then_some(())
     })
     .await
     .unwrap();
@@ -504,7 +485,7 @@ async fn given_the_builtin_dns_when_site1_dies_then_dig_sees_mail_move_to_site2(
         cas.set(Behaviour::Down).await.unwrap();
     }
     wait_for("dig sees mail on site2", DEADLINE, || async {
-        (dig(dns_addr, fqdn) == "mail-site2.example.com.").then_some(())
+        (sitewarden_tests::dig_cname(dns_addr, fqdn) == "mail-site2.example.com").then_some(())
     })
     .await
     .unwrap();

@@ -766,3 +766,37 @@ async fn s14_random_faults_keep_every_invariant() {
         plan.seed
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s15_given_the_builtin_dns_when_site1_dies_then_both_servers_answer_site2_after_one_change()
+{
+    let lab = HaLab::start_cluster(LabOptions {
+        builtin_dns: true,
+        ..LabOptions::default()
+    })
+    .await;
+    let leader = lab.leader().await;
+    let answers = |want: &'static str| {
+        let lab = &lab;
+        async move {
+            for i in 0..lab.controllers.len() {
+                wait_for(
+                    &format!("controller {i}'s DNS answers {want}"),
+                    DEADLINE,
+                    || async { (lab.dig(i, NAME) == want).then_some(()) },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+            }
+        }
+    };
+    answers(RR).await;
+    lab.site1_dies().await;
+    answers(SITE2).await;
+    lab.more_events(leader, 30.0).await;
+    let h = invariants_hold(&lab).await;
+    let applied = of_kind(&h, "apply_applied").count();
+    assert_eq!(applied, 1, "one change: {}", lab::summary(&h));
+    assert!(lab.cf.calls().is_empty(), "nothing went to the emulator");
+    answers(SITE2).await;
+}

@@ -23,6 +23,7 @@ use sitewarden_controller::runtime::metrics::Metrics;
 use sitewarden_controller::runtime::settings::RuntimeSettings;
 use sitewarden_controller::runtime::{self, Runtime};
 use sitewarden_shared::config::Source;
+use sitewarden_tests::dig_cname as dig;
 use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer, TestCa};
 use sitewarden_tests::nats_server::{NatsCluster, free_port};
 use sitewarden_tests::receiver::Receiver;
@@ -40,29 +41,6 @@ const FALL: u32 = 3;
 
 fn say(start: Instant, text: &str) {
     println!("[{:>6.2}s] {text}", start.elapsed().as_secs_f64());
-}
-
-fn dig(server: SocketAddr, name: &str) -> String {
-    std::process::Command::new("dig")
-        .args([
-            format!("@{}", server.ip()),
-            "-p".into(),
-            server.port().to_string(),
-            name.into(),
-            "CNAME".into(),
-            "+short".into(),
-            "+norecurse".into(),
-            "+time=1".into(),
-            "+tries=1".into(),
-        ])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .trim()
-                .trim_end_matches('.')
-                .to_owned()
-        })
-        .unwrap_or_default()
 }
 
 async fn until_dns(server: SocketAddr, want: &str, deadline: Duration) -> anyhow::Result<Duration> {

@@ -77,6 +77,10 @@ pub struct LabOptions {
     /// DAG1 (DB01, DB02 on EX01, EX02 in site1 and EX03, EX04 in site2, active on EX01), collected
     /// by the site1 agent every 500 ms, and a second name [`OWA`] with `follow = "mailbox"`.
     pub dag: bool,
+    /// Write through each controller's built-in authoritative DNS server (zone `example.com`,
+    /// the record kept in the JetStream bucket) instead of the Cloudflare emulator; read the
+    /// answers with [`HaLab::dig`]. The emulator then sees no calls.
+    pub builtin_dns: bool,
 }
 
 impl Default for LabOptions {
@@ -89,6 +93,7 @@ impl Default for LabOptions {
             cross_site_proxies: false,
             nats_proxies: false,
             dag: false,
+            builtin_dns: false,
         }
     }
 }
@@ -103,6 +108,8 @@ pub struct ControllerProc {
     pub proxy: FaultProxy,
     /// With [`LabOptions::nats_proxies`]: its path to each NATS node.
     pub nats: Vec<FaultProxy>,
+    /// With [`LabOptions::builtin_dns`]: where its DNS server answers.
+    pub dns: Option<SocketAddr>,
     child: Child,
     pid: u32,
     log: PathBuf,
@@ -284,6 +291,20 @@ impl HaLab {
             .unwrap()
             .parse()
             .unwrap();
+        if opts.builtin_dns {
+            // The record exists once, as with any provider; sitewarden only ever moves it.
+            let client = async_nats::connect(bus.urls()).await.unwrap();
+            let store = sitewarden_controller::ha::ensure_bucket(
+                &async_nats::jetstream::new(client),
+                sitewarden_controller::dns::bucket_spec(opts.replicas),
+            )
+            .await
+            .unwrap();
+            sitewarden_controller::provider::builtin::BuiltinProvider::new(store)
+                .create(NAME, "mail-rr.example.com", 60)
+                .await
+                .unwrap();
+        }
         let mut controllers = Vec::new();
         for id in ["ctl-a", "ctl-b"].iter().take(opts.controllers) {
             let proxy = FaultProxy::start(cf_addr).await.unwrap();
@@ -305,15 +326,23 @@ impl HaLab {
                 )
             };
             let http = free_addr();
-            let api_url = format!(
-                "http://{}{}",
-                proxy.addr(),
-                sitewarden_tests::cloudflare::API_PREFIX
-            );
+            let dns = opts.builtin_dns.then(free_addr);
+            let provider = match dns {
+                Some(addr) => format!(
+                    "kind = \"builtin\"\nzone = \"example.com\"\nlisten = \"{addr}\"\nnameservers = [\"ns1.example.com\"]\nsoa_email = \"hostmaster@example.com\""
+                ),
+                None => format!(
+                    "kind = \"cloudflare\"\nzone_id = \"{zone}\"\napi_token = {{ file = \"{token}\" }}\napi_url = \"http://{proxy}{prefix}\"",
+                    zone = wiring.zone,
+                    token = wiring.token.display(),
+                    proxy = proxy.addr(),
+                    prefix = sitewarden_tests::cloudflare::API_PREFIX
+                ),
+            };
             let config = dir.path().join(format!("{id}.toml"));
             std::fs::write(
                 &config,
-                controller_toml(id, http, &servers, &api_url, &wiring, &opts),
+                controller_toml(id, http, &servers, &provider, &wiring, &opts),
             )
             .unwrap();
             let log = dir.path().join(format!("{id}.log"));
@@ -323,12 +352,14 @@ impl HaLab {
                 http,
                 proxy,
                 nats,
+                dns,
                 child,
                 pid,
                 log,
                 config,
             });
         }
+        let opts_builtin = opts.builtin_dns;
         let lab = HaLab {
             bus,
             cf,
@@ -344,7 +375,11 @@ impl HaLab {
         lab.leader().await;
         // Every controller reads the record once at start; wait for those reads so that later
         // fault injections meet the calls the scenario means.
-        let n = lab.controllers.len();
+        let n = if opts_builtin {
+            0
+        } else {
+            lab.controllers.len()
+        };
         let cf = &lab.cf;
         wait_for("each controller's first read", DEADLINE, || async {
             (record_reads(cf) >= n).then_some(())
@@ -352,6 +387,13 @@ impl HaLab {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
         lab
+    }
+
+    /// `dig` for `name`'s CNAME at controller `i`'s built-in DNS server (with
+    /// [`LabOptions::builtin_dns`]), without the trailing dot.
+    pub fn dig(&self, i: usize, name: &str) -> String {
+        let dns = self.controllers[i].dns.expect("started with builtin_dns");
+        sitewarden_tests::dig_cname(dns, name)
     }
 
     /// Waits until exactly one controller acts (the others answer acting=0) and returns its
@@ -621,7 +663,7 @@ fn controller_toml(
     id: &str,
     http: SocketAddr,
     servers: &str,
-    api_url: &str,
+    provider: &str,
     wiring: &Wiring,
     opts: &LabOptions,
 ) -> String {
@@ -638,10 +680,7 @@ replicas = {replicas}
 servers = [{servers}]
 
 [provider]
-kind = "cloudflare"
-zone_id = "{zone}"
-api_token = {{ file = "{token}" }}
-api_url = "{api_url}"
+{provider}
 {extra}
 
 [ha]
@@ -661,13 +700,11 @@ secret = {{ file = "{edge_secret}" }}
         decisions =
             sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
         dag = if opts.dag { DAG_TOML } else { "" },
-        zone = wiring.zone,
         alerts_url = wiring.alerts_url.display(),
         edge_url = wiring.edge_url,
         edge_secret = wiring.edge_secret.display(),
         replicas = opts.replicas,
         controller_extra = opts.controller_extra,
-        token = wiring.token.display(),
         extra = opts.provider_extra,
         lease = LEASE.as_millis(),
     )
