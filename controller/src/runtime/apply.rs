@@ -228,19 +228,21 @@ impl Applier {
             .await;
             return;
         }
-        match self.book(&name, "ns").await {
+        // Both entries at once: each read is a round trip to the bus on the decision's path.
+        let (ns, old_intent) = tokio::join!(self.book(&name, "ns"), self.book(&name, "intent"));
+        let ns = match ns {
             Ok(Some((book, _))) if book.generation >= cmd.generation => {
                 self.metrics.applied("stale_generation");
                 self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_refused", "namespace": name, "generation": cmd.generation, "why": format!("generation {} already applied", book.generation)}));
                 return;
             }
-            Ok(_) => {}
+            Ok(ns) => ns,
             Err(e) => {
                 self.report(fail(format!("state store: {e}"))).await;
                 return;
             }
-        }
-        if let Ok(Some((old, _))) = self.book(&name, "intent").await
+        };
+        if let Ok(Some((old, _))) = &old_intent
             && old.status == "pending"
             && old.epoch < cmd.epoch
         {
@@ -257,12 +259,18 @@ impl Applier {
             at: Utc::now(),
             note: None,
         };
-        if let Err(e) = self.put(&name, "intent", &intent).await {
-            self.metrics.applied("intent_refused");
-            self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent_refused", "namespace": name, "generation": cmd.generation, "why": e}));
-            self.report(fail(e)).await;
-            return;
-        }
+        let intent_revision = match self
+            .put_over(&name, "intent", &intent, old_intent.ok())
+            .await
+        {
+            Ok(revision) => revision,
+            Err(e) => {
+                self.metrics.applied("intent_refused");
+                self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent_refused", "namespace": name, "generation": cmd.generation, "why": e}));
+                self.report(fail(e)).await;
+                return;
+            }
+        };
         self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason, "evidence": cmd.evidence}));
         let before = self.last_seen.get(&name).cloned().flatten();
         self.raise(
@@ -339,13 +347,22 @@ impl Applier {
         let done = RecordBook {
             status: status.into(),
             at: Utc::now(),
-            ..intent
+            ..intent.clone()
         };
-        if let Err(e) = self.put(&name, "intent", &done).await {
+        // This applier just read `ns` and wrote the intent: their revisions save two reads.
+        if let Err(e) = self
+            .put_over(
+                &name,
+                "intent",
+                &done,
+                Some(Some((intent, intent_revision))),
+            )
+            .await
+        {
             tracing::warn!(namespace = %name, "cannot mark intent {status}: {e}");
         }
         if status == "applied"
-            && let Err(e) = self.put(&name, "ns", &done).await
+            && let Err(e) = self.put_over(&name, "ns", &done, Some(ns)).await
         {
             tracing::warn!(namespace = %name, "cannot record applied generation: {e}");
         }
@@ -548,13 +565,30 @@ impl Applier {
 
     /// Compare-and-set `prefix.name`, refused when the stored value carries a newer epoch.
     async fn put(&self, name: &str, prefix: &str, value: &RecordBook) -> Result<(), String> {
+        self.put_over(name, prefix, value, None).await.map(|_| ())
+    }
+
+    /// [`Self::put`] starting from `known`, what the key held when this applier last read or
+    /// wrote it (`Some(None)`: absent), instead of reading it again. The write is conditional on
+    /// that revision, so a stale `known` costs one failed attempt and a fresh read, never a lost
+    /// update. Returns the new revision (0 without a store).
+    async fn put_over(
+        &self,
+        name: &str,
+        prefix: &str,
+        value: &RecordBook,
+        mut known: Option<Option<(RecordBook, u64)>>,
+    ) -> Result<u64, String> {
         let Some(store) = &self.store else {
-            return Ok(());
+            return Ok(0);
         };
         let key = format!("{prefix}.{name}");
         let body = serde_json::to_vec(value).map_err(|e| e.to_string())?;
-        for _ in 0..3 {
-            let current = self.book(name, prefix).await?;
+        for _ in 0..3 + usize::from(known.is_some()) {
+            let current = match known.take() {
+                Some(current) => current,
+                None => self.book(name, prefix).await?,
+            };
             let result = match current {
                 Some((book, _)) if book.epoch > value.epoch => {
                     return Err(format!("{key} was written by newer epoch {}", book.epoch));
@@ -562,16 +596,14 @@ impl Applier {
                 Some((_, revision)) => store
                     .update(&key, body.clone().into(), revision)
                     .await
-                    .map(|_| ())
                     .map_err(|e| e.to_string()),
                 None => store
                     .create(&key, body.clone().into())
                     .await
-                    .map(|_| ())
                     .map_err(|e| e.to_string()),
             };
-            if result.is_ok() {
-                return Ok(());
+            if let Ok(revision) = result {
+                return Ok(revision);
             }
         }
         Err(format!(

@@ -87,6 +87,6 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
 /// OpenMetrics when the scraper asks for it (Prometheus does), the classic text format otherwise.
 async fn metrics_text(State(s): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (content_type, body) = sitewarden_shared::exposition::negotiate(s.metrics.encode(), accept);
+    let (content_type, body) = s.metrics.exposition(accept);
     ([(header::CONTENT_TYPE, content_type)], body)
 }

@@ -108,6 +108,9 @@ enum What {
     },
 }
 
+/// Reports of every probe before the agent's measurement window opens.
+const WARM_UP_REPORTS: usize = 3;
+
 const CHECK_KINDS: [(&str, &str); 10] = [
     ("eas", "kind = \"activesync\""),
     ("owa", "kind = \"exchange_healthcheck\"\nvdir = \"owa\""),
@@ -214,13 +217,13 @@ async fn bench_agent(checks: usize, seconds: u64, agent: Option<PathBuf>) -> any
         .with_context(|| format!("starting {}", agent_bin.display()))?;
     let pid = child.id().context("agent exited at once")?;
 
-    // Warm-up: every probe has reported at least once and the process has settled.
+    // Warm-up: every probe has reported three times, so connections and TLS sessions are
+    // established and the first-round allocations are behind; the window starts in steady state.
     let probes = servers * CHECK_KINDS.len();
-    let warm_until = Instant::now() + Duration::from_secs(10);
-    let mut seen = 0usize;
-    while Instant::now() < warm_until || seen < probes {
+    let mut reports: std::collections::HashMap<String, usize> = Default::default();
+    while reports.len() < probes || reports.values().any(|n| *n < WARM_UP_REPORTS) {
         match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
-            Ok(Some(_)) => seen += 1,
+            Ok(Some(msg)) => *reports.entry(msg.subject.to_string()).or_default() += 1,
             _ => anyhow::bail!("agent stopped publishing during warm-up"),
         }
     }

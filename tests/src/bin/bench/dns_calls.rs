@@ -46,7 +46,7 @@ pub async fn run(changes: usize) -> anyhow::Result<()> {
     ctl.acting(Duration::from_secs(30)).await?;
     let fleet = FleetPublisher::connect(&nats.url(), changes).await?;
     let stop = CancellationToken::new();
-    fleet.spawn_refresh(Duration::from_secs(1), stop.clone());
+    fleet.spawn_refresh(Duration::from_secs(1), stop.clone(), None);
     // Two refresh rounds: 3 agents × 2 servers per pair.
     rig::accepted(&ctl.metrics, (12 * changes) as u64, Duration::from_secs(30)).await?;
     // Start-up reads are done once every site is up and a moment has passed; count from here.

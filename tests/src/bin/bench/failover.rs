@@ -4,8 +4,10 @@
 //! cas3, cas4 in site2), three real agents (library, in this process) probing every server each
 //! 2 s, and an in-process controller with the default policy (interval 2 s, fall 3,
 //! min_observers 2) writing through a [`Recorder`]. Once the controller acts and sees both sites
-//! up, site1's servers stop listening; the figure is the time from that moment to the
-//! controller's `apply` call for `mail.example.com`. Trials run `parallel` at a time.
+//! up, and after a random pause of up to one probe interval (so the kill falls anywhere in the
+//! probe cycle), site1's servers stop listening; the figure is the time from that moment to the
+//! controller's `apply` call for `mail.example.com`. Trials run `parallel` at a time (a lab
+//! starts in about a second, so labs are not reused).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,6 +107,10 @@ async fn trial() -> anyhow::Result<f64> {
     ctl.acting(Duration::from_secs(30)).await?;
     // Two full rounds: 3 agents × 4 servers each.
     rig::accepted(&ctl.metrics, 24, Duration::from_secs(30)).await?;
+    // A real failure strikes at any point of the probe cycle. Killed right after the second
+    // round, every trial would start at the same phase (the agents start together) and read
+    // about the same figure; a uniform delay of up to one interval spreads the kill over it.
+    tokio::time::sleep(Duration::from_secs_f64(INTERVAL_S * rand::random::<f64>())).await;
     let killed = Instant::now();
     for c in &cas[..2] {
         c.set(Behaviour::Down).await?;

@@ -216,6 +216,9 @@ pub struct FleetPublisher {
     seqs: tokio::sync::Mutex<HashMap<String, u64>>,
     /// Per server: Some(pass) to refresh, None while a trial drives it.
     servers: Mutex<Vec<(String, String, Option<bool>)>>,
+    /// Held by a refresh round until the controller has taken its events in, and by a timed
+    /// trial while it runs, so a trial never measures the queue behind a refresh burst.
+    quiet: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl FleetPublisher {
@@ -232,6 +235,7 @@ impl FleetPublisher {
             client,
             seqs: tokio::sync::Mutex::new(HashMap::new()),
             servers: Mutex::new(servers),
+            quiet: Arc::default(),
         }))
     }
 
@@ -267,25 +271,39 @@ impl FleetPublisher {
         }
     }
 
-    /// One round: every agent reports every refreshed server.
-    pub async fn round(&self) -> anyhow::Result<()> {
+    /// Waits until no refresh round is in flight and holds rounds off until the guard drops.
+    pub async fn quiet(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.quiet.clone().lock_owned().await
+    }
+
+    /// One round: every agent reports every refreshed server. Returns how many it published.
+    pub async fn round(&self) -> anyhow::Result<u64> {
         let servers: Vec<_> = self
             .servers
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?
             .clone();
+        let mut n = 0;
         for (agent, agent_site) in FLEET_AGENTS {
             for (site, server, state) in &servers {
                 if let Some(pass) = state {
                     self.publish(agent, agent_site, site, server, *pass).await?;
+                    n += 1;
                 }
             }
         }
-        self.flush().await
+        self.flush().await?;
+        Ok(n)
     }
 
-    /// Refreshes every `every` until `stop`.
-    pub fn spawn_refresh(self: &Arc<Self>, every: Duration, stop: CancellationToken) {
+    /// Refreshes every `every` until `stop`. With `settle`, each round holds [`Self::quiet`]
+    /// until that controller's intake has accepted the round's events (or a second passed).
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        every: Duration,
+        stop: CancellationToken,
+        settle: Option<Arc<Metrics>>,
+    ) {
         let me = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -293,8 +311,15 @@ impl FleetPublisher {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {
-                        if let Err(e) = me.round().await {
-                            eprintln!("refresh failed: {e}");
+                        let _quiet = me.quiet().await;
+                        let before = settle.as_ref().map(|m| m.events_accepted.get());
+                        match me.round().await {
+                            Ok(n) => {
+                                if let (Some(m), Some(before)) = (&settle, before) {
+                                    let _ = accepted(m, before + n, Duration::from_secs(1)).await;
+                                }
+                            }
+                            Err(e) => eprintln!("refresh failed: {e}"),
                         }
                     }
                 }
