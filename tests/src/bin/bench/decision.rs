@@ -16,8 +16,8 @@
 //! (every 250 ms: engine recount 2–2.6 ms, metrics 1 ms, the API's state snapshot about 4 ms)
 //! held events up to 8 ms: p99 10.4 ms at 200 trials against 3.1 ms at 40.
 //!
-//! A refresh round is a burst of 3 × 2 × pairs observations (246 with 40 trials). Trials and
-//! rounds exclude each other (a round holds the fleet's quiet lock until the controller has
+//! A refresh round is a burst of 3 × 2 × pairs observations (246 with the pool of 40). Trials
+//! and rounds exclude each other (a round holds the fleet's quiet lock until the controller has
 //! accepted its events): a completing event published just behind a round waits in the bus and
 //! the controller's intake queue for the whole burst to be taken in first (about 20 µs per event
 //! on the 2-core bench machine), which is queueing before receipt, not decision time. Before
