@@ -38,6 +38,15 @@ impl Recorder {
         })
     }
 
+    /// When `apply` was first called for `name` after `after`, and with which target.
+    pub fn apply_after(&self, name: &str, after: Instant) -> Option<(Instant, String)> {
+        let applies = self.applies.lock().ok()?;
+        applies
+            .iter()
+            .find(|(t, n, _)| n == name && *t >= after)
+            .map(|(t, _, target)| (*t, target.clone()))
+    }
+
     /// When `apply` was first called for `name`, and with which target.
     pub fn first_apply(&self, name: &str) -> Option<(Instant, String)> {
         let applies = self.applies.lock().ok()?;
@@ -219,6 +228,8 @@ pub struct FleetPublisher {
     /// Held by a refresh round until the controller has taken its events in, and by a timed
     /// trial while it runs, so a trial never measures the queue behind a refresh burst.
     quiet: Arc<tokio::sync::Mutex<()>>,
+    /// Refresh rounds published so far.
+    rounds: std::sync::atomic::AtomicU64,
 }
 
 impl FleetPublisher {
@@ -236,6 +247,7 @@ impl FleetPublisher {
             seqs: tokio::sync::Mutex::new(HashMap::new()),
             servers: Mutex::new(servers),
             quiet: Arc::default(),
+            rounds: Default::default(),
         }))
     }
 
@@ -293,7 +305,14 @@ impl FleetPublisher {
             }
         }
         self.flush().await?;
+        self.rounds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
+    }
+
+    /// Refresh rounds published so far.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Refreshes every `every` until `stop`. With `settle`, each round holds [`Self::quiet`]
