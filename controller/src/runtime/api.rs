@@ -36,7 +36,7 @@ use sitewarden_shared::SiteId;
 use sitewarden_shared::config::secret::SecretRef;
 use sitewarden_shared::config::{ConfigError, KeyPath, Source, duration};
 use subtle::ConstantTimeEq;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::audit::AUDIT_STREAM;
 use super::overrides::{self, OverrideMessage};
@@ -195,6 +195,15 @@ pub struct Snapshot {
 pub const RECENT_KEPT: usize = 50;
 
 impl Snapshot {
+    /// These notes with a copy of `state`.
+    pub fn with_state(&self, state: &State) -> Snapshot {
+        Snapshot {
+            state: state.clone(),
+            applied_overrides: self.applied_overrides.clone(),
+            recent: self.recent.clone(),
+        }
+    }
+
     /// Remembers the interesting commands of one engine step.
     pub fn note(&mut self, at: DateTime<Utc>, commands: &[Command]) {
         for c in commands {
@@ -231,8 +240,12 @@ impl Snapshot {
 pub struct Api {
     /// The engine (configuration and pure views).
     pub engine: Arc<Engine>,
-    /// The latest snapshot from the engine loop.
+    /// The snapshot the engine loop publishes after every override (what
+    /// [`submit_as`] waits on); reads go through [`Api::current`].
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Asks the engine loop for a fresh snapshot: the state is copied when someone asks, not
+    /// on every tick (a copy of a large deployment's state costs milliseconds of the loop).
+    pub fresh: mpsc::Sender<oneshot::Sender<Arc<Snapshot>>>,
     /// This controller's view of the lease.
     pub leadership: watch::Receiver<Leadership>,
     /// JetStream, for overrides and history.
@@ -241,6 +254,20 @@ pub struct Api {
     pub settings: Arc<ApiSettings>,
     /// This controller's id.
     pub controller: String,
+}
+
+impl Api {
+    /// How things stand now, from the engine loop; the last published snapshot if the loop
+    /// does not answer (shutting down).
+    pub async fn current(&self) -> Arc<Snapshot> {
+        let (tx, rx) = oneshot::channel();
+        if self.fresh.send(tx).await.is_ok()
+            && let Ok(snap) = rx.await
+        {
+            return snap;
+        }
+        self.snapshot.borrow().clone()
+    }
 }
 
 /// The authenticated caller.
@@ -408,7 +435,7 @@ fn leader_view(api: &Api) -> LeaderView {
 }
 
 async fn status(AxState(api): AxState<Api>) -> Json<serde_json::Value> {
-    let snap = api.snapshot.borrow().clone();
+    let snap = api.current().await;
     let cfg = api.engine.config();
     let now = snap.state.clock.unwrap_or_else(Utc::now);
     let stale =
@@ -462,7 +489,7 @@ async fn explain(
     AxState(api): AxState<Api>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let snap = api.snapshot.borrow().clone();
+    let snap = api.current().await;
     let x = api.engine.explain(&snap.state, &name).ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
@@ -566,7 +593,7 @@ pub async fn read_history(
 }
 
 async fn list_overrides(AxState(api): AxState<Api>) -> Json<serde_json::Value> {
-    let snap = api.snapshot.borrow().clone();
+    let snap = api.current().await;
     Json(serde_json::json!({"overrides": snap.state.overrides}))
 }
 
@@ -768,7 +795,7 @@ pub(crate) async fn submit_as(
     let request = OverrideRequest { who, why, action };
     // The engine's own checks, on a copy: an unknown name, target or site is refused here with
     // the engine's reason, before anything is stored.
-    let mut trial = api.snapshot.borrow().state.clone();
+    let mut trial = api.current().await.state.clone();
     let now = trial.clock.unwrap_or_else(Utc::now);
     for c in api
         .engine
@@ -806,7 +833,7 @@ pub(crate) async fn submit_as(
     })
     .await
     .is_ok();
-    let overrides = api.snapshot.borrow().state.overrides.clone();
+    let overrides = api.current().await.state.overrides.clone();
     Ok(Submitted {
         message,
         applied,

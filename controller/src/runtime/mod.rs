@@ -400,13 +400,18 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         override_tx,
         tasks_stop.clone(),
     )));
-    // What the API reads: a copy of the state after every tick and every override.
+    // What the API reads: a copy of the state made when a handler asks (`fresh`), and one
+    // published after every override (what a submitted override waits for). Not one per tick:
+    // copying a large deployment's state takes milliseconds the events would wait for.
     let mut notes = api::Snapshot::default();
     let (snapshot_tx, snapshot_rx) =
         tokio::sync::watch::channel(Arc::new(api::Snapshot::default()));
+    let (fresh_tx, mut fresh_rx) =
+        mpsc::channel::<tokio::sync::oneshot::Sender<Arc<api::Snapshot>>>(64);
     let operator_api = api::Api {
         engine: engine.clone(),
         snapshot: snapshot_rx,
+        fresh: fresh_tx,
         leadership: lease_handle.leadership(),
         js: js.clone(),
         settings: Arc::new(settings.api.clone()),
@@ -429,6 +434,15 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
                 Input::Override(o.request)
             }
             i = rx.recv() => match i { Some(i) => i, None => break },
+            Some(reply) = fresh_rx.recv() => {
+                // One copy answers every handler waiting right now.
+                let snap = Arc::new(notes.with_state(&state));
+                let _ = reply.send(snap.clone());
+                while let Ok(more) = fresh_rx.try_recv() {
+                    let _ = more.send(snap.clone());
+                }
+                continue;
+            }
         };
         let now = Utc::now();
         let commands = engine.step(&mut state, now, &input);
@@ -449,12 +463,8 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
             }
             notes.applied_overrides.push_back(id);
         }
-        if matches!(input, Input::Tick | Input::Override(_)) {
-            snapshot_tx.send_replace(Arc::new(api::Snapshot {
-                state: state.clone(),
-                applied_overrides: notes.applied_overrides.clone(),
-                recent: notes.recent.clone(),
-            }));
+        if matches!(input, Input::Override(_)) {
+            snapshot_tx.send_replace(Arc::new(notes.with_state(&state)));
         }
         let epoch = lease_handle.is_acting_now();
         let mut commands = commands;

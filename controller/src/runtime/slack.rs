@@ -210,9 +210,9 @@ async fn command(AxState(s): AxState<SlackState>, headers: HeaderMap, body: Byte
     }
     match parse(&text) {
         Err(usage) => reply(usage, false),
-        Ok(Parsed::Status) => reply(status_text(&s.api), false),
+        Ok(Parsed::Status) => reply(status_text(&s.api).await, false),
         Ok(Parsed::Explain(name)) => {
-            let snap = s.api.snapshot.borrow().clone();
+            let snap = s.api.current().await;
             match s.api.engine.explain(&snap.state, &name) {
                 Some(x) => reply(format!("```{x}```"), false),
                 None => reply(format!("`{name}` is not a managed name"), false),
@@ -279,8 +279,8 @@ fn describe(a: &crate::engine::OverrideAction) -> String {
     }
 }
 
-fn status_text(api: &Api) -> String {
-    let snap = api.snapshot.borrow().clone();
+async fn status_text(api: &Api) -> String {
+    let snap = api.current().await;
     let cfg = api.engine.config();
     let leader = api.leadership.borrow().clone();
     let mut out = format!(
