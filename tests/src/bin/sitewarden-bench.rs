@@ -69,6 +69,9 @@ enum What {
         /// Trials.
         #[arg(long, default_value_t = 100)]
         trials: usize,
+        /// Site pairs the controller carries (the trials cycle through them).
+        #[arg(long, default_value_t = decision::POOL)]
+        pool: usize,
     },
     /// Controller intake rate vs a plain subscriber on the same messages.
     Ingest {
@@ -142,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
             agent,
         } => bench_agent(checks, seconds, agent).await,
         What::Failover { trials, parallel } => failover::run(trials, parallel).await,
-        What::Decision { trials } => decision::run(trials).await,
+        What::Decision { trials, pool } => decision::run(trials, pool).await,
         What::Ingest { messages, agents } => ingest::run(messages, agents).await,
         What::Takeover {
             trials,

@@ -1,6 +1,6 @@
 //! `decision`: the event that completes the evidence is published → the provider `apply` call.
 //!
-//! One nats-server and one in-process controller (default policy) watching [`POOL`] + 1 site
+//! One nats-server and one in-process controller (default policy) watching `--pool` (default [`POOL`]) + 1 site
 //! pairs through three synthetic witness agents; this process publishes every observation
 //! itself (each server is refreshed every 500 ms so nothing goes stale). A calibration run on
 //! pair 0 publishes the failing observations of one server slowly to learn which one completes
@@ -32,16 +32,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::rig::{self, FLEET_AGENTS, FleetPublisher, InProcess, Recorder};
 
-/// Site pairs the trials cycle through (plus pair 0 for the calibration), whatever the number
-/// of trials: the deployment the controller carries stays the same size, so more trials give a
-/// finer distribution of the same figure rather than a figure of a larger deployment.
-const POOL: usize = 40;
+/// Site pairs the trials cycle through by default (plus pair 0 for the calibration), whatever
+/// the number of trials: the deployment the controller carries stays the same size, so more
+/// trials give a finer distribution of the same figure rather than a figure of a larger
+/// deployment. `--pool` measures another size.
+pub const POOL: usize = 40;
 /// Refresh rounds after a failed side recovers before its pair is used again: the default
 /// `rise` (5) and two to spare.
 const RECOVERY_ROUNDS: u64 = 7;
 
-pub async fn run(trials: usize) -> anyhow::Result<()> {
-    let pairs = POOL.min(trials.max(1)) + 1;
+pub async fn run(trials: usize, pool: usize) -> anyhow::Result<()> {
+    let pairs = pool.max(1).min(trials.max(1)) + 1;
     let nats = NatsServer::start().await?;
     let rec = Recorder::new();
     for k in 0..pairs {
@@ -147,6 +148,7 @@ pub async fn run(trials: usize) -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "decision_trials": trials,
+            "decision_site_pairs": pairs,
             "decision_min_ms": rig::round(s.min, 3),
             "decision_p50_ms": rig::round(s.p50, 3),
             "decision_p99_ms": rig::round(s.p99, 3),
