@@ -4,15 +4,19 @@
 //! JSON the collector script prints. It requires `Authorization: Bearer <push_token>` of that
 //! source (compared in constant time), accepts at most [`MAX_PUSH_BYTES`], and answers 202 with
 //! the number of copies, or a 4xx whose text says what was wrong. A bad push publishes nothing.
+//! A request that has not been answered within [`REQUEST_TIMEOUT`] (a body that trickles in or
+//! never comes) gets 408 and holds nothing open.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use secrecy::ExposeSecret;
 use sitewarden_shared::CollectVia;
@@ -27,6 +31,9 @@ use crate::publish::{Outgoing, PublishSender};
 /// Largest push body accepted (PowerShell 5.1's indented enum objects are verbose). Larger
 /// bodies get 413 before authentication is checked.
 pub const MAX_PUSH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest a request may take, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct AppState {
@@ -56,15 +63,32 @@ pub async fn serve(
         metrics,
         tx,
     };
-    let app = Router::new()
+    axum::serve(listener, router(state, REQUEST_TIMEOUT))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+fn router(state: AppState, limit: Duration) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/dbcopy/{source}", post(push))
         .layer(DefaultBodyLimit::max(MAX_PUSH_BYTES))
-        .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        .with_state(state)
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| time_limit(limit, req, next),
+        ))
+}
+
+async fn time_limit(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request took longer than {limit:?}; send the whole body at once\n"),
+        )
+            .into_response(),
+    }
 }
 
 /// OpenMetrics when the scraper asks for it (Prometheus does), the classic text format otherwise.
@@ -142,4 +166,59 @@ async fn push(
         );
     }
     (StatusCode::ACCEPTED, format!("accepted {n} copies\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sitewarden_shared::config::Source;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_push_whose_body_never_arrives_is_answered_408_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("push.token");
+        std::fs::write(&token, "push-token-for-the-test").unwrap();
+        let toml = format!(
+            "[agent]\nid = \"site1-agent1\"\nsite = \"site1\"\nlisten = \"127.0.0.1:0\"\n\n\
+             [[dbcopy]]\nname = \"dag1\"\ndag = \"DAG1\"\npush_token = {{ file = {:?} }}\n",
+            token.display().to_string()
+        );
+        let config =
+            Arc::new(AgentConfig::from_source(&Source::inline("agent.toml", toml)).unwrap());
+        let sources = config
+            .dbcopy
+            .iter()
+            .map(|s| (s.name.to_string(), s.clone()))
+            .collect();
+        let (tx, mut published) = tokio::sync::mpsc::channel(8);
+        let state = AppState {
+            config,
+            sources: Arc::new(sources),
+            metrics: Arc::new(Metrics::new()),
+            tx,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(state, Duration::from_millis(200));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        // Headers promise 1000 bytes; one arrives, then nothing.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"POST /api/v1/dbcopy/dag1 HTTP/1.1\r\nhost: agent\r\n\
+              authorization: Bearer push-token-for-the-test\r\ncontent-length: 1000\r\n\r\n[",
+        )
+        .await
+        .unwrap();
+        let mut answer = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer))
+            .await
+            .expect("answered well before 5 s")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("send the whole body at once"), "{answer}");
+        assert!(published.try_recv().is_err(), "nothing published");
+    }
 }
