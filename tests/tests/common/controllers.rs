@@ -546,15 +546,22 @@ impl HaLab {
         .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
     }
 
-    /// The audit stream so far, read through the first node that answers.
+    /// The whole audit stream so far, read through the first node that can give all of it;
+    /// waits while none can (a node just lost, the stream electing a leader).
     pub async fn history(&self) -> Vec<serde_json::Value> {
-        for url in self.bus.urls() {
-            let records = crate::common::audit_records(&url).await;
-            if !records.is_empty() {
-                return records;
+        let urls = self.bus.urls();
+        wait_for("the whole audit history", DEADLINE * 2, || async {
+            for url in &urls {
+                if let Some(records) = crate::common::audit_records_complete(url).await
+                    && !records.is_empty()
+                {
+                    return Some(records);
+                }
             }
-        }
-        Vec::new()
+            None
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
     /// The state bucket, through `url`.

@@ -196,34 +196,39 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// Every record in the controllers' audit stream so far (empty when there is none yet, or when
-/// the node at `url` does not answer: callers holding a cluster try the next node).
+/// the node at `url` does not answer).
 pub async fn audit_records(url: &str) -> Vec<serde_json::Value> {
+    audit_records_complete(url).await.unwrap_or_default()
+}
+
+/// The whole audit stream through the node at `url`, or `None` when it cannot be read to its
+/// end now (the node is down, the stream has no leader yet, a read stalled midway): callers
+/// that check invariants must not mistake part of the history for all of it.
+pub async fn audit_records_complete(url: &str) -> Option<Vec<serde_json::Value>> {
     use futures::StreamExt;
-    let Ok(client) = async_nats::connect(url).await else {
-        return Vec::new();
-    };
+    let client = async_nats::connect(url).await.ok()?;
     let js = async_nats::jetstream::new(client);
-    let Ok(stream) = js.get_stream("SITEWARDEN_AUDIT").await else {
-        return Vec::new();
-    };
-    let Ok(consumer) = stream
+    let mut stream = js.get_stream("SITEWARDEN_AUDIT").await.ok()?;
+    let total = stream.info().await.ok()?.state.messages;
+    if total == 0 {
+        return Some(Vec::new());
+    }
+    let consumer = stream
         .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
         .await
-    else {
-        return Vec::new();
-    };
-    let Ok(mut messages) = consumer.messages().await else {
-        return Vec::new();
-    };
+        .ok()?;
+    let mut messages = consumer.messages().await.ok()?;
     let mut records = Vec::new();
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(2), messages.next()).await
-    {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(2), messages.next())
+            .await
+            .ok()??
+            .ok()?;
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) {
             records.push(v);
         }
         if m.info().map(|i| i.pending).unwrap_or(0) == 0 {
-            break;
+            return Some(records);
         }
     }
-    records
 }
