@@ -2,9 +2,11 @@
 //! refused event class, as JSON in the JetStream stream `SITEWARDEN_AUDIT` (file storage).
 //!
 //! Each record carries a message id (`Nats-Msg-Id`: controller id, process start and a counter),
-//! so a publish retried after a lost acknowledgement is stored once. Publishing never blocks a
-//! decision: records go through a bounded queue; if the bus is down the queue fills and further
-//! records are counted as dropped and logged, never waited for.
+//! so a publish retried after a lost acknowledgement is stored once. A record the stream does not
+//! acknowledge (the bus is down, the stream has no leader yet after a quorum loss) is sent again,
+//! with backoff up to 2 s, until it is stored or the controller stops; records stay in order.
+//! Publishing never blocks a decision: records go through a bounded queue (4096); if the bus
+//! stays down long enough to fill it, further records are counted as dropped, never waited for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,23 +104,36 @@ pub fn spawn(
             };
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", format!("{controller}-{boot}-{n}").as_str());
-            match js
-                .publish_with_headers(subject.clone(), headers, body.into())
-                .await
-            {
-                Ok(ack) => {
-                    // Wait for the ack briefly; a lost ack is harmless thanks to the msg id.
-                    if tokio::time::timeout(Duration::from_secs(2), ack)
-                        .await
-                        .is_err()
-                    {
-                        metrics.audit_errors.inc();
+            let body = axum::body::Bytes::from(body);
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let stored = match js
+                    .publish_with_headers(subject.clone(), headers.clone(), body.clone())
+                    .await
+                {
+                    // A lost ack is harmless: the retry carries the same message id.
+                    Ok(ack) => match tokio::time::timeout(Duration::from_secs(2), ack).await {
+                        Ok(Ok(_)) => true,
+                        Ok(Err(e)) => {
+                            tracing::debug!("audit record not stored: {e}");
+                            false
+                        }
+                        Err(_) => false,
+                    },
+                    Err(e) => {
+                        tracing::debug!("audit publish failed: {e}");
+                        false
                     }
+                };
+                if stored {
+                    break;
                 }
-                Err(e) => {
-                    metrics.audit_errors.inc();
-                    tracing::debug!("audit publish failed: {e}");
+                metrics.audit_errors.inc();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
                 }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     });
