@@ -700,6 +700,25 @@ async fn heal(lab: &mut HaLab, chaos: Chaos, target: Option<usize>) {
     }
 }
 
+/// Keeps the lab as it is for `period` (a soak holds each fault for a stretch of time), checking
+/// all along what the provider's call log alone can tell: no write under an older epoch, none
+/// twice, none without our marker.
+async fn hold(lab: &HaLab, period: Duration, plan: &SoakPlan, injected: &[Chaos]) {
+    let until = Instant::now() + period;
+    wait_for("the end of the period", period + DEADLINE, || async {
+        let broken = lab::write_order_problems(&lab.cf.calls());
+        assert!(
+            broken.is_empty(),
+            "seed {}, faults {injected:?}: {broken:#?}\n{}",
+            plan.seed,
+            lab.logs()
+        );
+        (Instant::now() >= until).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// The soak: random faults on and off, then everything healed; afterwards there is one leader,
 /// both names are back where the rules put them, and the whole history keeps every invariant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -726,13 +745,11 @@ async fn s14_random_faults_keep_every_invariant() {
         let chaos = plan.faults[rng.random_range(0..plan.faults.len())];
         let target = inject(&mut lab, chaos, &mut rng).await;
         eprintln!("[{:>7.1?}] on:  {chaos:?} {target:?}", start.elapsed());
-        // A soak holds each fault for a stretch of wall-clock time by design; nothing is
-        // awaited here, so this is pacing, not a wait for a condition.
-        tokio::time::sleep(plan.on).await;
+        hold(&lab, plan.on, &plan, &injected).await;
         heal(&mut lab, chaos, target).await;
         eprintln!("[{:>7.1?}] off: {chaos:?}", start.elapsed());
         injected.push(chaos);
-        tokio::time::sleep(plan.off).await;
+        hold(&lab, plan.off, &plan, &injected).await;
     }
 
     // Everything healed: one leader, and both names settle where the rules put them (mail on

@@ -5,7 +5,8 @@
 //!
 //! The invariants ([`check_invariants`]):
 //! - epochs strictly increase across leadership terms, and no two controllers lead one epoch;
-//! - every committed decision (`intent`) is applied once, refused, or explicitly settled
+//! - every committed decision (`intent`) is applied once, refused, failed (and re-planned), or
+//!   explicitly settled
 //!   (`intent_superseded` / `intent_applied`) by a later epoch;
 //! - no change without confirmed quorum evidence: a move away from a site shows it Down, by a
 //!   quorum of fresh failing observers, one of them outside the site;
@@ -188,10 +189,15 @@ fn intents_settled(history: &[Value], broken: &mut Vec<String>) {
                 .count()
         };
         let applied = by_apply("apply_applied") + by_later_epoch("intent_applied");
-        let settled = applied + by_apply("apply_refused") + by_later_epoch("intent_superseded");
+        // A failed apply settles its intent too: reported, and re-planned under a new generation
+        // (that nothing landed twice is the call log's check).
+        let settled = applied
+            + by_apply("apply_refused")
+            + by_apply("apply_failed")
+            + by_later_epoch("intent_superseded");
         if settled == 0 {
             broken.push(format!(
-                "intent epoch {epoch} generation {generation} ({}) was never applied, refused or superseded",
+                "intent epoch {epoch} generation {generation} ({}) was never applied, refused, failed or superseded",
                 r["event"]["target"]
             ));
         }
@@ -315,20 +321,38 @@ fn writes_match_intents(history: &[Value], calls: &[Call], broken: &mut Vec<Stri
     let intents: HashMap<(u64, u64), &str> = of_kind(history, "intent")
         .map(|r| (intent_key(r), r["event"]["target"].as_str().unwrap_or("")))
         .collect();
-    let mut written: HashMap<(u64, u64), usize> = HashMap::new();
-    let mut newest = 0;
-    for c in calls
-        .iter()
-        .filter(|c| c.method != "GET" && c.status == 200)
-    {
-        let Some(key) = c.body["comment"].as_str().and_then(marker) else {
-            broken.push(format!("a write without our marker: {c:?}"));
-            continue;
-        };
+    for (c, key) in successful_writes(calls) {
         match intents.get(&key) {
             Some(target) if c.body["content"] == *target => {}
             _ => broken.push(format!("a write with no matching intent: {c:?}")),
         }
+    }
+    broken.extend(write_order_problems(calls));
+}
+
+/// Successful writes with the (epoch, generation) of their marker (none without one).
+fn successful_writes(calls: &[Call]) -> impl Iterator<Item = (&Call, (u64, u64))> {
+    calls
+        .iter()
+        .filter(|c| c.method != "GET" && c.status == 200)
+        .filter_map(|c| Some((c, c.body["comment"].as_str().and_then(marker)?)))
+}
+
+/// What the call log alone shows wrong, so it can be checked while a fault is on: a write
+/// without our marker, a write under an older epoch than one before it, or one
+/// (epoch, generation) written twice.
+pub fn write_order_problems(calls: &[Call]) -> Vec<String> {
+    let mut broken = Vec::new();
+    for c in calls
+        .iter()
+        .filter(|c| c.method != "GET" && c.status == 200)
+        .filter(|c| c.body["comment"].as_str().and_then(marker).is_none())
+    {
+        broken.push(format!("a write without our marker: {c:?}"));
+    }
+    let mut written: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut newest = 0;
+    for (c, key) in successful_writes(calls) {
         if c.answered {
             *written.entry(key).or_default() += 1;
         }
@@ -348,6 +372,7 @@ fn writes_match_intents(history: &[Value], calls: &[Call], broken: &mut Vec<Stri
             ));
         }
     }
+    broken
 }
 
 /// Counts probes of site1's servers (cas1, cas2) seen on the bus: the lab's clock, paced by
