@@ -122,7 +122,8 @@ fn warmed(engine: &Engine, rounds: u64) -> State {
         &Input::Provider(ProviderReport::Current {
             namespace: "mail.example.com".into(),
             target: Some("mail-rr.example.com".into()),
-            generation: None,
+            generation: Some(0),
+            written: None,
         }),
     );
     let mut done = 0;

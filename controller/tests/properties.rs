@@ -100,7 +100,8 @@ fn inputs(ops: &[(u16, Op)]) -> Vec<(DateTime<Utc>, Input)> {
             Input::Provider(ProviderReport::Current {
                 namespace: "mail.example.com".into(),
                 target: Some("mail-rr.example.com".into()),
-                generation: None,
+                generation: Some(0),
+                written: None,
             }),
         ),
         (
@@ -108,7 +109,8 @@ fn inputs(ops: &[(u16, Op)]) -> Vec<(DateTime<Utc>, Input)> {
             Input::Provider(ProviderReport::Current {
                 namespace: "owa.example.com".into(),
                 target: Some("owa-site1.example.com".into()),
-                generation: None,
+                generation: Some(0),
+                written: None,
             }),
         ),
     ];
@@ -198,6 +200,7 @@ fn inputs(ops: &[(u16, Op)]) -> Vec<(DateTime<Utc>, Input)> {
                         Input::Provider(ProviderReport::Applied {
                             namespace: ns.into(),
                             generation: last_gen,
+                            calls: Default::default(),
                         }),
                     ));
                 }

@@ -3,14 +3,16 @@
 
 mod support;
 
-use sitewarden_controller::engine::{AlertKind, Command, Input, ProviderReport, Rule, Severity};
+use sitewarden_controller::engine::{
+    AlertKind, Command, FailureClass, Input, ProviderReport, Rule, Severity,
+};
 use sitewarden_shared::{AgentId, Heartbeat, Outcome};
 use support::{Story, config, sites_dead, t};
 
 const MAIL: &str = "mail.example.com";
 
 #[test]
-fn a_failed_apply_is_alerted_and_retried_on_the_next_tick_with_a_newer_generation() {
+fn a_failed_apply_is_alerted_once_and_retried_on_the_backoff_schedule_with_a_newer_generation() {
     let mut story = Story::healthy(config(""));
     story.auto_ack = false;
     story.run_until(t(6), sites_dead(&["site1"]));
@@ -19,36 +21,47 @@ fn a_failed_apply_is_alerted_and_retried_on_the_next_tick_with_a_newer_generatio
     // While pending, nothing is issued again.
     story.run_until(t(12), sites_dead(&["site1"]));
     assert_eq!(story.set_records_for(MAIL).len(), 1);
+    let failed_at = story.now;
     story.input(Input::Provider(ProviderReport::Failed {
         namespace: MAIL.into(),
         generation: first.generation,
-        error: "HTTP 429".into(),
+        error: "HTTP 502".into(),
+        class: FailureClass::Transient,
+        calls: Default::default(),
     }));
     assert_eq!(
         story.alerts_of(AlertKind::ApplyFailed, Severity::Warning),
         1
     );
-    story.run_until(t(14), sites_dead(&["site1"]));
+    assert_eq!(story.rule(MAIL), Some(Rule::RetryWait));
+    // The first retry waits 0.5–1 s (retry_initial 1 s with jitter): the next round issues it.
+    story.run_until(t(16), sites_dead(&["site1"]));
     let moves = story.set_records_for(MAIL);
-    assert_eq!(moves.len(), 2);
+    assert_eq!(moves.len(), 2, "{moves:?}");
     let retry = moves[1].1.clone();
+    assert!(moves[1].0 - failed_at >= chrono::TimeDelta::milliseconds(500));
     assert_eq!(retry.target, first.target);
     assert!(retry.generation > first.generation);
     // A late acknowledgement of the failed generation changes nothing; the retry's does.
     story.input(Input::Provider(ProviderReport::Applied {
         namespace: MAIL.into(),
         generation: first.generation,
+        calls: Default::default(),
     }));
     assert!(story.state.namespaces[MAIL].pending.is_some());
     story.input(Input::Provider(ProviderReport::Applied {
         namespace: MAIL.into(),
         generation: retry.generation,
+        calls: Default::default(),
     }));
     assert!(story.state.namespaces[MAIL].pending.is_none());
+    assert!(story.state.namespaces[MAIL].retry.is_none());
     assert_eq!(
         story.state.namespaces[MAIL].current.as_deref(),
         Some("mail-site2.example.com")
     );
+    // The condition cleared: one Resolved for the one alert.
+    assert_eq!(story.alerts_of(AlertKind::Resolved, Severity::Info), 1);
 }
 
 #[test]
@@ -77,6 +90,7 @@ fn with_on_drift_enforce_a_hand_edit_of_our_record_is_put_back() {
         namespace: MAIL.into(),
         target: Some("somewhere-else.example.com".into()),
         generation: Some(7),
+        written: None,
     }));
     story.run_until(t(10), |_| Outcome::Pass);
     let sets = story.set_records_for(MAIL);
@@ -88,7 +102,7 @@ fn with_on_drift_enforce_a_hand_edit_of_our_record_is_put_back() {
 #[test]
 fn with_on_drift_enforce_a_record_without_our_marker_is_still_only_observed() {
     let mut story = Story::healthy(enforcing());
-    story.report_current(MAIL, "somewhere-else.example.com");
+    story.report_unmarked(MAIL, "somewhere-else.example.com");
     story.run_until(t(10), |_| Outcome::Pass);
     assert!(story.set_records_for(MAIL).is_empty());
     assert_eq!(story.alerts_of(AlertKind::Drift, Severity::Warning), 1);
@@ -101,6 +115,7 @@ fn a_marker_generation_from_the_provider_raises_ours() {
         namespace: MAIL.into(),
         target: Some("mail-rr.example.com".into()),
         generation: Some(41),
+        written: None,
     }));
     story.run_until(t(10), sites_dead(&["site1"]));
     assert_eq!(story.set_records_for(MAIL)[0].1.generation, 42);

@@ -36,6 +36,14 @@ pub const DEFAULT_SKEW_TOLERANCE: Duration = Duration::from_secs(5);
 pub const DEFAULT_DBCOPY_STALE_AFTER: Duration = Duration::from_secs(60);
 /// Default record TTL.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+/// Default `[policy] startup_grace`: how long a fresh engine waits for every site's first verdict
+/// before it alerts that a name cannot be placed or that a site is not Up.
+pub const DEFAULT_STARTUP_GRACE: Duration = Duration::from_secs(60);
+/// Default `[policy] retry_initial`: the first wait after a failed record change.
+pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(1);
+/// Default `[policy] retry_max`: the longest wait between attempts of a failing record change,
+/// and the wait after a refusal that needs a human (unmarked or missing record, credentials).
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(300);
 /// Default protocol counted for a site's client access.
 pub const DEFAULT_PROTOCOL: &str = "activesync";
 
@@ -61,6 +69,18 @@ pub enum DriftPolicy {
     Enforce,
 }
 
+/// What to do with a record that carries no sitewarden ownership marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmarkedPolicy {
+    /// Observe it and alert once: sitewarden changes only records it owns.
+    #[default]
+    Observe,
+    /// Treat its content as sitewarden's own and take it over (writing the marker) at the next
+    /// change the rules call for.
+    Adopt,
+}
+
 /// Decision knobs shared by every namespace unless a namespace overrides them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Policy {
@@ -84,6 +104,13 @@ pub struct Policy {
     pub skew_tolerance: Duration,
     /// A DAG whose newest good copy snapshot is older than this has no known active site.
     pub dbcopy_stale_after: Duration,
+    /// After start, how long sites without a verdict yet are waited for silently: no name is
+    /// placed away from its preferred candidate and no transitional verdict is alerted.
+    pub startup_grace: Duration,
+    /// First wait after a failed record change; doubles per failure (with jitter).
+    pub retry_initial: Duration,
+    /// Longest wait between attempts; also the wait after a refusal that needs a human.
+    pub retry_max: Duration,
 }
 
 /// One site: a datacenter with client-access servers, or a witness location without any.
@@ -157,6 +184,8 @@ pub struct NamespaceConfig {
     pub hold_down: Duration,
     /// Drift handling for this name (ordered model only).
     pub on_drift: DriftPolicy,
+    /// Records without our marker: observed (default) or adopted.
+    pub on_unmarked: UnmarkedPolicy,
 }
 
 impl NamespaceConfig {

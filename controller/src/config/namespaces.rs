@@ -167,7 +167,20 @@ pub(super) fn namespace(
             ));
         }
     };
+    let on_unmarked = match n.on_unmarked.as_deref() {
+        None | Some("observe") => super::UnmarkedPolicy::Observe,
+        Some("adopt") => super::UnmarkedPolicy::Adopt,
+        Some(other) => {
+            return Err(src.error(
+                &k.key("on_unmarked"),
+                format!(
+                    "{other:?} is not an unmarked-record policy; use \"observe\" (default) or \"adopt\""
+                ),
+            ));
+        }
+    };
     Ok(NamespaceConfig {
+        on_unmarked,
         ttl,
         routing,
         failback,

@@ -91,6 +91,15 @@ pub(crate) struct RawPolicy {
     /// Default TTL of managed records.
     #[serde(default, with = "duration::option")]
     pub ttl: Option<Duration>,
+    /// How long after start sites without a verdict are waited for silently.
+    #[serde(default, with = "duration::option")]
+    pub startup_grace: Option<Duration>,
+    /// First wait after a failed record change.
+    #[serde(default, with = "duration::option")]
+    pub retry_initial: Option<Duration>,
+    /// Longest wait between attempts of a failing record change.
+    #[serde(default, with = "duration::option")]
+    pub retry_max: Option<Duration>,
 }
 
 /// `[[sites]]`.
@@ -168,4 +177,6 @@ pub(crate) struct RawNamespace {
     /// `"observe"` (default) or `"enforce"`: whether a hand-edited record that still carries
     /// our marker is put back.
     pub on_drift: Option<String>,
+    /// `"observe"` (default) or `"adopt"`: whether a record without our marker is taken over.
+    pub on_unmarked: Option<String>,
 }

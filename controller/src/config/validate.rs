@@ -98,7 +98,32 @@ fn policy(src: &Source, raw: &RawPolicy, agents: usize) -> Result<Policy, Config
     if dbcopy_stale_after.is_zero() {
         return Err(src.error(&k.key("dbcopy_stale_after"), "is 0s; use e.g. \"1m\""));
     }
+    let startup_grace = raw.startup_grace.unwrap_or(DEFAULT_STARTUP_GRACE);
+    let retry_initial = raw.retry_initial.unwrap_or(DEFAULT_RETRY_INITIAL);
+    if retry_initial < Duration::from_millis(100) {
+        return Err(src.error(
+            &k.key("retry_initial"),
+            format!(
+                "is {}; use at least 100ms (default 1s)",
+                duration::format(retry_initial)
+            ),
+        ));
+    }
+    let retry_max = raw.retry_max.unwrap_or(DEFAULT_RETRY_MAX);
+    if retry_max < retry_initial || retry_max > Duration::from_secs(3600) {
+        return Err(src.error(
+            &k.key("retry_max"),
+            format!(
+                "is {}; use from retry_initial ({}) to 1h (default 5m)",
+                duration::format(retry_max),
+                duration::format(retry_initial)
+            ),
+        ));
+    }
     Ok(Policy {
+        startup_grace,
+        retry_initial,
+        retry_max,
         fall,
         rise,
         interval,

@@ -118,6 +118,9 @@ pub enum AlertKind {
     Resolved,
 }
 
+/// Subject of the alerts about this controller's connection to NATS.
+pub const BUS_SUBJECT: &str = "nats";
+
 /// A message for humans (chat-ops).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
@@ -131,6 +134,15 @@ pub struct Alert {
     pub text: String,
     /// The facts behind it, when there are some.
     pub evidence: Option<Evidence>,
+}
+
+impl Alert {
+    /// Alerts about this controller itself (its bus, its role): every controller of the pair
+    /// sends its own, the standby included.
+    pub fn is_about_this_controller(&self) -> bool {
+        matches!(self.kind, AlertKind::BusLost | AlertKind::Leadership)
+            || (self.kind == AlertKind::Resolved && self.subject == BUS_SUBJECT)
+    }
 }
 
 /// One audit record.

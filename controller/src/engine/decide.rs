@@ -14,7 +14,7 @@ use sitewarden_shared::SiteId;
 use super::command::{Alert, AlertKind, Audit, AuditEvent, Command, SetRecord, Severity};
 use super::evidence::{Evidence, Rule};
 use super::explain::site_evidence;
-use super::input::{LeadershipChange, OverrideRequest, ProviderReport};
+use super::input::{LeadershipChange, OverrideRequest};
 use super::namespace::{Decision, Pending, Plan, World, plan};
 use super::overrides::Effect;
 use super::{Engine, State};
@@ -49,6 +49,7 @@ impl Engine {
         out: &mut Vec<Command>,
     ) -> Option<Rule> {
         let partitions = self.partitions(state);
+        let startup = self.in_startup_grace(state, now);
         let mut manual_rule = None;
         for (name, cfg) in &self.config.namespaces {
             let manual = manual_failback == Some(name.as_str());
@@ -60,6 +61,7 @@ impl Engine {
                     dags: &state.dags,
                     partitions: &partitions,
                     now,
+                    startup,
                 };
                 let Some(ns) = state.namespaces.get(name) else {
                     continue;
@@ -88,6 +90,23 @@ impl Engine {
         let Some(ns) = state.namespaces.get(name) else {
             return;
         };
+        // A change the retry schedule holds back waits; the decision says until when.
+        let plan = match (&plan.to, &ns.retry) {
+            (Some(to), Some(r)) if r.holds(to, now) => super::namespace::stay(
+                Rule::RetryWait,
+                format!(
+                    "{}: moving to {to} failed {} time{} ({}: {}); next attempt at {}",
+                    plan.note,
+                    r.attempts,
+                    if r.attempts == 1 { "" } else { "s" },
+                    r.class.word(),
+                    r.error,
+                    r.not_before
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            ),
+            _ => plan,
+        };
         let from = ns.effective().map(str::to_owned);
         let to = plan.to.clone().or_else(|| from.clone());
         let new_decision = ns
@@ -112,6 +131,18 @@ impl Engine {
         if let Some(target) = &plan.to {
             state.generation += 1;
             let generation = state.generation;
+            out.push(Command::Alert(Alert {
+                severity: Severity::Info,
+                kind: AlertKind::DnsDecided,
+                subject: name.to_owned(),
+                text: format!(
+                    "{name}: moving from {} to {target} ({}; generation {generation}, epoch {})",
+                    from.as_deref().unwrap_or("nothing"),
+                    plan.rule.word(),
+                    state.leadership.epoch
+                ),
+                evidence: Some(evidence.clone()),
+            }));
             out.push(Command::SetRecord(SetRecord {
                 namespace: name.to_owned(),
                 target: target.clone(),
@@ -220,6 +251,16 @@ impl Engine {
         {
             s.undrained_at = Some(now);
         }
+        // An operator acting on a name hands it back to sitewarden: what the record holds now
+        // becomes the starting point, and a failed change may be tried at once.
+        if let Some(name) = req.action.namespace()
+            && let Some(ns) = state.namespaces.get_mut(&name.to_ascii_lowercase())
+        {
+            ns.drift = None;
+            if let Some(r) = ns.retry.as_mut() {
+                r.not_before = now;
+            }
+        }
         let manual = match &effect {
             Effect::Failback(ns) => Some(ns.as_str()),
             _ => None,
@@ -247,81 +288,6 @@ impl Engine {
         out.extend(planned);
     }
 
-    pub(super) fn on_provider(
-        &self,
-        state: &mut State,
-        now: DateTime<Utc>,
-        report: &ProviderReport,
-        out: &mut Vec<Command>,
-    ) {
-        out.push(Command::Audit(Audit {
-            at: now,
-            event: AuditEvent::Provider(report.clone()),
-        }));
-        match report {
-            ProviderReport::Current {
-                namespace,
-                target,
-                generation,
-            } => {
-                if let Some(g) = generation {
-                    state.generation = state.generation.max(*g);
-                }
-                let Some(ns) = state.namespaces.get_mut(&namespace.to_ascii_lowercase()) else {
-                    return;
-                };
-                let target = target.as_ref().map(|t| t.to_ascii_lowercase());
-                if ns
-                    .pending
-                    .as_ref()
-                    .is_some_and(|p| Some(&p.target) == target.as_ref())
-                {
-                    ns.pending = None;
-                }
-                ns.current = target;
-                ns.marked = generation.is_some();
-                self.evaluate_all(state, now, None, out);
-            }
-            ProviderReport::Applied {
-                namespace,
-                generation,
-            } => {
-                let Some(ns) = state.namespaces.get_mut(&namespace.to_ascii_lowercase()) else {
-                    return;
-                };
-                if let Some(p) = ns.pending.take_if(|p| p.generation == *generation) {
-                    ns.current = Some(p.target);
-                    ns.marked = true;
-                }
-            }
-            ProviderReport::Failed {
-                namespace,
-                generation,
-                error,
-            } => {
-                let name = namespace.to_ascii_lowercase();
-                let Some(ns) = state.namespaces.get_mut(&name) else {
-                    return;
-                };
-                if ns
-                    .pending
-                    .take_if(|p| p.generation == *generation)
-                    .is_some()
-                {
-                    out.push(Command::Alert(Alert {
-                        severity: Severity::Warning,
-                        kind: AlertKind::ApplyFailed,
-                        subject: name.clone(),
-                        text: format!("{name}: generation {generation} failed to apply: {error}; retrying on the next tick"),
-                        evidence: None,
-                    }));
-                    // The next tick re-plans; forget the decision so it is issued again.
-                    ns.decision = None;
-                }
-            }
-        }
-    }
-
     pub(super) fn on_leadership(
         &self,
         state: &mut State,
@@ -330,6 +296,7 @@ impl Engine {
         out: &mut Vec<Command>,
     ) {
         let was = state.leadership.is_leader;
+        self.leadership_alert(state, now, was, l, out);
         state.leadership = super::state::Leadership {
             is_leader: l.is_leader,
             epoch: l.epoch,

@@ -54,9 +54,42 @@ pub enum Rule {
     Frozen,
     /// The record holds a target that is not one of ours: observed, not fought.
     Drift,
+    /// Sites a more preferred target needs have no verdict yet (start-up) or are rising: wait.
+    AwaitingVerdicts,
+    /// The provider has no record for the name: nothing to change until it is created.
+    RecordMissing,
+    /// A change failed; the next attempt waits for the retry schedule.
+    RetryWait,
 }
 
 impl Rule {
+    /// The rule's name as written in the API, the audit trail and the docs.
+    pub fn word(self) -> &'static str {
+        match self {
+            Rule::InitialPlacement => "initial_placement",
+            Rule::Steady => "steady",
+            Rule::MoveAwayFromDown => "move_away_from_down",
+            Rule::Failback => "failback",
+            Rule::FailbackPending => "failback_pending",
+            Rule::FailbackManual => "failback_manual",
+            Rule::ManualFailback => "manual_failback",
+            Rule::HoldDown => "hold_down",
+            Rule::FollowMailbox => "follow_mailbox",
+            Rule::FollowTargetNotUp => "follow_target_not_up",
+            Rule::FollowDagUnknown => "follow_dag_unknown",
+            Rule::FailStaticUnknown => "fail_static_unknown",
+            Rule::FailStaticAllDown => "fail_static_all_down",
+            Rule::FailStaticNoCandidate => "fail_static_no_candidate",
+            Rule::Partition => "partition",
+            Rule::Pinned => "pinned",
+            Rule::Frozen => "frozen",
+            Rule::Drift => "drift",
+            Rule::AwaitingVerdicts => "awaiting_verdicts",
+            Rule::RecordMissing => "record_missing",
+            Rule::RetryWait => "retry_wait",
+        }
+    }
+
     /// Automatic changes that are not emergencies, limited by `hold_down`.
     pub fn is_non_emergency_change(self) -> bool {
         matches!(

@@ -62,6 +62,11 @@ impl Engine {
             return;
         };
         let p = &self.config.policy;
+        // Freshness is judged on the controller's clock: a result counts from its arrival, or
+        // from `observed_at + skew_tolerance` if that is earlier (a result replayed from the
+        // stream at start-up is as old as it is), so an agent's skew inside the tolerance
+        // changes nothing.
+        let arrived = now.min(o.observed_at.checked_add_signed(self.skew).unwrap_or(now));
         let retally = match component
             .observers
             .get_mut(o.agent.as_str())
@@ -69,12 +74,12 @@ impl Engine {
         {
             Some(check) => {
                 let was_fresh = check.is_fresh(now, self.stale_after);
-                let changed = check.record(o.outcome, o.observed_at, o.error_class, p.fall, p.rise);
+                let changed = check.record(o.outcome, arrived, o.error_class, p.fall, p.rise);
                 changed || (!was_fresh && check.is_fresh(now, self.stale_after))
             }
             None => {
-                let mut check = CheckState::first(o.outcome, o.observed_at, o.error_class);
-                check.record(o.outcome, o.observed_at, o.error_class, p.fall, p.rise);
+                let mut check = CheckState::first(o.outcome, arrived, o.error_class);
+                check.record(o.outcome, arrived, o.error_class, p.fall, p.rise);
                 component
                     .observers
                     .entry(o.agent.clone())
@@ -147,7 +152,10 @@ impl Engine {
             return self.reject(state, now, cause, &h.agent, out);
         }
         agent.started_at = Some(h.started_at);
-        agent.last_heartbeat = Some(h.observed_at);
+        // Liveness on the controller's clock (see `on_observation`): skew inside the tolerance
+        // can never make an agent look silent.
+        agent.last_heartbeat =
+            Some(now.min(h.observed_at.checked_add_signed(self.skew).unwrap_or(now)));
         agent.heartbeat_interval_ms = Some(h.interval_ms);
         state.counters.accepted += 1;
         if agent.silent {
@@ -250,33 +258,18 @@ impl Engine {
             note: format!("site {site} is {} (was {from})", j.verdict),
             sites: BTreeMap::from([(site.clone(), ev)]),
         };
-        let (severity, text) = match j.verdict {
-            Verdict::Down => (
-                Severity::Critical,
-                format!("site {site} is Down, confirmed from outside the site"),
-            ),
-            Verdict::Unknown => (
-                Severity::Warning,
-                format!(
-                    "site {site} is Unknown (silence, too few observers or disagreement); names fail static"
-                ),
-            ),
-            Verdict::Degraded => (
-                Severity::Warning,
-                format!(
-                    "site {site} is Degraded: some servers are not Up, clients are still served"
-                ),
-            ),
-            Verdict::Up => (Severity::Info, format!("site {site} is Up")),
-        };
-        if was_judged || j.verdict != Verdict::Up {
-            out.push(Command::Alert(Alert {
-                severity,
-                kind: AlertKind::SiteVerdict,
-                subject: site.to_string(),
-                text,
-                evidence: Some(evidence.clone()),
-            }));
+        // Start-up is quiet: a site that has not been alerted about yet and is not Down raises
+        // no alert inside the start-up grace (servers coming Up one at a time are not news);
+        // a site still not Up when the grace ends is alerted then (`tick_health`).
+        let quiet = self.in_startup_grace(state, now)
+            && j.verdict != Verdict::Down
+            && state.sites.get(site).is_some_and(|s| s.alerted.is_none());
+        let already = state.sites.get(site).and_then(|s| s.alerted);
+        if !quiet && already != Some(j.verdict) && (already.is_some() || j.verdict != Verdict::Up) {
+            out.push(verdict_alert(site, j.verdict, evidence.clone()));
+            if let Some(st) = state.sites.get_mut(site) {
+                st.alerted = Some(j.verdict);
+            }
         }
         out.push(Command::Audit(Audit {
             at: now,
@@ -288,6 +281,36 @@ impl Engine {
             },
         }));
         true
+    }
+
+    /// Alerts, once, every site still not Up when the start-up grace has ended.
+    fn alert_after_grace(&self, state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>) {
+        if self.in_startup_grace(state, now) {
+            return;
+        }
+        let due: Vec<SiteId> = state
+            .sites
+            .iter()
+            .filter(|(_, s)| s.alerted.is_none() && s.verdict != Verdict::Up)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for site in due {
+            let ev = site_evidence(&self.config, state, &site, now, self.stale_after, false);
+            let Some(st) = state.sites.get_mut(&site) else {
+                continue;
+            };
+            let evidence = Evidence {
+                rule: Rule::Steady,
+                at: now,
+                note: format!(
+                    "site {site} is {} at the end of the start-up grace",
+                    st.verdict
+                ),
+                sites: BTreeMap::from([(site.clone(), ev)]),
+            };
+            st.alerted = Some(st.verdict);
+            out.push(verdict_alert(&site, st.verdict, evidence));
+        }
     }
 
     /// After a verdict or DAG change: notify the edge and re-plan every namespace.
@@ -348,6 +371,7 @@ impl Engine {
                 tally(c, &rules, now);
             }
         }
+        self.alert_after_grace(state, now, out);
         let mut changed = false;
         let sites: Vec<SiteId> = state.sites.keys().cloned().collect();
         let before: Vec<Verdict> = state.sites.values().map(|s| s.verdict).collect();
@@ -382,4 +406,32 @@ impl Engine {
         }
         changed || dags_changed
     }
+}
+
+/// The alert for a site's verdict.
+fn verdict_alert(site: &SiteId, verdict: Verdict, evidence: Evidence) -> Command {
+    let (severity, text) = match verdict {
+        Verdict::Down => (
+            Severity::Critical,
+            format!("site {site} is Down, confirmed from outside the site"),
+        ),
+        Verdict::Unknown => (
+            Severity::Warning,
+            format!(
+                "site {site} is Unknown (silence, too few observers or disagreement); names fail static"
+            ),
+        ),
+        Verdict::Degraded => (
+            Severity::Warning,
+            format!("site {site} is Degraded: some servers are not Up, clients are still served"),
+        ),
+        Verdict::Up => (Severity::Info, format!("site {site} is Up")),
+    };
+    Command::Alert(Alert {
+        severity,
+        kind: AlertKind::SiteVerdict,
+        subject: site.to_string(),
+        text,
+        evidence: Some(evidence),
+    })
 }

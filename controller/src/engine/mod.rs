@@ -22,11 +22,14 @@ pub mod input;
 pub mod intake;
 pub mod namespace;
 pub mod observer;
+mod outcome;
 pub mod overrides;
 pub mod quorum;
+mod retry;
 pub mod state;
 pub mod trouble;
 pub mod verdict;
+mod wake;
 
 use std::collections::BTreeMap;
 
@@ -37,8 +40,8 @@ pub use command::{Alert, AlertKind, Audit, AuditEvent, Command, EdgeNotice, SetR
 pub use evidence::{Evidence, Rule};
 pub use explain::Explanation;
 pub use input::{
-    FreezeScope, Input, LeadershipChange, OverrideAction, OverrideRequest, ProviderReport,
-    ReleaseTarget,
+    BusReport, CallStats, FailureClass, FreezeScope, Input, LeadershipChange, OverrideAction,
+    OverrideRequest, ProviderReport, ReleaseTarget,
 };
 pub use state::State;
 pub use verdict::Verdict;
@@ -62,6 +65,8 @@ pub struct Engine {
     skew: TimeDelta,
     /// `policy.dbcopy_stale_after` as a chrono delta.
     dbcopy_stale_after: TimeDelta,
+    /// `policy.startup_grace` as a chrono delta.
+    startup_grace: TimeDelta,
 }
 
 impl Engine {
@@ -77,9 +82,18 @@ impl Engine {
             stale_after: delta(config.policy.stale_after),
             skew: delta(config.policy.skew_tolerance),
             dbcopy_stale_after: delta(config.policy.dbcopy_stale_after),
+            startup_grace: delta(config.policy.startup_grace),
             config,
             server_site,
         }
+    }
+
+    /// Whether `now` is still inside the start-up grace of this state (see
+    /// `policy.startup_grace`): sites without a verdict yet are waited for silently.
+    pub fn in_startup_grace(&self, state: &State, now: DateTime<Utc>) -> bool {
+        state
+            .started_at
+            .is_none_or(|s| now - s < self.startup_grace)
     }
 
     /// The configuration this engine decides by.
@@ -140,6 +154,7 @@ impl Engine {
             _ => now,
         };
         state.clock = Some(now);
+        state.started_at.get_or_insert(now);
         let mut out = Vec::new();
         match input {
             Input::Observation(o) => self.on_observation(state, now, o, &mut out),
@@ -149,12 +164,15 @@ impl Engine {
             Input::Override(r) => self.on_override(state, now, r, &mut out),
             Input::Provider(p) => self.on_provider(state, now, p, &mut out),
             Input::Leadership(l) => self.on_leadership(state, now, *l, &mut out),
+            Input::Bus(b) => self.on_bus(state, now, *b, &mut out),
         }
         if !state.leadership.is_leader && !out.is_empty() {
             out = out
                 .into_iter()
                 .map(|c| match c {
                     Command::Audit(a) => Command::Audit(a),
+                    // What a controller says about itself (its bus, its role) is its own to say.
+                    Command::Alert(a) if a.is_about_this_controller() => Command::Alert(a),
                     other => Command::Audit(Audit {
                         at: now,
                         event: AuditEvent::Standby(Box::new(other)),

@@ -62,6 +62,39 @@ pub struct NamespaceState {
     /// The record carried our ownership marker when last reported (or we wrote it since).
     #[serde(default)]
     pub marked: bool,
+    /// The provider reported that there is no record for the name.
+    #[serde(default)]
+    pub missing: bool,
+    /// The record holds content sitewarden did not write: left alone until an operator acts.
+    #[serde(default)]
+    pub drift: Option<DriftSeen>,
+    /// A failed change and when it may be tried again.
+    #[serde(default)]
+    pub retry: Option<super::retry::Retry>,
+    /// The apply condition whose alert is out (`apply_failed`, `provider_auth`), so each is
+    /// alerted once and resolved once.
+    #[serde(default)]
+    pub apply_alert: Option<String>,
+    /// A `propagation_slow` alert is out for this name.
+    #[serde(default)]
+    pub propagation_slow: bool,
+    /// The latest generation this engine saw applied, and the target it wrote.
+    #[serde(default)]
+    pub written: Option<(u64, String)>,
+    /// The latest (content, marker generation) a provider reported, to tell news from repeats.
+    #[serde(default)]
+    pub seen: Option<(Option<String>, Option<u64>)>,
+}
+
+/// Content found in a record that sitewarden did not write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftSeen {
+    /// What the record holds (`None`: the record was deleted).
+    pub found: Option<String>,
+    /// When it was first seen.
+    pub since: DateTime<Utc>,
+    /// Why it counts as drift, in words.
+    pub why: String,
 }
 
 impl NamespaceState {
@@ -110,6 +143,8 @@ pub struct World<'a> {
     pub partitions: &'a BTreeSet<(SiteId, SiteId)>,
     /// Engine time.
     pub now: DateTime<Utc>,
+    /// Inside the start-up grace: sites without a verdict are waited for without alerts.
+    pub startup: bool,
 }
 
 impl World<'_> {
@@ -248,6 +283,9 @@ pub fn plan(
             stay(Rule::Frozen, note)
         };
     }
+    if let Some(p) = drift_or_missing(name, cfg, ns) {
+        return p;
+    }
     if w.all_sites_down() {
         return alerting(
             Rule::FailStaticAllDown,
@@ -271,6 +309,82 @@ pub fn plan(
     }
 }
 
+/// A record that is missing, or holds content sitewarden did not write, is left alone.
+fn drift_or_missing(name: &str, cfg: &NamespaceConfig, ns: &NamespaceState) -> Option<Plan> {
+    if ns.missing && ns.pending.is_none() {
+        return Some(alerting(
+            Rule::RecordMissing,
+            Severity::Warning,
+            AlertKind::FailStatic,
+            super::input::FailureClass::Missing.fix(name),
+        ));
+    }
+    let d = ns.drift.as_ref()?;
+    if cfg.on_drift == crate::config::DriftPolicy::Enforce && ns.marked {
+        // The name opted in to enforcement: the rules below put the preferred candidate back.
+        return None;
+    }
+    Some(alerting(
+        Rule::Drift,
+        Severity::Warning,
+        AlertKind::Drift,
+        format!(
+            "the record holds {}, which sitewarden did not write ({}); observed, not fought: pin, release or fail back {name} to hand it back to sitewarden",
+            d.found.as_deref().unwrap_or("nothing"),
+            d.why
+        ),
+    ))
+}
+
+/// Where a name whose record content is unknown goes: the most preferred candidate whose sites
+/// are all destinations, passing over a candidate only when one of its sites is positively Down
+/// (or drained). A candidate whose sites have no verdict yet, are Unknown or are rising is waited
+/// for: a site that has not reported is not a site that failed.
+fn place(list: &[crate::config::Candidate], w: &World<'_>) -> Plan {
+    for c in list {
+        if w.all_destinations(&c.requires) {
+            return change(
+                Rule::InitialPlacement,
+                &c.target,
+                format!(
+                    "record content unknown; {} is the most preferred Up candidate",
+                    c.target
+                ),
+            );
+        }
+        if w.any_down(&c.requires) {
+            continue;
+        }
+        let waiting: Vec<String> = c
+            .requires
+            .iter()
+            .filter(|s| !w.destination(s))
+            .map(|s| s.to_string())
+            .collect();
+        let note = format!(
+            "record content unknown; waiting for {} (no verdict yet, Unknown or rising) before placing it on {}",
+            waiting.join(", "),
+            c.target
+        );
+        return if w.startup {
+            stay(Rule::AwaitingVerdicts, note)
+        } else {
+            alerting(
+                Rule::AwaitingVerdicts,
+                Severity::Warning,
+                AlertKind::FailStatic,
+                note,
+            )
+        };
+    }
+    alerting(
+        Rule::FailStaticUnknown,
+        Severity::Warning,
+        AlertKind::FailStatic,
+        "record content unknown and no candidate is Up".to_owned(),
+    )
+}
+
 fn candidates(
     cfg: &NamespaceConfig,
     ns: &NamespaceState,
@@ -280,22 +394,7 @@ fn candidates(
 ) -> Plan {
     let preferred = list.iter().position(|c| w.all_destinations(&c.requires));
     let Some(cur) = ns.effective() else {
-        return match preferred.and_then(|p| list.get(p)) {
-            Some(c) => change(
-                Rule::InitialPlacement,
-                &c.target,
-                format!(
-                    "record content unknown; {} is the most preferred Up candidate",
-                    c.target
-                ),
-            ),
-            None => alerting(
-                Rule::FailStaticUnknown,
-                Severity::Warning,
-                AlertKind::FailStatic,
-                "record content unknown and no candidate is Up".to_owned(),
-            ),
-        };
+        return place(list, w);
     };
     let Some(ci) = list.iter().position(|c| c.target == cur) else {
         if cfg.on_drift == crate::config::DriftPolicy::Enforce
@@ -338,6 +437,12 @@ fn candidates(
         };
     }
     if !w.all_routable(&cc.requires) {
+        if w.startup {
+            return stay(
+                Rule::AwaitingVerdicts,
+                format!("{cur} needs a site without a verdict yet; waiting (start-up)"),
+            );
+        }
         return alerting(
             Rule::FailStaticUnknown,
             Severity::Warning,

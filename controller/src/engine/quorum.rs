@@ -1,9 +1,12 @@
 //! Per server × protocol quorum over fresh observers.
 //!
 //! Each fresh observer has one opinion about a server × protocol: failing if any of its fresh
-//! checks for it is failing, passing if at least one is passing and none failing, none while all
-//! are pending. The component is Down when failing opinions reach the quorum and Up when passing
-//! opinions do; the quorum is a majority of the observers with an opinion and never less than
+//! checks for it is failing *now* (status failing and its latest result a failure), passing if
+//! at least one is passing and none failing, none otherwise. A check that is recovering — failing
+//! by hysteresis but passing again, fewer than `rise` times — votes neither way: rise/fall is an
+//! observer's own hysteresis, while the quorum is made of simultaneous evidence, so failures of
+//! different observers that never overlap in time can never add up to Down. The component is Down
+//! when failing opinions reach the quorum and Up when passing opinions do; the quorum is a majority of the observers with an opinion and never less than
 //! `min_observers`. Anything else (too few observers, a split) is Unknown. The tally also notes
 //! whether an observer outside the server's site said failing, and which observer sites agree
 //! among themselves, for the site verdict and partition detection.
@@ -70,6 +73,18 @@ impl Default for Component {
     }
 }
 
+/// One check's vote: failing only while its status is failing *and* its latest result is a
+/// failure (a recovering check votes neither way), passing while its status is passing.
+pub fn vote(check: &CheckState) -> Option<CheckStatus> {
+    match check.status {
+        CheckStatus::Failing if check.last_outcome == sitewarden_shared::Outcome::Fail => {
+            Some(CheckStatus::Failing)
+        }
+        CheckStatus::Passing => Some(CheckStatus::Passing),
+        _ => None,
+    }
+}
+
 /// One observer's opinion over its fresh checks.
 pub fn opinion(
     checks: &BTreeMap<CheckName, CheckState>,
@@ -78,10 +93,10 @@ pub fn opinion(
 ) -> Option<CheckStatus> {
     let mut passing = false;
     for c in checks.values().filter(|c| c.is_fresh(now, stale_after)) {
-        match c.status {
-            CheckStatus::Failing => return Some(CheckStatus::Failing),
-            CheckStatus::Passing => passing = true,
-            CheckStatus::Pending => {}
+        match vote(c) {
+            Some(CheckStatus::Failing) => return Some(CheckStatus::Failing),
+            Some(CheckStatus::Passing) => passing = true,
+            _ => {}
         }
     }
     passing.then_some(CheckStatus::Passing)

@@ -26,6 +26,15 @@ pub struct Leadership {
     pub epoch: u64,
 }
 
+/// What the engine remembers about the bus.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusState {
+    /// The bus has answered at least once: before that, a missing bus is start-up, not news.
+    pub answered: bool,
+    /// Since when the bus has been lost (a `bus_lost` alert is out).
+    pub lost_since: Option<DateTime<Utc>>,
+}
+
 /// What the engine remembers about one agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentState {
@@ -33,7 +42,8 @@ pub struct AgentState {
     pub last_seq: Option<u64>,
     /// The agent process's start time from its latest heartbeat.
     pub started_at: Option<DateTime<Utc>>,
-    /// `observed_at` of its latest heartbeat.
+    /// When its latest heartbeat arrived, on the controller's clock (the engine's `now`):
+    /// liveness is judged by arrival, so an agent's clock skew cannot make it look silent.
     pub last_heartbeat: Option<DateTime<Utc>>,
     /// Its announced heartbeat interval.
     pub heartbeat_interval_ms: Option<u64>,
@@ -46,6 +56,24 @@ pub struct AgentState {
 pub struct State {
     /// Latest `now` seen; time never runs backwards inside the engine.
     pub clock: Option<DateTime<Utc>>,
+    /// The first `now` this state saw: the start-up grace counts from here.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// Seed of the deterministic jitter of retry schedules (splitmix64), advanced per use.
+    #[serde(default)]
+    pub jitter_seed: u64,
+    /// The bus: whether it answered once, and since when it has been lost (alerted).
+    #[serde(default)]
+    pub bus: BusState,
+    /// The provider needed retries on the latest apply (a `provider_degraded` alert is out).
+    #[serde(default)]
+    pub provider_degraded: bool,
+    /// The provider refused the credentials (a `provider_auth` alert is out).
+    #[serde(default)]
+    pub provider_auth: bool,
+    /// Candidate targets that do not resolve, with the problem last alerted.
+    #[serde(default)]
+    pub unresolvable: BTreeMap<String, String>,
     /// Leader or standby, and the epoch.
     pub leadership: Leadership,
     /// Last record-plan generation issued (or seen in a provider's marker).

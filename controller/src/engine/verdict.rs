@@ -66,6 +66,9 @@ pub struct SiteState {
     /// Serving, but some protocol has every server Down or falling: not a place to move to.
     #[serde(default)]
     pub falling: bool,
+    /// The verdict last alerted (`None`: none yet; start-up is quiet).
+    #[serde(default)]
+    pub alerted: Option<Verdict>,
     /// Observer sites that see this site entirely Down for some protocol.
     pub seen_down_by: BTreeSet<SiteId>,
     /// Observer sites that see every component of this site passing.
@@ -81,6 +84,7 @@ impl SiteState {
             serving_since: None,
             undrained_at: None,
             falling: false,
+            alerted: None,
             seen_down_by: BTreeSet::new(),
             seen_up_by: BTreeSet::new(),
         }

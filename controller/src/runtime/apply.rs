@@ -24,8 +24,7 @@ use tokio::sync::mpsc;
 
 use super::audit::{AuditRecord, AuditSink};
 use super::metrics::Metrics;
-use crate::engine::{Alert, AlertKind, Input, ProviderReport, SetRecord, Severity};
-use crate::notify::Dispatcher;
+use crate::engine::{CallStats, FailureClass, Input, ProviderReport, SetRecord};
 use crate::provider::{ApplyOutcome, Change, DnsProvider, ProviderError, Refusal};
 
 /// Answers "may I act, and with which epoch?" from the lease's monotonic clock, at call time.
@@ -76,24 +75,12 @@ pub struct Applier {
     /// Dry run: what the records would hold now, `(target, generation)`, so the engine sees the
     /// consequences of its own decisions and "would apply" is audited once, not every tick.
     pub shadow: BTreeMap<String, (String, u64)>,
-    /// Chat-ops alerts (`None` in `plan` and unit tests). The applier only works for the acting
-    /// leader, so what it raises is never a standby's duplicate.
-    pub alerts: Option<Dispatcher>,
     /// Authoritative servers to watch after each applied change (`None` or no servers: no
     /// watch).
     pub propagation: Option<super::settings::PropagationSettings>,
 }
 
 impl Applier {
-    /// Logs an alert, records it in the audit trail and hands it to the chat-ops sinks.
-    fn raise(&self, epoch: Option<u64>, alert: Alert) {
-        super::log_alert(&alert);
-        self.audit(epoch, serde_json::json!({"kind": "alert", "alert": &alert}));
-        if let Some(d) = &self.alerts {
-            d.send(&alert);
-        }
-    }
-
     fn audit(&self, epoch: Option<u64>, event: serde_json::Value) {
         self.audit.record(AuditRecord {
             at: Utc::now(),
@@ -123,10 +110,18 @@ impl Applier {
         self.settle(name, &state).await;
         self.last_seen
             .insert(name.to_owned(), state.content.clone());
+        let generation = state.marker.map(|m| m.generation);
+        // What our books say that marker's generation wrote: the engine compares it with the
+        // content to tell a hand edit (marker kept, content changed) from our own write.
+        let written = match (generation, self.book(name, "ns").await) {
+            (Some(g), Ok(Some((book, _)))) if book.generation == g => Some(book.target),
+            _ => None,
+        };
         self.report(ProviderReport::Current {
             namespace: name.to_owned(),
             target: state.content,
-            generation: state.marker.map(|m| m.generation),
+            generation,
+            written,
         })
         .await;
         Ok(())
@@ -206,10 +201,12 @@ impl Applier {
     /// Applies one command; never panics, reports the outcome to the engine.
     pub async fn apply(&mut self, cmd: SetRecord) {
         let name = cmd.namespace.clone();
-        let fail = |error: String| ProviderReport::Failed {
+        let fail = |error: String, class: FailureClass, calls: CallStats| ProviderReport::Failed {
             namespace: name.clone(),
             generation: cmd.generation,
             error,
+            class,
+            calls,
         };
         if (self.acting)() != Some(cmd.epoch) {
             self.metrics.applied("not_acting");
@@ -224,6 +221,7 @@ impl Applier {
             self.report(ProviderReport::Applied {
                 namespace: name,
                 generation: cmd.generation,
+                calls: CallStats::default(),
             })
             .await;
             return;
@@ -238,7 +236,12 @@ impl Applier {
             }
             Ok(ns) => ns,
             Err(e) => {
-                self.report(fail(format!("state store: {e}"))).await;
+                self.report(fail(
+                    format!("state store: {e}"),
+                    FailureClass::Transient,
+                    CallStats::default(),
+                ))
+                .await;
                 return;
             }
         };
@@ -267,28 +270,12 @@ impl Applier {
             Err(e) => {
                 self.metrics.applied("intent_refused");
                 self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent_refused", "namespace": name, "generation": cmd.generation, "why": e}));
-                self.report(fail(e)).await;
+                self.report(fail(e, FailureClass::Transient, CallStats::default()))
+                    .await;
                 return;
             }
         };
         self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason, "evidence": cmd.evidence}));
-        let before = self.last_seen.get(&name).cloned().flatten();
-        self.raise(
-            Some(cmd.epoch),
-            Alert {
-                severity: Severity::Info,
-                kind: AlertKind::DnsDecided,
-                subject: name.clone(),
-                text: format!(
-                    "{name}: moving from {} to {} (generation {}, epoch {})",
-                    before.as_deref().unwrap_or("nothing"),
-                    cmd.target,
-                    cmd.generation,
-                    cmd.epoch
-                ),
-                evidence: Some(cmd.evidence.clone()),
-            },
-        );
         let stats_before = self.provider.stats();
         let started = std::time::Instant::now();
 
@@ -320,6 +307,13 @@ impl Applier {
             outcome.is_ok(),
             call_started.elapsed().as_secs_f64(),
         );
+        let spent = self.provider.stats().since(&stats_before);
+        let calls = CallStats {
+            calls: u32::try_from(spent.calls).unwrap_or(u32::MAX),
+            retries: u32::try_from(spent.retries).unwrap_or(u32::MAX),
+            rate_limited: u32::try_from(spent.rate_limited).unwrap_or(u32::MAX),
+            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
         let (status, report) = match &outcome {
             Ok(ApplyOutcome::Applied { after, .. })
             | Ok(ApplyOutcome::AlreadyInPlace { state: after }) => {
@@ -329,19 +323,25 @@ impl Applier {
                     ProviderReport::Applied {
                         namespace: name.clone(),
                         generation: cmd.generation,
+                        calls,
                     },
                 )
             }
             Ok(ApplyOutcome::Refused(r)) => {
                 if let Refusal::Drift { found } | Refusal::NotOurs { found } = r {
                     self.last_seen.insert(name.clone(), found.content.clone());
+                    // The refusal read the record: tell the engine what it holds.
+                    self.report(ProviderReport::Current {
+                        namespace: name.clone(),
+                        target: found.content.clone(),
+                        generation: found.marker.map(|m| m.generation),
+                        written: None,
+                    })
+                    .await;
                 }
-                (
-                    "refused",
-                    fail(format!("provider refused the change: {r:?}")),
-                )
+                ("refused", fail(r.to_string(), refusal_class(r), calls))
             }
-            Err(e) => ("failed", fail(e.to_string())),
+            Err(e) => ("failed", fail(e.to_string(), error_class(e), calls)),
         };
         self.metrics.applied(status);
         let done = RecordBook {
@@ -367,79 +367,21 @@ impl Applier {
             tracing::warn!(namespace = %name, "cannot record applied generation: {e}");
         }
         self.audit(Some(cmd.epoch), serde_json::json!({"kind": format!("apply_{status}"), "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("{outcome:?}")}));
-        let spent = self.provider.stats().since(&stats_before);
-        if spent.retries > 0 {
-            self.raise(
-                Some(cmd.epoch),
-                Alert {
-                    severity: Severity::Warning,
-                    kind: AlertKind::ProviderDegraded,
-                    subject: name.clone(),
-                    text: format!(
-                        "{name}: the {} DNS API needed {} retr{} ({} rate-limited, {} server errors or timeouts) over {} calls; the change was {status}",
-                        self.provider.kind(),
-                        spent.retries,
-                        if spent.retries == 1 { "y" } else { "ies" },
-                        spent.rate_limited,
-                        spent.transient_errors,
-                        spent.calls,
-                    ),
-                    evidence: None,
-                },
-            );
-        }
         if let Ok(ApplyOutcome::Applied { .. }) = &outcome {
-            self.watch_propagation(&name, &cmd.target, cmd.ttl_secs, cmd.epoch);
-        }
-        match &outcome {
-            Ok(ApplyOutcome::Applied { .. }) => self.raise(
-                Some(cmd.epoch),
-                Alert {
-                    severity: Severity::Warning,
-                    kind: AlertKind::DnsApplied,
-                    subject: name.clone(),
-                    text: format!(
-                        "{name} now points at {} (was {}); applied and verified in {} ms with {} API call{}",
-                        cmd.target,
-                        before.as_deref().unwrap_or("nothing"),
-                        started.elapsed().as_millis(),
-                        spent.calls,
-                        if spent.calls == 1 { "" } else { "s" },
-                    ),
-                    evidence: Some(cmd.evidence.clone()),
-                },
-            ),
-            Err(ProviderError::Auth(why)) => self.raise(
-                Some(cmd.epoch),
-                Alert {
-                    severity: Severity::Critical,
-                    kind: AlertKind::ProviderAuth,
-                    subject: self.provider.kind().to_owned(),
-                    text: format!(
-                        "the {} DNS API refused the credentials while changing {name}: {why}",
-                        self.provider.kind()
-                    ),
-                    evidence: None,
-                },
-            ),
-            _ => {}
+            self.watch_propagation(&name, &cmd.target, cmd.ttl_secs);
         }
         self.report(report).await;
     }
 
-    /// Watches the zone's authoritative servers in the background until all answer `target`:
-    /// the time it took goes to the audit trail, and a server still lagging after
-    /// `alert_after_ttls` × TTL raises an alert naming it.
-    fn watch_propagation(&self, name: &str, target: &str, ttl_secs: u64, epoch: u64) {
+    /// Watches the zone's authoritative servers in the background until all answer `target`
+    /// (or the deadline, `alert_after_ttls` × TTL, passes) and reports the outcome to the engine,
+    /// which audits it and decides whether to alert.
+    fn watch_propagation(&self, name: &str, target: &str, ttl_secs: u64) {
         let Some(p) = self.propagation.clone().filter(|p| !p.servers.is_empty()) else {
             return;
         };
         let (name, target) = (name.to_owned(), target.to_owned());
-        let (audit, alerts, controller) = (
-            self.audit.clone(),
-            self.alerts.clone(),
-            self.controller.clone(),
-        );
+        let reports = self.reports.clone();
         tokio::spawn(async move {
             let options = crate::provider::propagation::WatchOptions {
                 deadline: p.deadline(ttl_secs),
@@ -471,57 +413,26 @@ impl Applier {
                     )
                 })
                 .collect();
-            let event = serde_json::json!({
-                "kind": "propagation",
-                "namespace": name,
-                "target": target,
-                "converged": report.converged(),
-                "converged_after_ms": report.converged_after().map(|d| d.as_millis() as u64),
-                "servers": report.servers.len(),
-                "laggards": laggards,
-            });
-            audit.record(AuditRecord {
-                at: Utc::now(),
-                controller: controller.clone(),
-                role: "leader",
-                epoch: Some(epoch),
-                event: event.clone(),
-            });
-            if report.converged() {
-                tracing::info!(namespace = %name, after_ms = report.converged_after().map(|d| d.as_millis() as u64), "every authoritative server answers {target}");
-                return;
-            }
-            let alert = Alert {
-                severity: Severity::Warning,
-                kind: AlertKind::PropagationSlow,
-                subject: name.clone(),
-                text: format!(
-                    "{name} → {target} is not served by every authoritative server after {} s: {}",
-                    report.elapsed.as_secs(),
-                    laggards.join("; ")
-                ),
-                evidence: None,
-            };
-            super::log_alert(&alert);
-            audit.record(AuditRecord {
-                at: Utc::now(),
-                controller,
-                role: "leader",
-                epoch: Some(epoch),
-                event: serde_json::json!({"kind": "alert", "alert": &alert}),
-            });
-            if let Some(d) = alerts {
-                d.send(&alert);
-            }
+            let elapsed = report.converged_after().unwrap_or(report.elapsed);
+            let _ = reports
+                .send(Input::Provider(ProviderReport::Propagation {
+                    namespace: name,
+                    target,
+                    converged: report.converged(),
+                    elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                    laggards,
+                }))
+                .await;
         });
     }
 
-    /// Checks that every candidate target resolves through `resolver`; the acting leader alerts
-    /// for each that does not (a failover there would send clients nowhere).
+    /// Checks that every candidate target resolves through `resolver` and reports each result to
+    /// the engine, which alerts once per target that does not (a failover there would send
+    /// clients nowhere). Only the acting leader checks.
     pub async fn check_candidates(&self, resolver: std::net::SocketAddr, targets: &[String]) {
-        let Some(epoch) = (self.acting)() else {
+        if (self.acting)().is_none() {
             return;
-        };
+        }
         let checks = crate::provider::propagation::check_targets(
             resolver,
             targets,
@@ -529,21 +440,14 @@ impl Applier {
         )
         .await;
         for c in checks {
-            if let Some(problem) = &c.problem {
-                self.raise(
-                    Some(epoch),
-                    Alert {
-                        severity: Severity::Warning,
-                        kind: AlertKind::TargetUnresolvable,
-                        subject: c.target.clone(),
-                        text: format!(
-                            "candidate target {} does not resolve through {resolver}: {problem}",
-                            c.target
-                        ),
-                        evidence: None,
-                    },
-                );
-            }
+            self.report(ProviderReport::TargetCheck {
+                problem: c
+                    .problem
+                    .as_ref()
+                    .map(|p| format!("{p} (asked {resolver})")),
+                target: c.target,
+            })
+            .await;
         }
     }
 
@@ -609,5 +513,30 @@ impl Applier {
         Err(format!(
             "{key}: compare-and-set kept losing to concurrent writers"
         ))
+    }
+}
+
+/// The engine's failure class of a provider refusal.
+fn refusal_class(r: &Refusal) -> FailureClass {
+    match r {
+        Refusal::NewerEpoch { .. } => FailureClass::NewerEpoch,
+        Refusal::OlderGeneration { .. } => FailureClass::OlderGeneration,
+        Refusal::Drift { .. } => FailureClass::Drift,
+        Refusal::NotOurs { .. } => FailureClass::Unmarked,
+        Refusal::Missing => FailureClass::Missing,
+        Refusal::LeaseLost => FailureClass::LeaseLost,
+    }
+}
+
+/// The engine's failure class of a provider error.
+fn error_class(e: &ProviderError) -> FailureClass {
+    match e {
+        ProviderError::Auth(_) => FailureClass::Auth,
+        ProviderError::RateLimited { retry_after } => FailureClass::RateLimited {
+            retry_after_ms: retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        },
+        ProviderError::Transient(_) => FailureClass::Transient,
+        ProviderError::Rejected(_) => FailureClass::Rejected,
+        ProviderError::Budget => FailureClass::Budget,
     }
 }

@@ -196,90 +196,14 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         tasks_stop.clone(),
     )));
 
-    // Leadership changes become engine inputs; the applier checks the lease itself.
-    {
-        let mut watch = lease_handle.leadership();
-        let (tx, stop, metrics) = (tx.clone(), tasks_stop.clone(), metrics.clone());
-        let (alerts, id) = (alerts.clone(), settings.id.clone());
-        let raise = move |severity, kind, text: String| {
-            let alert = crate::engine::Alert {
-                severity,
-                kind,
-                subject: id.clone(),
-                text,
-                evidence: None,
-            };
-            // Straight to the journal and the chat sinks (HTTP, not the bus): when the bus is
-            // lost the audit stream is out of reach too.
-            log_alert(&alert);
-            alerts.send(&alert);
-        };
-        tasks.track(tokio::spawn(async move {
-            use crate::engine::{AlertKind, Severity};
-            let mut last: Option<(bool, u64)> = None;
-            // Whether a bus_lost alert is out (and so needs its resolution).
-            let mut lost_raised = false;
-            // Whether the bus has answered once: until then a missing bus is start-up, not news.
-            let mut answered = false;
-            let mut lost_since = Utc::now();
-            loop {
-                let now = watch.borrow_and_update().clone();
-                let bus_lost = now.role == Role::Unknown;
-                answered |= !bus_lost;
-                if bus_lost && answered && !lost_raised {
-                    lost_since = Utc::now();
-                    lost_raised = true;
-                    raise(
-                        Severity::Critical,
-                        AlertKind::BusLost,
-                        "NATS is unreachable or has no JetStream quorum; this controller does not act \
-                         and no DNS change will be made until the bus answers"
-                            .to_owned(),
-                    );
-                } else if !bus_lost && lost_raised {
-                    lost_raised = false;
-                    raise(
-                        Severity::Info,
-                        AlertKind::Resolved,
-                        format!(
-                            "NATS answers again after {} s",
-                            (Utc::now() - lost_since).num_seconds()
-                        ),
-                    );
-                }
-                let view = (now.acting, now.epoch.unwrap_or(0));
-                if let Some((was_acting, _)) = last
-                    && was_acting != view.0
-                {
-                    raise(
-                        if view.0 { Severity::Warning } else { Severity::Info },
-                        AlertKind::Leadership,
-                        if view.0 {
-                            format!("now the acting leader (epoch {})", view.1)
-                        } else {
-                            "no longer the acting leader".to_owned()
-                        },
-                    );
-                }
-                metrics.acting.set(i64::from(now.acting));
-                metrics.epoch.set(i64::try_from(view.1).unwrap_or(i64::MAX));
-                if last != Some(view) {
-                    last = Some(view);
-                    let change = LeadershipChange {
-                        is_leader: view.0,
-                        epoch: view.1,
-                    };
-                    if tx.send(Input::Leadership(change)).await.is_err() {
-                        break;
-                    }
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    r = watch.changed() => if r.is_err() { break },
-                }
-            }
-        }));
-    }
+    // Leadership and bus changes become engine inputs (the engine decides what to alert); the
+    // applier checks the lease itself before every write.
+    tasks.track(tokio::spawn(watch_leadership(
+        lease_handle.leadership(),
+        tx.clone(),
+        metrics.clone(),
+        tasks_stop.clone(),
+    )));
 
     let acting_handle = lease_handle.clone();
     let (apply_tx, mut apply_rx) = mpsc::channel(1024);
@@ -300,7 +224,6 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         reports: tx.clone(),
         last_seen: Default::default(),
         shadow: Default::default(),
-        alerts: Some(alerts.clone()),
         propagation: Some(settings.propagation.clone()),
     };
     let names: Vec<String> = config.namespaces.keys().cloned().collect();
@@ -357,8 +280,9 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
 
     let engine = Arc::new(Engine::new(config));
     let mut state: State = engine.initial_state();
-    let mut tick = tokio::time::interval(settings.tick);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The engine says when it must be woken next (staleness, windows, retries, expiries); the
+    // loop sleeps until then, never longer than `tick`, or until the next input.
+    let mut wake = tokio::time::Instant::now();
     let (deliverer, mut deliveries) =
         crate::edge::WebhookDeliverer::spawn(settings.edge.webhooks.clone(), tasks_stop.clone());
     {
@@ -428,7 +352,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         let mut override_id = None;
         let input = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tick.tick() => Input::Tick,
+            _ = tokio::time::sleep_until(wake) => Input::Tick,
             Some(o) = override_rx.recv() => {
                 override_id = Some(o.id);
                 Input::Override(o.request)
@@ -447,6 +371,17 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         let now = Utc::now();
         let commands = engine.step(&mut state, now, &input);
         metrics.observation(&state, &input);
+        if !matches!(
+            input,
+            Input::Observation(_) | Input::Heartbeat(_) | Input::DbCopy(_)
+        ) {
+            // Events only push deadlines later (or start one no earlier than `tick` away).
+            let due = engine
+                .next_wake(&state, now)
+                .and_then(|t| (t - now).to_std().ok())
+                .unwrap_or(settings.tick);
+            wake = tokio::time::Instant::now() + due.min(settings.tick);
+        }
         if matches!(input, Input::Tick) {
             metrics.observe(&engine, &state, now);
             metrics.observe_provider(provider.kind(), &provider.stats());
@@ -477,10 +412,9 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
             }
         }
         for cmd in commands {
-            if let Command::Alert(a) = &cmd
-                && epoch.is_some()
-            {
-                // Only the acting leader tells humans; the standby would repeat every alert.
+            if let Command::Alert(a) = &cmd {
+                // The engine decided this alert is ours to send: a standby's alerts about
+                // names and sites come back wrapped as audit records, never as alerts.
                 alerts.send(a);
             }
             dispatch(cmd, epoch, &settings.id, &audit_sink, &apply_tx, &edge).await;
@@ -564,12 +498,58 @@ struct EdgeOut {
     deliverer: crate::edge::WebhookDeliverer,
 }
 
-/// Writes an alert to the journal (critical as an error, the rest as warnings).
+/// Writes an alert to the journal at the level its severity says (critical as an error,
+/// warning as a warning, info as info).
 pub(crate) fn log_alert(alert: &crate::engine::Alert) {
-    let line = format!("{:?} {:?}: {}", alert.severity, alert.kind, alert.text);
+    let kind = serde_json::to_value(alert.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let line = format!("{kind}: {}", alert.text);
     match alert.severity {
-        crate::engine::Severity::Critical => tracing::error!("ALERT {line}"),
-        _ => tracing::warn!("ALERT {line}"),
+        crate::engine::Severity::Critical => tracing::error!("ALERT critical {line}"),
+        crate::engine::Severity::Warning => tracing::warn!("ALERT warning {line}"),
+        crate::engine::Severity::Info => tracing::info!("ALERT info {line}"),
+    }
+}
+
+/// Turns the lease's view into engine inputs: `Bus` when reachability changes, `Leadership`
+/// when the acting role or epoch does; keeps the role and epoch gauges current.
+async fn watch_leadership(
+    mut watch: tokio::sync::watch::Receiver<crate::ha::leadership::Leadership>,
+    tx: mpsc::Sender<Input>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut last: Option<(bool, u64)> = None;
+    let mut last_bus: Option<bool> = None;
+    loop {
+        let now = watch.borrow_and_update().clone();
+        let reachable = now.role != Role::Unknown;
+        if last_bus != Some(reachable) {
+            last_bus = Some(reachable);
+            let bus = crate::engine::BusReport { reachable };
+            if tx.send(Input::Bus(bus)).await.is_err() {
+                break;
+            }
+        }
+        let view = (now.acting, now.epoch.unwrap_or(0));
+        metrics.acting.set(i64::from(now.acting));
+        metrics.epoch.set(i64::try_from(view.1).unwrap_or(i64::MAX));
+        if last != Some(view) {
+            last = Some(view);
+            let change = LeadershipChange {
+                is_leader: view.0,
+                epoch: view.1,
+            };
+            if tx.send(Input::Leadership(change)).await.is_err() {
+                break;
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            r = watch.changed() => if r.is_err() { break },
+        }
     }
 }
 

@@ -74,6 +74,7 @@ pub async fn plan(
             .map_err(|e| anyhow::anyhow!("reading {name}: {e}"))?;
         current.insert(name.clone(), record.content.clone());
         let report = ProviderReport::Current {
+            written: None,
             namespace: name.clone(),
             target: record.content,
             generation: record.marker.map(|m| m.generation),

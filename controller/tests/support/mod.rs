@@ -146,7 +146,18 @@ impl Story {
         self.input(Input::Provider(ProviderReport::Current {
             namespace: ns.to_owned(),
             target: Some(target.to_owned()),
+            generation: Some(0),
+            written: None,
+        }));
+    }
+
+    /// The provider reports `ns` holding `target` without our ownership marker.
+    pub fn report_unmarked(&mut self, ns: &str, target: &str) {
+        self.input(Input::Provider(ProviderReport::Current {
+            namespace: ns.to_owned(),
+            target: Some(target.to_owned()),
             generation: None,
+            written: None,
         }));
     }
 
@@ -162,6 +173,7 @@ impl Story {
                     let ack = Input::Provider(ProviderReport::Applied {
                         namespace: r.namespace.clone(),
                         generation: r.generation,
+                        calls: Default::default(),
                     });
                     self.engine.step(&mut self.state, self.now, &ack);
                 }

@@ -1,0 +1,77 @@
+//! When the engine must be woken next if no input arrives: the `requeue_after` of its decisions.
+//!
+//! Time-driven rules are staleness (an observer's latest result growing old), agent silence, a
+//! DAG's snapshot growing old, override expiries, failback windows, hold-downs, the retry
+//! schedule and the end of the start-up grace. [`Engine::next_wake`] returns the earliest of
+//! their deadlines after `now`, so the runtime can sleep until then or the next input instead of
+//! recounting on a fixed beat. Deadlines are computed generously (a deadline that turns out to
+//! change nothing costs one idle tick); none is ever missed.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{Engine, State};
+
+impl Engine {
+    /// The earliest time after `now` at which a tick may change something, if any.
+    pub fn next_wake(&self, state: &State, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut wake: Option<DateTime<Utc>> = None;
+        let mut at = |t: Option<DateTime<Utc>>| {
+            if let Some(t) = t.filter(|t| *t > now) {
+                wake = Some(wake.map_or(t, |w| w.min(t)));
+            }
+        };
+        // A result counts while `now - last_at <= stale_after`: it is stale just after.
+        let just_after =
+            |t: DateTime<Utc>, d: TimeDelta| t.checked_add_signed(d + TimeDelta::milliseconds(1));
+        at(state
+            .started_at
+            .and_then(|s| s.checked_add_signed(self.startup_grace)));
+        for protos in state.components.values() {
+            for c in protos.values() {
+                for checks in c.observers.values() {
+                    for check in checks.values() {
+                        at(just_after(check.last_at, self.stale_after));
+                    }
+                }
+            }
+        }
+        for a in state.agents.values() {
+            if let (Some(last), Some(ms)) = (a.last_heartbeat, a.heartbeat_interval_ms) {
+                let limit = TimeDelta::milliseconds(
+                    i64::try_from(ms.saturating_mul(3)).unwrap_or(i64::MAX),
+                )
+                .max(self.stale_after);
+                at(just_after(last, limit));
+            }
+        }
+        for d in state.dags.values() {
+            at(d.last_good_at
+                .and_then(|t| just_after(t, self.dbcopy_stale_after)));
+        }
+        let o = &state.overrides;
+        for hold in o
+            .pins
+            .values()
+            .map(|p| &p.hold)
+            .chain(o.drains.values())
+            .chain(o.freezes.values())
+        {
+            at(hold.expires);
+        }
+        for (name, ns) in &state.namespaces {
+            at(ns.retry.as_ref().map(|r| r.not_before));
+            let Some(cfg) = self.config.namespaces.get(name) else {
+                continue;
+            };
+            let hold = TimeDelta::from_std(cfg.hold_down).unwrap_or(TimeDelta::MAX);
+            at(ns.last_change_at.and_then(|t| t.checked_add_signed(hold)));
+            let window = TimeDelta::from_std(cfg.failback_after).unwrap_or(TimeDelta::MAX);
+            for site in state.sites.values() {
+                at(site
+                    .routable_since()
+                    .and_then(|t| t.checked_add_signed(window)));
+            }
+        }
+        wake
+    }
+}
