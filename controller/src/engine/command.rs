@@ -114,6 +114,8 @@ pub enum AlertKind {
     PropagationSlow,
     /// A candidate target does not resolve (subject: the target).
     TargetUnresolvable,
+    /// A DAG's databases are active in more than one site (subject: the DAG).
+    DagSplit,
     /// A condition cleared.
     Resolved,
 }

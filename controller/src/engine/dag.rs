@@ -46,6 +46,21 @@ pub struct DagState {
     /// Copy problems last alerted (see [`crate::engine::trouble`]).
     #[serde(default)]
     pub trouble: std::collections::BTreeSet<String>,
+    /// Databases by the site they are mounted in, when they are mounted in more than one site
+    /// (a split DAG: clients of the minority databases cross sites); empty otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub split: BTreeMap<SiteId, Vec<String>>,
+}
+
+impl DagState {
+    /// The split in words, e.g. `site1 (DB01), site2 (DB02)`.
+    pub fn split_text(&self) -> String {
+        self.split
+            .iter()
+            .map(|(s, dbs)| format!("{s} ({})", dbs.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Folds a snapshot into `dag`; returns whether the active site changed.
@@ -107,6 +122,17 @@ pub fn absorb(
             .iter()
             .find(|(_, n)| **n == best)
             .map(|(s, _)| (*s).clone())
+    };
+    let mut by_site: BTreeMap<SiteId, Vec<String>> = BTreeMap::new();
+    for (name, db) in &databases {
+        if let Some(s) = &db.active_site {
+            by_site.entry(s.clone()).or_default().push(name.clone());
+        }
+    }
+    dag.split = if by_site.len() > 1 {
+        by_site
+    } else {
+        BTreeMap::new()
     };
     dag.databases = databases;
     set_active(dag, active, now)

@@ -97,6 +97,15 @@ pub struct Explanation {
     pub last_change: Option<Decision>,
     /// Live evidence for every site the namespace depends on.
     pub sites: BTreeMap<SiteId, SiteEvidence>,
+    /// Content the record holds that sitewarden did not write, and why it counts as drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<super::namespace::DriftSeen>,
+    /// A failed change and when it is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<super::retry::Retry>,
+    /// For a name following a DAG whose databases are active in more than one site: the split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dag_split: Option<String>,
 }
 
 fn ts(t: Option<DateTime<Utc>>) -> String {
@@ -139,6 +148,30 @@ impl fmt::Display for Explanation {
                 h.why,
                 ts(h.expires)
             )?;
+        }
+        if let Some(d) = &self.drift {
+            writeln!(
+                f,
+                "  drift since {}: the record holds {}, which sitewarden did not write ({})",
+                d.since.to_rfc3339(),
+                d.found.as_deref().unwrap_or("nothing"),
+                d.why
+            )?;
+        }
+        if let Some(r) = &self.retry {
+            writeln!(
+                f,
+                "  retry: moving to {} failed {} time(s) since {} ({}: {}); next attempt at {}",
+                r.target,
+                r.attempts,
+                r.since.to_rfc3339(),
+                r.class.word(),
+                r.error,
+                r.not_before.to_rfc3339()
+            )?;
+        }
+        if let Some(split) = &self.dag_split {
+            writeln!(f, "  DAG split: databases are active in more than one site: {split}")?;
         }
         for (label, d) in [
             ("last change", &self.last_change),

@@ -190,7 +190,30 @@ impl Engine {
         state.counters.accepted += 1;
         let d = state.dags.entry(s.dag.clone()).or_default();
         let from = d.active_site.clone();
+        let was_split = !d.split.is_empty();
         let changed = dag::absorb(cfg, d, s, now);
+        match (was_split, d.split.is_empty()) {
+            (false, false) => out.push(Command::Alert(Alert {
+                severity: Severity::Warning,
+                kind: AlertKind::DagSplit,
+                subject: s.dag.clone(),
+                text: format!(
+                    "DAG {}: databases are active in more than one site: {}; names following it follow {} (most databases), so clients of the others cross sites",
+                    s.dag,
+                    d.split_text(),
+                    d.active_site.as_ref().map_or("no site".to_owned(), |x| x.to_string())
+                ),
+                evidence: None,
+            })),
+            (true, true) => out.push(Command::Alert(Alert {
+                severity: Severity::Info,
+                kind: AlertKind::Resolved,
+                subject: s.dag.clone(),
+                text: format!("DAG {}: every database is active in one site again", s.dag),
+                evidence: None,
+            })),
+            _ => {}
+        }
         // Only a snapshot the DAG accepted (not an older one arriving late) says what is wrong now.
         if s.outcome == sitewarden_shared::CollectOutcome::Ok
             && d.last_good_at == Some(s.observed_at)

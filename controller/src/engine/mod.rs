@@ -205,6 +205,16 @@ impl Engine {
             decision: ns.decision.clone(),
             last_change: ns.last_change.clone(),
             sites,
+            drift: ns.drift.clone(),
+            retry: ns.retry.clone(),
+            dag_split: match &cfg.routing {
+                crate::config::Routing::FollowMailbox { dag, .. } => state
+                    .dags
+                    .get(dag)
+                    .filter(|d| !d.split.is_empty())
+                    .map(|d| d.split_text()),
+                crate::config::Routing::Candidates(_) => None,
+            },
         })
     }
 

@@ -105,6 +105,7 @@ pub fn severity_word(s: Severity) -> &'static str {
 pub fn kind_words(k: AlertKind) -> &'static str {
     match k {
         AlertKind::SiteVerdict => "site verdict changed",
+        AlertKind::DagSplit => "DAG active in more than one site",
         AlertKind::FailStatic => "failing static",
         AlertKind::AllSitesDown => "every site is Down",
         AlertKind::Partition => "sites partitioned",

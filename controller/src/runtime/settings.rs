@@ -207,7 +207,7 @@ impl RuntimeSettings {
         let tick = positive(
             "tick",
             c.tick,
-            Duration::from_millis(250),
+            Duration::from_secs(1),
             Duration::from_millis(50),
         )?;
         let reconcile_every = positive(
