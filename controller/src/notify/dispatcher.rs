@@ -3,23 +3,28 @@
 //!
 //! `send` puts a clone on a bounded queue with `try_send`; a full queue drops the alert and
 //! counts it. A shaping task runs the [`Shaper`] (de-duplication, bursts) on tokio time and hands
-//! each message to the sinks that take its severity, again through bounded queues. Each sink task
-//! waits for a token from its bucket, posts, and retries transient failures with doubling backoff
-//! (until shutdown; then what is still queued gets one attempt each).
+//! each message to the sinks that take its severity at once, again through bounded queues; the
+//! shaper itself holds back nothing but folded repeats. Each sink task keeps an [`Outbox`]: up to
+//! `in_flight` posts at once (one per subject, in order), the most severe subject first,
+//! criticals past the token bucket, and a failed post retried after a doubling backoff without
+//! holding back other subjects (until shutdown; then what is still queued gets one attempt each).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::SinkConfig;
+use super::outbox::{Entry, Next, Outbox};
 use super::render::Message;
 use super::shaper::{Shaped, Shaper, Windows};
-use super::sink::Sink;
+use super::sink::{DeliveryError, Sink};
 use crate::engine::Alert;
 
 /// Queue sizes, windows, timeouts and retries.
@@ -37,6 +42,9 @@ pub struct Tuning {
     pub retries: u32,
     /// Backoff before the first retry; doubled each time.
     pub backoff: Duration,
+    /// Posts in flight at once per sink (at most one per subject, which keeps each subject's
+    /// order), so a slow request does not hold back alerts about other subjects.
+    pub in_flight: usize,
 }
 
 impl Default for Tuning {
@@ -48,6 +56,7 @@ impl Default for Tuning {
             request_timeout: Duration::from_secs(10),
             retries: 3,
             backoff: Duration::from_secs(1),
+            in_flight: 4,
         }
     }
 }
@@ -248,43 +257,100 @@ async fn run_sink(
     counters: Arc<Counters>,
     shutdown: CancellationToken,
 ) {
+    let mut outbox = Outbox::new();
     let mut bucket = sink.bucket(Instant::now());
-    while let Some(m) = rx.recv().await {
-        while let Err(wait) = bucket.take(Instant::now()) {
-            tokio::time::sleep(wait).await;
-        }
-        let mut backoff = tuning.backoff;
-        let mut attempt = 0;
-        loop {
-            match sink.deliver(&m).await {
-                Ok(()) => {
-                    bump(&counters.delivered);
-                    break;
+    let mut flights = JoinSet::new();
+    // What each post in flight carries, by task, to free its subject if the task dies.
+    let mut posting = HashMap::new();
+    let in_flight = tuning.in_flight.max(1);
+    let room = tuning.sink_queue.max(1);
+    let mut open = true;
+    let mut stopping = false;
+    loop {
+        // Start every post that may start now.
+        let wake = loop {
+            if flights.len() >= in_flight {
+                break None;
+            }
+            match outbox.next(Instant::now(), &mut bucket) {
+                Next::Post(entry) => {
+                    let sink = sink.clone();
+                    let held = entry.clone();
+                    let task = flights.spawn(async move {
+                        let outcome = sink.deliver(&entry.message).await;
+                        (entry, outcome)
+                    });
+                    posting.insert(task.id(), held);
                 }
+                Next::WaitUntil(at) => break Some(at),
+                Next::Idle => break None,
+            }
+        };
+        if !open && outbox.is_empty() && flights.is_empty() {
+            break;
+        }
+        tokio::select! {
+            () = shutdown.cancelled(), if !stopping => {
                 // After shutdown, what is queued gets one attempt each, so a dead sink cannot
                 // keep the task alive through its backoff.
-                Err(e)
-                    if e.is_transient() && attempt < tuning.retries && !shutdown.is_cancelled() =>
-                {
-                    attempt += 1;
-                    bump(&counters.retried);
-                    tracing::debug!("{e}; retry {attempt} in {backoff:?}");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = shutdown.cancelled() => {}
-                    }
-                    backoff = backoff.saturating_mul(2);
+                stopping = true;
+                outbox.expedite(Instant::now());
+            }
+            m = rx.recv(), if open && outbox.len() < room => match m {
+                Some(m) => outbox.push(m, Instant::now()),
+                None => open = false,
+            },
+            Some(joined) = flights.join_next_with_id(), if !flights.is_empty() => match joined {
+                Ok((id, (entry, outcome))) => {
+                    posting.remove(&id);
+                    settle(entry, outcome, &mut outbox, &tuning, &counters, &shutdown);
                 }
                 Err(e) => {
+                    // Only a bug ends a post this way: count it as failed and free its subject.
                     bump(&counters.failed);
-                    tracing::warn!(
-                        "{e}; alert {:?} about {} not delivered",
-                        m.alert.kind,
-                        m.alert.subject
-                    );
-                    break;
+                    tracing::warn!(sink = sink.name(), "alert post task ended abnormally: {e}");
+                    if let Some(entry) = posting.remove(&e.id()) {
+                        outbox.done(&entry);
+                    }
                 }
-            }
+            },
+            () = sleep_until(wake) => {}
+        }
+    }
+}
+
+/// Records one post's outcome: delivered, retried after its backoff, or given up.
+fn settle(
+    entry: Entry,
+    outcome: Result<(), DeliveryError>,
+    outbox: &mut Outbox,
+    tuning: &Tuning,
+    counters: &Counters,
+    shutdown: &CancellationToken,
+) {
+    match outcome {
+        Ok(()) => {
+            bump(&counters.delivered);
+            outbox.done(&entry);
+        }
+        Err(e)
+            if e.is_transient() && entry.attempt < tuning.retries && !shutdown.is_cancelled() =>
+        {
+            bump(&counters.retried);
+            let backoff = tuning
+                .backoff
+                .saturating_mul(2u32.saturating_pow(entry.attempt));
+            tracing::debug!("{e}; retry {} in {backoff:?}", entry.attempt + 1);
+            outbox.retry(entry, Instant::now() + backoff);
+        }
+        Err(e) => {
+            bump(&counters.failed);
+            tracing::warn!(
+                "{e}; alert {:?} about {} not delivered",
+                entry.message.alert.kind,
+                entry.message.alert.subject
+            );
+            outbox.done(&entry);
         }
     }
 }
