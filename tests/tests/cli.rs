@@ -399,3 +399,54 @@ async fn a_pin_needs_a_reason_and_an_admin_token_then_moves_the_record() {
     );
     assert_eq!(overrides().await["pins"], serde_json::json!({}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_out_of_range_are_refused_before_sending_and_refusals_exit_1() {
+    sitewarden();
+    let pair = pair().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let url = pair.url(0);
+    let admin = [
+        ("SITEWARDEN_URL", url.as_str()),
+        ("SITEWARDEN_TOKEN", ADMIN),
+    ];
+
+    // Out of range: a usage error in the API's words, nothing sent.
+    for f in ["0s", "1ns", "1000000y"] {
+        let r = cli(
+            h,
+            &admin,
+            &["drain", "site1", "--for", f, "--reason", "CHG-1"],
+        )
+        .await;
+        assert_eq!(r.code, 2, "{f}: {r:?}");
+        assert!(
+            r.stderr.contains(&format!("--for \"{f}\" is out of range"))
+                && r.stderr.contains("from 1m to 366d"),
+            "{f}: {r:?}"
+        );
+    }
+    let r = cli(h, &admin, &["history", "--since", "1000000y"]).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--since \"1000000y\""), "{r:?}");
+
+    // Refused by the engine: exit 1 with the engine's reason.
+    let r = cli(h, &admin, &["release", "pin", NAME, "--reason", "nothing"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("not pinned"), "{r:?}");
+    assert!(!r.stdout.contains("done"), "{r:?}");
+    let r = cli(h, &admin, &["failback", NAME, "--reason", "try"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("nothing to fail back to"), "{r:?}");
+
+    // Nothing reached the engine; the controller still answers.
+    let r = cli(h, &admin, &["--json", "status"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let s: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        s["overrides"],
+        serde_json::json!({"pins": {}, "drains": {}, "freezes": {}})
+    );
+    assert_eq!(pair.content().as_deref(), Some("mail-rr.example.com"));
+}

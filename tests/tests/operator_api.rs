@@ -357,3 +357,175 @@ async fn slack_commands_are_signed_reads_are_open_and_writes_need_an_allowed_use
         format!("slack:jo({SLACK_OPERATOR})")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_out_of_range_are_a_422_and_the_controller_keeps_answering() {
+    let pair = pair().await;
+    let a = pair.http[0];
+    for f in ["0s", "1ns", "59s", "367d", "1000000y"] {
+        for body in [
+            format!(
+                r#"{{"action":"pin","namespace":"mail.example.com","target":"mail-site2.example.com","for":"{f}","reason":"r"}}"#
+            ),
+            format!(r#"{{"action":"drain","site":"site1","for":"{f}","reason":"r"}}"#),
+            format!(r#"{{"action":"freeze","for":"{f}","reason":"r"}}"#),
+        ] {
+            let (status, answer, text) = post(a, "/api/v1/overrides", Some(ADMIN), &body).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} -> {text}");
+            let error = answer["error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains("for") && error.contains(f) && error.contains("from 1m to 366d"),
+                "{body} -> {error}"
+            );
+            assert_ne!(answer["applied"], true, "{body} -> {text}");
+        }
+    }
+    for since in ["1000000y", "401d", "2999-01-01T00:00:00Z"] {
+        let (status, e, text) = get(a, &format!("/api/v1/history?since={since}"), Some(READER))
+            .await
+            .unwrap_or_else(|| panic!("since={since}: the controller did not answer"));
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{since} -> {text}"
+        );
+        let error = e["error"].as_str().unwrap_or_default();
+        assert!(error.contains("since") && error.contains(since), "{error}");
+    }
+    // Nothing panicked: both controllers still answer, nothing was stored, nothing moved.
+    for addr in &pair.http {
+        let (status, o, _) = get(*addr, "/api/v1/overrides", Some(READER))
+            .await
+            .expect("the controller still answers");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            o["overrides"],
+            serde_json::json!({"pins": {}, "drains": {}, "freezes": {}})
+        );
+    }
+    let (status, _, _) = get(a, "/api/v1/history?since=400d", Some(READER))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "the longest since is accepted");
+    let pin = r#"{"action":"pin","namespace":"mail.example.com","target":"mail-site2.example.com","for":"1m","reason":"shortest hold"}"#;
+    let (status, body, _) = post(a, "/api/v1/overrides", Some(ADMIN), pin).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["applied"], true, "{body}");
+    wait_for("the pinned target in DNS", DEADLINE, || async {
+        (pair.content().as_deref() == Some("mail-site2.example.com")).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_override_is_answered_with_the_engines_reason_and_never_applied() {
+    let pair = pair().await;
+    let a = pair.http[0];
+    let release = r#"{"kind":"pin","subject":"mail.example.com","reason":"nothing to release"}"#;
+    let cases = [
+        ("/api/v1/overrides/release", release, "not pinned"),
+        (
+            "/api/v1/overrides/release",
+            r#"{"kind":"drain","subject":"site1","reason":"r"}"#,
+            "not drained",
+        ),
+        (
+            "/api/v1/overrides",
+            r#"{"action":"pin","namespace":"mail.example.com","target":"elsewhere.example.com","reason":"r"}"#,
+            "not a configured target",
+        ),
+        (
+            "/api/v1/overrides",
+            r#"{"action":"failback","namespace":"mail.example.com","reason":"r"}"#,
+            "nothing to fail back to",
+        ),
+    ];
+    for (path, body, reason) in cases {
+        let (status, answer, text) = post(a, path, Some(ADMIN), body).await;
+        assert!(
+            status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::CONFLICT,
+            "{body} -> {status} {text}"
+        );
+        assert_ne!(answer["applied"], true, "{body} -> {text}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(reason),
+            "{body} -> {text}"
+        );
+    }
+
+    // Four releases of one pin at once: the engine takes the first and refuses the others,
+    // whether the API's own check saw the pin (409 after storing) or not (422 before).
+    let pin = r#"{"action":"pin","namespace":"mail.example.com","target":"mail-site2.example.com","reason":"CHG-9"}"#;
+    let (status, body, _) = post(a, "/api/v1/overrides", Some(ADMIN), pin).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let answers = futures::future::join_all((0..4).map(|i| {
+        post(
+            pair.http[i % 2],
+            "/api/v1/overrides/release",
+            Some(ADMIN),
+            release,
+        )
+    }))
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|(s, _, _)| s.as_u16()).collect();
+    eprintln!("four concurrent releases of one pin answered {statuses:?}");
+    let applied: Vec<_> = answers
+        .iter()
+        .filter(|(_, b, _)| b["applied"] == true)
+        .collect();
+    assert_eq!(applied.len(), 1, "{answers:?}");
+    assert_eq!(applied[0].0, StatusCode::CREATED, "{answers:?}");
+    for (status, answer, text) in answers.iter().filter(|(_, b, _)| b["applied"] != true) {
+        assert!(
+            *status == StatusCode::UNPROCESSABLE_ENTITY || *status == StatusCode::CONFLICT,
+            "{status} {text}"
+        );
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not pinned"),
+            "{text}"
+        );
+        if *status == StatusCode::CONFLICT {
+            assert_eq!(
+                answer["refused"], "mail.example.com is not pinned",
+                "{text}"
+            );
+        }
+    }
+
+    // Slack answers the refusal, to the caller only.
+    let now = chrono::Utc::now().timestamp();
+    let (_, body) = slack(
+        a,
+        SLACK_OPERATOR,
+        "release pin mail.example.com --reason nothing there",
+        SLACK_SECRET,
+        now,
+    )
+    .await;
+    let text = body["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Not done") && text.contains("not pinned"),
+        "{body}"
+    );
+    assert_eq!(body["response_type"], "ephemeral", "{body}");
+    let (_, body) = slack(
+        a,
+        SLACK_OPERATOR,
+        "drain site1 --for 0s --reason quick",
+        SLACK_SECRET,
+        now,
+    )
+    .await;
+    let text = body["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Not done") && text.contains("from 1m to 366d"),
+        "{body}"
+    );
+}

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 
 use client::{Answer, Client};
 
+use crate::runtime::api;
+
 /// The CLI's exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -219,17 +221,24 @@ fn reason(r: &str) -> Result<String, Failure> {
     Ok(r.to_owned())
 }
 
-/// Checks `--for` locally with the controller's own duration syntax.
+/// Checks `--for` locally with the controller's own syntax and bounds (1m to 366d), so an
+/// out-of-range hold is a usage error and nothing is sent.
 fn hold_for(f: &Option<String>) -> Result<Option<String>, Failure> {
     match f {
         None => Ok(None),
         Some(f) => {
-            sitewarden_shared::config::duration::parse(f).map_err(|e| {
-                Failure::new(Exit::Usage, format!("--for {f:?}: {e}; e.g. 30m or 4h"))
-            })?;
+            api::hold_duration("--for", f).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
             Ok(Some(f.clone()))
         }
     }
+}
+
+/// Checks `--since` locally with the controller's own syntax and bounds (an RFC 3339 time not
+/// in the future, or a duration up to 400d).
+fn history_since(since: &str) -> Result<(), Failure> {
+    api::since_time("--since", since, chrono::Utc::now())
+        .map(|_| ())
+        .map_err(|e| Failure::new(Exit::Usage, e.1))
 }
 
 /// The request body of an override command, or `None` for a read.
@@ -300,6 +309,9 @@ fn write_result(a: &Answer) -> String {
 pub async fn run(cli: Cli) -> Result<String, Failure> {
     // Everything the user typed is checked before any connection is made.
     let write = write_body(&cli.command)?;
+    if let Command::History { since, .. } = &cli.command {
+        history_since(since)?;
+    }
     let file = match &cli.config {
         Some(p) => connection::read_file(p, true)?,
         None => match connection::default_config_path() {
@@ -408,6 +420,25 @@ mod tests {
         assert_eq!(write_body(&cli.command).unwrap_err().exit, Exit::Usage);
         let cli = parse(&["drain", "site1", "--for", "soon", "--reason", "x"]).unwrap();
         assert_eq!(write_body(&cli.command).unwrap_err().exit, Exit::Usage);
+    }
+
+    #[test]
+    fn durations_out_of_the_apis_range_are_usage_errors_in_the_apis_words() {
+        for f in ["0s", "1ns", "1000000y"] {
+            let cli = parse(&["drain", "site1", "--for", f, "--reason", "x"]).unwrap();
+            let e = write_body(&cli.command).unwrap_err();
+            assert_eq!(e.exit, Exit::Usage, "{f}");
+            let api = crate::runtime::api::hold_duration("for", f).unwrap_err();
+            assert_eq!(e.message, format!("--{api}"), "{f}");
+            assert!(e.message.contains("from 1m to 366d"), "{}", e.message);
+        }
+        for s in ["1000000y", "401d", "2999-01-01T00:00:00Z"] {
+            let e = history_since(s).unwrap_err();
+            assert_eq!(e.exit, Exit::Usage, "{s}");
+            assert!(e.message.starts_with("--since"), "{}", e.message);
+        }
+        assert!(history_since("400d").is_ok());
+        assert!(history_since("2026-01-01T00:00:00Z").is_ok());
     }
 
     #[test]

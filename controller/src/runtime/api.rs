@@ -55,6 +55,130 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HISTORY: usize = 1000;
 /// Shortest token accepted in the configuration.
 pub const MIN_TOKEN_LEN: usize = 16;
+/// Shortest `for` of an override: anything shorter would lapse before an operator could read
+/// the answer (and a zero or sub-tick hold is refused by the engine as already expired).
+pub const HOLD_MIN: Duration = Duration::from_secs(60);
+/// Longest `for` of an override: a year and a day covers any maintenance window; holds meant to
+/// last longer are set without `for` and released by hand.
+pub const HOLD_MAX: Duration = Duration::from_secs(366 * 86_400);
+/// Longest `since` of a history read given as a duration: beyond the default audit retention
+/// (30 days) and any sensible `audit_max_age`; an RFC 3339 time may reach back further.
+pub const SINCE_MAX: Duration = Duration::from_secs(400 * 86_400);
+
+/// A duration given to the API or the CLI that cannot be used. The message names the field
+/// (`for`, `since`; `--for`, `--since` in the CLI), the value and what is accepted, in the same
+/// words for both.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationRefused {
+    /// Not a duration at all.
+    #[error("{field}: {cause}")]
+    Unreadable {
+        /// The field or flag.
+        field: String,
+        /// Why it does not parse, with the value and how to write one.
+        cause: String,
+    },
+    /// A duration outside the accepted range.
+    #[error("{field} {value:?} is out of range; give a duration from {min} to {max}")]
+    OutOfRange {
+        /// The field or flag.
+        field: String,
+        /// What was given.
+        value: String,
+        /// The shortest accepted, as written (`1m`).
+        min: String,
+        /// The longest accepted, as written (`366days`).
+        max: String,
+    },
+}
+
+impl DurationRefused {
+    /// The API's status: 400 for text that is no duration, 422 for one out of range.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            DurationRefused::Unreadable { .. } => StatusCode::BAD_REQUEST,
+            DurationRefused::OutOfRange { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+}
+
+impl From<DurationRefused> for ApiError {
+    fn from(e: DurationRefused) -> Self {
+        ApiError(e.status(), e.to_string())
+    }
+}
+
+/// `1m`, `366d`, `400d`: a bound the way an operator writes it.
+fn written(d: Duration) -> String {
+    let s = d.as_secs();
+    if s == 0 || d.subsec_nanos() != 0 {
+        duration::format(d)
+    } else if s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
+    } else if s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Parses `value` and checks it lies in `min..=max`; `field` names it in the error.
+fn bounded(
+    field: &str,
+    value: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, DurationRefused> {
+    let d = duration::parse(value).map_err(|cause| DurationRefused::Unreadable {
+        field: field.to_owned(),
+        cause,
+    })?;
+    if d < min || d > max {
+        return Err(DurationRefused::OutOfRange {
+            field: field.to_owned(),
+            value: value.to_owned(),
+            min: written(min),
+            max: written(max),
+        });
+    }
+    Ok(d)
+}
+
+/// How long an override holds: `value` of the field or flag `field` (`for`, `--for`), from
+/// [`HOLD_MIN`] to [`HOLD_MAX`].
+pub fn hold_duration(field: &str, value: &str) -> Result<Duration, DurationRefused> {
+    bounded(field, value, HOLD_MIN, HOLD_MAX)
+}
+
+/// How far back a history read goes: `value` of `field` (`since`, `--since`) as a duration,
+/// up to [`SINCE_MAX`].
+pub fn since_duration(field: &str, value: &str) -> Result<Duration, DurationRefused> {
+    bounded(field, value, Duration::ZERO, SINCE_MAX)
+}
+
+/// `now - d` or `now + d` without a panic on overflow (`d` is bounded, so this only guards).
+fn shifted(
+    now: DateTime<Utc>,
+    d: Duration,
+    back: bool,
+    field: &str,
+) -> Result<DateTime<Utc>, ApiError> {
+    let out_of_range = || {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{field} reaches outside the calendar; give a shorter duration"),
+        )
+    };
+    let d = chrono::TimeDelta::from_std(d).map_err(|_| out_of_range())?;
+    if back {
+        now.checked_sub_signed(d)
+    } else {
+        now.checked_add_signed(d)
+    }
+    .ok_or_else(out_of_range)
+}
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -185,8 +309,9 @@ impl RawApi {
 pub struct Snapshot {
     /// The engine state.
     pub state: State,
-    /// Ids of the overrides applied most recently (newest last).
-    pub applied_overrides: VecDeque<String>,
+    /// The engine's verdict on the overrides it took most recently (newest last): what a
+    /// submitted override waits for, so the API answers what the engine decided.
+    pub overrides_taken: VecDeque<Taken>,
     /// The latest decisions, changes, overrides and alerts (newest last).
     pub recent: VecDeque<serde_json::Value>,
 }
@@ -194,14 +319,40 @@ pub struct Snapshot {
 /// How many recent events the snapshot keeps.
 pub const RECENT_KEPT: usize = 50;
 
+/// One override the engine took, and whether it accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    /// The override message's id.
+    pub id: String,
+    /// The engine's reason when it refused the override (its `override_rejected` audit event);
+    /// `None` when it accepted it.
+    pub refused: Option<String>,
+}
+
 impl Snapshot {
     /// These notes with a copy of `state`.
     pub fn with_state(&self, state: &State) -> Snapshot {
         Snapshot {
             state: state.clone(),
-            applied_overrides: self.applied_overrides.clone(),
+            overrides_taken: self.overrides_taken.clone(),
             recent: self.recent.clone(),
         }
+    }
+
+    /// Remembers the engine's verdict on override `id`, from the commands of the step that
+    /// took it: refused when the step emitted `override_rejected`, accepted otherwise.
+    pub fn took_override(&mut self, id: String, commands: &[Command]) {
+        let refused = commands.iter().find_map(|c| match c {
+            Command::Audit(a) => match &a.event {
+                AuditEvent::OverrideRejected { reason, .. } => Some(reason.clone()),
+                _ => None,
+            },
+            _ => None,
+        });
+        if self.overrides_taken.len() == RECENT_KEPT {
+            self.overrides_taken.pop_front();
+        }
+        self.overrides_taken.push_back(Taken { id, refused });
     }
 
     /// Remembers the interesting commands of one engine step.
@@ -516,21 +667,39 @@ struct HistoryQuery {
     limit: Option<usize>,
 }
 
-/// `since` as an RFC 3339 time or a duration back from now (`15m`, `2h`).
+/// `since` as an RFC 3339 time (not in the future) or a duration back from now (`15m`, `2h`,
+/// at most [`SINCE_MAX`]); default an hour back.
 fn parse_since(s: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
-    let Some(s) = s else {
-        return Ok(now - chrono::TimeDelta::hours(1));
-    };
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
+    match s {
+        None => shifted(now, Duration::from_secs(3600), true, "since"),
+        Some(s) => since_time("since", s, now),
     }
-    let d = duration::parse(s).map_err(|e| {
-        bad(format!(
-            "since={s:?}: {e}; give an RFC 3339 time (2026-11-24T03:00:00Z) or a duration (15m, 2h)"
-        ))
+}
+
+/// `value` of the field or flag `field` (`since`, `--since`) as the time a history read starts:
+/// an RFC 3339 time not after `now`, or a duration back from `now` up to [`SINCE_MAX`]. The CLI
+/// checks `--since` with this before sending, so both refuse in the same words.
+pub fn since_time(field: &str, s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        let t = t.with_timezone(&Utc);
+        if t > now {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{field} {s:?} is in the future; give a time before now or a duration from 0s to {}",
+                    written(SINCE_MAX)
+                ),
+            ));
+        }
+        return Ok(t);
+    }
+    let d = since_duration(field, s).map_err(|e| match e {
+        DurationRefused::Unreadable { .. } => bad(format!(
+            "{e}; or give an RFC 3339 time (2026-11-24T03:00:00Z)"
+        )),
+        out_of_range => out_of_range.into(),
     })?;
-    let d = chrono::TimeDelta::from_std(d).map_err(|_| bad(format!("since={s:?} is too long")))?;
-    Ok(now - d)
+    shifted(now, d, true, field)
 }
 
 async fn history(
@@ -665,13 +834,7 @@ impl CreateOverride {
     pub(crate) fn action(&self, now: DateTime<Utc>) -> Result<OverrideAction, ApiError> {
         let expires = match &self.for_ {
             None => None,
-            Some(f) => {
-                let d = duration::parse(f)
-                    .map_err(|e| bad(format!("`for` = {f:?}: {e}; e.g. \"30m\" or \"4h\"")))?;
-                let d = chrono::TimeDelta::from_std(d)
-                    .map_err(|_| bad(format!("`for` = {f:?} is too long")))?;
-                Some(now + d)
-            }
+            Some(f) => Some(shifted(now, hold_duration("for", f)?, false, "for")?),
         };
         Ok(match self.action.as_str() {
             "pin" => OverrideAction::Pin {
@@ -759,33 +922,58 @@ async fn submit(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let who = caller.map(|c| c.name).unwrap_or_else(|| "anonymous".into());
     let done = submit_as(api, who, action, why).await?;
-    Ok((
-        if done.applied {
-            StatusCode::CREATED
-        } else {
-            StatusCode::ACCEPTED
-        },
-        Json(serde_json::json!({
-            "id": done.message.id,
-            "applied": done.applied,
-            "request": done.message.request,
-            "overrides": done.overrides,
-        })),
-    ))
+    Ok(answer(&done))
+}
+
+/// The answer to a stored override: `201` applied, `409` refused by the engine (with its
+/// reason), `202` not yet taken within [`APPLY_WAIT`].
+fn answer(done: &Submitted) -> (StatusCode, Json<serde_json::Value>) {
+    let mut body = serde_json::json!({
+        "id": done.message.id,
+        "applied": done.verdict == Verdict::Applied,
+        "request": done.message.request,
+        "overrides": done.overrides,
+    });
+    let status = match &done.verdict {
+        Verdict::Applied => StatusCode::CREATED,
+        Verdict::Pending => StatusCode::ACCEPTED,
+        Verdict::Refused(reason) => {
+            body["error"] = serde_json::json!(format!("the engine refused the override: {reason}"));
+            body["refused"] = serde_json::json!(reason);
+            StatusCode::CONFLICT
+        }
+    };
+    (status, Json(body))
+}
+
+/// How long a submitted override waits for this controller's engine to take it.
+pub const APPLY_WAIT: Duration = Duration::from_secs(5);
+
+/// What this controller's engine did with a stored override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Accepted and applied.
+    Applied,
+    /// Refused, with the engine's reason (the request stays in the stream and the audit trail
+    /// as `override_rejected`, and changes nothing).
+    Refused(String),
+    /// Not taken within [`APPLY_WAIT`]; stored, so it will be.
+    Pending,
 }
 
 /// What [`submit_as`] did.
 pub(crate) struct Submitted {
     /// The stored message.
     pub message: OverrideMessage,
-    /// Whether this controller's engine applied it within 5 s.
-    pub applied: bool,
+    /// What this controller's engine decided within [`APPLY_WAIT`].
+    pub verdict: Verdict,
     /// The overrides after it.
     pub overrides: crate::engine::overrides::Overrides,
 }
 
-/// Checks an override against the engine, stores it on the bus and waits (up to 5 s) until
-/// this controller's engine applied it; `who` is recorded as the operator.
+/// Checks an override against the engine, stores it on the bus and waits (up to
+/// [`APPLY_WAIT`]) for this controller's engine's verdict on it; `who` is recorded as the
+/// operator.
 pub(crate) async fn submit_as(
     api: &Api,
     who: String,
@@ -817,26 +1005,30 @@ pub(crate) async fn submit_as(
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e))?;
     let mut snap = api.snapshot.clone();
-    let applied = tokio::time::timeout(Duration::from_secs(5), async {
+    let verdict = tokio::time::timeout(APPLY_WAIT, async {
         loop {
-            if snap
+            let taken = snap
                 .borrow_and_update()
-                .applied_overrides
-                .contains(&message.id)
-            {
-                return;
+                .overrides_taken
+                .iter()
+                .find(|t| t.id == message.id)
+                .map(|t| t.refused.clone());
+            match taken {
+                Some(None) => return Verdict::Applied,
+                Some(Some(reason)) => return Verdict::Refused(reason),
+                None => {}
             }
             if snap.changed().await.is_err() {
-                return;
+                return Verdict::Pending;
             }
         }
     })
     .await
-    .is_ok();
+    .unwrap_or(Verdict::Pending);
     let overrides = api.current().await.state.overrides.clone();
     Ok(Submitted {
         message,
-        applied,
+        verdict,
         overrides,
     })
 }
@@ -886,6 +1078,157 @@ mod tests {
         );
         let e = parse_since(Some("yesterday"), now).unwrap_err();
         assert!(e.1.contains("since"), "{}", e.1);
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn pin_for(f: &str) -> CreateOverride {
+        CreateOverride {
+            action: "pin".into(),
+            namespace: Some("mail.example.com".into()),
+            target: Some("mail-site2.example.com".into()),
+            site: None,
+            for_: Some(f.into()),
+            reason: "r".into(),
+        }
+    }
+
+    #[test]
+    fn a_hold_outside_one_minute_to_366_days_is_a_422_naming_field_value_and_range() {
+        let now = at("2026-11-24T03:00:00Z");
+        for f in ["0s", "1ns", "59s", "367d", "1000000y", "500000000y"] {
+            let e = pin_for(f).action(now).unwrap_err();
+            assert_eq!(e.0, StatusCode::UNPROCESSABLE_ENTITY, "{f}: {}", e.1);
+            assert!(
+                e.1.contains("for") && e.1.contains(f) && e.1.contains("from 1m to 366d"),
+                "{f}: {}",
+                e.1
+            );
+        }
+        let e = pin_for("soon").action(now).unwrap_err();
+        assert_eq!(e.0, StatusCode::BAD_REQUEST, "{}", e.1);
+        for (f, secs) in [("1m", 60), ("4h", 4 * 3600), ("366d", 366 * 86_400)] {
+            let OverrideAction::Pin { expires, .. } = pin_for(f).action(now).unwrap() else {
+                panic!("{f}")
+            };
+            assert_eq!(expires, Some(now + chrono::TimeDelta::seconds(secs)), "{f}");
+        }
+    }
+
+    #[test]
+    fn since_beyond_400_days_or_in_the_future_is_a_422_and_never_overflows() {
+        let now = at("2026-11-24T03:00:00Z");
+        for s in ["401d", "1000000y", "500000000y"] {
+            let e = parse_since(Some(s), now).unwrap_err();
+            assert_eq!(e.0, StatusCode::UNPROCESSABLE_ENTITY, "{s}: {}", e.1);
+            assert!(
+                e.1.contains("since") && e.1.contains(s) && e.1.contains("400d"),
+                "{s}: {}",
+                e.1
+            );
+        }
+        let e = parse_since(Some("2026-11-25T00:00:00Z"), now).unwrap_err();
+        assert_eq!(e.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", e.1);
+        assert!(e.1.contains("future"), "{}", e.1);
+        assert_eq!(
+            parse_since(Some("400d"), now).unwrap(),
+            now - chrono::TimeDelta::days(400)
+        );
+        assert_eq!(parse_since(Some("0s"), now).unwrap(), now);
+        assert_eq!(
+            parse_since(Some("9999-01-01T00:00:00Z"), at("9999-06-01T00:00:00Z")).unwrap(),
+            at("9999-01-01T00:00:00Z")
+        );
+        // The CLI's flag is named in the same words.
+        let e = since_time("--since", "1000000y", now).unwrap_err();
+        assert!(e.1.starts_with("--since \"1000000y\""), "{}", e.1);
+    }
+
+    fn rejected_in_step(reason: &str) -> Vec<Command> {
+        vec![Command::Audit(crate::engine::Audit {
+            at: at("2026-11-24T03:00:00Z"),
+            event: AuditEvent::OverrideRejected {
+                request: OverrideRequest {
+                    who: "alice".into(),
+                    why: "r".into(),
+                    action: OverrideAction::Release {
+                        what: ReleaseTarget::Drain {
+                            site: SiteId::new("site1").unwrap(),
+                        },
+                    },
+                },
+                reason: reason.into(),
+            },
+        })]
+    }
+
+    #[test]
+    fn the_snapshot_records_the_engines_verdict_on_each_override() {
+        let mut notes = Snapshot::default();
+        notes.took_override("ovr-1".into(), &[]);
+        notes.took_override("ovr-2".into(), &rejected_in_step("site1 is not drained"));
+        assert_eq!(
+            notes.overrides_taken.iter().cloned().collect::<Vec<_>>(),
+            vec![
+                Taken {
+                    id: "ovr-1".into(),
+                    refused: None
+                },
+                Taken {
+                    id: "ovr-2".into(),
+                    refused: Some("site1 is not drained".into())
+                },
+            ]
+        );
+        for i in 0..RECENT_KEPT {
+            notes.took_override(format!("more-{i}"), &[]);
+        }
+        assert_eq!(notes.overrides_taken.len(), RECENT_KEPT, "bounded");
+    }
+
+    #[test]
+    fn a_refused_override_is_answered_409_with_the_reason_and_never_applied() {
+        let message = OverrideMessage {
+            id: "ovr-1".into(),
+            at: at("2026-11-24T03:00:00Z"),
+            via: "ctl-a".into(),
+            request: OverrideRequest {
+                who: "alice".into(),
+                why: "r".into(),
+                action: OverrideAction::Failback {
+                    namespace: "mail.example.com".into(),
+                },
+            },
+        };
+        let done = |verdict| Submitted {
+            message: message.clone(),
+            verdict,
+            overrides: Default::default(),
+        };
+        let (status, Json(body)) =
+            answer(&done(Verdict::Refused("nothing to fail back to".into())));
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["applied"], false);
+        assert_eq!(body["refused"], "nothing to fail back to");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("nothing to fail back to")
+        );
+        let (status, Json(body)) = answer(&done(Verdict::Applied));
+        assert_eq!(
+            (status, &body["applied"]),
+            (StatusCode::CREATED, &serde_json::json!(true))
+        );
+        assert!(body.get("error").is_none());
+        let (status, Json(body)) = answer(&done(Verdict::Pending));
+        assert_eq!(
+            (status, &body["applied"]),
+            (StatusCode::ACCEPTED, &serde_json::json!(false))
+        );
     }
 
     #[test]

@@ -393,10 +393,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         }
         notes.note(now, &commands);
         if let Some(id) = override_id {
-            if notes.applied_overrides.len() == api::RECENT_KEPT {
-                notes.applied_overrides.pop_front();
-            }
-            notes.applied_overrides.push_back(id);
+            notes.took_override(id, &commands);
         }
         if matches!(input, Input::Override(_)) {
             snapshot_tx.send_replace(Arc::new(notes.with_state(&state)));

@@ -7,7 +7,8 @@
 //! the workspace who can run the command; writes only to the Slack user ids in
 //! `allowed_users`, are recorded with the Slack user as the operator, and require `--reason`.
 //! Answers come within Slack's 3-second limit: a write that takes longer is answered "accepted"
-//! and finishes in the background.
+//! and finishes in the background. A write the engine refuses (releasing what is not held, a
+//! duration out of range) is answered "Not done" with the reason, only to the caller.
 
 use std::time::Duration;
 
@@ -239,14 +240,26 @@ async fn command(AxState(s): AxState<SlackState>, headers: HeaderMap, body: Byte
             let api = s.api.clone();
             let job = tokio::spawn(async move { api::submit_as(&api, who, action, why).await });
             match tokio::time::timeout(ANSWER_WITHIN, job).await {
-                Ok(Ok(Ok(done))) => reply(
-                    format!(
-                        "<@{user_id}>: {} ({}). `sitewarden status` shows the effect.",
-                        describe(&done.message.request.action),
-                        done.message.request.why
+                Ok(Ok(Ok(done))) => match &done.verdict {
+                    api::Verdict::Applied => reply(
+                        format!(
+                            "<@{user_id}>: {} ({}). `sitewarden status` shows the effect.",
+                            describe(&done.message.request.action),
+                            done.message.request.why
+                        ),
+                        true,
                     ),
-                    true,
-                ),
+                    api::Verdict::Refused(reason) => {
+                        reply(format!("Not done: the engine refused it: {reason}"), false)
+                    }
+                    api::Verdict::Pending => reply(
+                        format!(
+                            "Accepted (override {}): stored but not yet applied — check with `/sitewarden status`",
+                            done.message.id
+                        ),
+                        false,
+                    ),
+                },
                 Ok(Ok(Err(e))) => reply(format!("Not done: {}", e.1), false),
                 Ok(Err(_)) => reply("Not done: internal error; see the controller log", false),
                 Err(_) => reply(
