@@ -171,7 +171,10 @@ impl fmt::Display for Explanation {
             )?;
         }
         if let Some(split) = &self.dag_split {
-            writeln!(f, "  DAG split: databases are active in more than one site: {split}")?;
+            writeln!(
+                f,
+                "  DAG split: databases are active in more than one site: {split}"
+            )?;
         }
         for (label, d) in [
             ("last change", &self.last_change),

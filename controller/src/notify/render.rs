@@ -191,7 +191,12 @@ fn did(k: AlertKind) -> &'static str {
         }
         AlertKind::OverrideTargetDown => "Kept the operator's override in force.",
         AlertKind::Drift => "Observed the record and left it alone (on_drift = \"observe\").",
-        AlertKind::ApplyFailed => "Will plan the change again on the next tick and retry.",
+        AlertKind::ApplyFailed => {
+            "Holds the change back and retries on its backoff schedule (a refusal that needs a human: every 5 minutes, or at once when the record changes)."
+        }
+        AlertKind::DagSplit => {
+            "Names following the DAG follow the site holding most databases; sitewarden never moves databases."
+        }
         AlertKind::AgentSilent => "Stops counting the agent's observations once they are stale.",
         AlertKind::DnsDecided => {
             "Recorded the intent and is changing the record through the provider now."
@@ -203,7 +208,7 @@ fn did(k: AlertKind) -> &'static str {
             "Retried with backoff inside the rate budget; the change was applied at most once."
         }
         AlertKind::ProviderAuth => {
-            "Stopped calling the provider for this change; no record was changed. Fix the token and its scopes."
+            "No record was changed; the change is retried every 5 minutes until the credentials work. Fix the token and its scopes."
         }
         AlertKind::Leadership => "Took over (or handed over) deciding and changing records.",
         AlertKind::CopyTrouble => {
@@ -245,6 +250,9 @@ fn command(a: &Alert) -> Option<String> {
             format!("sitewarden explain {s}")
         }
         AlertKind::ProviderAuth => "sitewarden-controller validate --config FILE".to_owned(),
+        AlertKind::DagSplit => {
+            "Get-MailboxDatabaseCopyStatus -Server * | ? Status -eq Mounted".to_owned()
+        }
         AlertKind::CopyTrouble => {
             format!("Get-MailboxDatabaseCopyStatus -Server * | ? DatabaseName -like '*' # DAG {s}")
         }
