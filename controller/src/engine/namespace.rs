@@ -221,6 +221,20 @@ pub(super) fn alerting(rule: Rule, severity: Severity, kind: AlertKind, note: St
     }
 }
 
+/// During the start-up grace a plan's non-critical alert is held back: a site or DAG without a
+/// verdict yet is start-up, not news. The rule and note stay, so explain says why.
+pub(super) fn quiet_at_start(w: &World<'_>, mut plan: Plan) -> Plan {
+    if w.startup
+        && plan
+            .alert
+            .as_ref()
+            .is_some_and(|a| a.severity != Severity::Critical)
+    {
+        plan.alert = None;
+    }
+    plan
+}
+
 pub(super) fn change(rule: Rule, to: &str, note: String) -> Plan {
     Plan {
         rule,
@@ -305,7 +319,9 @@ pub fn plan(
     }
     match &cfg.routing {
         Routing::Candidates(list) => candidates(cfg, ns, w, list, manual_failback),
-        Routing::FollowMailbox { dag, targets } => super::follow::follow(cfg, ns, w, dag, targets),
+        Routing::FollowMailbox { dag, targets } => {
+            quiet_at_start(w, super::follow::follow(cfg, ns, w, dag, targets))
+        }
     }
 }
 

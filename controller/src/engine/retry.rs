@@ -7,7 +7,8 @@
 //! same schedule. A refusal a retry cannot fix (unmarked or missing record, credentials, an
 //! invalid request, content changed outside sitewarden) waits `retry_max` at once: it is alerted
 //! with the fix and tried again only on that slow schedule or on new evidence (the record's
-//! content or marker changed). A provider's `Retry-After` is a floor. Conditions of the whole
+//! content or marker changed). A provider's `Retry-After` is a floor, and once a change has been
+//! failing for a minute it is tried at most once a minute. Conditions of the whole
 //! provider account (credentials, budget, rate limit) hold back every target of the name, not
 //! only the one that failed.
 
@@ -90,8 +91,15 @@ pub fn after_failure(
         Some(r) if r.target == target => (r.attempts.saturating_add(1), r.since),
         _ => (1, now),
     };
+    let mut step = wait(policy, class, attempts, seed);
+    // After the first minute of failing, at most one attempt a minute.
+    let minute =
+        TimeDelta::seconds(60).min(TimeDelta::from_std(policy.retry_max).unwrap_or(TimeDelta::MAX));
+    if now - since >= TimeDelta::seconds(60) {
+        step = step.max(minute);
+    }
     let not_before = now
-        .checked_add_signed(wait(policy, class, attempts, seed))
+        .checked_add_signed(step)
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     Retry {
         target: target.to_owned(),

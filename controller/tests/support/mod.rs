@@ -113,6 +113,8 @@ pub struct Story {
     pub silent: Vec<String>,
     /// Where DAG1's databases are mounted; a snapshot is published every 10 s.
     pub dag_site: String,
+    /// Per agent, how far its clock is off (ms, positive = fast): stamps its `observed_at`.
+    pub skew_ms: BTreeMap<String, i64>,
 }
 
 impl Story {
@@ -130,6 +132,7 @@ impl Story {
             auto_ack: true,
             silent: Vec::new(),
             dag_site: "site1".to_owned(),
+            skew_ms: BTreeMap::new(),
         };
         s.input(Input::Leadership(LeadershipChange {
             is_leader: true,
@@ -201,7 +204,8 @@ impl Story {
             agent: AgentId::new(agent).unwrap_or_else(|e| panic!("{e}")),
             site: SiteId::new(site).unwrap_or_else(|e| panic!("{e}")),
             seq: self.next_seq(agent),
-            observed_at: self.now,
+            observed_at: self.now
+                + TimeDelta::milliseconds(self.skew_ms.get(agent).copied().unwrap_or(0)),
             target_site: SiteId::new(target_site).unwrap_or_else(|e| panic!("{e}")),
             server: ServerId::new(server).unwrap_or_else(|e| panic!("{e}")),
             check: CheckName::new("eas").unwrap_or_else(|e| panic!("{e}")),
