@@ -10,11 +10,18 @@
 //! again and decides afresh — then read back. Records are created once with
 //! [`BuiltinProvider::create`] (sitewarden changes names, it does not invent them).
 //!
+//! Reads go through the bucket stream's leader (the JetStream `STREAM.MSG.GET` API), not the
+//! KV's direct get: with R3 a direct get may be answered by a replica that has not caught up, and
+//! a read-back served by one showed the previous target right after a successful write, which
+//! was then audited as a failure. The DNS servers keep reading replicas; only the provider, which
+//! decides and verifies, pays the trip to the leader.
+//!
 //! [`decide`]: super::decide::decide
 
 use std::sync::Arc;
 
-use async_nats::jetstream::kv::{self, Operation, UpdateErrorKind};
+use async_nats::jetstream::kv::{self, UpdateErrorKind};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 
 use super::budget::{Budget, RetryPolicy, StatsSnapshot};
 use super::cas::{self, RecordStore};
@@ -78,24 +85,42 @@ fn key(name: &str) -> Result<String, ProviderError> {
     })
 }
 
+/// Whether a KV message is a delete or purge marker (no record) rather than a value.
+fn is_removal(headers: &async_nats::HeaderMap) -> bool {
+    let operation = headers.get("KV-Operation").map(|v| v.as_str());
+    matches!(operation, Some("DEL" | "PURGE")) || headers.get("Nats-Marker-Reason").is_some()
+}
+
 fn encode(r: &StoredRecord) -> Result<Vec<u8>, ProviderError> {
     serde_json::to_vec(r).map_err(|e| ProviderError::Rejected(format!("encode record: {e}")))
 }
 
 impl RecordStore for Kv {
     async fn fetch(&self, name: &str) -> Result<RecordState, ProviderError> {
-        let key = key(name)?;
-        let entry = self.0.entry(key).await.map_err(|e| {
-            ProviderError::Transient(format!("read {name} from the DNS bucket: {e}"))
-        })?;
+        let subject = format!("{}{}", self.0.prefix, key(name)?);
         let mut state = RecordState {
             name: name.to_owned(),
             ..RecordState::default()
         };
-        let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
-            return Ok(state);
+        // From the stream leader, never a lagging replica (see the module docs).
+        let message = match self
+            .0
+            .stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+        {
+            Ok(m) => m,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(state),
+            Err(e) => {
+                return Err(ProviderError::Transient(format!(
+                    "read {name} from the DNS bucket's stream leader: {e}"
+                )));
+            }
         };
-        let r: StoredRecord = serde_json::from_slice(&entry.value).map_err(|e| {
+        if is_removal(&message.headers) {
+            return Ok(state);
+        }
+        let r: StoredRecord = serde_json::from_slice(&message.payload).map_err(|e| {
             ProviderError::Rejected(format!(
                 "the DNS bucket holds a value for {name} that is not a record ({e}); fix or delete it"
             ))
@@ -109,7 +134,7 @@ impl RecordStore for Kv {
         state.proxied = None;
         state.marker = marker;
         state.comment = marker.map(|m| m.to_string());
-        state.provider_id = Some(entry.revision.to_string());
+        state.provider_id = Some(message.sequence.to_string());
         Ok(state)
     }
 

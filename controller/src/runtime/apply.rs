@@ -4,12 +4,23 @@
 //! 1. checks, on the monotonic clock at that very moment, that this controller still holds the
 //!    lease with the command's epoch (a leader paused past its lease wakes up and writes nothing);
 //! 2. refuses a generation not newer than the newest applied one for that name (KV `ns.<name>`);
-//! 3. records the intent (KV `intent.<name>`, compare-and-set, refused if a newer epoch wrote it);
+//! 3. records the intent (KV `intent.<name>`, compare-and-set, refused if a newer epoch wrote it),
+//!    then audits it and waits until the audit stream has stored the `intent` record;
 //! 4. asks the provider to compare-and-set the record with the epoch in its ownership marker
 //!    (the provider refuses if the record shows a newer epoch) and verifies by reading back;
-//! 5. marks the intent applied and stores the new `ns.<name>` (compare-and-set).
+//! 5. audits the settlement (`apply_applied`, `apply_refused`, `apply_failed`), waits until it is
+//!    stored, then marks the intent and stores the new `ns.<name>` (compare-and-set).
 //!
-//! A leader that crashes between 3 and 4 leaves a pending intent: the next leader reads the
+//! Audit before effect: the `intent` record is stored before the provider write and the
+//! settlement before the state bucket marks the intent done, so a leader killed at any moment
+//! leaves no write the audit trail does not show, and no intent marked done whose settlement is
+//! missing. If the stream does not store the intent in time
+//! ([`STORED_WAIT`](super::audit::STORED_WAIT)), nothing is written and a failure is reported
+//! (the engine re-plans); if it does not store the settlement, the intent stays pending for a
+//! later leader to settle. A later leader's `intent_applied` / `intent_superseded` is likewise
+//! stored before it writes its verdict on the intent.
+//!
+//! A leader that crashes between 3 and 5 leaves a pending intent: the next leader reads the
 //! record, whose marker tells whether the change landed, and the engine re-decides from there —
 //! so a change is applied once or superseded, never twice. Outcomes go back to the engine as
 //! provider reports and to the audit trail.
@@ -82,13 +93,30 @@ pub struct Applier {
 
 impl Applier {
     fn audit(&self, epoch: Option<u64>, event: serde_json::Value) {
-        self.audit.record(AuditRecord {
+        self.audit.record(self.audit_record(epoch, event));
+    }
+
+    /// Audits `event` and waits until the stream has stored it: `false` means the effect that
+    /// follows must not happen (see the module docs, "audit before effect").
+    async fn audit_stored(&self, epoch: Option<u64>, event: serde_json::Value) -> bool {
+        let stored = self
+            .audit
+            .record_stored(self.audit_record(epoch, event))
+            .await;
+        if !stored {
+            self.metrics.applied("audit_not_stored");
+        }
+        stored
+    }
+
+    fn audit_record(&self, epoch: Option<u64>, event: serde_json::Value) -> AuditRecord {
+        AuditRecord {
             at: Utc::now(),
             controller: self.controller.clone(),
             role: if epoch.is_some() { "leader" } else { "standby" },
             epoch,
             event,
-        });
+        }
     }
 
     async fn report(&self, r: ProviderReport) {
@@ -172,6 +200,12 @@ impl Applier {
             note: Some(note.clone()),
             ..intent.clone()
         };
+        // Audit before effect: the settlement is in the stream before the state bucket says so.
+        let event = serde_json::json!({"kind": format!("intent_{status}"), "namespace": name, "target": intent.target, "generation": intent.generation, "intent_epoch": intent.epoch, "why": note});
+        if !self.audit_stored(Some(epoch), event).await {
+            tracing::warn!(namespace = %name, "the audit stream did not store the settlement; the intent stays pending");
+            return;
+        }
         if let Err(e) = self.put(name, "intent", &settled).await {
             tracing::warn!(namespace = %name, "cannot settle the pending intent: {e}");
             return;
@@ -192,10 +226,6 @@ impl Applier {
             "superseded"
         });
         tracing::info!(namespace = %name, intent_epoch = intent.epoch, "pending intent {status}: {note}");
-        self.audit(
-            Some(epoch),
-            serde_json::json!({"kind": format!("intent_{status}"), "namespace": name, "target": intent.target, "generation": intent.generation, "intent_epoch": intent.epoch, "why": note}),
-        );
     }
 
     /// Applies one command; never panics, reports the outcome to the engine.
@@ -275,7 +305,14 @@ impl Applier {
                 return;
             }
         };
-        self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason, "evidence": cmd.evidence}));
+        // Audit before effect: no provider write the audit trail might not show.
+        if !self.audit_stored(Some(cmd.epoch), serde_json::json!({"kind": "intent", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason, "evidence": cmd.evidence})).await {
+            let why = "the audit stream did not store the intent record in time; nothing was written";
+            // Queued after the intent, so it settles the intent if that is stored later.
+            self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_failed", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": why}));
+            self.report(fail(why.to_owned(), FailureClass::Transient, CallStats::default())).await;
+            return;
+        }
         let stats_before = self.provider.stats();
         let started = std::time::Instant::now();
 
@@ -344,13 +381,19 @@ impl Applier {
             Err(e) => ("failed", fail(e.to_string(), error_class(e), calls)),
         };
         self.metrics.applied(status);
+        // Audit before effect: the settlement is stored before the state bucket marks the intent
+        // done; if it is not, the intent stays pending for a later leader to settle.
+        let settlement = serde_json::json!({"kind": format!("apply_{status}"), "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("{outcome:?}")});
+        let settlement_stored = self.audit_stored(Some(cmd.epoch), settlement).await;
         let done = RecordBook {
             status: status.into(),
             at: Utc::now(),
             ..intent.clone()
         };
         // This applier just read `ns` and wrote the intent: their revisions save two reads.
-        if let Err(e) = self
+        if !settlement_stored {
+            tracing::warn!(namespace = %name, "the audit stream did not store apply_{status}; the intent stays pending");
+        } else if let Err(e) = self
             .put_over(
                 &name,
                 "intent",
@@ -361,12 +404,12 @@ impl Applier {
         {
             tracing::warn!(namespace = %name, "cannot mark intent {status}: {e}");
         }
-        if status == "applied"
+        if settlement_stored
+            && status == "applied"
             && let Err(e) = self.put_over(&name, "ns", &done, Some(ns)).await
         {
             tracing::warn!(namespace = %name, "cannot record applied generation: {e}");
         }
-        self.audit(Some(cmd.epoch), serde_json::json!({"kind": format!("apply_{status}"), "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("{outcome:?}")}));
         if let Ok(ApplyOutcome::Applied { .. }) = &outcome {
             self.watch_propagation(&name, &cmd.target, cmd.ttl_secs);
         }

@@ -14,7 +14,12 @@
 //!   or Unknown;
 //! - at most one automatic non-emergency change per namespace per hold-down;
 //! - every successful write matches an intent (target, epoch, generation), once, and writes
-//!   never go back to an older epoch.
+//!   never go back to an older epoch;
+//! - every successful write is in the audit trail: its `intent` and, after it, a settlement —
+//!   `apply_applied` under its epoch, or `intent_applied` / `intent_superseded` from a later
+//!   leader. An `apply_failed` counts only when the provider call itself failed (the write's
+//!   answer or the read-back was lost, so the leader could not verify), never one saying the
+//!   read-back showed another target after the write succeeded.
 
 #![allow(dead_code)] // each test file uses a different subset
 
@@ -49,6 +54,7 @@ pub fn check_invariants(history: &[Value], calls: &[Call]) {
     intents_have_evidence(history, &mut broken);
     hold_down_kept(history, &mut broken);
     writes_match_intents(history, calls, &mut broken);
+    writes_audited(history, calls, &mut broken);
     assert!(
         broken.is_empty(),
         "invariants broken:\n- {}\nhistory:\n{}\ncalls: {calls:#?}",
@@ -328,6 +334,51 @@ fn writes_match_intents(history: &[Value], calls: &[Call], broken: &mut Vec<Stri
         }
     }
     broken.extend(write_order_problems(calls));
+}
+
+/// Audit before effect, seen from the provider's side: every write has its `intent` and a
+/// settlement after it in the audit stream.
+fn writes_audited(history: &[Value], calls: &[Call], broken: &mut Vec<String>) {
+    for (c, (epoch, generation)) in successful_writes(calls) {
+        let content = &c.body["content"];
+        let Some(at) = history.iter().position(|r| {
+            r["event"]["kind"] == "intent"
+                && intent_key(r) == (epoch, generation)
+                && r["event"]["target"] == *content
+        }) else {
+            broken.push(format!(
+                "a write of epoch {epoch} generation {generation} ({content}) whose intent is not in the audit trail"
+            ));
+            continue;
+        };
+        let ns = &history[at]["event"]["namespace"];
+        let settles = |r: &Value| {
+            let e = &r["event"];
+            if e["namespace"] != *ns || e["generation"] != generation {
+                return false;
+            }
+            let own = r["epoch"] == epoch;
+            let later = r["epoch"].as_u64().unwrap_or(0) > epoch && e["intent_epoch"] == epoch;
+            match e["kind"].as_str().unwrap_or("") {
+                "apply_applied" => own,
+                // The leader could not verify (the call failed), and said so; a read-back that
+                // showed another target right after a successful write is a false failure.
+                "apply_failed" => {
+                    own && !e["outcome"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("reading back shows")
+                }
+                "intent_applied" | "intent_superseded" => later,
+                _ => false,
+            }
+        };
+        if !history[at + 1..].iter().any(settles) {
+            broken.push(format!(
+                "a write of epoch {epoch} generation {generation} ({content}) with its intent but no settlement (apply_applied, or intent_applied / intent_superseded by a later leader) in the audit trail"
+            ));
+        }
+    }
 }
 
 /// Successful writes with the (epoch, generation) of their marker (none without one).
