@@ -18,11 +18,16 @@
 //! uses the documented envelope `{success, errors: [{code, message}], messages, result,
 //! result_info}`.
 //!
+//! Rate limiting is modelled as Cloudflare documents it: over the limit, *every* call is refused
+//! with `429` (code 971) for the block's length, each answer carrying `retry-after` with the
+//! whole seconds left (rounded up). A request made during a block is refused too (it does not
+//! count against injected faults), and it stays in the call log for tests to find.
+//!
 //! Tests steer it: [`CloudflareEmulator::set_record_content`] is a human editing in the dashboard;
-//! [`CloudflareEmulator::inject`] makes the next matching requests fail ([`Fault`]: 429 with
-//! `Retry-After` and code 971, a 500, a slow answer, or a write applied and its response lost by
-//! dropping the connection); [`CloudflareEmulator::calls`] records every request with its
-//! status. Stops when dropped.
+//! [`CloudflareEmulator::inject`] makes the next matching requests fail ([`Fault`]: a 429 that
+//! starts a block, a 500, a slow answer, or a write applied and its response lost by dropping the
+//! connection); [`CloudflareEmulator::calls`] records every request with its status and arrival
+//! time. Stops when dropped.
 
 mod validate;
 
@@ -39,6 +44,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use validate::COMMENT_MAX_FREE;
@@ -50,10 +56,12 @@ pub const API_PREFIX: &str = "/client/v4";
 /// A failure to inject into the next matching requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// `429 Too Many Requests` with `Retry-After: retry_after_s` and error code 971
-    /// ("Please wait and consider throttling your request speed"). Nothing is applied.
+    /// `429 Too Many Requests` with `retry-after: retry_after_s` and error code 971
+    /// ("Please wait and consider throttling your request speed"), which starts a block: every
+    /// request in the next `retry_after_s` seconds gets the same 429 with the seconds left.
+    /// Nothing is applied.
     RateLimited {
-        /// Seconds in the `Retry-After` header.
+        /// Seconds in the `retry-after` header: the block's length.
         retry_after_s: u64,
     },
     /// `500` with an error envelope. Nothing is applied.
@@ -100,6 +108,10 @@ pub struct Call {
     pub status: u16,
     /// Whether a response was sent (`false` for [`Fault::LoseResponse`]).
     pub answered: bool,
+    /// When the request arrived (its body read).
+    pub at: Instant,
+    /// The `retry-after` seconds answered, on a 429.
+    pub retry_after_s: Option<u64>,
 }
 
 impl Call {
@@ -152,6 +164,8 @@ struct State {
     faults: Vec<Injected>,
     calls: Vec<Call>,
     next_id: u64,
+    /// While set and in the future, every request is refused with 429 (a rate-limit block).
+    blocked_until: Option<Instant>,
 }
 
 impl State {
@@ -354,41 +368,54 @@ async fn handle(
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         status: 0,
         answered: true,
+        at: Instant::now(),
+        retry_after_s: None,
     };
-    let fault = {
+    // A block in force refuses every request; otherwise the next matching fault applies.
+    let (blocked, fault) = {
         let mut s = shared.lock();
-        let hit = s
-            .faults
-            .iter_mut()
-            .find(|f| f.remaining > 0 && f.when.covers(&parts.method));
-        hit.map(|f| {
-            f.remaining -= 1;
-            f.fault.clone()
-        })
-    };
-    let response = match &fault {
-        Some(Fault::RateLimited { retry_after_s }) => {
-            let mut r = envelope_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                &ApiError::new(
-                    971,
-                    "Please wait and consider throttling your request speed",
-                ),
-            );
-            if let Ok(v) = header::HeaderValue::from_str(&retry_after_s.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
+        let left = s
+            .blocked_until
+            .map(|until| until.saturating_duration_since(call.at))
+            .filter(|left| !left.is_zero());
+        match left {
+            Some(left) => (
+                Some(left.as_secs() + u64::from(left.subsec_nanos() > 0)),
+                None,
+            ),
+            None => {
+                let hit = s
+                    .faults
+                    .iter_mut()
+                    .find(|f| f.remaining > 0 && f.when.covers(&parts.method));
+                let fault = hit.map(|f| {
+                    f.remaining -= 1;
+                    f.fault.clone()
+                });
+                if let Some(Fault::RateLimited { retry_after_s }) = fault {
+                    s.blocked_until = Some(call.at + Duration::from_secs(retry_after_s));
+                    (Some(retry_after_s), fault)
+                } else {
+                    (None, fault)
+                }
             }
-            r
         }
-        Some(Fault::ServerError) => envelope_error(
+    };
+    call.retry_after_s = blocked;
+    let response = match (&fault, blocked) {
+        (_, Some(retry_after_s)) => rate_limited(retry_after_s),
+        (Some(Fault::ServerError), None) => envelope_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &ApiError::new(10000, "Internal server error (injected by the emulator)"),
         ),
-        Some(Fault::Slow(d)) => {
+        (Some(Fault::Slow(d)), None) => {
             tokio::time::sleep(*d).await;
             respond(&parts, &bytes, shared)
         }
-        Some(Fault::LoseResponse) | None => respond(&parts, &bytes, shared),
+        // A `RateLimited` fault always starts a block, so it never gets here.
+        (Some(Fault::LoseResponse | Fault::RateLimited { .. }) | None, None) => {
+            respond(&parts, &bytes, shared)
+        }
     };
     call.status = response.status().as_u16();
     if fault == Some(Fault::LoseResponse) {
@@ -401,6 +428,22 @@ async fn handle(
     }
     shared.lock().calls.push(call);
     response
+}
+
+/// The 429 of a rate-limit block with `retry_after_s` seconds left.
+fn rate_limited(retry_after_s: u64) -> Response<Body> {
+    let mut r = envelope_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        &ApiError::new(
+            971,
+            "Please wait and consider throttling your request speed",
+        ),
+    );
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(retry_after_s),
+    );
+    r
 }
 
 /// Authenticates, routes and answers one request.

@@ -1,9 +1,12 @@
 //! The Cloudflare provider against the strict Cloudflare v4 emulator: reads, verified
 //! compare-and-set changes, fencing by epoch and generation, drift, unmarked records, soft
 //! failures retried with backoff, lost responses resolved by reading back, auth failures and the
-//! client-side budget. Backoff steps are a few milliseconds so retries cost no real waiting.
+//! client-side budget, and rate-limit blocks honoured to the second of their `retry-after`.
+//! Backoff steps are a few milliseconds so retries cost no real waiting; the rate-limit tests
+//! wait out blocks of 1–2 s, polling with deadlines.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -14,6 +17,8 @@ use sitewarden_controller::provider::{
     SecretString,
 };
 use sitewarden_tests::cloudflare::{CloudflareEmulator, Fault, Match};
+use sitewarden_tests::wait_for;
+use tokio::time::Instant;
 
 const TOKEN: &str = "cf-test-token-3f9a1c";
 const NAME: &str = "mail.example.com";
@@ -40,6 +45,14 @@ fn fast_retry() -> RetryPolicy {
         base: Duration::from_millis(5),
         max_delay: Duration::from_millis(40),
         deadline: Duration::from_secs(10),
+    }
+}
+
+/// A policy that may wait out a rate-limit block of a few seconds inside the call.
+fn patient_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_delay: Duration::from_secs(3),
+        ..fast_retry()
     }
 }
 
@@ -258,19 +271,157 @@ async fn a_missing_record_is_refused_not_created() {
 }
 
 #[tokio::test]
-async fn a_429_is_backed_off_and_the_change_applied_once() {
+async fn a_429_is_waited_out_and_the_change_applied_once() {
     let lab = lab(Some(&marker(1, 1))).await;
     lab.cf
         .inject(Fault::RateLimited { retry_after_s: 1 }, Match::Writes, 1);
-    let p = provider(&lab);
+    let p = CloudflareProvider::new(CloudflareOptions {
+        retry: patient_retry(),
+        ..options(&lab, TOKEN)
+    })
+    .unwrap();
     let out = p.apply(&change(SITE2, RR, 2, 2)).await.unwrap();
     assert!(matches!(out, ApplyOutcome::Applied { .. }), "{out:?}");
     let statuses: Vec<u16> = lab.cf.writes().iter().map(|c| c.status).collect();
     assert_eq!(statuses, [429, 200], "one refused write, one applied");
-    // After the 429 the record is read again before the second write.
+    // After the 429 the record is read again before the second write, once the block is over.
     assert_eq!(methods(&lab.cf), ["GET", "PATCH", "GET", "PATCH", "GET"]);
+    let calls = lab.cf.calls();
+    assert_eq!(calls[1].retry_after_s, Some(1));
+    assert!(
+        calls[2].at - calls[1].at >= Duration::from_secs(1),
+        "the read-back waited for retry-after: {:?}",
+        calls[2].at - calls[1].at
+    );
     let s = p.stats();
     assert_eq!((s.rate_limited, s.retries), (1, 1));
+}
+
+#[tokio::test]
+async fn after_a_429_no_request_reaches_the_api_before_retry_after() {
+    // Given a provider that will not wait inside a call (its longest wait is 40 ms)…
+    let lab = lab(Some(&marker(1, 1))).await;
+    lab.cf
+        .inject(Fault::RateLimited { retry_after_s: 2 }, Match::Reads, 1);
+    let p = provider(&lab);
+    // …when Cloudflare answers 429 with retry-after: 2…
+    let err = p.read(NAME).await.unwrap_err();
+    // …then the error carries the 2 s, for the engine to schedule the next attempt…
+    assert_eq!(
+        err,
+        ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(2))
+        }
+    );
+    let blocked_at = lab.cf.calls()[0].at;
+    // …every call until then fails at once with the time left and reaches nothing…
+    let refused = AtomicU32::new(0);
+    let state = wait_for("the block to end", Duration::from_secs(10), || async {
+        match p.read(NAME).await {
+            Ok(state) => Some(state),
+            Err(ProviderError::RateLimited {
+                retry_after: Some(left),
+            }) => {
+                assert!(left <= Duration::from_secs(2), "{left:?}");
+                refused.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(state.content.as_deref(), Some(RR));
+    let refused = refused.into_inner();
+    assert!(refused > 10, "polled during the block: {refused}");
+    // …and the API saw exactly two requests: the 429, and one after the block.
+    let calls = lab.cf.calls();
+    let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [429, 200]);
+    assert!(
+        calls[1].at - blocked_at >= Duration::from_secs(2),
+        "{:?}",
+        calls[1].at - blocked_at
+    );
+    let s = p.stats();
+    assert_eq!((s.calls, s.rate_limited), (2, 1), "refusals are not calls");
+}
+
+#[tokio::test]
+async fn a_block_longer_than_the_policy_waits_fails_the_change_at_once() {
+    let lab = lab(Some(&marker(1, 1))).await;
+    lab.cf
+        .inject(Fault::RateLimited { retry_after_s: 120 }, Match::Writes, 1);
+    let p = CloudflareProvider::new(CloudflareOptions {
+        retry: patient_retry(),
+        ..options(&lab, TOKEN)
+    })
+    .unwrap();
+    let started = Instant::now();
+    let err = p.apply(&change(SITE2, RR, 2, 2)).await.unwrap_err();
+    let ProviderError::RateLimited {
+        retry_after: Some(left),
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(
+        left > Duration::from_secs(115) && left <= Duration::from_secs(120),
+        "{left:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "not waited out");
+    // Nothing after the refused write: not even the read-back, which the block holds back too.
+    assert_eq!(methods(&lab.cf), ["GET", "PATCH"]);
+    assert_eq!(lab.cf.record(NAME).unwrap().content, RR);
+    assert!(matches!(
+        p.read(NAME).await,
+        Err(ProviderError::RateLimited {
+            retry_after: Some(_)
+        })
+    ));
+    assert_eq!(lab.cf.calls().len(), 2);
+}
+
+/// Like the real API, the emulator refuses every call during a block, counting down.
+#[tokio::test]
+async fn the_emulator_refuses_every_call_during_a_block_with_the_seconds_left() {
+    let lab = lab(Some(&marker(1, 1))).await;
+    lab.cf
+        .inject(Fault::RateLimited { retry_after_s: 2 }, Match::Writes, 1);
+    let http = reqwest::Client::new();
+    let list = format!("{}/zones/{}/dns_records", lab.cf.api_url(), lab.zone);
+    let id = lab.cf.record(NAME).unwrap().id;
+    let r = http
+        .patch(format!("{list}/{id}"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"content": SITE1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("2")
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], json!(971));
+    assert_eq!(body["success"], json!(false));
+    // A read, which the injected fault does not match, is refused too while the block lasts.
+    let r = http.get(&list).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let left: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&left), "{left}");
+    wait_for("the block to end", Duration::from_secs(10), || async {
+        let r = http.get(&list).bearer_auth(TOKEN).send().await.unwrap();
+        (r.status().as_u16() == 200).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(lab.cf.record(NAME).unwrap().content, RR, "nothing applied");
 }
 
 #[tokio::test]

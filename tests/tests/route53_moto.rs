@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sitewarden_controller::provider::config::RawProvider;
-use sitewarden_controller::provider::route53::credentials::AwsCredentials;
+use sitewarden_controller::provider::route53::credentials::{AwsCredentials, LiveCredentials};
 use sitewarden_controller::provider::route53::{MIN_INTERVAL, Route53Options, Route53Provider};
 use sitewarden_controller::provider::{
     ApplyOutcome, Change, DnsProvider, FENCE, Fence, Marker, ProviderError, RateBudget, Refusal,
@@ -54,12 +54,11 @@ async fn lab(marker: Option<(u64, u64)>) -> Lab {
     Lab { moto, zone }
 }
 
-fn credentials() -> AwsCredentials {
-    AwsCredentials {
-        access_key_id: SecretString::from("AKIASITEWARDENTEST".to_owned()),
-        secret_access_key: SecretString::from("s3cr3t-access-key-for-tests".to_owned()),
-        session_token: None,
-    }
+fn credentials() -> LiveCredentials {
+    LiveCredentials::fixed(AwsCredentials::new(
+        SecretString::from("AKIASITEWARDENTEST".to_owned()),
+        SecretString::from("s3cr3t-access-key-for-tests".to_owned()),
+    ))
 }
 
 fn provider(lab: &Lab) -> Route53Provider {

@@ -8,11 +8,19 @@
 //!
 //! Rate limits, 5xx and timeouts are soft: retried up to `max_attempts` times within `deadline`,
 //! waiting an exponential backoff with full jitter (AWS's "full jitter": a uniform random wait
-//! between 0 and `base × 2^attempt`, capped at `max_delay`). A 429 honours `Retry-After` when it
-//! is visible; the `cloudflare` crate does not expose response headers, so a 429 through it backs
-//! off by the schedule instead, with a floor of half the step so that rate-limited retries are
-//! never immediate. Auth failures and validation errors are never retried. Time is
-//! `tokio::time`, so tests can pause it. Counters ([`StatsSnapshot`]) feed the metrics layer.
+//! between 0 and `base × 2^attempt`, capped at `max_delay`). Auth failures and validation errors
+//! are never retried. Time is `tokio::time`, so tests can pause it. Counters ([`StatsSnapshot`])
+//! feed the metrics layer.
+//!
+//! A rate limit that says how long it lasts (`RateLimited { retry_after: Some(d) }`) is a
+//! *block*: the provider remembers it, and every call until it ends fails at once with
+//! `RateLimited { retry_after: Some(time left) }` without reaching the network or spending a
+//! token — hammering a blocked API only prolongs the block (Cloudflare blocks every call for up
+//! to 5 minutes). A retry never starts before the block ends; when the block outlasts the
+//! longest wait the policy allows (`max_delay`, or the call's `deadline`), the call gives up at
+//! once and returns the error, whose `retry_after` tells the engine when to try again. A rate
+//! limit without a duration backs off by the schedule, with a floor of half the step so that
+//! rate-limited retries are never immediate.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -67,7 +75,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait before retry number `attempt` (1 = the wait after the first failure).
+    /// The wait before retry number `attempt` (1 = the wait after the first failure). For a
+    /// rate limit with a `retry_after`, never shorter than it.
     pub fn delay(&self, attempt: u32, error: &ProviderError) -> Duration {
         let step = self
             .base
@@ -171,6 +180,8 @@ pub struct Budget {
     bucket: Mutex<Bucket>,
     policy: RetryPolicy,
     counters: Counters,
+    /// When the provider's last rate-limit block ends: no call goes out before then.
+    blocked_until: Mutex<Option<Instant>>,
 }
 
 impl Budget {
@@ -193,6 +204,23 @@ impl Budget {
             }),
             policy,
             counters: Counters::default(),
+            blocked_until: Mutex::new(None),
+        }
+    }
+
+    /// How much longer the provider's rate-limit block lasts, if one is in force.
+    pub fn blocked_for(&self) -> Option<Duration> {
+        let until = (*lock(&self.blocked_until))?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// Remembers a rate-limit block of `d` from now (a shorter one never shortens a longer one).
+    fn block_for(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut blocked = lock(&self.blocked_until);
+        if blocked.is_none_or(|b| b < until) {
+            *blocked = Some(until);
         }
     }
 
@@ -244,17 +272,27 @@ impl Budget {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
-        // A poisoned lock only means another call panicked mid-update; the bucket is still usable.
-        self.bucket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.bucket)
     }
 
     /// Makes one API call: takes a token, runs `op` once, counts the outcome. No retry.
+    ///
+    /// While a rate-limit block is in force, `op` is not run (no network call, no token) and
+    /// the call fails with `RateLimited { retry_after: Some(time left) }`. An answer that is
+    /// `RateLimited { retry_after: Some(d) }` starts such a block.
     pub async fn once<T, Fut>(&self, is_write: bool, op: Fut) -> Result<T, ProviderError>
     where
         Fut: Future<Output = Result<T, ProviderError>>,
     {
+        if let Some(left) = self.blocked_for() {
+            tracing::debug!(
+                ?left,
+                "DNS provider call not made: the provider's rate limit is still in force"
+            );
+            return Err(ProviderError::RateLimited {
+                retry_after: Some(left),
+            });
+        }
         self.take()?;
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         if is_write {
@@ -263,6 +301,12 @@ impl Budget {
         let result = op.await;
         if let Err(e) = &result {
             self.count_error(e);
+            if let ProviderError::RateLimited {
+                retry_after: Some(d),
+            } = e
+            {
+                self.block_for(*d);
+            }
         }
         result
     }
@@ -293,6 +337,15 @@ impl Budget {
         error: ProviderError,
     ) -> Result<(), ProviderError> {
         if !error.is_retryable() || attempt >= self.policy.max_attempts {
+            return Err(error);
+        }
+        // A block longer than any single wait the policy allows is not waited out in the call:
+        // the error goes back at once, carrying when to try again.
+        if let ProviderError::RateLimited {
+            retry_after: Some(after),
+        } = &error
+            && *after > self.policy.max_delay
+        {
             return Err(error);
         }
         let wait = self.policy.delay(attempt, &error);
@@ -336,6 +389,12 @@ impl Budget {
             budget_left: self.available(),
         }
     }
+}
+
+/// Locks `m`. A poisoned lock only means another call panicked mid-update; the value is still
+/// usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Brings `bucket` up to date: `rate.requests` tokens per `rate.per`, at most `rate.requests`.
@@ -463,6 +522,104 @@ mod tests {
             Duration::ZERO,
             "a 5-minute wait is not started"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_starts_before_retry_after() {
+        let b = Budget::unlimited(policy());
+        let calls = Mutex::new(Vec::new());
+        let started = Instant::now();
+        let v = b
+            .retrying(|| async {
+                let mut c = lock(&calls);
+                c.push(Instant::now());
+                if c.len() == 1 {
+                    Err(ProviderError::RateLimited {
+                        retry_after: Some(Duration::from_secs(3)),
+                    })
+                } else {
+                    Ok(1)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, 1);
+        let calls = lock(&calls).clone();
+        assert_eq!(calls.len(), 2);
+        assert!(
+            calls[1] - started >= Duration::from_secs(3),
+            "{:?}",
+            calls[1] - started
+        );
+        assert_eq!(b.blocked_for(), None, "the block is over");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_block_longer_than_the_policy_waits_is_returned_at_once_and_remembered() {
+        let b = Budget::unlimited(policy());
+        let n = AtomicU32::new(0);
+        let err = b
+            .retrying(|| async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(ProviderError::RateLimited {
+                    retry_after: Some(Duration::from_secs(20)),
+                })
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(20))
+            }
+        );
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+
+        // Until the block ends, calls fail at once with the time left, and none is made.
+        tokio::time::advance(Duration::from_secs(15)).await;
+        let err = b
+            .once(false, async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(5))
+            }
+        );
+        assert_eq!(n.load(Ordering::SeqCst), 1, "no call during the block");
+        let s = b.snapshot();
+        assert_eq!((s.calls, s.rate_limited), (1, 1), "refusals are not calls");
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        b.once(false, async {
+            n.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(n.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shorter_block_never_shortens_a_longer_one() {
+        let b = Budget::unlimited(policy());
+        for secs in [30, 2] {
+            let _ = b
+                .once(false, async move {
+                    Err::<(), _>(ProviderError::RateLimited {
+                        retry_after: Some(Duration::from_secs(secs)),
+                    })
+                })
+                .await;
+            // The second call is refused locally, so only the first block counts.
+        }
+        assert_eq!(b.blocked_for(), Some(Duration::from_secs(30)));
+        b.block_for(Duration::from_secs(2));
+        assert_eq!(b.blocked_for(), Some(Duration::from_secs(30)));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! The crate's own DNS endpoints do not fit: its record types have no `comment` field, its update
 //! is a PUT (which resets every field it omits, e.g. `proxied`), and its list filter by type also
-//! filters by content. Its public `EndpointSpec` trait lets us define the calls we need and still
-//! run them through the crate's client, auth and base URL:
+//! filters by content. Its public `EndpointSpec` trait lets us define the calls we need (method,
+//! path, query, body) and read their answers into its envelope types; they are sent by our own
+//! reqwest client so that a 429's `retry-after` stays visible (see [`super`]):
 //! - `GET zones?name=…` — a zone's id from its name;
 //! - `GET zones/{zone}/dns_records?type=CNAME&name=…` — the record of one name;
 //! - `PATCH zones/{zone}/dns_records/{id}` with `content`, `comment` and optionally `ttl` — only

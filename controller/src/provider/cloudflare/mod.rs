@@ -1,4 +1,5 @@
-//! The Cloudflare v4 provider: CNAME records in one zone, changed through the `cloudflare` crate.
+//! The Cloudflare v4 provider: CNAME records in one zone, changed with the `cloudflare` crate's
+//! endpoint and envelope types, sent over the workspace's reqwest.
 //!
 //! The zone is configured by id, or by name and looked up once (`GET zones?name=`, cached). Each
 //! change is the shared compare-and-set ([`cas::apply`]): `GET dns_records?type=CNAME&name=`,
@@ -6,21 +7,30 @@
 //! sets one, `ttl` — so `proxied` and the record's TTL are preserved — then a read-back. Every
 //! call spends a token from the client-side [`Budget`].
 //!
-//! Errors map to [`ProviderError`]: 401/403 → `Auth` (never retried), 429 → `RateLimited`
-//! (the crate exposes no response headers, so `Retry-After` cannot be read and the backoff
-//! follows the schedule), 5xx and transport failures (timeouts, resets, garbled bodies) →
-//! `Transient`, other 4xx → `Rejected`. The API token is a [`SecretString`]; this type has no
-//! `Debug` that could print it, and error messages are scrubbed of it before they leave.
+//! Why not the crate's own client: it turns an answer into `ApiFailure::Error(status, errors)`
+//! and drops the response headers, so a 429's `retry-after` is lost — and over Cloudflare's
+//! limit *every* call is refused for up to 5 minutes, so every call can meet a 429. A blind
+//! backoff burned 40 refusals in 27 s during one sustained block. So each call is built from
+//! the same [`EndpointSpec`] (method, path, query, JSON body), sent by our reqwest client to the
+//! same base URL with the same `Authorization: Bearer` token, and its answer read into the
+//! crate's `ApiSuccess`/`ApiErrors` envelope — with the headers still in hand.
+//!
+//! Errors map to [`ProviderError`]: 401/403 → `Auth` (never retried), 429 →
+//! `RateLimited { retry_after: Some(d) }` with `d` from `retry-after` (seconds), or
+//! [`DEFAULT_RATE_LIMIT_BLOCK`] when the header is missing or unreadable; the [`Budget`] then
+//! holds every call back until the block ends. 5xx and transport failures (timeouts, resets,
+//! garbled bodies) → `Transient`, other 4xx → `Rejected`. The API token is a [`SecretString`];
+//! it is sent as a sensitive header, this type has no `Debug` that could print it, and error
+//! messages are scrubbed of it before they leave.
 
 mod endpoints;
 
 use std::time::Duration;
 
-use cloudflare::framework::auth::Credentials;
-use cloudflare::framework::client::ClientConfig;
-use cloudflare::framework::client::async_api::Client;
-use cloudflare::framework::response::ApiFailure;
-use cloudflare::framework::{Environment, endpoint::spec::EndpointSpec};
+use cloudflare::framework::endpoint::RequestBody;
+use cloudflare::framework::endpoint::spec::EndpointSpec;
+use cloudflare::framework::response::{ApiErrors, ApiResult, ApiSuccess};
+use reqwest::{StatusCode, Url, header};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OnceCell;
 
@@ -34,6 +44,11 @@ use endpoints::{DnsRecord, ListCnames, ListZones, PatchBody, PatchRecord};
 
 /// Cloudflare's production API base.
 pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
+
+/// How long a 429 without a readable `retry-after` blocks every call. Cloudflare's block lasts
+/// up to 5 minutes and it documents sending `retry-after`; without one, a minute keeps us from
+/// hammering a blocked API while still trying again well within the block's longest span.
+pub const DEFAULT_RATE_LIMIT_BLOCK: Duration = Duration::from_secs(60);
 
 /// Which zone holds the managed names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,9 +84,13 @@ pub struct CloudflareProvider {
     budget: Budget,
 }
 
-/// The crate's client and the token (kept only to scrub it from error messages).
+/// The HTTP client, the API base and the token.
 struct Api {
-    client: Client,
+    /// Our reqwest client (see the module docs for why not the crate's).
+    http: reqwest::Client,
+    /// The API base with a trailing slash, e.g. `https://api.cloudflare.com/client/v4/`.
+    base: Url,
+    /// Sent as `Authorization: Bearer …`, marked sensitive; also scrubbed from error messages.
     token: SecretString,
 }
 
@@ -84,26 +103,19 @@ impl CloudflareProvider {
         if !base.ends_with('/') {
             base.push('/');
         }
-        match reqwest::Url::parse(&base) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+        let base = match Url::parse(&base) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
             _ => {
                 return Err(ProviderError::Rejected(format!(
                     "api_url {:?} is not an http(s) URL",
                     options.api_url
                 )));
             }
-        }
-        let client = Client::new(
-            Credentials::UserAuthToken {
-                token: options.token.expose_secret().to_owned(),
-            },
-            ClientConfig {
-                http_timeout: options.request_timeout,
-                ..ClientConfig::default()
-            },
-            Environment::Custom(base),
-        )
-        .map_err(|e| ProviderError::Rejected(format!("cannot build the HTTP client: {e}")))?;
+        };
+        let http = reqwest::Client::builder()
+            .timeout(options.request_timeout)
+            .build()
+            .map_err(|e| ProviderError::Rejected(format!("cannot build the HTTP client: {e}")))?;
         if let Zone::Id(id) | Zone::Name(id) = &options.zone
             && !safe_segment(id)
         {
@@ -113,7 +125,8 @@ impl CloudflareProvider {
         }
         Ok(Self {
             api: Api {
-                client,
+                http,
+                base,
                 token: options.token,
             },
             zone: options.zone,
@@ -138,15 +151,59 @@ impl CloudflareProvider {
 }
 
 impl Api {
-    async fn call<E>(&self, endpoint: &E) -> Result<E::ResponseType, ProviderError>
+    /// Sends `endpoint` and reads its answer, keeping the `retry-after` of a 429.
+    async fn call<E>(&self, endpoint: &E) -> Result<ApiSuccess<E::JsonResponse>, ProviderError>
     where
-        E: EndpointSpec + Send + Sync,
-        E::ResponseType: cloudflare::framework::response::ResponseConverter<E::JsonResponse>,
+        E: EndpointSpec,
+        E::JsonResponse: ApiResult,
     {
-        self.client
-            .request(endpoint)
-            .await
-            .map_err(|f| scrub(classify(f), &self.token))
+        self.send(endpoint).await.map_err(|e| scrub(e, &self.token))
+    }
+
+    async fn send<E>(&self, endpoint: &E) -> Result<ApiSuccess<E::JsonResponse>, ProviderError>
+    where
+        E: EndpointSpec,
+        E::JsonResponse: ApiResult,
+    {
+        let mut url = self.base.join(&endpoint.path()).map_err(|e| {
+            ProviderError::Rejected(format!("cannot build the Cloudflare request URL: {e}"))
+        })?;
+        url.set_query(endpoint.query().as_deref());
+        let mut request = self
+            .http
+            .request(endpoint.method(), url)
+            .bearer_auth(self.token.expose_secret());
+        match endpoint.body() {
+            None => {}
+            Some(RequestBody::Json(json)) => {
+                request = request
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(json);
+            }
+            Some(_) => {
+                return Err(ProviderError::Rejected(
+                    "only JSON request bodies are supported".into(),
+                ));
+            }
+        }
+        // Timeouts, refused or reset connections, bodies cut short.
+        let failed = |e: reqwest::Error| {
+            ProviderError::Transient(format!("Cloudflare request failed: {}", e.without_url()))
+        };
+        let response = request.send().await.map_err(failed)?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response.bytes().await.map_err(failed)?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| {
+                ProviderError::Transient(format!(
+                    "Cloudflare sent an answer that cannot be read: {e}"
+                ))
+            });
+        }
+        // An error answer without a readable envelope still has its status.
+        let errors: ApiErrors = serde_json::from_slice(&body).unwrap_or_default();
+        Err(classify(status, &errors, retry_after))
     }
 
     async fn find_zone(&self, name: &str) -> Result<String, ProviderError> {
@@ -245,29 +302,40 @@ fn safe_segment(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Maps the crate's failure to our error classes.
-fn classify(failure: ApiFailure) -> ProviderError {
-    match failure {
-        ApiFailure::Error(status, errors) => {
-            let detail = errors
-                .errors
-                .iter()
-                .map(|e| format!("{} {}", e.code, e.message))
-                .collect::<Vec<_>>()
-                .join("; ");
-            let what = format!("Cloudflare answered HTTP {}: {detail}", status.as_u16());
-            match status.as_u16() {
-                401 | 403 => ProviderError::Auth(what),
-                // The crate drops response headers, so Retry-After is not visible here.
-                429 => ProviderError::RateLimited { retry_after: None },
-                408 | 500..=599 => ProviderError::Transient(what),
-                _ => ProviderError::Rejected(what),
-            }
-        }
-        // Timeouts, refused or reset connections, bodies cut short or not JSON.
-        ApiFailure::Invalid(e) => {
-            ProviderError::Transient(format!("Cloudflare request failed: {e}"))
-        }
+/// The `retry-after` of an answer in seconds, as Cloudflare sends it; `None` when missing or
+/// not a number of seconds.
+fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Maps an error answer to our error classes.
+fn classify(
+    status: StatusCode,
+    errors: &ApiErrors,
+    retry_after: Option<Duration>,
+) -> ProviderError {
+    let detail = errors
+        .errors
+        .iter()
+        .map(|e| format!("{} {}", e.code, e.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let what = format!("Cloudflare answered HTTP {}: {detail}", status.as_u16());
+    match status.as_u16() {
+        401 | 403 => ProviderError::Auth(what),
+        // A block always has a length, so the budget holds calls back until it ends.
+        429 => ProviderError::RateLimited {
+            retry_after: Some(retry_after.unwrap_or(DEFAULT_RATE_LIMIT_BLOCK)),
+        },
+        408 | 500..=599 => ProviderError::Transient(what),
+        _ => ProviderError::Rejected(what),
     }
 }
 
@@ -342,6 +410,44 @@ mod tests {
         let t = SecretString::from("s3cr3t-token".to_owned());
         let e = scrub(ProviderError::Auth("bad s3cr3t-token here".into()), &t);
         assert_eq!(e, ProviderError::Auth("bad [REDACTED] here".into()));
+    }
+
+    #[test]
+    fn a_429_carries_its_retry_after_or_the_default_block() {
+        let mut h = header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(" 17 "),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(17)));
+        let e = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            &ApiErrors::default(),
+            retry_after(&h),
+        );
+        assert_eq!(
+            e,
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(17))
+            }
+        );
+        h.insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None, "Cloudflare sends seconds");
+        let e = classify(StatusCode::TOO_MANY_REQUESTS, &ApiErrors::default(), None);
+        assert_eq!(
+            e,
+            ProviderError::RateLimited {
+                retry_after: Some(DEFAULT_RATE_LIMIT_BLOCK)
+            }
+        );
+        assert!(matches!(
+            classify(StatusCode::FORBIDDEN, &ApiErrors::default(), None),
+            ProviderError::Auth(_)
+        ));
     }
 
     #[test]

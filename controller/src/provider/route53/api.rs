@@ -9,6 +9,12 @@
 //! `PriorRequestNotComplete` (HTTP 400) and 429 → `RateLimited` (with `Retry-After` when sent);
 //! 5xx, timeouts and unreadable answers → `Transient`; other 4xx → `Rejected` (the caller turns a
 //! refused batch into a re-read). Messages never contain the secret key or session token.
+//!
+//! An auth failure (`ExpiredToken`, `InvalidClientTokenId`, `SignatureDoesNotMatch`, any 403…)
+//! reads the credentials' source again ([`LiveCredentials::refresh`]); when that yields other
+//! credentials the request is signed with them and sent once more — safe for a change batch too,
+//! since Route 53 applies nothing from a request it did not authenticate. The second request is
+//! paced like any other.
 
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +26,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::credentials::AwsCredentials;
+use super::credentials::LiveCredentials;
 use crate::provider::ProviderError;
 
 /// The XML namespace of the 2013-04-01 API.
@@ -98,7 +104,7 @@ pub struct Api {
     http: reqwest::Client,
     endpoint: Url,
     region: String,
-    credentials: AwsCredentials,
+    credentials: LiveCredentials,
     min_interval: Duration,
     next_slot: Mutex<Option<Instant>>,
 }
@@ -108,7 +114,7 @@ impl Api {
     pub fn new(
         endpoint: &str,
         region: &str,
-        credentials: AwsCredentials,
+        credentials: LiveCredentials,
         request_timeout: Duration,
         min_interval: Duration,
     ) -> Result<Self, ProviderError> {
@@ -199,15 +205,46 @@ impl Api {
         tokio::time::sleep_until(wait_until).await;
     }
 
-    /// Signs and sends one request; returns the body of a 2xx answer.
+    /// Signs and sends one request; returns the body of a 2xx answer. When the credentials are
+    /// refused and their source now holds others, sends it once more signed with those.
     async fn call(
         &self,
         method: Method,
         url: Url,
         body: Option<String>,
     ) -> Result<String, Failure> {
-        self.pace().await;
         let body = body.unwrap_or_default();
+        match self.call_once(method.clone(), url.clone(), &body).await {
+            Err(Failure {
+                error: ProviderError::Auth(why),
+                code,
+            }) => match self.credentials.refresh() {
+                Ok(true) => {
+                    tracing::info!(
+                        code = code.as_deref().unwrap_or(""),
+                        "Route 53 refused the AWS credentials; retrying once with the fresh ones \
+                         their source now holds"
+                    );
+                    self.call_once(method, url, &body).await
+                }
+                Ok(false) => Err(Failure {
+                    error: ProviderError::Auth(why),
+                    code,
+                }),
+                Err(e) => Err(Failure {
+                    error: ProviderError::Auth(format!(
+                        "{why}; reading the credentials again failed too: {e}"
+                    )),
+                    code,
+                }),
+            },
+            other => other,
+        }
+    }
+
+    /// Paces, signs with the current credentials and sends one request.
+    async fn call_once(&self, method: Method, url: Url, body: &str) -> Result<String, Failure> {
+        self.pace().await;
         let mut headers: Vec<(&str, &str)> = Vec::new();
         if method == Method::POST {
             headers.push(("content-type", "text/xml"));
@@ -222,7 +259,7 @@ impl Api {
             request = request.header(name, value);
         }
         if !body.is_empty() {
-            request = request.body(body);
+            request = request.body(body.to_owned());
         }
         let response = request.send().await.map_err(|e| Failure {
             error: ProviderError::Transient(format!(
@@ -260,7 +297,7 @@ impl Api {
             error: ProviderError::Rejected(format!("cannot sign the Route 53 request: {e}")),
             code: None,
         };
-        let c = &self.credentials;
+        let c = self.credentials.current();
         let identity = Credentials::new(
             c.access_key_id.expose_secret(),
             c.secret_access_key.expose_secret(),
@@ -568,6 +605,124 @@ mod tests {
             ProviderError::RateLimited {
                 retry_after: Some(Duration::from_secs(2))
             }
+        );
+    }
+
+    /// A Route 53 stand-in that accepts only requests signed with the key id `AKIANEW` and
+    /// answers others `403 ExpiredToken`; records the key id of every request.
+    async fn strict_endpoint() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use axum::http::{HeaderMap, StatusCode as Status};
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+            let log = log.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let key = auth
+                    .split("Credential=")
+                    .nth(1)
+                    .and_then(|c| c.split('/').next())
+                    .unwrap_or("")
+                    .to_owned();
+                log.lock().unwrap().push(key.clone());
+                if key == "AKIANEW" {
+                    (
+                        Status::OK,
+                        format!(
+                            "<ListResourceRecordSetsResponse xmlns=\"{XMLNS}\"><ResourceRecordSets/>\
+                             <IsTruncated>false</IsTruncated><MaxItems>1</MaxItems>\
+                             </ListResourceRecordSetsResponse>"
+                        ),
+                    )
+                } else {
+                    (
+                        Status::FORBIDDEN,
+                        format!(
+                            "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type>\
+                             <Code>ExpiredToken</Code><Message>The security token included in \
+                             the request is expired</Message></Error></ErrorResponse>"
+                        ),
+                    )
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), seen)
+    }
+
+    fn api_over_files(endpoint: &str, dir: &std::path::Path) -> Api {
+        use super::super::credentials::CredentialSource;
+        use sitewarden_shared::config::secret::SecretRef;
+        let file = |name: &str| SecretRef {
+            env: None,
+            file: Some(dir.join(name)),
+        };
+        let live = LiveCredentials::from_source(CredentialSource::Configured {
+            access_key_id: file("key-id"),
+            secret_access_key: file("secret"),
+            session_token: Some(file("token")),
+        })
+        .unwrap();
+        Api::new(
+            endpoint,
+            "us-east-1",
+            live,
+            Duration::from_secs(5),
+            Duration::ZERO,
+        )
+        .unwrap()
+    }
+
+    fn write_keys(dir: &std::path::Path, id: &str) {
+        std::fs::write(dir.join("key-id"), format!("{id}\n")).unwrap();
+        std::fs::write(dir.join("secret"), format!("s3cr3t-{id}\n")).unwrap();
+        std::fs::write(dir.join("token"), format!("t0k-{id}\n")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn expired_credentials_are_read_again_and_the_call_retried_once() {
+        let (endpoint, seen) = strict_endpoint().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_keys(dir.path(), "AKIAOLD");
+        let api = api_over_files(&endpoint, dir.path());
+
+        // The credentials' helper renewed the files after the controller read them.
+        write_keys(dir.path(), "AKIANEW");
+        let page = api
+            .list("Z1", "mail.example.com.", "CNAME", 1)
+            .await
+            .unwrap();
+        assert!(page.sets.is_empty());
+        assert_eq!(*seen.lock().unwrap(), ["AKIAOLD", "AKIANEW"]);
+        // From now on the fresh credentials sign every call at once.
+        api.list("Z1", "mail.example.com.", "CNAME", 1)
+            .await
+            .unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_whose_source_did_not_change_fail_after_one_request() {
+        let (endpoint, seen) = strict_endpoint().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_keys(dir.path(), "AKIAOLD");
+        let api = api_over_files(&endpoint, dir.path());
+        let err = api
+            .list("Z1", "mail.example.com.", "CNAME", 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err.error, ProviderError::Auth(_)), "{err:?}");
+        assert_eq!(err.code.as_deref(), Some("ExpiredToken"));
+        assert_eq!(*seen.lock().unwrap(), ["AKIAOLD"], "no second request");
+        let shown = err.error.to_string();
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("t0k"),
+            "{shown}"
         );
     }
 

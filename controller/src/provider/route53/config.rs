@@ -21,7 +21,7 @@ use std::time::Duration;
 use sitewarden_shared::config::secret::SecretRef;
 use sitewarden_shared::config::{ConfigError, KeyPath, Source};
 
-use super::credentials::CredentialSource;
+use super::credentials::{CredentialSource, LiveCredentials};
 use super::{
     DEFAULT_BUDGET, DEFAULT_ENDPOINT, DEFAULT_INSYNC_POLL, DEFAULT_INSYNC_TIMEOUT, DEFAULT_REGION,
     MIN_INTERVAL, ROUTE53_LIMIT, Route53Options, Route53Provider,
@@ -39,7 +39,7 @@ pub struct Route53Config {
     pub endpoint_url: String,
     /// SigV4 region.
     pub region: String,
-    /// Where the credentials come from (read at build).
+    /// Where the credentials come from (read at build, and again when refused or expiring).
     pub credentials: CredentialSource,
     /// Client-side budget.
     pub budget: RateBudget,
@@ -52,12 +52,12 @@ pub struct Route53Config {
 impl Route53Config {
     /// Reads the credentials and builds the provider.
     pub fn build(&self, retry: RetryPolicy) -> Result<Route53Provider, BuildError> {
-        let credentials = self
-            .credentials
-            .resolve()
-            .map_err(|message| BuildError::Secret {
-                key: "aws credentials",
-                message,
+        let credentials =
+            LiveCredentials::from_source(self.credentials.clone()).map_err(|message| {
+                BuildError::Secret {
+                    key: "aws credentials",
+                    message,
+                }
             })?;
         Ok(Route53Provider::new(Route53Options {
             endpoint_url: self.endpoint_url.clone(),

@@ -24,7 +24,8 @@
 //! credential chain (hundreds of crates, minutes of build) for three calls whose XML fits on a
 //! page. The `aws-sigv4` crate alone signs requests exactly as the SDK does, over the reqwest
 //! the controller already uses. Credentials come from the config, the AWS environment or the
-//! shared credentials file ([`credentials`]).
+//! shared credentials file ([`credentials`]), and are read again when Route 53 refuses them
+//! (the request is then retried once with the fresh ones) or shortly before they expire.
 //!
 //! Route 53 allows 5 requests per second per account. Calls are paced at least `min_interval`
 //! apart (250 ms: 4 per second at most, leaving room for other tools in the account), and every
@@ -47,7 +48,7 @@ use super::{
     ApplyOutcome, Change, DnsProvider, Marker, ProviderError, ProviderFuture, RecordState, Refusal,
 };
 use api::{Action, Api, ChangeInfo, RecordSet};
-use credentials::AwsCredentials;
+use credentials::LiveCredentials;
 
 /// Route 53's public API endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://route53.amazonaws.com";
@@ -91,8 +92,8 @@ pub struct Route53Options {
     pub region: String,
     /// The hosted zone id (`Z…`, with or without `/hostedzone/`).
     pub hosted_zone_id: String,
-    /// The credentials, already read.
-    pub credentials: AwsCredentials,
+    /// The credentials, already read, with their source for reading them again.
+    pub credentials: LiveCredentials,
     /// Client-side budget.
     pub budget: RateBudget,
     /// Retries of soft failures.
