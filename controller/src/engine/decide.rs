@@ -40,6 +40,27 @@ impl Engine {
         out
     }
 
+    /// Notes when a total outage (every site Down) starts and ends; its end opens the settle
+    /// window (`stale_after`) in which no name is moved away from a Down site.
+    fn track_total_outage(&self, state: &mut State, now: DateTime<Utc>) {
+        let mut any = false;
+        let mut all_down = true;
+        for (id, cfg) in &self.config.sites {
+            if cfg.has_client_access() {
+                any = true;
+                all_down &= state
+                    .sites
+                    .get(id)
+                    .is_some_and(|s| s.verdict == super::Verdict::Down);
+            }
+        }
+        if any && all_down {
+            state.all_down_since.get_or_insert(now);
+        } else if state.all_down_since.take().is_some() {
+            state.settle_until = now.checked_add_signed(self.stale_after);
+        }
+    }
+
     /// Plans every namespace and emits commands; returns the rule chosen for `manual_failback`.
     pub(super) fn evaluate_all(
         &self,
@@ -50,6 +71,8 @@ impl Engine {
     ) -> Option<Rule> {
         let partitions = self.partitions(state);
         let startup = self.in_startup_grace(state, now);
+        self.track_total_outage(state, now);
+        let settling = state.settle_until.filter(|u| now < *u);
         let mut manual_rule = None;
         for (name, cfg) in &self.config.namespaces {
             let manual = manual_failback == Some(name.as_str());
@@ -62,6 +85,7 @@ impl Engine {
                     partitions: &partitions,
                     now,
                     startup,
+                    settling,
                 };
                 let Some(ns) = state.namespaces.get(name) else {
                     continue;

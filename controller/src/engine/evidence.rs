@@ -157,6 +157,9 @@ pub struct SiteEvidence {
     pub drained: bool,
     /// Serving but trending down: not a place to move a name to.
     pub falling: bool,
+    /// Down but coming back: no name is moved away on this evidence.
+    #[serde(default)]
+    pub rising: bool,
     /// Server × protocol components, in name order.
     pub components: Vec<ComponentEvidence>,
 }

@@ -72,6 +72,7 @@ pub fn site_evidence(
         routable_since: st.and_then(|s| s.routable_since()),
         drained: state.overrides.is_drained(site),
         falling: st.is_some_and(|s| s.falling),
+        rising: st.is_some_and(|s| s.rising),
         components,
     }
 }
@@ -200,6 +201,12 @@ impl fmt::Display for Explanation {
                 ts(s.since),
                 if s.drained { " (drained)" } else { "" },
             )?;
+            if s.rising {
+                writeln!(
+                    f,
+                    "    rising: an observer that saw it fail passes again; names are not moved away on this evidence"
+                )?;
+            }
             if s.falling {
                 writeln!(
                     f,

@@ -88,6 +88,15 @@ pub(super) fn follow(
             format!("{dag} is active in {a}, whose client access is not Up; staying on {cur}"),
         );
     }
+    if cur_down && let Some(until) = w.settling {
+        return stay(
+            Rule::AwaitingVerdicts,
+            format!(
+                "every site was Down a moment ago; {cur} stays until {} while the sites report their recovery",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        );
+    }
     if cur_down {
         return change(
             Rule::MoveAwayFromDown,

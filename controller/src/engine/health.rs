@@ -252,8 +252,10 @@ impl Engine {
         };
         let signals = st.seen_down_by != j.seen_down_by
             || st.seen_up_by != j.seen_up_by
-            || st.falling != j.falling;
+            || st.falling != j.falling
+            || st.rising != j.rising;
         st.falling = j.falling;
+        st.rising = j.rising;
         st.seen_down_by = j.seen_down_by;
         st.seen_up_by = j.seen_up_by;
         let from = st.verdict;

@@ -145,6 +145,8 @@ pub struct World<'a> {
     pub now: DateTime<Utc>,
     /// Inside the start-up grace: sites without a verdict are waited for without alerts.
     pub startup: bool,
+    /// A total outage ended a moment ago: no move away from a Down site before this time.
+    pub settling: Option<DateTime<Utc>>,
 }
 
 impl World<'_> {
@@ -162,9 +164,10 @@ impl World<'_> {
         self.routable(site) && !self.sites.get(site).is_some_and(|s| s.falling)
     }
 
-    /// Down, or drained.
+    /// Down (and not rising), or drained: positive evidence a name may move away on.
     pub fn down(&self, site: &SiteId) -> bool {
-        self.verdict(site) == Verdict::Down || self.overrides.is_drained(site)
+        let rising = self.sites.get(site).is_some_and(|s| s.rising);
+        (self.verdict(site) == Verdict::Down && !rising) || self.overrides.is_drained(site)
     }
 
     fn all_routable(&self, sites: &BTreeSet<SiteId>) -> bool {
@@ -189,7 +192,8 @@ impl World<'_> {
         latest
     }
 
-    fn all_sites_down(&self) -> bool {
+    /// Whether every site with client access is Down.
+    pub fn all_sites_down(&self) -> bool {
         let mut any = false;
         for (id, cfg) in &self.config.sites {
             if cfg.has_client_access() {
@@ -434,6 +438,17 @@ fn candidates(
         );
     };
     let cc = &list[ci];
+    if w.any_down(&cc.requires)
+        && let Some(until) = w.settling
+    {
+        return stay(
+            Rule::AwaitingVerdicts,
+            format!(
+                "every site was Down a moment ago; {cur} stays until {} while the sites report their recovery",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        );
+    }
     if w.any_down(&cc.requires) {
         return match preferred.and_then(|p| list.get(p)) {
             Some(p) => change(

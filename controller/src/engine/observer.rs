@@ -38,6 +38,10 @@ pub struct CheckState {
     pub last_at: DateTime<Utc>,
     /// Error class of the latest result, when it failed.
     pub last_error: Option<ErrorClass>,
+    /// When the check last went from failing to passing: for `stale_after` after that it still
+    /// counts as recovering (with a small `rise` the status flips at once).
+    #[serde(default)]
+    pub recovered_at: Option<DateTime<Utc>>,
 }
 
 impl CheckState {
@@ -51,7 +55,15 @@ impl CheckState {
             streak_started: at,
             last_at: at,
             last_error: error,
+            recovered_at: None,
         }
+    }
+
+    /// Was failing and passes again: recovering (fewer than `rise` passes), or recovered within
+    /// the last `stale_after`.
+    pub fn is_recovering(&self, now: DateTime<Utc>, stale_after: TimeDelta) -> bool {
+        (self.status == CheckStatus::Failing && self.last_outcome == Outcome::Pass)
+            || self.recovered_at.is_some_and(|r| now - r <= stale_after)
     }
 
     /// Whether the latest result is recent enough to count at `now`.
@@ -87,6 +99,9 @@ impl CheckState {
             _ => self.status,
         };
         if next != self.status {
+            if self.status == CheckStatus::Failing && next == CheckStatus::Passing {
+                self.recovered_at = Some(at);
+            }
             self.status = next;
             self.since = at;
             true

@@ -44,6 +44,11 @@ pub struct Component {
     /// Not Down yet, but the latest results of a quorum of fresh observers are failures: the
     /// component is probably on its way down, so its site is no place to move a name to.
     pub falling: bool,
+    /// Down, but some fresh observer that was failing passes again (it is recovering, fewer
+    /// than `rise` times): the component is probably coming back, so no name is moved away
+    /// from its site on this evidence until the trend resolves.
+    #[serde(default)]
+    pub rising: bool,
     /// Observer sites whose fresh opinions are all failing.
     pub failing_sites: BTreeSet<SiteId>,
     /// Observer sites whose fresh opinions are all passing.
@@ -60,6 +65,7 @@ impl Component {
             since: None,
             down_seen_outside: false,
             falling: false,
+            rising: false,
             failing_sites: BTreeSet::new(),
             passing_sites: BTreeSet::new(),
             observers: BTreeMap::new(),
@@ -124,6 +130,7 @@ pub fn tally(component: &mut Component, rules: &QuorumRules<'_>, now: DateTime<U
     let mut mixed = BTreeSet::new();
     let mut fresh = 0usize;
     let mut latest_fail = 0usize;
+    let mut recovering = false;
     for (agent, checks) in &component.observers {
         let mut is_fresh = false;
         let mut failed_last = false;
@@ -133,6 +140,7 @@ pub fn tally(component: &mut Component, rules: &QuorumRules<'_>, now: DateTime<U
         {
             is_fresh = true;
             failed_last |= c.last_outcome == sitewarden_shared::Outcome::Fail;
+            recovering |= c.is_recovering(now, rules.stale_after);
         }
         fresh += usize::from(is_fresh);
         latest_fail += usize::from(failed_last);
@@ -176,7 +184,9 @@ pub fn tally(component: &mut Component, rules: &QuorumRules<'_>, now: DateTime<U
     let falling = result != QuorumResult::Down
         && latest_fail > 0
         && latest_fail >= ((fresh / 2) + 1).max(rules.min_observers);
+    let rising = result == QuorumResult::Down && recovering;
     let mut changed = component.falling != falling
+        || component.rising != rising
         || component.down_seen_outside != down_seen_outside
         || component.failing_sites != failing_sites
         || component.passing_sites != passing_sites;
@@ -184,6 +194,7 @@ pub fn tally(component: &mut Component, rules: &QuorumRules<'_>, now: DateTime<U
     component.passing_sites = passing_sites;
     component.down_seen_outside = down_seen_outside;
     component.falling = falling;
+    component.rising = rising;
     if component.result != result || component.since.is_none() {
         component.result = result;
         component.since = Some(now);

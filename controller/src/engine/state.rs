@@ -71,6 +71,14 @@ pub struct State {
     /// The provider refused the credentials (a `provider_auth` alert is out).
     #[serde(default)]
     pub provider_auth: bool,
+    /// Since when every site with client access has been Down (fail static).
+    #[serde(default)]
+    pub all_down_since: Option<DateTime<Utc>>,
+    /// After a total outage ends, no name is moved away from a Down site before this time: the
+    /// sites are likely recovering together, and one probe cycle (`stale_after`) lets every
+    /// observer report the recovery.
+    #[serde(default)]
+    pub settle_until: Option<DateTime<Utc>>,
     /// Candidate targets that do not resolve, with the problem last alerted.
     #[serde(default)]
     pub unresolvable: BTreeMap<String, String>,

@@ -8,6 +8,9 @@
 //! results are failures) is marked falling: it still counts as Up for the names pointing at it,
 //! but no name is moved to it until the trend resolves, so two sites dying together do not
 //! produce a move to the one whose third failure arrives a moment later.
+//! A Down site where a server it is Down for is coming back (an observer that was failing passes
+//! again) is marked rising: no name is moved away from it on that evidence until the trend
+//! resolves, so every site recovering together after a total outage moves nothing.
 //! The judgement also says which observer sites see the site entirely down or entirely up, so
 //! the namespace rules can recognise an inter-site partition.
 
@@ -66,6 +69,10 @@ pub struct SiteState {
     /// Serving, but some protocol has every server Down or falling: not a place to move to.
     #[serde(default)]
     pub falling: bool,
+    /// Down, but a server it is Down for is coming back (an observer that was failing passes
+    /// again): no name is moved away from the site on this evidence until the trend resolves.
+    #[serde(default)]
+    pub rising: bool,
     /// The verdict last alerted (`None`: none yet; start-up is quiet).
     #[serde(default)]
     pub alerted: Option<Verdict>,
@@ -84,6 +91,7 @@ impl SiteState {
             serving_since: None,
             undrained_at: None,
             falling: false,
+            rising: false,
             alerted: None,
             seen_down_by: BTreeSet::new(),
             seen_up_by: BTreeSet::new(),
@@ -112,6 +120,8 @@ pub struct Judgement {
     pub verdict: Verdict,
     /// See [`SiteState::falling`].
     pub falling: bool,
+    /// See [`SiteState::rising`].
+    pub rising: bool,
     /// See [`SiteState::seen_down_by`].
     pub seen_down_by: BTreeSet<SiteId>,
     /// See [`SiteState::seen_up_by`].
@@ -130,6 +140,7 @@ pub fn judge(
     let mut every_protocol_served = true;
     let mut some_protocol_down = false;
     let mut some_protocol_falling = false;
+    let mut some_component_rising = false;
     let mut seen_down_by = BTreeSet::new();
     let mut seen_up_by: Option<BTreeSet<SiteId>> = None;
     for p in &site.protocols {
@@ -146,6 +157,7 @@ pub fn judge(
             if !(c.result == QuorumResult::Down && c.down_seen_outside) {
                 all_down_confirmed = false;
             }
+            some_component_rising |= c.rising;
             if !(c.result == QuorumResult::Down || c.falling) {
                 all_down_or_falling = false;
             }
@@ -175,6 +187,7 @@ pub fn judge(
     Judgement {
         verdict,
         falling: verdict.is_serving() && some_protocol_falling,
+        rising: verdict == Verdict::Down && some_component_rising,
         seen_down_by,
         seen_up_by: seen_up_by.unwrap_or_default(),
     }
