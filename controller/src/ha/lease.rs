@@ -210,7 +210,7 @@ impl Lease {
         let mut trouble: Option<String> = None;
         // Every write we sent since our last term began was a compare-and-set on our own
         // revision, so a record of ours on the key proves nobody else held it since (see
-        // `PreviousHolder::Ourselves`). Set on winning; cleared when we lose the key to
+        // `PreviousHolder::Ourselves`). Set on winning; cleared when we find the key held by
         // someone else and right before we send a create or take over a release.
         let mut resumable = false;
         loop {
@@ -327,8 +327,9 @@ impl Lease {
 
     /// One attempt to win the lease, or to take back our own record.
     ///
-    /// `resumable` is the drive loop's flag (see there); this clears it before sending a
-    /// create or taking over a release, which start a chain of writes that is not only ours.
+    /// `resumable` is the drive loop's flag (see there); this clears it when the key holds
+    /// someone else's record, and before sending a create or taking over a release, which
+    /// start a chain of writes that is not only ours.
     async fn campaign(&self, sightings: &Mutex<Sightings>, resumable: &mut bool) -> Campaign {
         let key = self.config.key.as_str();
         let limit = self.config.request_timeout;
@@ -348,6 +349,8 @@ impl Lease {
                 } else if value.is_release() {
                     Claim::Release(e.revision)
                 } else {
+                    // Someone else's: our chain of writes on the key is over.
+                    *resumable = false;
                     return Campaign::Held(value.holder());
                 }
             }
