@@ -1,12 +1,14 @@
 //! The controller's leader lease and KV buckets against a real nats-server (Debian's 2.9.10 in
 //! CI): buckets created once and mismatches named, one actor at a time, growing epochs, takeover
 //! within lease + 1 s after a crash, an immediate handover on graceful shutdown, stepping down
-//! while the bus is frozen, and a 3-node JetStream cluster losing one node (the lease survives
-//! or moves once) or two (nobody acts).
+//! while the bus is frozen, a leader cut off for 5 s taking its own record back at once when the
+//! bus answers, and a 3-node JetStream cluster losing one node (the lease survives or moves
+//! once) or two (nobody acts).
 //!
 //! Every test runs a monitor that samples `is_acting_now()` of every controller every 2 ms and
 //! fails the test if two ever answer at the same instant. Leases are 2 s (4 s on the cluster,
-//! whose stream-leader elections take a few seconds) so the stories stay quick.
+//! whose stream-leader elections take a few seconds; 8 s in the outage story, which needs the
+//! record to outlive a 5 s outage) so the stories stay quick.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +17,7 @@ use async_nats::jetstream::{self, kv};
 use sitewarden_controller::ha::{
     BucketSpec, Lease, LeaseClock, LeaseConfig, LeaseHandle, Role, ensure_bucket,
 };
+use sitewarden_tests::fault_proxy::{Fault, FaultProxy};
 use sitewarden_tests::nats_server::{NatsCluster, NatsServer};
 use sitewarden_tests::wait_for;
 use tokio::task::JoinHandle;
@@ -673,5 +676,187 @@ async fn losing_two_of_three_nats_nodes_stops_everyone_from_acting() {
             c.handle.holder_id()
         );
     }
+    monitor.assert_never_two_actors();
+}
+
+/// The timing of the outage story: the leader stops acting 4 s after its last renewal, so a 5 s
+/// outage always outlasts its acting window, while NATS keeps the leader's record for 8 s after
+/// its last write (renewals every second), so the record is still there when the bus answers.
+fn outage_config() -> LeaseConfig {
+    let clock = LeaseClock::with(
+        Duration::from_secs(8),
+        Duration::from_secs(1),
+        Duration::from_secs(4),
+    )
+    .expect("a valid outage lease");
+    LeaseConfig::new(clock)
+}
+
+/// Every role a controller publishes, in order, with when it was seen.
+type Roles = Arc<Mutex<Vec<(Instant, Role)>>>;
+
+/// Records every role a controller publishes.
+fn record_roles(handle: &LeaseHandle) -> (Roles, JoinHandle<()>) {
+    let roles = Arc::new(Mutex::new(vec![(Instant::now(), handle.current().role)]));
+    let out = roles.clone();
+    let mut rx = handle.leadership();
+    let task = tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let role = rx.borrow_and_update().role.clone();
+            out.lock().unwrap().push((Instant::now(), role));
+        }
+    });
+    (roles, task)
+}
+
+/// Arrival times of the writes to the lease key, watched on a direct connection.
+fn record_writes(
+    store: kv::Store,
+    key: &'static str,
+) -> (Arc<Mutex<Vec<Instant>>>, JoinHandle<()>) {
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let out = writes.clone();
+    let task = tokio::spawn(async move {
+        let mut watch = store.watch(key).await.expect("watch the lease key");
+        while let Some(Ok(_)) = futures::StreamExt::next(&mut watch).await {
+            out.lock().unwrap().push(Instant::now());
+        }
+    });
+    (writes, task)
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_for_5s_takes_its_own_record_back_at_once_when_the_bus_returns() {
+    let nats = NatsServer::start().await.unwrap();
+    // Both controllers reach the bus through the proxy; the test watches the key directly.
+    let proxy = FaultProxy::start(nats.addr()).await.unwrap();
+    let via_proxy = [format!("nats://{}", proxy.addr())];
+    let cfg = outage_config();
+    let lease = cfg.clock.lease();
+    let a = Controller::start(
+        lease_store(&via_proxy, "lease", lease, 1).await,
+        "ctl-a",
+        cfg.clone(),
+    );
+    let epoch_before = wait_for("ctl-a acting", lease * 2, || async {
+        a.handle.is_acting_now()
+    })
+    .await
+    .unwrap();
+    let b = Controller::start(
+        lease_store(&via_proxy, "lease", lease, 1).await,
+        "ctl-b",
+        cfg.clone(),
+    );
+    wait_for("ctl-b to see ctl-a renewing", lease, || async {
+        matches!(b.handle.current().role, Role::Standby { holder: Some(ref h) } if h == "ctl-a")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let monitor = Monitor::start(vec![a.handle.clone(), b.handle.clone()]);
+    let (a_roles, _a_roles_task) = record_roles(&a.handle);
+    let direct = lease_store(&[nats.url()], "lease", lease, 1).await;
+    let (writes, _writes_task) = record_writes(direct, "leader");
+    wait_for("the test to see a renewal", lease, || async {
+        (!writes.lock().unwrap().is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // The bus goes away for 5 s: every connection is reset and new ones are refused.
+    let outage = Duration::from_secs(5);
+    let cut_at = Instant::now();
+    proxy.set(Fault::Reset);
+    wait_for("ctl-a to stop acting", outage, || async {
+        a.handle.is_acting_now().is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    let stopped_after = monitor.first_idle(cut_at).unwrap_or_else(Instant::now) - cut_at;
+    holds_for(
+        "nobody acting while the bus is cut",
+        outage.saturating_sub(cut_at.elapsed()),
+        || a.handle.is_acting_now().is_none() && b.handle.is_acting_now().is_none(),
+    )
+    .await;
+    let restored_at = Instant::now();
+    proxy.set(Fault::Pass);
+
+    let (who, epoch_after) = wait_for(
+        "a controller acting after the outage",
+        lease + Duration::from_secs(1),
+        || async { sole_actor(&[&a, &b]) },
+    )
+    .await
+    .unwrap();
+    let acted_at = monitor
+        .first_acting_any(restored_at)
+        .unwrap_or_else(Instant::now);
+    let time_to_act = acted_at - restored_at;
+    let last_write = writes
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .rfind(|t| *t <= restored_at)
+        .expect("the test saw ctl-a's renewals");
+    eprintln!(
+        "5 s outage: ctl-a stopped acting {stopped_after:?} after the cut; ctl-{} acted again \
+         {time_to_act:?} after the bus answered (its old record could expire {:?} after); \
+         epochs {epoch_before} -> {epoch_after}",
+        ["a", "b"][who],
+        (last_write + lease).saturating_duration_since(restored_at),
+    );
+    assert!(
+        stopped_after < outage,
+        "the story needs ctl-a to step down during the outage ({stopped_after:?})"
+    );
+    assert!(
+        time_to_act <= lease + Duration::from_secs(1),
+        "nobody acted for {time_to_act:?} after the bus answered, more than lease + 1 s"
+    );
+    assert!(
+        epoch_after >= epoch_before,
+        "{epoch_before} -> {epoch_after}"
+    );
+    // ctl-a's published roles, timed from the bus answering again (negative: before).
+    let roles: Vec<(String, Role)> = a_roles
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, r)| {
+            let at = if *t >= restored_at {
+                format!("+{:?}", *t - restored_at)
+            } else {
+                format!("-{:?}", restored_at - *t)
+            };
+            (at, r.clone())
+        })
+        .collect();
+    assert!(
+        !roles.iter().any(|(_, r)| *r
+            == Role::Standby {
+                holder: Some("ctl-a".into())
+            }),
+        "ctl-a took its own record for another holder's: {roles:?}"
+    );
+    assert_eq!(
+        who, 0,
+        "ctl-a took its own record back; its roles: {roles:?}"
+    );
+    assert!(
+        epoch_after > epoch_before,
+        "a lapsed term comes back under a new epoch: {epoch_before} -> {epoch_after}"
+    );
+    assert!(
+        acted_at < last_write + lease,
+        "ctl-a waited for its own record to expire: acted {time_to_act:?} after the bus \
+         answered; its roles: {roles:?}"
+    );
+    holds_for("ctl-a leading steadily after the outage", lease / 2, || {
+        sole_actor(&[&a, &b]) == Some((0, epoch_after))
+    })
+    .await;
     monitor.assert_never_two_actors();
 }

@@ -22,7 +22,11 @@
 //!   already when the key expired, so a takeover after a crash costs about one lease.
 //!   If we never observed the previous holder (we just started, or our watch of the key broke),
 //!   we wait a full `renew_every` after winning. If the previous holder released the lease
-//!   gracefully (it stops acting *before* it writes the release), we act at once.
+//!   gracefully (it stops acting *before* it writes the release), we act at once. So does a
+//!   leader that stepped down (say, the bus was away for longer than `lease − margin`) and
+//!   takes its own record back with a compare-and-set: nobody else held the key meanwhile, and
+//!   its old term stopped acting when it stepped down. The term it starts is a new one, with
+//!   the new (higher) revision as its epoch.
 
 use std::time::Duration;
 
@@ -142,7 +146,7 @@ impl LeaseClock {
     /// about the previous holder (see the module docs for the rule).
     pub fn takeover_at(&self, won_at: Instant, previous: PreviousHolder) -> Instant {
         match previous {
-            PreviousHolder::Released => won_at,
+            PreviousHolder::Released | PreviousHolder::Ourselves => won_at,
             PreviousHolder::Unobserved => won_at + self.renew_every,
             PreviousHolder::LastRenewalSeen(seen) => {
                 won_at.max(self.acting_deadline(seen) + self.renew_every)
@@ -172,6 +176,11 @@ pub enum PreviousHolder {
     LastRenewalSeen(Instant),
     /// The previous holder released the lease; it stopped acting before it wrote the release.
     Released,
+    /// Our own earlier term in this run, and nobody else since: the key still held our record
+    /// and every write we sent since that term began was a compare-and-set on our own revision,
+    /// so the key held our record throughout and nobody else can have won it. That term stopped
+    /// acting when it stepped down, so the new term may act at once (under its new epoch).
+    Ourselves,
 }
 
 /// One term of leadership: from winning the lease (its epoch) until stepping down.
@@ -347,8 +356,9 @@ mod tests {
             c.takeover_at(t0, PreviousHolder::Unobserved),
             t0 + c.renew_every()
         );
-        // Released: at once.
+        // Released, or our own lapsed term taken back: at once.
         assert_eq!(c.takeover_at(t0, PreviousHolder::Released), t0);
+        assert_eq!(c.takeover_at(t0, PreviousHolder::Ourselves), t0);
     }
 
     #[test]

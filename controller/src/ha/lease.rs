@@ -12,11 +12,20 @@
 //!   that write returns is the **epoch**. Revisions are stream sequence numbers, which keep
 //!   growing across expiry, so every new term gets a larger epoch. While someone else holds the
 //!   key we only read it, and only when their renewals stop arriving through our watch.
+//! - **Take our own record back**: if the key holds a held record of this run (our term lapsed
+//!   while the bus was away, or the ack of our write was lost), it is ours, not another
+//!   holder's to wait out: `update` on its revision. That starts a new term whose epoch is the
+//!   new revision; the lapsed term's epoch is never used again. It acts at once when every
+//!   write we sent since our last term began was a compare-and-set on our own revision (then
+//!   nobody else can have held the key meanwhile, see [`PreviousHolder::Ourselves`]);
+//!   otherwise it waits like any new leader. A record of an earlier run with our holder id is
+//!   another holder's: that process may still be acting.
 //! - **Renew** every `renew_every` with `update` on our last revision. Renewals change the
 //!   revision, never the epoch.
 //! - **Step down** at once when a renewal finds another revision that is not ours (someone else
 //!   won after our key expired); on bus errors keep retrying, and step down when the last
-//!   successful renewal's send is `lease − margin` old. Then campaign again.
+//!   successful renewal's send is `lease − margin` old. Then campaign again (which takes our
+//!   own record back as soon as the bus answers, if it is still there).
 //! - **Release** on shutdown: stop acting, then write a release record on our revision, so the
 //!   standby wins at once and may act at once. (A release is a new message, not a stream
 //!   delete, so it works on a bucket with `deny_delete`.)
@@ -96,12 +105,43 @@ pub struct Lease {
 
 /// How a campaign went.
 enum Campaign {
-    /// We hold the lease now.
-    Won(Term),
+    /// We hold the lease now; `own_record` when we took back a record of our own (a lapsed
+    /// term, or a write of ours whose acknowledgement was lost) rather than a free key.
+    Won {
+        /// The new term.
+        term: Term,
+        /// The key held our own record, and we renewed it.
+        own_record: bool,
+    },
     /// Someone else holds it.
     Held(Option<String>),
     /// The bus did not answer or refused.
     Bus(String),
+}
+
+/// What a campaign found on the key and writes on.
+#[derive(Debug, Clone, Copy)]
+enum Claim {
+    /// Nothing (expired, never written, or a delete marker): `create`.
+    Free,
+    /// A graceful release at this revision: `update` on it.
+    Release(u64),
+    /// Our own held record (this run) at this revision: `update` on it.
+    Own(u64),
+}
+
+impl Claim {
+    /// Who held the key before a write on this claim succeeded, for the takeover wait.
+    /// `resumable` is the drive loop's flag, `seen` what our watch of the key knows.
+    fn previous_holder(self, resumable: bool, seen: PreviousHolder) -> PreviousHolder {
+        match self {
+            Self::Release(_) => PreviousHolder::Released,
+            Self::Own(_) if resumable => PreviousHolder::Ourselves,
+            // Our record, but a create of ours may have started its chain (its ack lost):
+            // whoever held the key before that create may still be acting.
+            Self::Own(_) | Self::Free => seen,
+        }
+    }
 }
 
 /// How a renewal went.
@@ -168,6 +208,11 @@ impl Lease {
         let mut retry_at: Option<Instant> = None;
         // The cause of current bus trouble, logged once per cause.
         let mut trouble: Option<String> = None;
+        // Every write we sent since our last term began was a compare-and-set on our own
+        // revision, so a record of ours on the key proves nobody else held it since (see
+        // `PreviousHolder::Ourselves`). Set on winning; cleared when we find the key held by
+        // someone else and right before we send a create or take over a release.
+        let mut resumable = false;
         loop {
             self.publish(term.as_ref(), &standby);
             let Some(t) = term.as_mut() else {
@@ -176,19 +221,28 @@ impl Lease {
                 if may_be_free {
                     let outcome = tokio::select! {
                         () = shutdown.cancelled() => return self.publish_stopped(),
-                        c = self.campaign(sightings) => c,
+                        c = self.campaign(sightings, &mut resumable) => c,
                     };
                     match outcome {
-                        Campaign::Won(won) => {
+                        Campaign::Won {
+                            term: won,
+                            own_record,
+                        } => {
                             self.set_window(Some(&won));
                             note_recovered(&mut trouble);
                             tracing::info!(
                                 holder = %self.holder,
                                 epoch = won.epoch(),
                                 acting_in = ?won.acting_from().saturating_duration_since(Instant::now()),
-                                "won the leader lease"
+                                "{}",
+                                if own_record {
+                                    "took our own leader lease record back under a new epoch"
+                                } else {
+                                    "won the leader lease"
+                                }
                             );
                             term = Some(won);
+                            resumable = true;
                             retry_at = None;
                             continue;
                         }
@@ -264,14 +318,19 @@ impl Lease {
                     self.set_window(None);
                     term = None;
                     standby = Role::Standby { holder };
+                    resumable = false;
                     retry_at = None;
                 }
             }
         }
     }
 
-    /// One attempt to win the lease.
-    async fn campaign(&self, sightings: &Mutex<Sightings>) -> Campaign {
+    /// One attempt to win the lease, or to take back our own record.
+    ///
+    /// `resumable` is the drive loop's flag (see there); this clears it when the key holds
+    /// someone else's record, and before sending a create or taking over a release, which
+    /// start a chain of writes that is not only ours.
+    async fn campaign(&self, sightings: &Mutex<Sightings>, resumable: &mut bool) -> Campaign {
         let key = self.config.key.as_str();
         let limit = self.config.request_timeout;
         let current = match timeout(limit, self.store.entry(key)).await {
@@ -280,31 +339,42 @@ impl Lease {
             Err(_) => return Campaign::Bus(format!("reading the lease timed out after {limit:?}")),
         };
         let ours = LeaseRecord::held(&self.holder, &self.incarnation).encode();
-        // `Some(revision)`: take over a graceful release with compare-and-set on its revision.
-        let release_revision = match &current {
+        let claim = match &current {
             Some(e) if e.operation == kv::Operation::Put => {
                 let value = LeaseValue::decode(&e.value);
-                if !value.is_release() {
+                if value.is_held_by(&self.incarnation) {
+                    // Our own record (our term lapsed while the bus was away, or the ack of
+                    // a write of ours was lost): it is not someone else's lease to wait out.
+                    Claim::Own(e.revision)
+                } else if value.is_release() {
+                    Claim::Release(e.revision)
+                } else {
+                    // Someone else's: our chain of writes on the key is over.
+                    *resumable = false;
                     return Campaign::Held(value.holder());
                 }
-                Some(e.revision)
             }
             // Missing (expired), or a delete/purge marker: `create` handles both.
-            _ => None,
+            _ => Claim::Free,
         };
+        if !matches!(claim, Claim::Own(_)) {
+            *resumable = false;
+        }
         let sent_at = Instant::now();
-        let written = match release_revision {
-            Some(rev) => timeout(limit, self.store.update(key, ours.into(), rev))
-                .await
-                .map(|r| {
-                    r.map_err(|e| {
-                        (
-                            e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                            e.to_string(),
-                        )
+        let written = match claim {
+            Claim::Own(rev) | Claim::Release(rev) => {
+                timeout(limit, self.store.update(key, ours.into(), rev))
+                    .await
+                    .map(|r| {
+                        r.map_err(|e| {
+                            (
+                                e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                                e.to_string(),
+                            )
+                        })
                     })
-                }),
-            None => timeout(limit, self.store.create(key, ours.into()))
+            }
+            Claim::Free => timeout(limit, self.store.create(key, ours.into()))
                 .await
                 .map(|r| {
                     r.map_err(|e| {
@@ -318,17 +388,11 @@ impl Lease {
         match written {
             Ok(Ok(epoch)) => {
                 let won_at = Instant::now();
-                let previous = match release_revision {
-                    Some(_) => PreviousHolder::Released,
-                    None => lock(sightings).previous_holder(),
-                };
-                Campaign::Won(Term::begin(
-                    &self.config.clock,
-                    epoch,
-                    sent_at,
-                    won_at,
-                    previous,
-                ))
+                let previous = claim.previous_holder(*resumable, lock(sightings).previous_holder());
+                Campaign::Won {
+                    term: Term::begin(&self.config.clock, epoch, sent_at, won_at, previous),
+                    own_record: matches!(claim, Claim::Own(_)),
+                }
             }
             // Someone else won the race; our watch will name them.
             Ok(Err((true, _))) => Campaign::Held(lock(sightings).holder()),
@@ -535,4 +599,31 @@ fn new_incarnation() -> String {
         h.write_u128(d.as_nanos());
     }
     format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_record_is_taken_back_at_once_only_while_every_write_since_our_term_was_ours() {
+        let t0 = Instant::now();
+        let seen = PreviousHolder::LastRenewalSeen(t0);
+        // A lapsed term of ours, renewed only by compare-and-set since it began.
+        assert_eq!(
+            Claim::Own(7).previous_holder(true, seen),
+            PreviousHolder::Ourselves
+        );
+        // Our record after a create whose ack was lost: the holder before it may still act.
+        assert_eq!(Claim::Own(7).previous_holder(false, seen), seen);
+        assert_eq!(
+            Claim::Own(7).previous_holder(false, PreviousHolder::Unobserved),
+            PreviousHolder::Unobserved
+        );
+        assert_eq!(Claim::Free.previous_holder(true, seen), seen);
+        assert_eq!(
+            Claim::Release(3).previous_holder(false, seen),
+            PreviousHolder::Released
+        );
+    }
 }
