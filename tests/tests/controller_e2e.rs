@@ -494,7 +494,7 @@ async fn given_the_builtin_dns_when_site1_dies_then_dig_sees_mail_move_to_site2(
         common::audit_records(&lab.nats.url())
             .await
             .into_iter()
-            .find(|r| r["event"]["kind"] == "propagation")
+            .find(|r| r["event"]["kind"] == "provider" && r["event"]["report"] == "propagation")
     })
     .await
     .unwrap();

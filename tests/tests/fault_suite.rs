@@ -357,7 +357,7 @@ async fn s07_given_nats_nodes_die_then_one_loss_flips_nothing_and_two_freeze_dns
     for ctl in &lab.controllers {
         wait_for("the bus_lost alert", DEADLINE, || async {
             ctl.log_tail(400)
-                .contains("ALERT Critical BusLost")
+                .contains("ALERT critical bus_lost")
                 .then_some(())
         })
         .await

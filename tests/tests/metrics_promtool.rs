@@ -203,10 +203,18 @@ async fn given_a_running_agent_and_controller_then_promtool_finds_nothing_to_com
         .unwrap();
     let nats = NatsServer::start().await.unwrap();
     let cf = CloudflareEmulator::start(TOKEN).await.unwrap();
-    // The managed record does not exist yet: the controller's initial placement is issued and
-    // the provider refuses it (records are created by hand), which feeds the change and apply
-    // counters without waiting out a failback window.
+    // The managed record exists (created by hand, marker generation 0) and site2's servers are
+    // down from the start: the controller moves the name to mail-site1 at once, which feeds the
+    // change and apply counters without waiting out a failback window.
     let zone = cf.add_zone("example.com");
+    cf.add_cname(
+        &zone,
+        NAME,
+        "mail-rr.example.com",
+        60,
+        false,
+        Some("sitewarden epoch=0 gen=0"),
+    );
     let token = dir.path().join("cloudflare.token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let mut cas = Vec::new();
@@ -216,6 +224,11 @@ async fn given_a_running_agent_and_controller_then_promtool_finds_nothing_to_com
                 .await
                 .unwrap(),
         );
+    }
+    for down in &cas[2..] {
+        down.set(sitewarden_tests::exchange::Behaviour::Down)
+            .await
+            .unwrap();
     }
 
     let agent_bin = binary("sitewarden-agent");

@@ -265,6 +265,12 @@ impl Engine {
         }
         st.verdict = j.verdict;
         st.since = Some(now);
+        if !state.started_up && state.sites.values().all(|s| s.verdict == Verdict::Up) {
+            state.started_up = true;
+        }
+        let Some(st) = state.sites.get_mut(site) else {
+            return false;
+        };
         match (
             from.is_serving() && st.serving_since.is_some(),
             j.verdict.is_serving(),

@@ -90,10 +90,12 @@ impl Engine {
 
     /// Whether `now` is still inside the start-up grace of this state (see
     /// `policy.startup_grace`): sites without a verdict yet are waited for silently.
+    /// The grace ends early once every site with client access has been Up at the same time.
     pub fn in_startup_grace(&self, state: &State, now: DateTime<Utc>) -> bool {
-        state
-            .started_at
-            .is_none_or(|s| now - s < self.startup_grace)
+        !state.started_up
+            && state
+                .started_at
+                .is_none_or(|s| now - s < self.startup_grace)
     }
 
     /// The configuration this engine decides by.

@@ -59,6 +59,10 @@ pub struct State {
     /// The first `now` this state saw: the start-up grace counts from here.
     #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,
+    /// Every site with client access has been Up at the same time since start: the start-up
+    /// grace is over.
+    #[serde(default)]
+    pub started_up: bool,
     /// Seed of the deterministic jitter of retry schedules (splitmix64), advanced per use.
     #[serde(default)]
     pub jitter_seed: u64,

@@ -217,7 +217,14 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         store: Some(state_store),
         acting: Arc::new(move || acting_handle.is_acting_now()),
         dry_run: settings.dry_run,
-        adopt_unmarked: Default::default(),
+        adopt_unmarked: config
+            .namespaces
+            .iter()
+            .map(|(name, ns)| {
+                let adopt = ns.on_unmarked == crate::config::UnmarkedPolicy::Adopt;
+                (name.clone(), adopt)
+            })
+            .collect(),
         audit: audit_sink.clone(),
         controller: settings.id.clone(),
         metrics: metrics.clone(),

@@ -183,8 +183,11 @@ fn intents_settled(history: &[Value], broken: &mut Vec<String>) {
                 .filter(|x| x["event"]["kind"] == kind && x["epoch"] == epoch)
                 .count()
         };
+        // A later leader settles an intent it read from the state bucket; a deposed leader's own
+        // record of that intent may reach the stream after it (stored once the bus is back), so
+        // the whole history counts here.
         let by_later_epoch = |kind: &str| {
-            later
+            history
                 .iter()
                 .filter(same)
                 .filter(|x| {
