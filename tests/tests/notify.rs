@@ -112,6 +112,7 @@ fn site1_down_evidence() -> Evidence {
             routable_since: None,
             drained: false,
             falling: false,
+            rising: false,
             components: vec![ComponentEvidence {
                 server: "ex1".parse::<ServerId>().expect("server id"),
                 protocol: "imap".into(),
