@@ -1,7 +1,8 @@
 //! Properties of the quorum over arbitrary timings: failures of single observers that never
 //! overlap in time never make a Down verdict or move a name, whatever the probe phases, the order
 //! results arrive in, `fall` and `rise`; and a name leaves its preferred target only on
-//! quorum-confirmed Down evidence (or a drain) for a site that target needs.
+//! quorum-confirmed Down evidence (or a drain) for a site that target needs; and agents whose
+//! clocks are off by less than `skew_tolerance` change nothing the engine says.
 
 mod support;
 
@@ -113,5 +114,42 @@ proptest! {
                 }
             }
         }
+    }
+
+    #[test]
+    fn agent_clock_skew_inside_the_tolerance_changes_nothing(
+        skews in prop::collection::vec(-4_900i64..4_900, 3),
+        dies_at in 0i64..120,
+        heals_after in 0i64..120,
+        dead in 0usize..2,
+    ) {
+        let play = |skewed: bool| {
+            let mut story = Story::healthy(config(""));
+            if skewed {
+                for (agent, skew) in OBSERVERS.iter().zip(&skews) {
+                    story.skew_ms.insert((*agent).to_owned(), *skew);
+                }
+            }
+            let site = ["site1", "site2"][dead];
+            story.run_until(t(dies_at), |_| Outcome::Pass);
+            story.run_until(t(dies_at + heals_after), move |p| {
+                if p.to == site { Outcome::Fail } else { Outcome::Pass }
+            });
+            story.run_until(t(dies_at + heals_after + 60), |_| Outcome::Pass);
+            // Everything but the events' own stamps: commands, in order, as bytes.
+            let out: Vec<String> = story
+                .log
+                .iter()
+                .map(|(at, c)| format!("{at} {}", serde_json::to_string(c).unwrap_or_default()))
+                .collect();
+            (out, serde_json::to_string(&story.state.sites).unwrap_or_default())
+        };
+        let (plain, plain_sites) = play(false);
+        let (skewed, skewed_sites) = play(true);
+        prop_assert_eq!(plain.len(), skewed.len());
+        for (a, b) in plain.iter().zip(&skewed) {
+            prop_assert_eq!(a, b);
+        }
+        prop_assert_eq!(plain_sites, skewed_sites);
     }
 }
