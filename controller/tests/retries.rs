@@ -205,6 +205,22 @@ fn when_a_human_moves_mail_to_another_candidate_then_it_is_never_moved_back_by_i
 }
 
 #[test]
+fn when_a_human_edits_the_content_under_the_same_marker_then_it_is_drift_without_any_book() {
+    // No book in the state bucket (`written: None`): the engine remembers what it last accepted
+    // for marker generation 0 (mail-rr) and sees the content change under the same marker.
+    let mut story = Story::healthy(config(""));
+    story.run_until(t(700), |_| Outcome::Pass);
+    story.report_current(MAIL, "mail-site2.example.com");
+    assert_eq!(story.rule(MAIL), Some(Rule::Drift));
+    story.report_current(MAIL, "mail-site2.example.com");
+    assert_eq!(alerts(&story, AlertKind::Drift), 1);
+    // Put back by the human: sitewarden's again, one Resolved.
+    story.report_current(MAIL, "mail-rr.example.com");
+    assert!(story.state.namespaces[MAIL].drift.is_none());
+    assert_eq!(story.rule(MAIL), Some(Rule::Steady));
+}
+
+#[test]
 fn when_propagation_is_slow_then_one_alert_and_one_resolved() {
     let mut story = Story::healthy(config(""));
     let slow = |converged| {

@@ -166,6 +166,8 @@ struct State {
     next_id: u64,
     /// While set and in the future, every request is refused with 429 (a rate-limit block).
     blocked_until: Option<Instant>,
+    /// Edits made "by hand" (outside the API): when, and the record's id.
+    hand_edits: Vec<(Instant, String)>,
 }
 
 impl State {
@@ -274,10 +276,17 @@ impl CloudflareEmulator {
             Some(r) => {
                 r.content = content.to_owned();
                 r.comment = comment.map(str::to_owned);
+                let edit = (Instant::now(), r.id.clone());
+                s.hand_edits.push(edit);
                 true
             }
             None => false,
         }
+    }
+
+    /// Every edit made with [`Self::set_record_content`]: when, and the record's id.
+    pub fn hand_edits(&self) -> Vec<(Instant, String)> {
+        self.shared.lock().hand_edits.clone()
     }
 
     /// The record named `name`, if any.

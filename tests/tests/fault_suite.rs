@@ -36,7 +36,9 @@ const SITE2: &str = "mail-site2.example.com";
 /// Reads the history and checks every invariant on it; returns it for the story's own checks.
 async fn invariants_hold(lab: &HaLab) -> Vec<Value> {
     let history = lab.history().await;
-    check_invariants(&history, &lab.cf.calls());
+    let calls = lab.cf.calls();
+    check_invariants(&history, &calls);
+    lab::check_no_fight(&history, &calls, &lab.cf.hand_edits());
     history
 }
 
@@ -206,6 +208,51 @@ async fn s09_given_someone_edits_the_record_by_hand_then_drift_is_alerted_and_no
     assert!(lab.patches().is_empty(), "no fight: {:#?}", lab.patches());
     assert_eq!(lab.record().0, by_hand);
     invariants_hold(&lab).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s16_given_someone_moves_mail_to_another_candidate_by_hand_then_it_is_never_moved_back() {
+    let lab = HaLab::start_cluster(LabOptions {
+        controller_extra: "reconcile_every = \"5s\"".into(),
+        ..LabOptions::default()
+    })
+    .await;
+    let leader = lab.leader().await;
+    lab.more_events(leader, 10.0).await;
+    // Another of the name's candidates, with sitewarden's comment left in place: only the
+    // content tells that a human moved it (the marker's generation wrote mail-rr).
+    let comment = lab
+        .cf
+        .record(NAME)
+        .and_then(|r| r.comment)
+        .unwrap_or_default();
+    assert!(lab.cf.set_record_content(NAME, SITE2, Some(&comment)));
+    let h = history_until(&lab, "the drift alert", |h| !alerts(h, "drift").is_empty()).await;
+    let text = alerts(&h, "drift")[0]["text"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(text.contains("did not write"), "{text}");
+    // Past failback_after (30 s) with both sites Up and the record read every 5 s by each
+    // controller (14 reads: at least 35 s): a failback to mail-rr would have come by now.
+    let reads = record_reads(&lab.cf);
+    let cf = &lab.cf;
+    wait_for(
+        "14 more reads of the record",
+        Duration::from_secs(150),
+        || async { (record_reads(cf) >= reads + 14).then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert!(lab.patches().is_empty(), "no fight: {:#?}", lab.patches());
+    assert_eq!(lab.record().0, SITE2);
+    let h = invariants_hold(&lab).await;
+    assert_eq!(
+        alerts(&h, "drift").len(),
+        1,
+        "alerted once: {}",
+        lab::summary(&h)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -280,7 +280,11 @@ impl Engine {
         if let Some(name) = req.action.namespace()
             && let Some(ns) = state.namespaces.get_mut(&name.to_ascii_lowercase())
         {
-            ns.drift = None;
+            if ns.drift.take().is_some()
+                && let Some((Some(content), Some(g))) = ns.seen.clone()
+            {
+                ns.written = Some((g, content));
+            }
             if let Some(r) = ns.retry.as_mut() {
                 r.not_before = now;
             }

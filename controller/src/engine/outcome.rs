@@ -153,12 +153,21 @@ impl Engine {
         if cfg.sites_of(target).is_none() {
             return Some("it is not one of the name's targets".to_owned());
         }
-        // What the marker's generation wrote: our books, or our own memory of the write.
+        // What the marker's generation wrote: our books, or what this engine last accepted as
+        // ours for that generation (every sitewarden write carries a new generation, so the
+        // same marker over new content is a hand edit).
         let mine = ns
             .written
             .as_ref()
             .filter(|(g, _)| Some(*g) == generation)
             .map(|(_, t)| t.as_str());
+        if let (Some(g), Some((ours, _))) = (generation, ns.written.as_ref())
+            && g < *ours
+        {
+            return Some(format!(
+                "its marker says generation {g}, older than generation {ours} sitewarden applied: restored or edited by hand"
+            ));
+        }
         match (generation, written.or(mine)) {
             (Some(g), Some(w)) if !w.eq_ignore_ascii_case(target) => Some(format!(
                 "generation {g} wrote {w}, the marker was kept and the content changed by hand"
@@ -214,6 +223,13 @@ impl Engine {
             },
             None => None,
         };
+        if ns.drift.is_none()
+            && let (Some(g), Some(t)) = (generation, &target)
+        {
+            // Content accepted as ours for this marker: a later change of it under the same
+            // marker is a hand edit.
+            ns.written = Some((g, t.clone()));
+        }
         ns.current = target;
         ns.marked = generation.is_some();
         // New evidence: what the record holds changed, so a held-back change may go now

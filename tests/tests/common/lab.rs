@@ -63,6 +63,27 @@ pub fn check_invariants(history: &[Value], calls: &[Call]) {
     );
 }
 
+/// Never fight people: after a record was edited by hand (`edits`: when, and the record's id),
+/// no controller writes it again unless an operator acted (an accepted override in `history`).
+pub fn check_no_fight(history: &[Value], calls: &[Call], edits: &[(tokio::time::Instant, String)]) {
+    if history.iter().any(|r| r["event"]["kind"] == "override") {
+        return;
+    }
+    let fights: Vec<&Call> = edits
+        .iter()
+        .flat_map(|(at, id)| {
+            calls.iter().filter(move |c| {
+                c.is_write() && c.status < 300 && c.at > *at && c.path.ends_with(id.as_str())
+            })
+        })
+        .collect();
+    assert!(
+        fights.is_empty(),
+        "a record edited by hand was written again without an operator acting: {fights:#?}\nhistory:\n{}",
+        summary(history)
+    );
+}
+
 /// One line per audit record (kind and the fields that matter), for failure messages.
 pub fn summary(history: &[Value]) -> String {
     history
