@@ -7,7 +7,7 @@
 //! line printed is one JSON object, so results can be tracked over time.
 //!
 //! The controller measurements (`failover`, `decision`, `ingest`, `takeover`,
-//! `controller-memory`, `dns-calls`) live in `bench/`; each also ends with one JSON line, and
+//! `controller-memory`, `controller-idle`, `dns-calls`) live in `bench/`; each also ends with one JSON line, and
 //! `scripts/bench` merges them.
 
 #[path = "bench/decision.rs"]
@@ -103,6 +103,21 @@ enum What {
         #[arg(long)]
         controller: Option<PathBuf>,
     },
+    /// Controller CPU while N observer × check keys report healthy every 2 s.
+    ControllerIdle {
+        /// Observer × check keys to track.
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        /// Measurement window after warm-up.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// `[controller] tick` of the measured controller (the longest idle sleep).
+        #[arg(long, default_value = "1s")]
+        tick: String,
+        /// The controller binary (default: next to this binary).
+        #[arg(long)]
+        controller: Option<PathBuf>,
+    },
     /// Cloudflare API requests per namespace change.
     DnsCalls {
         /// Namespace changes to average over.
@@ -158,6 +173,15 @@ async fn main() -> anyhow::Result<()> {
         What::ControllerMemory { keys, controller } => {
             let bin = controller.map_or_else(|| sibling("sitewarden-controller"), Ok)?;
             memory::run(keys, bin).await
+        }
+        What::ControllerIdle {
+            keys,
+            seconds,
+            tick,
+            controller,
+        } => {
+            let bin = controller.map_or_else(|| sibling("sitewarden-controller"), Ok)?;
+            memory::run_idle(keys, seconds, &tick, bin).await
         }
         What::DnsCalls { changes } => dns_calls::run(changes).await,
     }

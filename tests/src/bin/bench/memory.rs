@@ -1,10 +1,13 @@
 //! `controller-memory`: resident memory of a `sitewarden-controller run` process tracking
-//! `keys` observer × check keys.
+//! `keys` observer × check keys; `controller-idle`: the CPU the same process spends while every
+//! key reports healthy every 2 s and nothing happens, at a given `[controller] tick`.
 //!
 //! The config has two sites of `servers` servers each and 10 agents; every agent reports 10
-//! checks of every server (protocol activesync), so agents × servers × checks = `keys`. This
-//! process publishes three rounds of every key, waits until the controller's
-//! `events_accepted` counter has them all, lets it settle and reads `VmRSS` from /proc.
+//! checks of every server (protocol activesync), so agents × servers × checks = `keys`. For
+//! memory, this process publishes three rounds of every key, waits until the controller's
+//! `events_accepted` counter has them all, lets it settle and reads `VmRSS` from /proc. For
+//! idle CPU it publishes a round every 2 s for a warm-up, then reads the process's user + system
+//! time from /proc/<pid>/stat across a window of further rounds.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -37,7 +40,18 @@ async fn accepted(http: std::net::SocketAddr) -> Option<u64> {
         .map(|v| v as u64)
 }
 
-pub async fn run(keys: usize, binary: PathBuf) -> anyhow::Result<()> {
+/// A running controller tracking `keys` keys, and what to publish for them.
+struct Rig {
+    _nats: NatsServer,
+    _dir: tempfile::TempDir,
+    child: tokio::process::Child,
+    pid: u32,
+    http: std::net::SocketAddr,
+    nats_url: String,
+    server_sites: Vec<(&'static str, String)>,
+}
+
+async fn start(keys: usize, binary: &PathBuf, controller_extra: &str) -> anyhow::Result<Rig> {
     let servers = keys.div_ceil(AGENTS * CHECKS).max(2);
     let per_site = servers.div_ceil(2);
     let nats = NatsServer::start().await?;
@@ -48,6 +62,11 @@ pub async fn run(keys: usize, binary: PathBuf) -> anyhow::Result<()> {
         &nats.url(),
         &http.to_string(),
         "kind = \"memory\"",
+    );
+    toml = toml.replacen(
+        "[controller]\n",
+        &format!("[controller]\n{controller_extra}\n"),
+        1,
     );
     toml.push_str("\n[policy]\n\n[[sites]]\nname = \"w\"\n\n");
     let mut server_sites = Vec::new();
@@ -70,7 +89,7 @@ pub async fn run(keys: usize, binary: PathBuf) -> anyhow::Result<()> {
     let path = dir.path().join("controller.toml");
     std::fs::write(&path, toml)?;
     let log = std::fs::File::create(dir.path().join("controller.log"))?;
-    let mut child = Command::new(&binary)
+    let child = Command::new(binary)
         .arg("run")
         .arg("--config")
         .arg(&path)
@@ -86,30 +105,102 @@ pub async fn run(keys: usize, binary: PathBuf) -> anyhow::Result<()> {
         accepted(http)
     })
     .await?;
+    Ok(Rig {
+        nats_url: nats.url(),
+        _nats: nats,
+        _dir: dir,
+        child,
+        pid,
+        http,
+        server_sites,
+    })
+}
+
+/// Publishes one round: every agent reports every check of every server, passing.
+async fn publish_round(
+    client: &async_nats::Client,
+    seq: &mut [u64; AGENTS],
+    server_sites: &[(&'static str, String)],
+) -> anyhow::Result<()> {
+    for (a, s) in seq.iter_mut().enumerate() {
+        for (site, server) in server_sites {
+            for c in 0..CHECKS {
+                *s += 1;
+                let (subject, payload) = rig::observation(
+                    &format!("mem-{a}"),
+                    "w",
+                    *s,
+                    site,
+                    server,
+                    &format!("chk{c}"),
+                    true,
+                );
+                client.publish(subject, payload.into()).await?;
+            }
+        }
+    }
+    client.flush().await?;
+    Ok(())
+}
+
+/// User + system CPU time of `pid` so far, in seconds (/proc/<pid>/stat, clock ticks of 10 ms).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').context("stat without a command")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11).context("utime")?.parse()?;
+    let stime: f64 = f.get(12).context("stime")?.parse()?;
+    Ok((utime + stime) / 100.0)
+}
+
+/// `controller-idle`: CPU share of one core while `keys` keys report healthy every 2 s.
+pub async fn run_idle(
+    keys: usize,
+    seconds: u64,
+    tick: &str,
+    binary: PathBuf,
+) -> anyhow::Result<()> {
+    let mut rig = start(keys, &binary, &format!("tick = \"{tick}\"")).await?;
+    let client = async_nats::connect(rig.nats_url.clone()).await?;
+    let mut seq = [0u64; AGENTS];
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    // Warm-up: a few rounds so every key is known and the verdicts settle.
+    for _ in 0..5 {
+        every.tick().await;
+        publish_round(&client, &mut seq, &rig.server_sites).await?;
+    }
+    let before = cpu_seconds(rig.pid)?;
+    let started = std::time::Instant::now();
+    for _ in 0..seconds.div_ceil(2) {
+        every.tick().await;
+        publish_round(&client, &mut seq, &rig.server_sites).await?;
+    }
+    every.tick().await;
+    let spent = cpu_seconds(rig.pid)? - before;
+    let window = started.elapsed().as_secs_f64();
+    let _ = rig.child.kill().await;
+    let keys = AGENTS * CHECKS * rig.server_sites.len();
+    let mut out = serde_json::Map::new();
+    out.insert("controller_idle_keys".into(), keys.into());
+    out.insert(
+        format!("controller_idle_cpu_percent_tick_{tick}"),
+        rig::round(100.0 * spent / window, 2).into(),
+    );
+    println!("{}", serde_json::Value::Object(out));
+    Ok(())
+}
+
+pub async fn run(keys: usize, binary: PathBuf) -> anyhow::Result<()> {
+    let mut rig = start(keys, &binary, "").await?;
+    let (pid, http, server_sites) = (rig.pid, rig.http, rig.server_sites.clone());
     let idle_kb = rig::rss_kb(pid)?;
 
-    let client = async_nats::connect(nats.url()).await?;
+    let client = async_nats::connect(rig.nats_url.clone()).await?;
     let mut seq = [0u64; AGENTS];
     let tracked = AGENTS * CHECKS * server_sites.len();
     for _ in 0..ROUNDS {
-        for (a, s) in seq.iter_mut().enumerate() {
-            for (site, server) in &server_sites {
-                for c in 0..CHECKS {
-                    *s += 1;
-                    let (subject, payload) = rig::observation(
-                        &format!("mem-{a}"),
-                        "w",
-                        *s,
-                        site,
-                        server,
-                        &format!("chk{c}"),
-                        true,
-                    );
-                    client.publish(subject, payload.into()).await?;
-                }
-            }
-        }
-        client.flush().await?;
+        publish_round(&client, &mut seq, &server_sites).await?;
     }
     let expected = (tracked * ROUNDS) as u64;
     sitewarden_tests::wait_for(
@@ -120,7 +211,7 @@ pub async fn run(keys: usize, binary: PathBuf) -> anyhow::Result<()> {
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_kb = rig::rss_kb(pid)?;
-    let _ = child.kill().await;
+    let _ = rig.child.kill().await;
     println!(
         "{}",
         serde_json::json!({
