@@ -128,9 +128,28 @@ pub fn status(s: &Value, colour: bool) -> String {
     out.push_str(&names.render(colour));
     let dags: Vec<&Value> = s["dags"].as_array().into_iter().flatten().collect();
     if !dags.is_empty() {
-        let mut t = Table::new(&["DAG", "ACTIVE SITE"]);
+        let mut t = Table::new(&["DAG", "ACTIVE SITE", "SPLIT"]);
         for d in dags {
-            t.row(vec![text(&d["dag"]).into(), text(&d["active_site"]).into()]);
+            // A DAG mounted in more than one site: "site1: DB01; site2: DB02".
+            let split: Vec<String> = d["split"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(site, dbs)| {
+                    let dbs: Vec<String> = dbs.as_array().into_iter().flatten().map(text).collect();
+                    format!("{}: {}", text(&Value::String(site.clone())), dbs.join(", "))
+                })
+                .collect();
+            let split = if split.is_empty() {
+                "-".to_owned()
+            } else {
+                split.join("; ")
+            };
+            t.row(vec![
+                text(&d["dag"]).into(),
+                text(&d["active_site"]).into(),
+                split.into(),
+            ]);
         }
         out.push('\n');
         out.push_str(&t.render(colour));

@@ -623,7 +623,14 @@ async fn status(AxState(api): AxState<Api>) -> Json<serde_json::Value> {
         .state
         .dags
         .iter()
-        .map(|(name, d)| serde_json::json!({"dag": name, "active_site": d.active_site}))
+        .map(|(name, d)| {
+            serde_json::json!({
+                "dag": name,
+                "active_site": d.active_site,
+                // Databases by site when they are mounted in more than one (a split DAG).
+                "split": d.split,
+            })
+        })
         .collect();
     Json(serde_json::json!({
         "at": now,
