@@ -546,6 +546,44 @@ async fn the_configured_provider_reads_its_token_from_a_file() {
     assert_eq!(p.read(NAME).await.unwrap().content.as_deref(), Some(RR));
 }
 
+/// A token rotated at its source (the file) is picked up on the first refusal, without a
+/// restart: one refused call, then the same call with the new token.
+#[tokio::test]
+async fn a_rotated_token_is_read_again_when_the_api_refuses_the_old_one() {
+    let lab = lab(Some(&marker(1, 1))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("cloudflare.token");
+    std::fs::write(&token_file, "cf-old-token-revoked\n").unwrap();
+    let cfg = ProviderConfig::cloudflare_with_token_file(
+        &lab.cf.api_url(),
+        Zone::Id(lab.zone.clone()),
+        token_file.clone(),
+    );
+    let p: Arc<dyn DnsProvider> = cfg.build().unwrap();
+    // The old token is what the provider holds; the administrator rotates the file.
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    assert_eq!(p.read(NAME).await.unwrap().content.as_deref(), Some(RR));
+    let statuses: Vec<u16> = lab.cf.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    assert!(statuses[0] == 401 || statuses[0] == 403, "{statuses:?}");
+    assert_eq!(statuses[1], 200);
+    // A token that is wrong at its source too stays an auth error after one more read.
+    std::fs::write(&token_file, "cf-still-wrong\n").unwrap();
+    let lab2 = lab_with_token_file_provider(&lab, &token_file);
+    let err = lab2.read(NAME).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Auth(_)), "{err:?}");
+}
+
+fn lab_with_token_file_provider(lab: &Lab, token_file: &std::path::Path) -> Arc<dyn DnsProvider> {
+    ProviderConfig::cloudflare_with_token_file(
+        &lab.cf.api_url(),
+        Zone::Id(lab.zone.clone()),
+        token_file.to_owned(),
+    )
+    .build()
+    .unwrap()
+}
+
 /// The emulator itself refuses what the real API refuses, in the documented envelope.
 #[tokio::test]
 async fn the_emulator_is_strict_about_auth_headers_and_bodies() {

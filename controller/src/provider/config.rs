@@ -533,14 +533,17 @@ impl ProviderConfig {
             ))),
             ProviderKind::Cloudflare(cf) => {
                 let token = cf.api_token.resolve().map_err(BuildError::Token)?;
-                Ok(Arc::new(CloudflareProvider::new(CloudflareOptions {
-                    api_url: cf.api_url.clone(),
-                    zone: cf.zone.clone(),
-                    token,
-                    budget: cf.budget,
-                    retry: self.retry,
-                    request_timeout: cf.request_timeout,
-                })?))
+                Ok(Arc::new(
+                    CloudflareProvider::new(CloudflareOptions {
+                        api_url: cf.api_url.clone(),
+                        zone: cf.zone.clone(),
+                        token,
+                        budget: cf.budget,
+                        retry: self.retry,
+                        request_timeout: cf.request_timeout,
+                    })?
+                    .with_token_source(cf.api_token.clone()),
+                ))
             }
             ProviderKind::Rfc2136(c) => Ok(Arc::new(c.build(self.retry)?)),
             ProviderKind::Route53(c) => Ok(Arc::new(c.build(self.retry)?)),

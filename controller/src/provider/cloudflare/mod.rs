@@ -91,7 +91,11 @@ struct Api {
     /// The API base with a trailing slash, e.g. `https://api.cloudflare.com/client/v4/`.
     base: Url,
     /// Sent as `Authorization: Bearer …`, marked sensitive; also scrubbed from error messages.
-    token: SecretString,
+    /// Replaced when the token's source holds a new one (see [`CloudflareProvider::with_token_source`]).
+    token: std::sync::RwLock<SecretString>,
+    /// Where the token came from: read again when the API refuses the credentials, so a
+    /// rotated token is picked up by the next call without a restart.
+    source: Option<sitewarden_shared::config::secret::SecretRef>,
 }
 
 impl CloudflareProvider {
@@ -127,12 +131,23 @@ impl CloudflareProvider {
             api: Api {
                 http,
                 base,
-                token: options.token,
+                token: std::sync::RwLock::new(options.token),
+                source: None,
             },
             zone: options.zone,
             zone_id: OnceCell::new(),
             budget: Budget::new(options.budget, options.retry),
         })
+    }
+
+    /// Reads the token again from `source` whenever the API refuses the credentials; if it
+    /// changed (rotated), the call is sent once more with the new one.
+    pub fn with_token_source(
+        mut self,
+        source: sitewarden_shared::config::secret::SecretRef,
+    ) -> Self {
+        self.api.source = Some(source);
+        self
     }
 
     /// The zone id: configured, or looked up by name once.
@@ -157,10 +172,54 @@ impl Api {
         E: EndpointSpec,
         E::JsonResponse: ApiResult,
     {
-        self.send(endpoint).await.map_err(|e| scrub(e, &self.token))
+        let token = self.token();
+        match self.send(endpoint, &token).await {
+            Err(ProviderError::Auth(_)) if self.refreshed_token(&token) => {
+                let token = self.token();
+                self.send(endpoint, &token)
+                    .await
+                    .map_err(|e| scrub(e, &token))
+            }
+            r => r.map_err(|e| scrub(e, &token)),
+        }
     }
 
-    async fn send<E>(&self, endpoint: &E) -> Result<ApiSuccess<E::JsonResponse>, ProviderError>
+    /// The current token.
+    fn token(&self) -> SecretString {
+        match self.token.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the token's source again; true when it now holds a different token (kept).
+    fn refreshed_token(&self, used: &SecretString) -> bool {
+        let Some(source) = &self.source else {
+            return false;
+        };
+        let fresh = match source.resolve() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("cannot read the Cloudflare API token again: {e}");
+                return false;
+            }
+        };
+        if fresh.expose_secret() == used.expose_secret() {
+            return false;
+        }
+        tracing::info!("the Cloudflare API token changed at its source; using the new one");
+        match self.token.write() {
+            Ok(mut t) => *t = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        true
+    }
+
+    async fn send<E>(
+        &self,
+        endpoint: &E,
+        token: &SecretString,
+    ) -> Result<ApiSuccess<E::JsonResponse>, ProviderError>
     where
         E: EndpointSpec,
         E::JsonResponse: ApiResult,
@@ -172,7 +231,7 @@ impl Api {
         let mut request = self
             .http
             .request(endpoint.method(), url)
-            .bearer_auth(self.token.expose_secret());
+            .bearer_auth(token.expose_secret());
         match endpoint.body() {
             None => {}
             Some(RequestBody::Json(json)) => {
