@@ -56,7 +56,10 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        // Log lines carry values from the bus and the network: escape control characters,
+        // newlines and bidi overrides in them, and keep the formatter's own colours off.
+        .with_ansi(false)
+        .with_writer(|| sitewarden_shared::terminal::LogWriter(std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -89,7 +92,7 @@ fn main() -> ExitCode {
             };
             match runtime.block_on(sitewarden_agent::probe_once::run(&c)) {
                 Ok((table, ok)) => {
-                    print!("{table}");
+                    print!("{}", sitewarden_shared::terminal::block(&table));
                     if ok {
                         ExitCode::SUCCESS
                     } else {

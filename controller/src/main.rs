@@ -14,6 +14,7 @@ use sitewarden_controller::runtime::metrics::Metrics;
 use sitewarden_controller::runtime::settings::RuntimeSettings;
 use sitewarden_controller::runtime::{self, Runtime};
 use sitewarden_shared::config::Source;
+use sitewarden_shared::terminal;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -72,7 +73,10 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        // Log lines carry values from the bus and the network: escape control characters,
+        // newlines and bidi overrides in them, and keep the formatter's own colours off.
+        .with_ansi(false)
+        .with_writer(|| sitewarden_shared::terminal::LogWriter(std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -118,7 +122,9 @@ fn main() -> ExitCode {
                     Ok(plan) if json => {
                         println!(
                             "{}",
-                            serde_json::to_string_pretty(&plan).unwrap_or_default()
+                            terminal::json(
+                                &serde_json::to_string_pretty(&plan).unwrap_or_default()
+                            )
                         );
                         ExitCode::SUCCESS
                     }
@@ -130,14 +136,14 @@ fn main() -> ExitCode {
                         for ch in &plan.changes {
                             println!(
                                 "would set {} -> {} (now {}) by rule {}",
-                                ch.namespace,
-                                ch.target,
-                                ch.current.as_deref().unwrap_or("no record"),
-                                ch.rule
+                                terminal::line(&ch.namespace.to_string()),
+                                terminal::line(&ch.target.to_string()),
+                                terminal::line(ch.current.as_deref().unwrap_or("no record")),
+                                terminal::line(&ch.rule.to_string())
                             );
                         }
                         for e in &plan.explanations {
-                            println!("\n{e}");
+                            println!("\n{}", terminal::block(&e.to_string()));
                         }
                         ExitCode::SUCCESS
                     }

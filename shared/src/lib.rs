@@ -13,6 +13,7 @@ pub mod nats;
 pub mod schema;
 pub mod shutdown;
 pub mod subject;
+pub mod terminal;
 
 pub use edge::{EdgeNotification, SiteVerdict};
 pub use event::{

@@ -450,3 +450,80 @@ async fn durations_out_of_range_are_refused_before_sending_and_refusals_exit_1()
     );
     assert_eq!(pair.content().as_deref(), Some("mail-rr.example.com"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_override_reason_is_printed_escaped_on_one_line() {
+    sitewarden();
+    let pair = pair().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let url = pair.url(0);
+    // ESC (clear screen), NUL, a bidi override and a newline that would start a fake record:
+    // sent straight to the API (a command line cannot carry NUL).
+    let hostile = "CHG-7 \u{1b}[2J\u{0}\u{202e}gnirut\n2026-01-01 00:00:00Z  ctl-x  override  fake";
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/api/v1/overrides"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"action": "freeze", "namespace": NAME, "reason": hostile}))
+        .send()
+        .await
+        .expect("the API answers");
+    assert!(answer.status().is_success(), "{answer:?}");
+
+    let unsafe_char = |s: &str| {
+        s.chars()
+            .any(|c| c != '\n' && c.is_control() || c == '\u{202e}')
+    };
+    let escaped =
+        "CHG-7 \\u{1b}[2J\\0\\u{202e}gnirut\\n2026-01-01 00:00:00Z  ctl-x  override  fake";
+    let args = [
+        "--url", &url, "--token", READER, "history", "--since", "10m",
+    ];
+    let r = wait_for("the freeze in the history", DEADLINE, || async {
+        let r = cli(h, &[], &args).await;
+        r.stdout.contains("freeze").then_some(r)
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        !unsafe_char(&r.stdout),
+        "raw control characters:\n{:?}",
+        r.stdout
+    );
+    let lines: Vec<&str> = r.stdout.lines().filter(|l| l.contains("CHG-7")).collect();
+    // Each controller audits the override and its frozen decisions: every mention is whole.
+    assert!(
+        !lines.is_empty() && lines.iter().all(|l| l.contains(escaped)),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("override") && l.ends_with(&format!("by alice: {escaped}"))),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout
+            .lines()
+            .any(|l| l.starts_with("2026-01-01 00:00:00Z")),
+        "a forged history line:\n{}",
+        r.stdout
+    );
+
+    // The same in `status` (the override's WHY) and in `--json`, whose strings keep their value.
+    let r = cli(h, &[], &["--url", &url, "--token", READER, "status"]).await;
+    assert!(!unsafe_char(&r.stdout), "{:?}", r.stdout);
+    assert!(r.stdout.contains(escaped), "{}", r.stdout);
+    let r = cli(
+        h,
+        &[],
+        &["--url", &url, "--token", READER, "--json", "status"],
+    )
+    .await;
+    assert!(!unsafe_char(&r.stdout), "{:?}", r.stdout);
+    let s: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(s["overrides"]["freezes"][NAME]["why"], hostile, "{s}");
+}

@@ -6,6 +6,12 @@
 //! [`client`] sends a request to each controller of the pair in turn, [`render`] turns the
 //! API's JSON into aligned tables ([`table`]). `--json` prints the API's own JSON instead.
 //!
+//! Terminal safety: everything printed that came from the bus, the API or an operator is escaped
+//! with [`sitewarden_shared::terminal`] — tables and single-line fields with `line`, the
+//! multi-line `explain` text and error messages with `block`, `--json` output with `json` (same
+//! JSON, unsafe characters as `\uXXXX`) — so no value can run escape codes, reorder text with
+//! bidi overrides or forge an output line.
+//!
 //! Exit codes ([`Exit`]): 0 done; 1 the API answered with an error or refused the change;
 //! 2 usage or configuration error (nothing was sent); 3 no controller could be reached;
 //! 4 the token was refused (401/403). `docs/cli.md` documents every command.
@@ -19,6 +25,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
+use sitewarden_shared::terminal;
 
 use client::{Answer, Client};
 
@@ -66,8 +73,9 @@ impl Failure {
 }
 
 impl std::fmt::Display for Failure {
+    /// The message escaped for the terminal (it may quote the API's error text).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&terminal::block(&self.message))
     }
 }
 
@@ -283,24 +291,22 @@ fn write_body(command: &Command) -> Result<Option<(&'static str, Value)>, Failur
     }))
 }
 
+/// `--json` output: the API's JSON, pretty-printed and terminal-safe.
 fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()) + "\n"
+    terminal::json(&serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())) + "\n"
 }
 
 /// What a write did, in words.
 fn write_result(a: &Answer) -> String {
     let request = &a.body["request"];
     let what = render::action_words(&request["action"]);
-    let id = a.body["id"].as_str().unwrap_or("-");
+    let id = render::text(&a.body["id"]);
+    let controller = terminal::line(a.controller.as_str());
     if a.body["applied"] == true {
-        format!(
-            "done: {what} (override {id}, applied by {})\n",
-            a.controller
-        )
+        format!("done: {what} (override {id}, applied by {controller})\n")
     } else {
         format!(
-            "accepted: {what} (override {id}); stored on the bus but not yet applied by {} — check `sitewarden status`\n",
-            a.controller
+            "accepted: {what} (override {id}); stored on the bus but not yet applied by {controller} — check `sitewarden status`\n"
         )
     }
 }
@@ -352,7 +358,7 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
             Ok(if cli.json {
                 pretty(&a.body)
             } else {
-                a.body["text"].as_str().unwrap_or_default().to_owned()
+                terminal::block(a.body["text"].as_str().unwrap_or_default())
             })
         }
         Command::History { since, limit } => {
@@ -383,9 +389,9 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
             } else {
                 format!(
                     "{} ({}) at {}\n",
-                    a.body["name"].as_str().unwrap_or("anonymous"),
-                    a.body["role"].as_str().unwrap_or("read, anonymous"),
-                    a.controller
+                    terminal::line(a.body["name"].as_str().unwrap_or("anonymous")),
+                    terminal::line(a.body["role"].as_str().unwrap_or("read, anonymous")),
+                    terminal::line(a.controller.as_str())
                 )
             })
         }

@@ -2,9 +2,13 @@
 //!
 //! Everything here reads `serde_json::Value`s as the API serves them (see `runtime::api`), so
 //! the CLI keeps working against a controller of a slightly different version: a missing field
-//! shows as `-`, never as a crash.
+//! shows as `-`, never as a crash. Every value read from the JSON goes through [`text`], which
+//! escapes it for the terminal ([`sitewarden_shared::terminal::line`]); table cells are escaped
+//! again on the way in (a no-op for escaped text), so nothing from the bus or the API reaches
+//! the terminal raw.
 
 use serde_json::Value;
+use sitewarden_shared::terminal;
 
 use super::table::{Cell, Table, Tone};
 
@@ -20,11 +24,12 @@ pub fn when(v: &Value) -> String {
         .unwrap_or_else(|| "-".to_owned())
 }
 
-fn text(v: &Value) -> String {
+/// A JSON value as one line of terminal-safe text (`-` for null).
+pub fn text(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => terminal::line(s),
         Value::Null => "-".to_owned(),
-        other => other.to_string(),
+        other => terminal::line(&other.to_string()),
     }
 }
 
@@ -48,7 +53,7 @@ pub fn site_summary(evidence: &Value) -> String {
                     .map(|o| {
                         let mut s = format!("{}/{}", text(&o["agent"]), text(&o["check"]));
                         if let Some(e) = o["error"].as_str() {
-                            s.push_str(&format!(" {e}"));
+                            s.push_str(&format!(" {}", terminal::line(e)));
                         }
                         s
                     })
@@ -137,7 +142,7 @@ pub fn status(s: &Value, colour: bool) -> String {
                 .flatten()
                 .map(|(site, dbs)| {
                     let dbs: Vec<String> = dbs.as_array().into_iter().flatten().map(text).collect();
-                    format!("{}: {}", text(&Value::String(site.clone())), dbs.join(", "))
+                    format!("{}: {}", terminal::line(site), dbs.join(", "))
                 })
                 .collect();
             let split = if split.is_empty() {
@@ -179,18 +184,18 @@ pub fn overrides(o: &Value, colour: bool) -> String {
     for (name, pin) in o["pins"].as_object().into_iter().flatten() {
         t.row(hold_row(
             "pin",
-            format!("{name} -> {}", text(&pin["target"])),
+            format!("{} -> {}", terminal::line(name), text(&pin["target"])),
             &pin["hold"],
         ));
     }
     for (site, hold) in o["drains"].as_object().into_iter().flatten() {
-        t.row(hold_row("drain", site.clone(), hold));
+        t.row(hold_row("drain", terminal::line(site), hold));
     }
     for (scope, hold) in o["freezes"].as_object().into_iter().flatten() {
         let subject = if scope == "*" {
             "every namespace".to_owned()
         } else {
-            scope.clone()
+            terminal::line(scope)
         };
         t.row(hold_row("freeze", subject, hold));
     }
@@ -258,7 +263,7 @@ pub fn event_summary(e: &Value) -> String {
                 m.remove("kind");
                 m.remove("evidence");
             }
-            let s = rest.to_string();
+            let s = text(&rest);
             if s.chars().count() > 160 {
                 s.chars().take(157).collect::<String>() + "..."
             } else {
@@ -301,10 +306,10 @@ pub fn action_words(a: &Value) -> String {
                 "pin" => format!("release the pin on {}", text(&w["namespace"])),
                 "drain" => format!("release the drain of {}", text(&w["site"])),
                 "freeze" => format!("release the freeze of {}", scope(&w["scope"])),
-                _ => format!("release {w}"),
+                _ => format!("release {}", text(w)),
             }
         }
-        _ => a.to_string(),
+        _ => text(a),
     }
 }
 

@@ -1,9 +1,14 @@
 //! Aligned text tables for the terminal, with verdict words coloured only on a TTY.
 //!
 //! Widths count characters, not bytes, and colour codes are added after padding so they never
-//! disturb the alignment. `NO_COLOR` (any value) turns colour off, as everywhere else.
+//! disturb the alignment. `NO_COLOR` (any value) turns colour off, as everywhere else. Every
+//! cell's text is escaped for the terminal ([`sitewarden_shared::terminal::line`]) when the cell
+//! is made, so a value from the bus or the API can neither run escape codes nor add a row; the
+//! only escape codes in a table are the colours added here.
 
 use std::io::IsTerminal;
+
+use sitewarden_shared::terminal;
 
 /// A colour for a cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,10 +61,10 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// A cell with a tone.
+    /// A cell with a tone; `text` is escaped for the terminal.
     pub fn toned(text: impl Into<String>, tone: Tone) -> Self {
         Self {
-            text: text.into(),
+            text: terminal::line(&text.into()),
             tone,
         }
     }
@@ -178,5 +183,15 @@ mod tests {
             .replace("\x1b[32m", "")
             .replace("\x1b[0m", "");
         assert_eq!(stripped, plain);
+    }
+
+    #[test]
+    fn a_hostile_cell_stays_on_its_row() {
+        let mut t = Table::new(&["WHO", "WHY"]);
+        t.row(vec!["eve".into(), "x\u{1b}[31m\nfake  row\u{202e}".into()]);
+        assert_eq!(
+            t.render(true),
+            "WHO  WHY\neve  x\\u{1b}[31m\\nfake  row\\u{202e}\n"
+        );
     }
 }

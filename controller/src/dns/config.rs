@@ -98,6 +98,7 @@ impl RawProvider {
             zone_ttl: DEFAULT_ZONE_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             allow_transfer: self.allow_transfer.clone().unwrap_or_default(),
+            tcp: super::TcpLimits::default(),
         };
         if let Err(e) = config.compile() {
             return Err(src.error(at, e.to_string()));

@@ -15,36 +15,32 @@
 //! and a UDP answer larger than the client accepts is truncated (TC) so the client retries over
 //! TCP. Messages are parsed and built with `hickory-proto` ([`answer`], pure and unit-tested) on
 //! plain tokio sockets ([`Server`]); malformed packets are answered FORMERR or dropped, never a
-//! panic.
+//! panic. TCP is bounded per client, by an idle timeout and by a global cap that evicts idle
+//! connections first ([`tcp`]), so no client can starve the others; UDP never waits on TCP.
 
 pub mod answer;
 pub mod config;
 pub mod records;
+pub mod tcp;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use hickory_proto::rr::Name;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 pub use answer::{Transport, Zone};
 pub use records::{BUCKET, Records, StoredRecord, bucket_spec, record_key};
+pub use tcp::TcpLimits;
 
 /// Default TTL of the SOA and NS records.
 pub const DEFAULT_ZONE_TTL: u32 = 3600;
 /// Default negative-caching TTL (SOA MINIMUM): short, so a name created later is seen soon.
 pub const DEFAULT_NEGATIVE_TTL: u32 = 60;
-/// TCP connections served at once; more wait for a slot.
-pub const MAX_TCP_CONNECTIONS: usize = 128;
-/// A TCP connection idle this long is closed (RFC 7766 suggests seconds).
-pub const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// The built-in server's settings (from `[provider] kind = "builtin"`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +61,8 @@ pub struct DnsConfig {
     pub negative_ttl: u32,
     /// Addresses allowed to transfer the zone (AXFR over TCP); empty: transfers are refused.
     pub allow_transfer: Vec<IpAddr>,
+    /// Limits of DNS over TCP: per client, idle timeout, global cap ([`TcpLimits`]).
+    pub tcp: TcpLimits,
 }
 
 /// Why the server could not start.
@@ -105,6 +103,7 @@ impl DnsConfig {
             zone_ttl: DEFAULT_ZONE_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             allow_transfer: Vec::new(),
+            tcp: TcpLimits::default(),
         }
     }
 
@@ -163,6 +162,7 @@ pub struct Server {
     zone: Arc<Zone>,
     udp: UdpSocket,
     tcp: TcpListener,
+    tcp_limits: TcpLimits,
     store: kv::Store,
 }
 
@@ -190,6 +190,7 @@ impl Server {
             zone,
             udp,
             tcp,
+            tcp_limits: config.tcp,
             store,
         })
     }
@@ -205,13 +206,14 @@ impl Server {
             zone,
             udp,
             tcp,
+            tcp_limits,
             store,
         } = self;
         let shared = records::Shared::default();
         let stop = shutdown.child_token();
         let watcher = tokio::spawn(records::watch(store, shared.clone(), stop.clone()));
         let udp_task = tokio::spawn(serve_udp(udp, zone.clone(), shared.clone(), stop.clone()));
-        let tcp_task = tokio::spawn(serve_tcp(tcp, zone, shared, stop.clone()));
+        let tcp_task = tokio::spawn(tcp::serve(tcp, zone, shared, tcp_limits, stop.clone()));
         stop.cancelled().await;
         for t in [watcher, udp_task, tcp_task] {
             let _ = t.await;
@@ -271,74 +273,5 @@ async fn serve_udp(
         {
             tracing::debug!(%peer, "DNS UDP send: {e}");
         }
-    }
-}
-
-async fn serve_tcp(
-    listener: TcpListener,
-    zone: Arc<Zone>,
-    shared: records::Shared,
-    stop: CancellationToken,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!("DNS TCP accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let (zone, shared, stop) = (zone.clone(), shared.clone(), stop.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                () = stop.cancelled() => {}
-                r = serve_connection(stream, &zone, &shared, peer.ip()) => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, "DNS TCP connection: {e}");
-                    }
-                }
-            }
-            drop(permit);
-        });
-    }
-}
-
-/// Answers length-prefixed messages on one connection until the client closes it, goes idle or
-/// sends something we drop.
-async fn serve_connection(
-    mut stream: TcpStream,
-    zone: &Zone,
-    shared: &records::Shared,
-    peer: IpAddr,
-) -> io::Result<()> {
-    loop {
-        let mut len = [0u8; 2];
-        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
-            Err(_) => return Ok(()),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(r) => r?,
-        };
-        let mut request = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut request))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request not completed"))??;
-        let Some(out) = answer(zone, shared, &request, Transport::Tcp, peer) else {
-            return Ok(());
-        };
-        let Ok(n) = u16::try_from(out.len()) else {
-            return Ok(());
-        };
-        let mut framed = Vec::with_capacity(out.len() + 2);
-        framed.extend_from_slice(&n.to_be_bytes());
-        framed.extend_from_slice(&out);
-        stream.write_all(&framed).await?;
     }
 }

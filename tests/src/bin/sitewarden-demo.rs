@@ -253,6 +253,55 @@ struct Controller {
 
 const SITES: [&str; 3] = ["site1", "site2", "witness"];
 
+/// The lab's directory for its secrets (admin token, edge secret, webhook URL, CA): mode 0700,
+/// so other users of a shared host can neither list nor read it while `--keep` runs.
+fn private_dir() -> anyhow::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("sitewarden-demo-")
+        .tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+/// Writes a secret file readable by its owner only (0600 from creation, whatever the umask).
+fn write_secret(path: &std::path::Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    f.write_all(contents.as_ref())?;
+    Ok(())
+}
+
+/// Checks that `dir` is 0700 and every file in it 0600; refuses to go on otherwise.
+fn check_private(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| -> anyhow::Result<u32> {
+        Ok(std::fs::metadata(p)?.permissions().mode() & 0o777)
+    };
+    let m = mode(dir)?;
+    anyhow::ensure!(
+        m == 0o700,
+        "{} has mode {m:o}, not 700: other users could list the lab's secrets",
+        dir.display()
+    );
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        let m = mode(&p)?;
+        anyhow::ensure!(
+            m == 0o600,
+            "{} has mode {m:o}, not 600: other users could read it",
+            p.display()
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let keep = match std::env::args().nth(1).as_deref() {
@@ -271,9 +320,9 @@ async fn main() -> anyhow::Result<()> {
     let cluster = NatsCluster::start_named(&SITES).await?;
     let urls = cluster.urls();
     let ca = TestCa::new()?;
-    let dir = tempfile::tempdir()?;
+    let dir = private_dir()?;
     let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, ca.pem())?;
+    write_secret(&ca_path, ca.pem())?;
     let mut cas = Vec::new();
     for (i, site) in ["site1", "site1", "site2", "site2"].iter().enumerate() {
         let fqdn = format!("EXCH-{}-{}.CONTOSO.LOCAL", site.to_uppercase(), i % 2 + 1);
@@ -303,9 +352,9 @@ async fn main() -> anyhow::Result<()> {
     let alerts = Receiver::start().await?;
     let edge_hook = Receiver::start().await?;
     let hook_file = dir.path().join("webhook.url");
-    std::fs::write(&hook_file, alerts.url("/alerts"))?;
+    write_secret(&hook_file, alerts.url("/alerts"))?;
     let edge_secret_file = dir.path().join("edge.secret");
-    std::fs::write(
+    write_secret(
         &edge_secret_file,
         format!("demo-edge-{:016x}", rand::random::<u64>()),
     )?;
@@ -316,7 +365,8 @@ async fn main() -> anyhow::Result<()> {
         rand::random::<u64>()
     );
     let token_file = dir.path().join("api.token");
-    std::fs::write(&token_file, &token)?;
+    write_secret(&token_file, &token)?;
+    check_private(dir.path())?;
 
     let shutdown = CancellationToken::new();
     let ca_str = ca_path.display().to_string();
@@ -529,6 +579,10 @@ async fn main() -> anyhow::Result<()> {
             controllers[0].http, controllers[1].http
         );
         println!("  metrics:    curl -s http://{http}/metrics");
+        println!(
+            "  secrets:    {} (mode 0700; token, edge secret, webhook URL 0600)",
+            dir.path().display()
+        );
         println!("  NATS:       {}", urls.join(" "));
         for (i, c) in cas.iter().enumerate() {
             println!(
@@ -553,4 +607,27 @@ async fn main() -> anyhow::Result<()> {
     say(start, "lab stopped and cleaned up");
     println!("{summary}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_0600_in_a_0700_directory_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = private_dir().unwrap();
+        for (name, secret) in [("api.token", "demo-token"), ("edge.secret", "demo-edge")] {
+            write_secret(&dir.path().join(name), secret).unwrap();
+        }
+        check_private(dir.path()).unwrap();
+        // A file written the ordinary way (0644 under the usual umask) is caught.
+        let loose = dir.path().join("loose");
+        std::fs::write(&loose, "x").unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = check_private(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("loose") && err.contains("644"), "{err}");
+        // Writing a secret never follows or reuses an existing file.
+        assert!(write_secret(&loose, "y").is_err());
+    }
 }
