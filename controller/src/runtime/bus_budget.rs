@@ -20,8 +20,10 @@
 //! per subject  = EVENTS_HISTORY
 //! ```
 //!
-//! where an agent's checks are its `checks` list, or, when it has none, the number of distinct
-//! protocols across sites. [`ensure_capped`] creates a stream with its caps or brings an existing
+//! where an agent's checks are its `checks` list, or, when it has none,
+//! [`UNLISTED_CHECKS_PER_SERVER`] (the controller does not know which checks such an agent runs;
+//! an Exchange 2013+ server has eight health-check pages plus ActiveSync OPTIONS and an
+//! authenticated ActiveSync check), or the number of distinct protocols across sites if larger. [`ensure_capped`] creates a stream with its caps or brings an existing
 //! one's caps up to date (a deployment from before the caps gets them on the next start).
 
 use std::collections::BTreeSet;
@@ -40,6 +42,8 @@ pub const EVENTS_MIN_BYTES: i64 = 64 * MIB;
 pub const EVENTS_BYTES_PER_EVENT: i64 = 16 * 1024;
 /// Factor over the expected subjects × history, for renamed servers and unlisted checks.
 pub const EVENTS_HEADROOM: i64 = 2;
+/// Checks per server assumed for an agent without a `checks` list.
+pub const UNLISTED_CHECKS_PER_SERVER: i64 = 10;
 /// Default `[controller] audit_max_bytes`: about 250,000 records of ~1 KiB.
 pub const AUDIT_DEFAULT_MAX_BYTES: i64 = 256 * MIB;
 /// The overrides stream's cap (it keeps at most `OVERRIDES_KEPT` = 10,000 small messages).
@@ -76,7 +80,7 @@ impl EventsCaps {
             .map(|a| {
                 let checks = match &a.checks {
                     Some(c) => c.len() as i64,
-                    None => protocols.len() as i64,
+                    None => (protocols.len() as i64).max(UNLISTED_CHECKS_PER_SERVER),
                 }
                 .max(1);
                 servers * checks + dags + 1
@@ -198,9 +202,9 @@ site = "witness"
 checks = ["eas", "eas-x", "owa"]
 "#;
         let caps = EventsCaps::for_deployment(&config(three), 10, None);
-        // a1, a2: 4 servers × 1 protocol + 1 heartbeat; w1: 4 × 3 checks + 1.
-        assert_eq!(caps.expected_subjects, 5 + 5 + 13);
-        assert_eq!(caps.max_messages, 23 * 10 * 2);
+        // a1, a2 (no checks listed): 4 servers × 10 + 1 heartbeat; w1: 4 × 3 checks + 1.
+        assert_eq!(caps.expected_subjects, 41 + 41 + 13);
+        assert_eq!(caps.max_messages, 95 * 10 * 2);
         assert_eq!(caps.max_bytes, EVENTS_MIN_BYTES);
         assert_eq!(caps.per_subject, 10);
         assert_eq!(caps.max_message_size, 1024 * 1024);
