@@ -1,19 +1,24 @@
 //! One agent credential floods the bus as hard as it can; failover still happens.
 //!
 //! The node runs the shipped `deploy/nats/sitewarden-auth.conf` itself (linked, as in
-//! `nats_auth.rs`) with a small JetStream store (320 MB), the real controller, three real
+//! `nats_auth.rs`) with a small JetStream store (320 MB), the real controller pair, three real
 //! agents with their own credentials and four emulated client-access servers. Then, for
 //! [`FLOOD_FOR`], site1's agent credential publishes ~1 MB events to fresh subjects of its own
 //! (`sitewarden.v1.obs.site1.site1-agent1.junk<i>.x`) without pause and tries to create
 //! consumers on the one stream it may (the edge bucket) as fast as the server answers. Two
 //! seconds in, site1's servers die.
 //!
-//! Before the caps of issue 16 this filled the store in seconds and the lease could no longer be
-//! renewed ("insufficient resources"), so nothing failed over. Now the events stream stays
-//! within its caps (dropping its oldest events), the edge bucket refuses consumers beyond its
-//! cap, a probe renews a lease key and updates a state key throughout without a single
-//! failure, the controller never stops acting, mail moves to site2, and the controller warns
-//! that the events stream is near its cap, naming site1-agent1.
+//! Before the caps of issue 16 this filled the store in about a second and the lease could no
+//! longer be renewed ("insufficient resources"), so nothing failed over. Now the events stream
+//! stays within its caps (dropping its oldest events), the edge bucket refuses consumers beyond
+//! its cap, a probe renews a lease key and updates a state key throughout without a single
+//! failure, the leader acts throughout under one epoch while the standby waits, mail moves to
+//! site2 once, and the leader's audit trail names site1-agent1 as the publisher that brought the
+//! events stream near its cap.
+//!
+//! Beside it: the shipped account refuses a stream without a cap or one that does not fit
+//! (the reservations add up), streams from an older release get their caps at the next start,
+//! and an agent connection holds at most 1,000 subscriptions.
 
 mod common;
 
@@ -23,11 +28,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
+use futures::StreamExt;
 use sitewarden_controller::config::ControllerConfig;
 use sitewarden_controller::ha::{BucketSpec, ensure_bucket};
 use sitewarden_controller::provider::DnsProvider;
 use sitewarden_controller::provider::budget::RetryPolicy;
 use sitewarden_controller::provider::memory::MemoryProvider;
+use sitewarden_controller::runtime::audit::AUDIT_STREAM;
 use sitewarden_controller::runtime::bus_budget::EventsCaps;
 use sitewarden_controller::runtime::intake::{self, EVENTS_STREAM};
 use sitewarden_controller::runtime::metrics::Metrics;
@@ -263,52 +270,28 @@ async fn an_agent_flooding_the_bus_cannot_stop_the_lease_or_a_failover() {
         );
     }
     let _agents = agents(&bus, &cas);
-    let toml = format!(
-        r#"
-[controller]
-id = "controller-site1"
-listen = "off"
-tick = "100ms"
-audit_max_bytes = 67108864
-
-[nats]
-{nats}
-
-[provider]
-kind = "memory"
-
-[ha]
-lease = "3s"
-
-{decisions}"#,
-        nats = bus.nats_toml("controller-site1", ""),
-        decisions =
-            sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
-    );
-    let src = Source::inline("controller.toml", toml);
     let provider = Arc::new(MemoryProvider::new(RetryPolicy::default()));
     provider.insert(
         NAME,
         "mail-rr.example.com",
         Some("sitewarden epoch=0 gen=0"),
     );
-    let metrics = Arc::new(Metrics::new());
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
-    let _task = tokio::spawn(runtime::run(
-        Runtime {
-            config: ControllerConfig::load(&src).unwrap(),
-            settings: RuntimeSettings::load(&src).unwrap(),
-            provider: Some(provider.clone() as Arc<dyn DnsProvider>),
-            metrics: metrics.clone(),
-        },
-        shutdown.clone(),
-    ));
+    // The pair: controller-site1 starts first and leads; controller-site2 stands by.
+    let metrics = start_controller(&bus, "controller-site1", &provider, &shutdown);
     wait_for("the controller acts", DEADLINE, || async {
         (metrics.acting.get() == 1 && metrics.events_accepted.get() > 0).then_some(())
     })
     .await
     .unwrap();
+    let standby = start_controller(&bus, "controller-site2", &provider, &shutdown);
+    wait_for("the standby follows the events", DEADLINE, || async {
+        (standby.events_accepted.get() > 0).then_some(())
+    })
+    .await
+    .unwrap();
+    let epoch = metrics.epoch.get();
 
     // The probe: the other controller's credential renews a lease key (update with revision,
     // as the leader does) and writes a state key every 250 ms, counting failures.
@@ -375,15 +358,16 @@ lease = "3s"
     let started = tokio::time::Instant::now();
     let flood_task = tokio::spawn(flood(attacker, stop_flood.clone()));
     let consumers_task = tokio::spawn(create_consumers(attacker_js, stop_flood.clone()));
+    // Every 50 ms: the leader acts and the standby does not (the lease never lapsed).
     let acting_throughout = {
-        let (metrics, stop) = (metrics.clone(), stop_flood.clone());
+        let (leader, standby, stop) = (metrics.clone(), standby.clone(), stop_flood.clone());
         tokio::spawn(async move {
-            let mut lowest = 1;
+            let mut held = true;
             while !stop.is_cancelled() {
-                lowest = lowest.min(metrics.acting.get());
+                held &= leader.acting.get() == 1 && standby.acting.get() == 0;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            lowest
+            held
         })
     };
 
@@ -405,7 +389,7 @@ lease = "3s"
     stop_flood.cancel();
     let sent = flood_task.await.unwrap();
     let (created, refused) = consumers_task.await.unwrap();
-    let lowest_acting = acting_throughout.await.unwrap();
+    let lease_held = acting_throughout.await.unwrap();
     stop_probe.cancel();
     let failures = probe_task.await.unwrap();
 
@@ -433,7 +417,8 @@ lease = "3s"
          bytes in {} messages (caps {} bytes, {} messages; last sequence {}); store in use {} of \
          {} bytes; consumers created {created}, refused {refused}; lease renewals + state \
          writes ok {ok}, failed {failed}; failover {failover:?} after the fault (flood still \
-         running: {still_flooding}); controller acting throughout: {}; near-cap warnings {}",
+         running: {still_flooding}); leader acting and standby not throughout: {lease_held}, \
+         epoch {epoch} -> {}; near-cap warnings {}",
         info.state.bytes,
         info.state.messages,
         info.config.max_bytes,
@@ -441,7 +426,7 @@ lease = "3s"
         info.state.last_sequence,
         jsz["storage"],
         jsz["config"]["max_storage"],
-        lowest_acting == 1,
+        metrics.epoch.get(),
         metrics.events_stream_near_cap.get(),
     );
     eprintln!("{report}");
@@ -463,20 +448,93 @@ lease = "3s"
         "the failover happened during the flood: {report}"
     );
     assert!(failover < Duration::from_secs(8), "{report}");
-    assert_eq!(
-        lowest_acting, 1,
-        "the controller acted throughout: {report}"
-    );
+    assert!(lease_held, "the leader acted throughout: {report}");
+    assert_eq!(metrics.epoch.get(), epoch, "no new epoch: {report}");
+    assert_eq!(provider.writes(), 1, "one move: {report}");
     assert!(
         refused > 0 && created <= 256,
         "consumers are capped: {report}"
     );
-    // The controller warned about the fill (its watch reads the stream every 5 s).
+    // The leader warned about the fill (its watch reads the stream every 5 s), naming the
+    // flooding agent in the audit trail.
     wait_for("a near-cap warning", DEADLINE, || async {
         (metrics.events_stream_near_cap.get() > 0).then_some(())
     })
     .await
     .unwrap_or_else(|e| panic!("{e}: {report}"));
+    let warning = audit_record(&js, "events_stream_near_cap").await;
+    assert_eq!(
+        warning["top_publisher"], "site1.site1-agent1",
+        "{warning}\n{report}"
+    );
+}
+
+/// Runs a controller of the pair on the shipped permissions; returns its metrics.
+fn start_controller(
+    bus: &Bus,
+    id: &str,
+    provider: &Arc<MemoryProvider>,
+    shutdown: &CancellationToken,
+) -> Arc<Metrics> {
+    let toml = format!(
+        r#"
+[controller]
+id = "{id}"
+listen = "off"
+tick = "100ms"
+audit_max_bytes = 67108864
+
+[nats]
+{nats}
+
+[provider]
+kind = "memory"
+
+[ha]
+lease = "3s"
+
+{decisions}"#,
+        nats = bus.nats_toml(id, ""),
+        decisions =
+            sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
+    );
+    let src = Source::inline("controller.toml", toml);
+    let metrics = Arc::new(Metrics::new());
+    tokio::spawn(runtime::run(
+        Runtime {
+            config: ControllerConfig::load(&src).unwrap(),
+            settings: RuntimeSettings::load(&src).unwrap(),
+            provider: Some(provider.clone() as Arc<dyn DnsProvider>),
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    ));
+    metrics
+}
+
+/// The first audit record of `kind`, read from the audit stream (at most 10,000 records).
+async fn audit_record(js: &jetstream::Context, kind: &str) -> serde_json::Value {
+    let stream = js.get_stream(AUDIT_STREAM).await.unwrap();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "sitewarden.v1.audit.>".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    for _ in 0..10_000 {
+        let m = tokio::time::timeout(DEADLINE, messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} audit record"))
+            .unwrap()
+            .unwrap();
+        let record: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        if record["event"]["kind"] == kind {
+            return record["event"].clone();
+        }
+    }
+    panic!("no {kind} audit record in the first 10,000");
 }
 
 #[tokio::test]
@@ -586,4 +644,37 @@ async fn streams_from_before_the_caps_get_them_at_the_next_start() {
         (found.max_bytes, found.max_consumers),
         (want_bytes, want_consumers)
     );
+}
+
+#[tokio::test]
+async fn an_agent_connection_holds_at_most_1000_subscriptions() {
+    let bus = Bus::start().await;
+    let agent = bus.client("site1-agent1", "").await;
+    let mut subs = Vec::new();
+    for _ in 0..1_200 {
+        // The client cannot tell a refused subscription from a kept one; the server can.
+        subs.push(agent.subscribe("sitewarden.v1.edge.notice").await.unwrap());
+    }
+    let _ = tokio::time::timeout(DEADLINE, agent.flush()).await;
+    let url = format!("{}/connz?auth=true", bus.nats.monitor_url());
+    let held = || async {
+        let connz: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+        let held: Vec<u64> = connz["connections"]
+            .as_array()?
+            .iter()
+            .filter(|c| c["authorized_user"] == "site1-agent1")
+            .filter_map(|c| c["subscriptions"].as_u64())
+            .collect();
+        Some(held)
+    };
+    // The server applies the subscriptions in order; wait until it has seen them all.
+    let held = wait_for(
+        "the server has the agent's subscriptions",
+        DEADLINE,
+        || async { held().await.filter(|h| h.iter().sum::<u64>() >= 1_000) },
+    )
+    .await
+    .unwrap();
+    eprintln!("site1-agent1 connections hold {held:?} subscriptions after asking for 1,200");
+    assert_eq!(held, vec![1_000], "one connection, capped at 1,000");
 }
