@@ -17,8 +17,9 @@
 //! events stream near its cap.
 //!
 //! Beside it: the shipped account refuses a stream without a cap or one that does not fit
-//! (the reservations add up), streams from an older release get their caps at the next start,
-//! and an agent connection holds at most 1,000 subscriptions.
+//! (the reservations add up), streams from an older release get their caps at the next start
+//! (and a controller not yet allowed to update them still starts), and an agent connection
+//! holds at most 1,000 subscriptions.
 
 mod common;
 
@@ -677,4 +678,68 @@ async fn an_agent_connection_holds_at_most_1000_subscriptions() {
     .unwrap();
     eprintln!("site1-agent1 connections hold {held:?} subscriptions after asking for 1,200");
     assert_eq!(held, vec![1_000], "one connection, capped at 1,000");
+}
+
+#[tokio::test]
+async fn a_controller_without_the_update_permission_still_starts_on_old_streams() {
+    // A controller upgraded before the bus permissions: it may create but not update streams.
+    let nats = NatsServer::start_with(NodeOptions {
+        extra_config: "authorization { users: [\n  { user: \"old\", password: \"old-pw\", \
+                       permissions: { publish: { allow: [\">\"], deny: [\"$JS.API.STREAM.UPDATE.>\"] } } }\n] }"
+            .into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = async_nats::ConnectOptions::with_user_and_password("old".into(), "old-pw".into())
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let mut js = jetstream::new(client);
+    js.set_timeout(Duration::from_secs(1));
+    let uncapped = EventsCaps {
+        expected_subjects: 1,
+        max_bytes: -1,
+        max_messages: -1,
+        per_subject: 10,
+        max_message_size: -1,
+    };
+    js.create_stream(intake::stream_config(
+        1,
+        Duration::from_secs(900),
+        &uncapped,
+    ))
+    .await
+    .unwrap();
+    let mut lease = BucketSpec::lease(LEASE_BUCKET, Duration::from_secs(3), 1);
+    lease.max_bytes = -1;
+    js.create_stream(lease.stream_config()).await.unwrap();
+
+    let config = ControllerConfig::load(&Source::inline(
+        "c.toml",
+        sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
+    ))
+    .unwrap();
+    let caps = EventsCaps::for_deployment(&config, intake::EVENTS_HISTORY, None);
+    intake::ensure_stream(&js, 1, Duration::from_secs(900), &caps)
+        .await
+        .expect("a refused cap update is a warning, not a failure");
+    let store = ensure_bucket(
+        &js,
+        BucketSpec::lease(LEASE_BUCKET, Duration::from_secs(3), 1),
+    )
+    .await
+    .expect("the bucket opens without its reservation");
+    store.create("leader", "old".into()).await.unwrap();
+    let found = js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    assert_eq!(
+        found.max_bytes, -1,
+        "nothing was changed behind the permissions"
+    );
 }

@@ -246,12 +246,24 @@ pub async fn ensure_bucket(
     }
     if found.max_bytes != spec.max_bytes {
         // A bucket from before the caps (or with another one): give it ours, keeping the rest.
+        // Not fatal when refused: the bucket works, it only lacks its reservation; a controller
+        // upgraded before its NATS permissions must still start.
         let mut update = found.clone();
         update.max_bytes = spec.max_bytes;
-        js.update_stream(update)
-            .await
-            .map_err(|e| bus("set the stream's max_bytes (allow the controller user `$JS.API.STREAM.UPDATE.KV_<bucket>`, see deploy/nats)", &e))?;
-        tracing::info!(bucket = %bucket, max_bytes = spec.max_bytes, "set the bucket's reserved size");
+        match js.update_stream(update).await {
+            Ok(_) => {
+                tracing::info!(bucket = %bucket, max_bytes = spec.max_bytes, "set the bucket's reserved size")
+            }
+            Err(e) => tracing::warn!(
+                bucket = %bucket,
+                "cannot set max_bytes {} on stream KV_{bucket} ({e}); until it has one, a full \
+                 JetStream store can stop writes to it: allow the controller user \
+                 `$JS.API.STREAM.UPDATE.KV_{bucket}` (deploy/nats/sitewarden-auth.conf) and \
+                 restart, or run `nats stream edit KV_{bucket} --max-bytes {}`",
+                spec.max_bytes,
+                spec.max_bytes
+            ),
+        }
     }
     let consumers = |c: i32| if c <= 0 { -1 } else { c };
     if consumers(found.max_consumers) != consumers(spec.max_consumers) {

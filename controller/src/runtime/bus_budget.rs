@@ -120,8 +120,9 @@ fn caps(c: &stream::Config) -> (i64, i64, i64, i32, stream::DiscardPolicy) {
 
 /// Creates the stream `want` describes, or, when it exists with other caps (`max_bytes`,
 /// `max_msgs`, `max_msgs_per_subject`, `max_msg_size`, discard policy), updates those caps and
-/// nothing else. (`max_consumers` is not among them: nats-server before 2.12 refuses to change
-/// it on an existing stream.)
+/// nothing else (a refused update is logged, not returned: the stream still works). Only
+/// failing to create or read the stream is an error. (`max_consumers` is not among the caps:
+/// nats-server before 2.12 refuses to change it on an existing stream.)
 pub async fn ensure_capped(js: &jetstream::Context, want: stream::Config) -> Result<(), String> {
     let name = want.name.clone();
     let mut stream = js
@@ -143,17 +144,26 @@ pub async fn ensure_capped(js: &jetstream::Context, want: stream::Config) -> Res
     update.max_messages_per_subject = want.max_messages_per_subject;
     update.max_message_size = want.max_message_size;
     update.discard = want.discard;
-    js.update_stream(update).await.map_err(|e| {
-        format!(
+    // Not fatal when refused: the stream works without its caps, and a controller upgraded
+    // before its NATS permissions must still start. The warning names the fix.
+    match js.update_stream(update).await {
+        Ok(_) => tracing::info!(
+            stream = %name,
+            max_bytes = want.max_bytes,
+            max_msgs = want.max_messages,
+            "updated the stream's caps"
+        ),
+        Err(e) => tracing::warn!(
+            stream = %name,
             "stream {name} has caps {:?}, sitewarden needs {:?} (max_bytes, max_msgs, \
-             max_msgs_per_subject, max_msg_size, discard) and cannot update it: \
-             {e}; allow the controller user `$JS.API.STREAM.UPDATE.{name}` (deploy/nats) or run \
-             `nats stream edit {name}`",
+             max_msgs_per_subject, max_msg_size, discard) and cannot update it ({e}); until \
+             then one publisher can fill the JetStream store: allow the controller user \
+             `$JS.API.STREAM.UPDATE.{name}` (deploy/nats/sitewarden-auth.conf) and restart, or \
+             run `nats stream edit {name}`",
             caps(&found),
             caps(&want)
-        )
-    })?;
-    tracing::info!(stream = %name, max_bytes = want.max_bytes, max_msgs = want.max_messages, "updated the stream's caps");
+        ),
+    }
     Ok(())
 }
 
