@@ -4,7 +4,8 @@
 //! the three agent subject trees with the last [`EVENTS_HISTORY`] messages per subject, so the
 //! recent results of every observer × server × check — enough to rebuild the `fall`/`rise`
 //! counters, not just the last outcome — plus every collector's snapshots and every agent's
-//! heartbeats are always on disk. Intake receives live events on a core NATS subscription and
+//! heartbeats are always on disk, within the byte and message caps of [`super::bus_budget`]
+//! (oldest dropped first, so a flooding agent cannot fill the store). Intake receives live events on a core NATS subscription and
 //! replays the stream at start (a controller that starts or takes over has the current health
 //! picture at once, no probe interval is waited for) and after every reconnect (to fill the
 //! gap); see [`run`].
