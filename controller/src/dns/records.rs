@@ -35,6 +35,8 @@ pub fn bucket_spec(num_replicas: usize) -> BucketSpec {
         history: HISTORY,
         max_age: Duration::ZERO,
         num_replicas,
+        max_bytes: BucketSpec::STATE_MAX_BYTES,
+        max_consumers: -1,
     }
 }
 

@@ -11,11 +11,18 @@ use sitewarden_shared::edge::{KV_BUCKET, KV_KEY};
 
 use crate::ha::BucketSpec;
 
+/// Watchers the edge bucket accepts at once (agents, edge readers and controllers together).
+pub const EDGE_MAX_CONSUMERS: i32 = 256;
+
 /// The bucket's settings: one value kept, never expiring. Open it with
 /// [`crate::ha::ensure_bucket`], which works on nats-server 2.9.10.
 pub fn bucket_spec(num_replicas: usize) -> BucketSpec {
     let mut spec = BucketSpec::state(KV_BUCKET, 1, num_replicas);
     spec.description = "sitewarden latest edge notification".into();
+    // Agents may watch this bucket; the cap keeps one agent credential from creating
+    // consumers without end. The value is small and kept once.
+    spec.max_consumers = EDGE_MAX_CONSUMERS;
+    spec.max_bytes = 8 * 1024 * 1024;
     spec
 }
 

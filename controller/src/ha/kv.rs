@@ -35,9 +35,20 @@ pub struct BucketSpec {
     pub max_age: Duration,
     /// JetStream replicas: 1 for a single node, 3 for production across three sites.
     pub num_replicas: usize,
+    /// The stream's `max_bytes`: storage the server reserves for the bucket when it is created,
+    /// so no other stream (the agents' events above all) can take it. Writes beyond it are
+    /// refused (discard new), so size it far above what the bucket holds.
+    pub max_bytes: i64,
+    /// The stream's `max_consumers` (-1: no cap); caps the watchers a reader may open.
+    pub max_consumers: i32,
 }
 
 impl BucketSpec {
+    /// Reserved storage of the lease bucket: one small value.
+    pub const LEASE_MAX_BYTES: i64 = 1024 * 1024;
+    /// Reserved storage of a state bucket: keys × history of values of a few KiB.
+    pub const STATE_MAX_BYTES: i64 = 64 * 1024 * 1024;
+
     /// The leader-lease bucket: one value per key that expires `lease` after its last write.
     pub fn lease(bucket: impl Into<String>, lease: Duration, num_replicas: usize) -> Self {
         Self {
@@ -46,6 +57,8 @@ impl BucketSpec {
             history: 1,
             max_age: lease,
             num_replicas,
+            max_bytes: Self::LEASE_MAX_BYTES,
+            max_consumers: -1,
         }
     }
 
@@ -57,6 +70,8 @@ impl BucketSpec {
             history,
             max_age: Duration::ZERO,
             num_replicas,
+            max_bytes: Self::STATE_MAX_BYTES,
+            max_consumers: -1,
         }
     }
 
@@ -85,6 +100,8 @@ impl BucketSpec {
             deny_delete: true,
             allow_direct: true,
             discard: DiscardPolicy::New,
+            max_bytes: self.max_bytes,
+            max_consumers: self.max_consumers,
             ..Default::default()
         }
     }
@@ -226,6 +243,44 @@ pub async fn ensure_bucket(
             bucket,
             differences,
         });
+    }
+    if found.max_bytes != spec.max_bytes {
+        // A bucket from before the caps (or with another one): give it ours, keeping the rest.
+        // Not fatal when refused: the bucket works, it only lacks its reservation; a controller
+        // upgraded before its NATS permissions must still start.
+        let mut update = found.clone();
+        update.max_bytes = spec.max_bytes;
+        match js.update_stream(update).await {
+            Ok(_) => {
+                tracing::info!(bucket = %bucket, max_bytes = spec.max_bytes, "set the bucket's reserved size")
+            }
+            Err(e) => tracing::warn!(
+                bucket = %bucket,
+                "cannot set max_bytes {} on stream KV_{bucket} ({e}); until it has one, a full \
+                 JetStream store can stop writes to it: allow the controller user \
+                 `$JS.API.STREAM.UPDATE.KV_{bucket}` (deploy/nats/sitewarden-auth.conf) and \
+                 restart, or run `nats stream edit KV_{bucket} --max-bytes {}`",
+                spec.max_bytes,
+                spec.max_bytes
+            ),
+        }
+    }
+    let consumers = |c: i32| if c <= 0 { -1 } else { c };
+    if consumers(found.max_consumers) != consumers(spec.max_consumers) {
+        let mut update = found.clone();
+        update.max_bytes = spec.max_bytes;
+        update.max_consumers = spec.max_consumers;
+        // nats-server before 2.12 refuses to change max_consumers of an existing stream; the
+        // bucket works without the cap, so this is a warning with the fix, not a failure.
+        if let Err(e) = js.update_stream(update).await {
+            tracing::warn!(
+                bucket = %bucket,
+                "stream KV_{bucket} has no cap of {} consumers and the server cannot add one ({e}); \
+                 remove the stream once (`nats stream rm KV_{bucket}`) and let the controller \
+                 recreate it with the cap",
+                spec.max_consumers
+            );
+        }
     }
     if created_here {
         tracing::info!(bucket = %bucket, replicas = spec.num_replicas, max_age = ?spec.max_age, "created KV bucket");

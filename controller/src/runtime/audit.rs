@@ -57,20 +57,25 @@ pub async fn ensure_stream(
     js: &jetstream::Context,
     replicas: usize,
     max_age: Duration,
+    max_bytes: i64,
 ) -> Result<(), String> {
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: AUDIT_STREAM.into(),
-        description: Some("sitewarden: decisions, applies, overrides, drift, leadership".into()),
-        subjects: vec![format!("{AUDIT_SUBJECT_PREFIX}.>")],
-        max_age,
-        storage: jetstream::stream::StorageType::File,
-        num_replicas: replicas,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
+    super::bus_budget::ensure_capped(
+        js,
+        jetstream::stream::Config {
+            name: AUDIT_STREAM.into(),
+            max_bytes,
+            description: Some(
+                "sitewarden: decisions, applies, overrides, drift, leadership".into(),
+            ),
+            subjects: vec![format!("{AUDIT_SUBJECT_PREFIX}.>")],
+            max_age,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        },
+    )
     .await
-    .map(|_| ())
-    .map_err(|e| format!("cannot create or open stream {AUDIT_STREAM}: {e}"))
 }
 
 /// A record on its way to the stream.

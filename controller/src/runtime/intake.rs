@@ -4,7 +4,8 @@
 //! the three agent subject trees with the last [`EVENTS_HISTORY`] messages per subject, so the
 //! recent results of every observer × server × check — enough to rebuild the `fall`/`rise`
 //! counters, not just the last outcome — plus every collector's snapshots and every agent's
-//! heartbeats are always on disk. Intake receives live events on a core NATS subscription and
+//! heartbeats are always on disk, within the byte and message caps of [`super::bus_budget`]
+//! (oldest dropped first, so a flooding agent cannot fill the store). Intake receives live events on a core NATS subscription and
 //! replays the stream at start (a controller that starts or takes over has the current health
 //! picture at once, no probe interval is waited for) and after every reconnect (to fill the
 //! gap); see [`run`].
@@ -29,6 +30,8 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::bus_budget::{EventsCaps, ensure_capped};
+use super::events_watch::PublisherTally;
 use super::metrics::Metrics;
 use crate::engine::Input;
 
@@ -126,8 +129,14 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Input, (IntakeReject, Str
     Ok(input)
 }
 
-/// The events stream's configuration.
-pub fn stream_config(replicas: usize, max_age: Duration) -> jetstream::stream::Config {
+/// The events stream's configuration, with the caps of [`EventsCaps`]: at most
+/// `caps.max_bytes` and `caps.max_messages` in all, oldest dropped first, so a flooding publisher
+/// evicts old events instead of taking the store the lease and the state need.
+pub fn stream_config(
+    replicas: usize,
+    max_age: Duration,
+    caps: &EventsCaps,
+) -> jetstream::stream::Config {
     jetstream::stream::Config {
         name: EVENTS_STREAM.into(),
         description: Some(
@@ -139,9 +148,11 @@ pub fn stream_config(replicas: usize, max_age: Duration) -> jetstream::stream::C
             subject::ALL_DBCOPY.into(),
             subject::ALL_HEARTBEATS.into(),
         ],
-        max_messages_per_subject: EVENTS_HISTORY,
+        max_messages_per_subject: caps.per_subject,
+        max_messages: caps.max_messages,
+        max_bytes: caps.max_bytes,
         max_age,
-        max_message_size: i32::try_from(MAX_EVENT_BYTES).unwrap_or(i32::MAX),
+        max_message_size: caps.max_message_size,
         storage: jetstream::stream::StorageType::File,
         discard: jetstream::stream::DiscardPolicy::Old,
         num_replicas: replicas,
@@ -149,16 +160,14 @@ pub fn stream_config(replicas: usize, max_age: Duration) -> jetstream::stream::C
     }
 }
 
-/// Creates the events stream if it is missing.
+/// Creates the events stream if it is missing, or brings an existing one's caps up to date.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     replicas: usize,
     max_age: Duration,
+    caps: &EventsCaps,
 ) -> Result<(), String> {
-    js.get_or_create_stream(stream_config(replicas, max_age))
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("cannot create or open stream {EVENTS_STREAM}: {e}"))
+    ensure_capped(js, stream_config(replicas, max_age, caps)).await
 }
 
 /// How long a replay from the events stream may take before intake gives up on it and goes on
@@ -186,6 +195,7 @@ pub async fn run(
     tx: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     audit: RejectAudit,
+    publishers: Arc<PublisherTally>,
     shutdown: CancellationToken,
 ) {
     let client = js.client();
@@ -243,6 +253,7 @@ pub async fn run(
                     return;
                 };
                 last_live = Some(OffsetDateTime::now_utc());
+                publishers.count(m.subject.as_str(), m.payload.len());
                 if !intake.forward(&m.subject, &m.payload, false).await {
                     return;
                 }

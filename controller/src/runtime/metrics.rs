@@ -63,6 +63,10 @@ pub struct Metrics {
     pub acting: Gauge,
     /// The current epoch (0 when none).
     pub epoch: Gauge,
+    /// The events stream's fill and caps, read every few seconds (`runtime::events_watch`).
+    events_stream: [Gauge; 4],
+    /// Times the events stream passed 80 % of a cap.
+    pub events_stream_near_cap: Counter,
     /// What is read from the engine's state.
     engine: engine::EngineMetrics,
     /// What is read from the provider and the alert dispatcher.
@@ -127,6 +131,37 @@ impl Metrics {
         );
         let epoch = Gauge::default();
         registry.register("epoch", "Current leader epoch", epoch.clone());
+        let events_stream: [Gauge; 4] = Default::default();
+        for (name, help, g) in [
+            (
+                "events_stream_bytes",
+                "Bytes in the events stream",
+                &events_stream[0],
+            ),
+            (
+                "events_stream_max_bytes",
+                "The events stream's byte cap",
+                &events_stream[1],
+            ),
+            (
+                "events_stream_messages",
+                "Messages in the events stream",
+                &events_stream[2],
+            ),
+            (
+                "events_stream_max_messages",
+                "The events stream's message cap",
+                &events_stream[3],
+            ),
+        ] {
+            registry.register(name, help, g.clone());
+        }
+        let events_stream_near_cap = Counter::default();
+        registry.register(
+            "events_stream_near_cap",
+            "Times the events stream passed 80% of its byte or message cap",
+            events_stream_near_cap.clone(),
+        );
         let engine = engine::EngineMetrics::register(&mut registry, rejected.clone());
         let sources = sources::SourceMetrics::register(&mut registry);
         Self {
@@ -140,10 +175,21 @@ impl Metrics {
             audit_errors,
             acting,
             epoch,
+            events_stream,
+            events_stream_near_cap,
             engine,
             sources,
             encoded_len: AtomicUsize::new(0),
         }
+    }
+
+    /// Records the events stream's fill and caps.
+    pub fn events_stream(&self, bytes: u64, max_bytes: i64, messages: u64, max_messages: i64) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.events_stream[0].set(g(bytes));
+        self.events_stream[1].set(max_bytes);
+        self.events_stream[2].set(g(messages));
+        self.events_stream[3].set(max_messages);
     }
 
     /// Counts an intake refusal.

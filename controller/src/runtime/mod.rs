@@ -12,7 +12,9 @@
 pub mod api;
 pub mod apply;
 pub mod audit;
+pub mod bus_budget;
 pub mod dashboard;
+pub mod events_watch;
 pub mod http;
 pub mod intake;
 pub mod metrics;
@@ -96,11 +98,22 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         .map_err(anyhow::Error::msg)?;
     let js = jetstream::new(client.clone());
     let replicas = settings.replicas;
+    let events_caps = bus_budget::EventsCaps::for_deployment(
+        &config,
+        intake::EVENTS_HISTORY,
+        settings.events_max_bytes,
+    );
     // The bus may be starting too: retry setup until it answers or we are told to stop.
     let (lease_store, state_store, edge_store) = loop {
         let setup = async {
-            intake::ensure_stream(&js, replicas, settings.events_max_age).await?;
-            audit::ensure_stream(&js, replicas, settings.audit_max_age).await?;
+            intake::ensure_stream(&js, replicas, settings.events_max_age, &events_caps).await?;
+            audit::ensure_stream(
+                &js,
+                replicas,
+                settings.audit_max_age,
+                settings.audit_max_bytes,
+            )
+            .await?;
             overrides::ensure_stream(&js, replicas).await?;
             let lease = ensure_bucket(
                 &js,
@@ -188,11 +201,20 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
             });
         })
     };
+    let publishers = Arc::new(events_watch::PublisherTally::default());
+    tasks.track(tokio::spawn(events_watch::run(
+        js.clone(),
+        publishers.clone(),
+        metrics.clone(),
+        reject_audit.clone(),
+        tasks_stop.clone(),
+    )));
     let intake_task = tasks.track(tokio::spawn(intake::run(
         js.clone(),
         tx.clone(),
         metrics.clone(),
         reject_audit,
+        publishers,
         tasks_stop.clone(),
     )));
 

@@ -48,19 +48,23 @@ pub struct OverrideMessage {
 
 /// Creates the overrides stream if missing.
 pub async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<(), String> {
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: OVERRIDES_STREAM.into(),
-        description: Some("sitewarden: operator overrides (pin, drain, freeze, release)".into()),
-        subjects: vec![OVERRIDES_SUBJECT.into()],
-        max_messages: OVERRIDES_KEPT,
-        storage: jetstream::stream::StorageType::File,
-        num_replicas: replicas,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
+    super::bus_budget::ensure_capped(
+        js,
+        jetstream::stream::Config {
+            name: OVERRIDES_STREAM.into(),
+            max_bytes: super::bus_budget::OVERRIDES_MAX_BYTES,
+            description: Some(
+                "sitewarden: operator overrides (pin, drain, freeze, release)".into(),
+            ),
+            subjects: vec![OVERRIDES_SUBJECT.into()],
+            max_messages: OVERRIDES_KEPT,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        },
+    )
     .await
-    .map(|_| ())
-    .map_err(|e| format!("cannot create or open stream {OVERRIDES_STREAM}: {e}"))
 }
 
 /// Publishes an override and waits for the stream to store it.

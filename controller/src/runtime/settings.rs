@@ -38,6 +38,13 @@ pub struct RawController {
     /// Audit retention (default 30 days).
     #[serde(default, with = "duration::option")]
     pub audit_max_age: Option<Duration>,
+    /// Byte cap of the events stream (default: from agents × servers × checks, see
+    /// `runtime::bus_budget`).
+    #[serde(default)]
+    pub events_max_bytes: Option<u64>,
+    /// Byte cap of the audit stream, oldest records dropped first (default 256 MiB).
+    #[serde(default)]
+    pub audit_max_bytes: Option<u64>,
     /// How often time is advanced in the engine (default 250ms).
     #[serde(default, with = "duration::option")]
     pub tick: Option<Duration>,
@@ -122,6 +129,10 @@ pub struct RuntimeSettings {
     pub events_max_age: Duration,
     /// Audit retention.
     pub audit_max_age: Duration,
+    /// Events stream byte cap, when set by hand (else computed from the configuration).
+    pub events_max_bytes: Option<u64>,
+    /// Audit stream byte cap.
+    pub audit_max_bytes: i64,
     /// Engine tick.
     pub tick: Duration,
     /// Provider read-back period.
@@ -204,6 +215,19 @@ impl RuntimeSettings {
             Duration::from_secs(30 * 86400),
             Duration::from_secs(3600),
         )?;
+        let min_bytes = |key: &str, v: Option<u64>| -> Result<Option<u64>, ConfigError> {
+            match v {
+                Some(b) if b < 1024 * 1024 || b > i64::MAX as u64 => Err(src.error(
+                    &at.key(key),
+                    format!("{b} bytes is out of range; use at least 1048576 (1 MiB)"),
+                )),
+                v => Ok(v),
+            }
+        };
+        let events_max_bytes = min_bytes("events_max_bytes", c.events_max_bytes)?;
+        let audit_max_bytes = min_bytes("audit_max_bytes", c.audit_max_bytes)?
+            .map(|b| b as i64)
+            .unwrap_or(crate::runtime::bus_budget::AUDIT_DEFAULT_MAX_BYTES);
         let tick = positive(
             "tick",
             c.tick,
@@ -287,6 +311,8 @@ impl RuntimeSettings {
             replicas,
             events_max_age,
             audit_max_age,
+            events_max_bytes,
+            audit_max_bytes,
             tick,
             reconcile_every,
             nats,

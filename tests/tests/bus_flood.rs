@@ -1,0 +1,745 @@
+//! One agent credential floods the bus as hard as it can; failover still happens.
+//!
+//! The node runs the shipped `deploy/nats/sitewarden-auth.conf` itself (linked, as in
+//! `nats_auth.rs`) with a small JetStream store (320 MB), the real controller pair, three real
+//! agents with their own credentials and four emulated client-access servers. Then, for
+//! [`FLOOD_FOR`], site1's agent credential publishes ~1 MB events to fresh subjects of its own
+//! (`sitewarden.v1.obs.site1.site1-agent1.junk<i>.x`) without pause and tries to create
+//! consumers on the one stream it may (the edge bucket) as fast as the server answers. Two
+//! seconds in, site1's servers die.
+//!
+//! Before the caps of issue 16 this filled the store in about a second and the lease could no
+//! longer be renewed ("insufficient resources"), so nothing failed over. Now the events stream
+//! stays within its caps (dropping its oldest events), the edge bucket refuses consumers beyond
+//! its cap, a probe renews a lease key and updates a state key throughout without a single
+//! failure, the leader acts throughout under one epoch while the standby waits, mail moves to
+//! site2 once, and the leader's audit trail names site1-agent1 as the publisher that brought the
+//! events stream near its cap.
+//!
+//! Beside it: the shipped account refuses a stream without a cap or one that does not fit
+//! (the reservations add up), streams from an older release get their caps at the next start
+//! (and a controller not yet allowed to update them still starts), and an agent connection
+//! holds at most 1,000 subscriptions.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use sitewarden_controller::config::ControllerConfig;
+use sitewarden_controller::ha::{BucketSpec, ensure_bucket};
+use sitewarden_controller::provider::DnsProvider;
+use sitewarden_controller::provider::budget::RetryPolicy;
+use sitewarden_controller::provider::memory::MemoryProvider;
+use sitewarden_controller::runtime::audit::AUDIT_STREAM;
+use sitewarden_controller::runtime::bus_budget::EventsCaps;
+use sitewarden_controller::runtime::intake::{self, EVENTS_STREAM};
+use sitewarden_controller::runtime::metrics::Metrics;
+use sitewarden_controller::runtime::settings::RuntimeSettings;
+use sitewarden_controller::runtime::{self, LEASE_BUCKET, Runtime, STATE_BUCKET};
+use sitewarden_shared::config::{KeyPath, Source};
+use sitewarden_shared::nats::{NatsConfig, NatsSettings};
+use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer};
+use sitewarden_tests::nats_server::{NatsServer, NodeOptions};
+use sitewarden_tests::wait_for;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+use common::{DEADLINE, RunningAgent};
+
+/// How long the flood lasts.
+const FLOOD_FOR: Duration = Duration::from_secs(8);
+/// When site1 dies, counted from the start of the flood.
+const FAULT_AT: Duration = Duration::from_secs(2);
+/// Size of one junk event: just under the 1 MiB the contract and the account allow.
+const JUNK_BYTES: usize = 1_000_000;
+/// At most this many consumer creations are tried.
+const CONSUMER_ATTEMPTS: usize = 2_000;
+/// The managed name.
+const NAME: &str = "mail.example.com";
+
+/// The shipped users: environment variable, password, bcrypt hash of it (as in nats_auth.rs).
+const USERS: [(&str, &str, &str, &str); 5] = [
+    (
+        "controller-site1",
+        "CONTROLLER_SITE1_PASSWORD",
+        "ctl1-Vb7q2",
+        "$2b$10$NU1vwQVkDm4Kj7cuIwKEoO3uY7xmLUBh9LFreCiT6/4nRGSMUlOam",
+    ),
+    (
+        "controller-site2",
+        "CONTROLLER_SITE2_PASSWORD",
+        "ctl2-Pz4k9",
+        "$2b$10$FWA0//fxAa48SDmVgiQwlusSpeRkml9xvj9Z7i5BoyuQSelmqeVYC",
+    ),
+    (
+        "site1-agent1",
+        "SITE1_AGENT1_PASSWORD",
+        "a1-Hx8m3w",
+        "$2b$10$7JNbbJYl8frxTbW.lHDkpuOGkKwhmi3P2ri8vd3ys219qqfMhcRvC",
+    ),
+    (
+        "site2-agent1",
+        "SITE2_AGENT1_PASSWORD",
+        "a2-Lq5t7e",
+        "$2b$10$EtnBHr87suQPxsmbCa9OX.TNASUG1kctev4K8Cu2FTT/MarRTR4WC",
+    ),
+    (
+        "witness-agent1",
+        "WITNESS_AGENT1_PASSWORD",
+        "w1-Rn2c6y",
+        "$2b$10$vKxK4c064Jj5gjDouRSgaevgt8aXoMtYtX1yMyr7frSAwSQ3DjTnC",
+    ),
+];
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/nats")
+        .canonicalize()
+        .expect("deploy/nats exists")
+}
+
+/// The shipped accounts on a node whose store is 320 MB (the second `jetstream` block
+/// replaces the harness's).
+struct Bus {
+    nats: NatsServer,
+    secrets: TempDir,
+}
+
+impl Bus {
+    async fn start() -> Self {
+        let secrets = tempfile::tempdir().unwrap();
+        for (user, _, password, _) in USERS {
+            std::fs::write(secrets.path().join(format!("{user}.pass")), password).unwrap();
+        }
+        let nats = NatsServer::start_with(NodeOptions {
+            extra_config: "jetstream {\n  store_dir: \"jetstream\"\n  max_memory_store: 64MB\n  \
+                           max_file_store: 320MB\n}\ninclude \"deploy/sitewarden-auth.conf\""
+                .into(),
+            env: USERS
+                .iter()
+                .map(|(_, var, _, hash)| ((*var).to_owned(), format!("\"{hash}\"")))
+                .collect(),
+            links: vec![("deploy".into(), deploy_dir())],
+            files: Vec::new(),
+        })
+        .await
+        .unwrap();
+        Bus { nats, secrets }
+    }
+
+    fn nats_toml(&self, user: &str, extra: &str) -> String {
+        let pass = self.secrets.path().join(format!("{user}.pass"));
+        format!(
+            "servers = [\"{}\"]\nuser = \"{user}\"\npassword = {{ file = {:?} }}\n{extra}\n",
+            self.nats.url(),
+            pass.to_str().unwrap()
+        )
+    }
+
+    async fn client(&self, user: &str, extra: &str) -> async_nats::Client {
+        let text = format!("[nats]\n{}", self.nats_toml(user, extra));
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            nats: NatsConfig,
+        }
+        let src = Source::inline("test.toml", text);
+        let doc: Doc = src.parse().unwrap();
+        let settings: NatsSettings = doc
+            .nats
+            .validate(&src, &KeyPath::root().key("nats"))
+            .unwrap();
+        settings.connect("bus_flood test").await.unwrap()
+    }
+}
+
+fn agents(bus: &Bus, cas: &[ExchangeServer]) -> Vec<RunningAgent> {
+    [
+        ("site1-agent1", "site1"),
+        ("site2-agent1", "site2"),
+        ("witness-agent1", "witness"),
+    ]
+    .iter()
+    .map(|(id, site)| {
+        RunningAgent::start(&format!(
+            r#"
+[agent]
+id = "{id}"
+site = "{site}"
+heartbeat_interval = "500ms"
+
+[nats]
+{nats}
+
+[defaults]
+interval = "500ms"
+timeout = "400ms"
+
+[[sites]]
+name = "site1"
+activesync_url = "http://mail-site1.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas1", address = "{a0}" }}, {{ name = "cas2", address = "{a1}" }}]
+
+[[sites]]
+name = "site2"
+activesync_url = "http://mail-site2.example.com/Microsoft-Server-ActiveSync"
+servers = [{{ name = "cas3", address = "{a2}" }}, {{ name = "cas4", address = "{a3}" }}]
+
+[[checks]]
+name = "eas"
+kind = "activesync"
+site = "site1"
+scheme = "http"
+
+[[checks]]
+name = "eas-x"
+kind = "activesync"
+site = "site2"
+scheme = "http"
+"#,
+            nats = bus.nats_toml(id, &format!("inbox_prefix = \"_INBOX.{id}\"")),
+            a0 = cas[0].addr(),
+            a1 = cas[1].addr(),
+            a2 = cas[2].addr(),
+            a3 = cas[3].addr(),
+        ))
+    })
+    .collect()
+}
+
+/// A cheap copy of `v` on every call.
+fn cloner<T: Clone>(v: T) -> impl Fn() -> T {
+    move || v.clone()
+}
+
+/// Publishes junk as fast as the connection takes it until `stop`; returns messages sent.
+async fn flood(client: async_nats::Client, stop: CancellationToken) -> u64 {
+    // One buffer shared by every message (its type is the client's payload type).
+    let junk = cloner(vec![b'x'; JUNK_BYTES].into());
+    let mut sent = 0u64;
+    while !stop.is_cancelled() {
+        let subject = format!("sitewarden.v1.obs.site1.site1-agent1.junk{sent}.x");
+        if client.publish(subject, junk()).await.is_err() {
+            break;
+        }
+        sent += 1;
+        if sent.is_multiple_of(16) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+        }
+    }
+    sent
+}
+
+/// Tries to create pull consumers on the edge bucket until `stop` or [`CONSUMER_ATTEMPTS`];
+/// returns (created, refused).
+async fn create_consumers(js: jetstream::Context, stop: CancellationToken) -> (u64, u64) {
+    let (mut created, mut refused) = (0, 0);
+    let Ok(stream) = js.get_stream("KV_sitewarden-edge").await else {
+        return (0, CONSUMER_ATTEMPTS as u64);
+    };
+    for _ in 0..CONSUMER_ATTEMPTS {
+        if stop.is_cancelled() {
+            break;
+        }
+        match stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                inactive_threshold: Duration::from_secs(300),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(_) => created += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    (created, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_flooding_the_bus_cannot_stop_the_lease_or_a_failover() {
+    let bus = Bus::start().await;
+    let mut cas = Vec::new();
+    for i in 0..4 {
+        cas.push(
+            ExchangeServer::start(ExchangeOptions::new(&format!("EXCH-{i}.CONTOSO.LOCAL")))
+                .await
+                .unwrap(),
+        );
+    }
+    let _agents = agents(&bus, &cas);
+    let provider = Arc::new(MemoryProvider::new(RetryPolicy::default()));
+    provider.insert(
+        NAME,
+        "mail-rr.example.com",
+        Some("sitewarden epoch=0 gen=0"),
+    );
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    // The pair: controller-site1 starts first and leads; controller-site2 stands by.
+    let metrics = start_controller(&bus, "controller-site1", &provider, &shutdown);
+    wait_for("the controller acts", DEADLINE, || async {
+        (metrics.acting.get() == 1 && metrics.events_accepted.get() > 0).then_some(())
+    })
+    .await
+    .unwrap();
+    let standby = start_controller(&bus, "controller-site2", &provider, &shutdown);
+    wait_for("the standby follows the events", DEADLINE, || async {
+        (standby.events_accepted.get() > 0).then_some(())
+    })
+    .await
+    .unwrap();
+    let epoch = metrics.epoch.get();
+
+    // The probe: the other controller's credential renews a lease key (update with revision,
+    // as the leader does) and writes a state key every 250 ms, counting failures.
+    let probe = jetstream::new(bus.client("controller-site2", "").await);
+    let lease = ensure_bucket(
+        &probe,
+        BucketSpec::lease(LEASE_BUCKET, Duration::from_secs(3), 1),
+    )
+    .await
+    .unwrap();
+    let state = ensure_bucket(&probe, BucketSpec::state(STATE_BUCKET, 5, 1))
+        .await
+        .unwrap();
+    let renewals_ok = Arc::new(AtomicU64::new(0));
+    let renewals_failed = Arc::new(AtomicU64::new(0));
+    let stop_probe = CancellationToken::new();
+    let probe_task = {
+        let (ok, failed, stop) = (
+            renewals_ok.clone(),
+            renewals_failed.clone(),
+            stop_probe.clone(),
+        );
+        tokio::spawn(async move {
+            let mut rev = lease.create("flood-probe", "1".into()).await.unwrap();
+            let mut failures = Vec::new();
+            let mut every = tokio::time::interval(Duration::from_millis(250));
+            while !stop.is_cancelled() {
+                every.tick().await;
+                let renewed = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    lease.update("flood-probe", "1".into(), rev),
+                )
+                .await;
+                let wrote = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    state.put("flood-probe", "1".into()),
+                )
+                .await;
+                match (renewed, wrote) {
+                    (Ok(Ok(r)), Ok(Ok(_))) => {
+                        rev = r;
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (r, w) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        failures.push(format!("{r:?} / {w:?}"));
+                        if let Ok(Some(e)) = lease.entry("flood-probe").await {
+                            rev = e.revision;
+                        }
+                    }
+                }
+            }
+            failures
+        })
+    };
+
+    // The attacker: site1's agent credential.
+    let attacker = bus.client("site1-agent1", "").await;
+    let attacker_js = jetstream::new(
+        bus.client("site1-agent1", "inbox_prefix = \"_INBOX.site1-agent1\"")
+            .await,
+    );
+    let stop_flood = CancellationToken::new();
+    let started = tokio::time::Instant::now();
+    let flood_task = tokio::spawn(flood(attacker, stop_flood.clone()));
+    let consumers_task = tokio::spawn(create_consumers(attacker_js, stop_flood.clone()));
+    // Every 50 ms: the leader acts and the standby does not (the lease never lapsed).
+    let acting_throughout = {
+        let (leader, standby, stop) = (metrics.clone(), standby.clone(), stop_flood.clone());
+        tokio::spawn(async move {
+            let mut held = true;
+            while !stop.is_cancelled() {
+                held &= leader.acting.get() == 1 && standby.acting.get() == 0;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            held
+        })
+    };
+
+    tokio::time::sleep_until(started + FAULT_AT).await;
+    for c in &cas[..2] {
+        c.set(Behaviour::Down).await.unwrap();
+    }
+    let fault = tokio::time::Instant::now();
+    let content = || provider.record(NAME).and_then(|r| r.content);
+    wait_for("mail moved to site2 during the flood", DEADLINE, || async {
+        (content().as_deref() == Some("mail-site2.example.com")).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; record {:?}", content()));
+    let failover = fault.elapsed();
+    let still_flooding = started.elapsed() < FLOOD_FOR;
+
+    tokio::time::sleep_until(started + FLOOD_FOR).await;
+    stop_flood.cancel();
+    let sent = flood_task.await.unwrap();
+    let (created, refused) = consumers_task.await.unwrap();
+    let lease_held = acting_throughout.await.unwrap();
+    stop_probe.cancel();
+    let failures = probe_task.await.unwrap();
+
+    let js = jetstream::new(bus.client("controller-site1", "").await);
+    let info = js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    let jsz: serde_json::Value = reqwest::get(format!("{}/jsz", bus.nats.monitor_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (ok, failed) = (
+        renewals_ok.load(Ordering::Relaxed),
+        renewals_failed.load(Ordering::Relaxed),
+    );
+    let report = format!(
+        "flood: {sent} events of {JUNK_BYTES} bytes in {FLOOD_FOR:?}; events stream holds {} \
+         bytes in {} messages (caps {} bytes, {} messages; last sequence {}); store in use {} of \
+         {} bytes; consumers created {created}, refused {refused}; lease renewals + state \
+         writes ok {ok}, failed {failed}; failover {failover:?} after the fault (flood still \
+         running: {still_flooding}); leader acting and standby not throughout: {lease_held}, \
+         epoch {epoch} -> {}; near-cap warnings {}",
+        info.state.bytes,
+        info.state.messages,
+        info.config.max_bytes,
+        info.config.max_messages,
+        info.state.last_sequence,
+        jsz["storage"],
+        jsz["config"]["max_storage"],
+        metrics.epoch.get(),
+        metrics.events_stream_near_cap.get(),
+    );
+    eprintln!("{report}");
+
+    assert!(sent > 100, "the flood ran: {report}");
+    assert!(info.config.max_bytes > 0, "{report}");
+    assert!(
+        info.state.bytes <= info.config.max_bytes as u64,
+        "the events stream stays within its cap: {report}"
+    );
+    assert!(
+        info.state.last_sequence > info.state.messages,
+        "old events were dropped: {report}"
+    );
+    assert!(failures.is_empty(), "{report}\nfailures: {failures:?}");
+    assert!(ok >= 20, "{report}");
+    assert!(
+        still_flooding,
+        "the failover happened during the flood: {report}"
+    );
+    assert!(failover < Duration::from_secs(8), "{report}");
+    assert!(lease_held, "the leader acted throughout: {report}");
+    assert_eq!(metrics.epoch.get(), epoch, "no new epoch: {report}");
+    assert_eq!(provider.writes(), 1, "one move: {report}");
+    assert!(
+        refused > 0 && created <= 256,
+        "consumers are capped: {report}"
+    );
+    // The leader warned about the fill (its watch reads the stream every 5 s), naming the
+    // flooding agent in the audit trail.
+    wait_for("a near-cap warning", DEADLINE, || async {
+        (metrics.events_stream_near_cap.get() > 0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {report}"));
+    let warning = audit_record(&js, "events_stream_near_cap").await;
+    assert_eq!(
+        warning["top_publisher"], "site1.site1-agent1",
+        "{warning}\n{report}"
+    );
+}
+
+/// Runs a controller of the pair on the shipped permissions; returns its metrics.
+fn start_controller(
+    bus: &Bus,
+    id: &str,
+    provider: &Arc<MemoryProvider>,
+    shutdown: &CancellationToken,
+) -> Arc<Metrics> {
+    let toml = format!(
+        r#"
+[controller]
+id = "{id}"
+listen = "off"
+tick = "100ms"
+audit_max_bytes = 67108864
+
+[nats]
+{nats}
+
+[provider]
+kind = "memory"
+
+[ha]
+lease = "3s"
+
+{decisions}"#,
+        nats = bus.nats_toml(id, ""),
+        decisions =
+            sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
+    );
+    let src = Source::inline("controller.toml", toml);
+    let metrics = Arc::new(Metrics::new());
+    tokio::spawn(runtime::run(
+        Runtime {
+            config: ControllerConfig::load(&src).unwrap(),
+            settings: RuntimeSettings::load(&src).unwrap(),
+            provider: Some(provider.clone() as Arc<dyn DnsProvider>),
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    ));
+    metrics
+}
+
+/// The first audit record of `kind`, read from the audit stream (at most 10,000 records).
+async fn audit_record(js: &jetstream::Context, kind: &str) -> serde_json::Value {
+    let stream = js.get_stream(AUDIT_STREAM).await.unwrap();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "sitewarden.v1.audit.>".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    for _ in 0..10_000 {
+        let m = tokio::time::timeout(DEADLINE, messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} audit record"))
+            .unwrap()
+            .unwrap();
+        let record: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        if record["event"]["kind"] == kind {
+            return record["event"].clone();
+        }
+    }
+    panic!("no {kind} audit record in the first 10,000");
+}
+
+#[tokio::test]
+async fn the_shipped_account_refuses_a_stream_without_a_cap_or_one_that_does_not_fit() {
+    let bus = Bus::start().await;
+    let mut js = jetstream::new(bus.client("controller-site1", "").await);
+    js.set_timeout(Duration::from_secs(2));
+    let events = |max_bytes: i64| jetstream::stream::Config {
+        name: EVENTS_STREAM.into(),
+        subjects: vec!["sitewarden.v1.obs.>".into()],
+        max_bytes,
+        ..Default::default()
+    };
+    // No cap: refused by max_bytes_required, so no stream can grow without bound.
+    let uncapped = js.create_stream(events(-1)).await;
+    assert!(uncapped.is_err(), "an uncapped stream was created");
+    // A cap larger than the 320 MB store: refused, the server reserves every cap.
+    let too_big = js.create_stream(events(1024 * 1024 * 1024)).await;
+    let said = too_big.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(said.contains("insufficient"), "{said}");
+    // Caps that fit, then a bucket that no longer fits beside them: the reservations add up.
+    js.create_stream(events(300 * 1024 * 1024)).await.unwrap();
+    let mut state = BucketSpec::state(STATE_BUCKET, 5, 1);
+    state.max_bytes = 64 * 1024 * 1024;
+    let refused = ensure_bucket(&js, state.clone()).await;
+    let said = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(said.contains("insufficient"), "{said}");
+    state.max_bytes = 8 * 1024 * 1024;
+    ensure_bucket(&js, state).await.unwrap();
+    eprintln!("refusals: uncapped {uncapped:?}; over the store: {said}");
+}
+
+#[tokio::test]
+async fn streams_from_before_the_caps_get_them_at_the_next_start() {
+    let nats = NatsServer::start().await.unwrap();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    // As an older release created them: no byte, message or consumer caps.
+    let caps = EventsCaps {
+        expected_subjects: 1,
+        max_bytes: -1,
+        max_messages: -1,
+        per_subject: 10,
+        max_message_size: -1,
+    };
+    let old = intake::stream_config(1, Duration::from_secs(900), &caps);
+    js.create_stream(old).await.unwrap();
+    let mut edge = sitewarden_controller::edge::bucket_spec(1);
+    let (want_bytes, want_consumers) = (edge.max_bytes, edge.max_consumers);
+    edge.max_bytes = -1;
+    edge.max_consumers = -1;
+    js.create_stream(edge.stream_config()).await.unwrap();
+
+    let config = ControllerConfig::load(&Source::inline(
+        "c.toml",
+        sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
+    ))
+    .unwrap();
+    let caps = EventsCaps::for_deployment(&config, intake::EVENTS_HISTORY, None);
+    intake::ensure_stream(&js, 1, Duration::from_secs(900), &caps)
+        .await
+        .unwrap();
+    let found = js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    assert_eq!(
+        (found.max_bytes, found.max_messages, found.max_message_size),
+        (caps.max_bytes, caps.max_messages, caps.max_message_size)
+    );
+    ensure_bucket(&js, sitewarden_controller::edge::bucket_spec(1))
+        .await
+        .unwrap();
+    let found = js
+        .get_stream("KV_sitewarden-edge")
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    assert_eq!(
+        found.max_bytes, want_bytes,
+        "the bucket got its reserved size"
+    );
+    // nats-server 2.9.10 to 2.11 refuse to change max_consumers of an existing stream ("can
+    // not change MaxConsumers"); the controller warns with the fix instead of failing. A
+    // server that takes it (2.12+) ends with the cap.
+    assert!(
+        found.max_consumers == -1 || found.max_consumers == want_consumers,
+        "{found:?}"
+    );
+    // A bucket created fresh has both.
+    js.delete_stream("KV_sitewarden-edge").await.unwrap();
+    ensure_bucket(&js, sitewarden_controller::edge::bucket_spec(1))
+        .await
+        .unwrap();
+    let found = js
+        .get_stream("KV_sitewarden-edge")
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    assert_eq!(
+        (found.max_bytes, found.max_consumers),
+        (want_bytes, want_consumers)
+    );
+}
+
+#[tokio::test]
+async fn an_agent_connection_holds_at_most_1000_subscriptions() {
+    let bus = Bus::start().await;
+    let agent = bus.client("site1-agent1", "").await;
+    let mut subs = Vec::new();
+    for _ in 0..1_200 {
+        // The client cannot tell a refused subscription from a kept one; the server can.
+        subs.push(agent.subscribe("sitewarden.v1.edge.notice").await.unwrap());
+    }
+    let _ = tokio::time::timeout(DEADLINE, agent.flush()).await;
+    let url = format!("{}/connz?auth=true", bus.nats.monitor_url());
+    let held = || async {
+        let connz: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+        let held: Vec<u64> = connz["connections"]
+            .as_array()?
+            .iter()
+            .filter(|c| c["authorized_user"] == "site1-agent1")
+            .filter_map(|c| c["subscriptions"].as_u64())
+            .collect();
+        Some(held)
+    };
+    // The server applies the subscriptions in order; wait until it has seen them all.
+    let held = wait_for(
+        "the server has the agent's subscriptions",
+        DEADLINE,
+        || async { held().await.filter(|h| h.iter().sum::<u64>() >= 1_000) },
+    )
+    .await
+    .unwrap();
+    eprintln!("site1-agent1 connections hold {held:?} subscriptions after asking for 1,200");
+    assert_eq!(held, vec![1_000], "one connection, capped at 1,000");
+}
+
+#[tokio::test]
+async fn a_controller_without_the_update_permission_still_starts_on_old_streams() {
+    // A controller upgraded before the bus permissions: it may create but not update streams.
+    let nats = NatsServer::start_with(NodeOptions {
+        extra_config: "authorization { users: [\n  { user: \"old\", password: \"old-pw\", \
+                       permissions: { publish: { allow: [\">\"], deny: [\"$JS.API.STREAM.UPDATE.>\"] } } }\n] }"
+            .into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = async_nats::ConnectOptions::with_user_and_password("old".into(), "old-pw".into())
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let mut js = jetstream::new(client);
+    js.set_timeout(Duration::from_secs(1));
+    let uncapped = EventsCaps {
+        expected_subjects: 1,
+        max_bytes: -1,
+        max_messages: -1,
+        per_subject: 10,
+        max_message_size: -1,
+    };
+    js.create_stream(intake::stream_config(
+        1,
+        Duration::from_secs(900),
+        &uncapped,
+    ))
+    .await
+    .unwrap();
+    let mut lease = BucketSpec::lease(LEASE_BUCKET, Duration::from_secs(3), 1);
+    lease.max_bytes = -1;
+    js.create_stream(lease.stream_config()).await.unwrap();
+
+    let config = ControllerConfig::load(&Source::inline(
+        "c.toml",
+        sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
+    ))
+    .unwrap();
+    let caps = EventsCaps::for_deployment(&config, intake::EVENTS_HISTORY, None);
+    intake::ensure_stream(&js, 1, Duration::from_secs(900), &caps)
+        .await
+        .expect("a refused cap update is a warning, not a failure");
+    let store = ensure_bucket(
+        &js,
+        BucketSpec::lease(LEASE_BUCKET, Duration::from_secs(3), 1),
+    )
+    .await
+    .expect("the bucket opens without its reservation");
+    store.create("leader", "old".into()).await.unwrap();
+    let found = js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    assert_eq!(
+        found.max_bytes, -1,
+        "nothing was changed behind the permissions"
+    );
+}
