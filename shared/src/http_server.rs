@@ -10,6 +10,8 @@
 //!   keep-alive, or one still dribbling its headers) is closed to make room; if every connection
 //!   is busy with a request, the new one is closed at once. A legitimate client, which sends its
 //!   request as soon as it connects, is served while an attacker's half-open connections rotate.
+//!   A connection told to close counts until its task has let go of its handle, and the listener
+//!   never holds more than [`Limits::hard_ceiling`] (the cap and a quarter).
 //! - **Per-client cap**: one client address holds at most [`Limits::max_per_client`] connections;
 //!   beyond it, new connections from that address are closed at once.
 //!
@@ -69,6 +71,12 @@ impl Limits {
         }
     }
 
+    /// Handles the listener holds at most: the cap plus connections told to close (to make
+    /// room) whose tasks have not yet let go of them, a quarter of the cap at most.
+    pub fn hard_ceiling(&self) -> usize {
+        self.max_connections + self.max_connections / 4
+    }
+
     /// [`Limits::from_file_handles`] with this process's soft `RLIMIT_NOFILE`
     /// ([`ASSUMED_FILE_HANDLES`] when it cannot be read). Returns the limit it used too.
     pub fn for_this_process() -> (Self, u64) {
@@ -99,7 +107,7 @@ struct Open {
     client: IpAddr,
     /// Requests being answered on it; 0 means it may be closed to make room.
     busy: usize,
-    /// Cancelled to close it.
+    /// Cancelled to close it; its handle counts until its task has let go of it.
     close: CancellationToken,
 }
 
@@ -141,7 +149,11 @@ impl Registry {
         if t.per_client.get(&client).copied().unwrap_or(0) >= self.limits.max_per_client {
             return Err(Refusal::PerClient);
         }
-        if t.open.len() >= self.limits.max_connections {
+        // Connections told to close still hold their handle until their task lets go; they
+        // count until then, within a hard ceiling a quarter above the cap.
+        let closing = t.open.values().filter(|o| o.close.is_cancelled()).count();
+        let live = t.open.len() - closing;
+        if live >= self.limits.max_connections {
             if !t.saturated {
                 t.saturated = true;
                 tracing::warn!(
@@ -149,12 +161,15 @@ impl Registry {
                     "HTTP connection cap reached: closing idle connections to make room"
                 );
             }
-            let oldest_idle = t.open.iter().find(|(_, o)| o.busy == 0).map(|(id, _)| *id);
+            let oldest_idle = t
+                .open
+                .values()
+                .find(|o| o.busy == 0 && !o.close.is_cancelled());
             match oldest_idle {
-                Some(id) => Self::forget(&mut t, id),
-                None => return Err(Refusal::Full),
+                Some(o) if t.open.len() < self.limits.hard_ceiling() => o.close.cancel(),
+                _ => return Err(Refusal::Full),
             }
-        } else if t.open.len() < self.limits.max_connections / 2 {
+        } else if live < self.limits.max_connections / 2 {
             t.saturated = false;
         }
         let id = t.next;
@@ -172,15 +187,15 @@ impl Registry {
         Ok((id, close))
     }
 
-    /// Removes `id` (if still there) and tells its task to close it.
+    /// Removes `id` once its task has let go of it.
     fn forget(t: &mut Table, id: u64) {
-        if let Some(o) = t.open.remove(&id) {
-            o.close.cancel();
-            if let Some(n) = t.per_client.get_mut(&o.client) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    t.per_client.remove(&o.client);
-                }
+        let Some(o) = t.open.remove(&id) else {
+            return;
+        };
+        if let Some(n) = t.per_client.get_mut(&o.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                t.per_client.remove(&o.client);
             }
         }
     }
@@ -388,30 +403,47 @@ mod tests {
 
     #[test]
     fn at_the_cap_the_oldest_idle_connection_makes_room_and_busy_ones_are_kept() {
-        let r = registry(3, 3);
+        let r = registry(4, 4);
         let c: IpAddr = [127, 0, 0, 2].into();
         let (first, first_close) = r.admit(c).unwrap();
         let (second, second_close) = r.admit(c).unwrap();
         let (third, _) = r.admit(c).unwrap();
+        let (fourth, _) = r.admit(c).unwrap();
         r.busy(first, true);
         let other: IpAddr = [127, 0, 0, 1].into();
-        assert!(r.admit(other).is_ok());
+        let (fifth, _) = r.admit(other).unwrap();
         assert!(
             !first_close.is_cancelled(),
             "a connection with a request in flight stays"
         );
         assert!(
             second_close.is_cancelled(),
-            "the oldest idle one was closed"
+            "the oldest idle one was told to close"
         );
         r.busy(third, true);
-        let (fourth, _) = r.admit(other).unwrap();
         r.busy(fourth, true);
+        r.busy(fifth, true);
         assert_eq!(
             r.admit(other).err(),
             Some(Refusal::Full),
             "all busy: refused"
         );
-        let _ = second;
+        Registry::forget(&mut r.table(), second);
+        r.busy(fifth, false);
+        assert!(r.admit(other).is_ok(), "the closed one let go: room again");
+    }
+
+    #[test]
+    fn connections_told_to_close_count_until_they_let_go() {
+        let r = registry(4, 8);
+        let c: IpAddr = [127, 0, 0, 2].into();
+        for _ in 0..4 {
+            r.admit(c).unwrap();
+        }
+        // Each newcomer at the cap closes an idle one; the ones closing still hold handles,
+        // so at the ceiling (4 + 1) newcomers are refused until they let go.
+        assert!(r.admit(c).is_ok());
+        assert_eq!(r.admit(c).err(), Some(Refusal::Full));
+        assert_eq!(r.table().open.len(), r.limits.hard_ceiling());
     }
 }
