@@ -6,10 +6,12 @@
 //!   [`Limits::header_read_timeout`] is closed, for the first request and for every keep-alive
 //!   one after it (hyper's own timeout, driven by tokio's timer).
 //! - **Connection cap**: at most [`Limits::max_connections`] connections are open at once. When
-//!   a new one arrives at the cap, the oldest connection with no request in flight (an idle
-//!   keep-alive, or one still dribbling its headers) is closed to make room; if every connection
-//!   is busy with a request, the new one is closed at once. A legitimate client, which sends its
-//!   request as soon as it connects, is served while an attacker's half-open connections rotate.
+//!   a new one arrives at the cap, a connection with no request in flight (an idle keep-alive,
+//!   or one still dribbling its headers) is closed to make room: the oldest of the client that
+//!   holds the most such connections. If every connection is busy with a request, the new one
+//!   waits [`RELEASE_WAIT`] for room, then is closed. A legitimate client, which holds a
+//!   connection or two and sends its request at once, is served while an attacker's half-open
+//!   connections rotate.
 //!   A connection told to close counts until its task has let go of its handle, and the listener
 //!   never holds more than [`Limits::hard_ceiling`] (the cap and a quarter).
 //! - **Per-client cap**: one client address holds at most [`Limits::max_per_client`] connections;
@@ -38,6 +40,10 @@ use tower::ServiceExt;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The file-handle limit assumed when `/proc/self/limits` cannot be read (systemd's default).
 pub const ASSUMED_FILE_HANDLES: u64 = 1024;
+/// How long a newcomer waits, at the ceiling, for a connection told to close to let go of its
+/// handle before it is refused. The accept loop waits too, so further clients queue in the
+/// kernel's backlog (which holds no file handle) rather than being refused.
+pub const RELEASE_WAIT: Duration = Duration::from_millis(250);
 /// Fewest connections the cap allows, however low the file-handle limit.
 pub const MIN_CONNECTIONS: usize = 16;
 /// Most connections the cap allows, however high the file-handle limit.
@@ -119,6 +125,8 @@ struct Table {
     open: BTreeMap<u64, Open>,
     /// Open connections per client address.
     per_client: HashMap<IpAddr, usize>,
+    /// How many of `open` were told to close and have not let go yet.
+    closing: usize,
     /// Whether the cap was hit since the last warning, so a flood is logged once, not per
     /// connection.
     saturated: bool,
@@ -136,6 +144,8 @@ enum Refusal {
 struct Registry {
     limits: Limits,
     table: Mutex<Table>,
+    /// Woken whenever a connection lets go of its handle.
+    released: tokio::sync::Notify,
 }
 
 impl Registry {
@@ -151,8 +161,7 @@ impl Registry {
         }
         // Connections told to close still hold their handle until their task lets go; they
         // count until then, within a hard ceiling a quarter above the cap.
-        let closing = t.open.values().filter(|o| o.close.is_cancelled()).count();
-        let live = t.open.len() - closing;
+        let live = t.open.len().saturating_sub(t.closing);
         if live >= self.limits.max_connections {
             if !t.saturated {
                 t.saturated = true;
@@ -161,12 +170,11 @@ impl Registry {
                     "HTTP connection cap reached: closing idle connections to make room"
                 );
             }
-            let oldest_idle = t
-                .open
-                .values()
-                .find(|o| o.busy == 0 && !o.close.is_cancelled());
-            match oldest_idle {
-                Some(o) if t.open.len() < self.limits.hard_ceiling() => o.close.cancel(),
+            match Self::victim(&t) {
+                Some(o) if t.open.len() < self.limits.hard_ceiling() => {
+                    o.close.cancel();
+                    t.closing += 1;
+                }
                 _ => return Err(Refusal::Full),
             }
         } else if live < self.limits.max_connections / 2 {
@@ -187,11 +195,28 @@ impl Registry {
         Ok((id, close))
     }
 
+    /// The connection to close to make room: the oldest idle one of the client holding the
+    /// most idle connections. A client with a few connections (a browser, a scraper, the CLI)
+    /// keeps them while anyone holds more; an attacker's connections go first.
+    fn victim(t: &Table) -> Option<&Open> {
+        // Per client: idle connections and the oldest of them (ids grow with age).
+        let mut idle: HashMap<IpAddr, (usize, &Open)> = HashMap::new();
+        for o in t.open.values() {
+            if o.busy == 0 && !o.close.is_cancelled() {
+                idle.entry(o.client).or_insert((0, o)).0 += 1;
+            }
+        }
+        idle.into_values().max_by_key(|(n, _)| *n).map(|(_, o)| o)
+    }
+
     /// Removes `id` once its task has let go of it.
     fn forget(t: &mut Table, id: u64) {
         let Some(o) = t.open.remove(&id) else {
             return;
         };
+        if o.close.is_cancelled() {
+            t.closing = t.closing.saturating_sub(1);
+        }
         if let Some(n) = t.per_client.get_mut(&o.client) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -221,6 +246,7 @@ struct Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         Registry::forget(&mut self.registry.table(), self.id);
+        self.registry.released.notify_waiters();
     }
 }
 
@@ -255,6 +281,7 @@ pub async fn serve(
     let registry = Arc::new(Registry {
         limits,
         table: Mutex::default(),
+        released: tokio::sync::Notify::new(),
     });
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -273,7 +300,15 @@ pub async fn serve(
             },
         };
         let client = peer.ip().to_canonical();
-        let (id, close) = match registry.admit(client) {
+        let released = registry.released.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        let mut admission = registry.admit(client);
+        if matches!(admission, Err(Refusal::Full)) {
+            let _ = tokio::time::timeout(RELEASE_WAIT, released).await;
+            admission = registry.admit(client);
+        }
+        let (id, close) = match admission {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 tracing::debug!(%peer, ?refusal, "HTTP connection refused");
@@ -385,6 +420,7 @@ mod tests {
                 header_read_timeout: HEADER_READ_TIMEOUT,
             },
             table: Mutex::default(),
+            released: tokio::sync::Notify::new(),
         }
     }
 
@@ -431,6 +467,24 @@ mod tests {
         Registry::forget(&mut r.table(), second);
         r.busy(fifth, false);
         assert!(r.admit(other).is_ok(), "the closed one let go: room again");
+    }
+
+    #[test]
+    fn the_client_holding_the_most_idle_connections_makes_room_first() {
+        let r = registry(8, 8);
+        let scraper: IpAddr = [127, 0, 0, 1].into();
+        let (attacker, newcomer): (IpAddr, IpAddr) =
+            ([127, 0, 0, 9].into(), [127, 0, 0, 10].into());
+        let (_, scrapers_close) = r.admit(scraper).unwrap();
+        let closes: Vec<_> = (0..5).map(|_| r.admit(attacker).unwrap().1).collect();
+        for _ in 0..4 {
+            r.admit(newcomer).unwrap();
+        }
+        assert!(
+            !scrapers_close.is_cancelled(),
+            "the oldest, but its client holds one"
+        );
+        assert_eq!(closes.iter().filter(|c| c.is_cancelled()).count(), 2);
     }
 
     #[test]
