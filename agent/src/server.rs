@@ -6,14 +6,18 @@
 //! the number of copies, or a 4xx whose text says what was wrong. A bad push publishes nothing.
 //! A request that has not been answered within [`REQUEST_TIMEOUT`] (a body that trickles in or
 //! never comes) gets 408 and holds nothing open.
+//!
+//! The token is checked before a byte of the body is read, and at most [`MAX_PUSH_READERS`]
+//! bodies are read at once (503 beyond), so the memory pushes can take is bounded whoever sends
+//! them. Connections go through [`sitewarden_shared::http_server`] (header-read timeout, a cap
+//! sized from the file-handle limit, a per-client cap).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +25,7 @@ use axum::routing::{get, post};
 use secrecy::ExposeSecret;
 use sitewarden_shared::CollectVia;
 use sitewarden_shared::dbcopy::parse_powershell_json;
+use sitewarden_shared::http_server::{self, Limits};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
@@ -35,12 +40,19 @@ pub const MAX_PUSH_BYTES: usize = 4 * 1024 * 1024;
 /// Longest a request may take, body included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most push bodies read at once: at most this × [`MAX_PUSH_BYTES`] of memory is held by pushes.
+/// A handful of Exchange servers push every minute or so; one that finds the agent busy gets 503
+/// and tries again at its next run.
+pub const MAX_PUSH_READERS: usize = 4;
+
 #[derive(Clone)]
 struct AppState {
     config: Arc<AgentConfig>,
     sources: Arc<BTreeMap<String, DbCopySource>>,
     metrics: Arc<Metrics>,
     tx: PublishSender,
+    /// One permit per push body being read.
+    readers: Arc<tokio::sync::Semaphore>,
 }
 
 /// Serves until `shutdown`.
@@ -62,10 +74,16 @@ pub async fn serve(
         sources: Arc::new(sources),
         metrics,
         tx,
+        readers: Arc::new(tokio::sync::Semaphore::new(MAX_PUSH_READERS)),
     };
-    axum::serve(listener, router(state, REQUEST_TIMEOUT))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let (limits, file_handles) = Limits::for_this_process();
+    tracing::info!(
+        file_handles,
+        max_connections = limits.max_connections,
+        max_per_client = limits.max_per_client,
+        "HTTP connection limits"
+    );
+    http_server::serve(listener, router(state, REQUEST_TIMEOUT), limits, shutdown).await
 }
 
 fn router(state: AppState, limit: Duration) -> Router {
@@ -73,7 +91,6 @@ fn router(state: AppState, limit: Duration) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/dbcopy/{source}", post(push))
-        .layer(DefaultBodyLimit::max(MAX_PUSH_BYTES))
         .with_state(state)
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| time_limit(limit, req, next),
@@ -109,9 +126,22 @@ fn reject(s: &AppState, cause: &str, status: StatusCode, text: String) -> (Statu
 async fn push(
     State(s): State<AppState>,
     Path(source): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> (StatusCode, String) {
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_PUSH_BYTES as u64) {
+        return reject(
+            &s,
+            "too_large",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a push body is at most {MAX_PUSH_BYTES} bytes"),
+        );
+    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -134,6 +164,25 @@ async fn push(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token".into(),
         );
+    };
+    let Ok(_reading) = s.readers.clone().try_acquire_owned() else {
+        return reject(
+            &s,
+            "busy",
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_PUSH_READERS} pushes are being read already; push again later"),
+        );
+    };
+    let body = match axum::body::to_bytes(body, MAX_PUSH_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return reject(
+                &s,
+                "too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body was cut off or over {MAX_PUSH_BYTES} bytes"),
+            );
+        }
     };
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
@@ -197,6 +246,7 @@ mod tests {
             sources: Arc::new(sources),
             metrics: Arc::new(Metrics::new()),
             tx,
+            readers: Arc::new(tokio::sync::Semaphore::new(MAX_PUSH_READERS)),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -8,6 +8,8 @@ pub mod dbcopy;
 pub mod edge;
 pub mod event;
 pub mod exposition;
+#[cfg(feature = "http-server")]
+pub mod http_server;
 pub mod ids;
 pub mod nats;
 pub mod schema;

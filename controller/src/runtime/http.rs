@@ -4,18 +4,32 @@
 //! connected to NATS and has its streams and buckets (503 before); `/metrics` is the Prometheus
 //! text exposition. The operator API ([`super::api`]) and the dashboard are installed into the
 //! same server once the controller is connected.
+//!
+//! Connections go through [`sitewarden_shared::http_server`]: a header-read timeout, a cap on
+//! open connections sized from the file-handle limit read at start (a quarter of it, so the NATS
+//! connection and the DNS sockets always find handles), and a per-client cap. Every route has a
+//! whole-request deadline: the API's and Slack's own, and [`REQUEST_DEADLINE`] as a backstop
+//! over everything (dashboard, /metrics, anything installed later).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use sitewarden_shared::http_server::{self, Limits};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
+
+/// Longest any request may take, headers and body included, on any route. The API's own limit
+/// ([`super::api::REQUEST_TIMEOUT`]) and Slack's ([`super::slack::REQUEST_DEADLINE`]) are
+/// shorter and answer first on their routes.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(12);
 
 /// Shared with the runtime.
 #[derive(Debug, Default)]
@@ -34,10 +48,12 @@ struct AppState {
     late: LateRoutes,
 }
 
-/// Serves until `shutdown`. `/healthz`, `/readyz` and `/metrics` answer at once; everything else
-/// goes to `late` once the runtime has installed it (503 before).
+/// Serves until `shutdown` within `limits` (see [`Limits::for_this_process`]). `/healthz`,
+/// `/readyz` and `/metrics` answer at once; everything else goes to `late` once the runtime has
+/// installed it (503 before).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    limits: Limits,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     late: LateRoutes,
@@ -52,10 +68,22 @@ pub async fn serve(
             metrics,
             readiness,
             late,
-        });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        })
+        .layer(axum::middleware::from_fn(deadline));
+    http_server::serve(listener, app, limits, shutdown).await
+}
+
+async fn deadline(req: axum::extract::Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request took longer than {REQUEST_DEADLINE:?}; send it whole and at once\n"
+            ),
+        )
+            .into_response(),
+    }
 }
 
 async fn late_routes(State(s): State<AppState>, req: axum::extract::Request) -> Response {

@@ -81,9 +81,17 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ([controller] listen): {e}"))?;
-        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+        let (limits, file_handles) = sitewarden_shared::http_server::Limits::for_this_process();
+        tracing::info!(
+            %addr,
+            file_handles,
+            max_connections = limits.max_connections,
+            max_per_client = limits.max_per_client,
+            "serving /healthz, /readyz and /metrics"
+        );
         tasks.track(tokio::spawn(http::serve(
             listener,
+            limits,
             metrics.clone(),
             readiness.clone(),
             late_routes.clone(),

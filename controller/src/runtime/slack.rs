@@ -9,13 +9,17 @@
 //! Answers come within Slack's 3-second limit: a write that takes longer is answered "accepted"
 //! and finishes in the background. A write the engine refuses (releasing what is not held, a
 //! duration out of range) is answered "Not done" with the reason, only to the caller.
+//!
+//! The headers are checked (a signature in the right form, a timestamp inside the window) before
+//! the body is read, at most [`MAX_READERS`] bodies are read at once, and a request not answered
+//! within [`REQUEST_DEADLINE`] (a body trickled in) gets 408.
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State as AxState;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State as AxState};
+use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
@@ -33,6 +37,12 @@ pub const REPLAY_WINDOW: Duration = Duration::from_secs(300);
 pub const MAX_BODY: usize = 16 * 1024;
 /// How long a write may take before the answer is "accepted, still applying".
 const ANSWER_WITHIN: Duration = Duration::from_millis(2500);
+/// Longest a slash command may take, body included. Slack sends the body at once and gives up
+/// after 3 s, so anything slower is not Slack.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Most slash-command bodies read at once; beyond it, 503 at once. The body must be read to check
+/// its signature, so this bounds what forged requests can hold.
+pub const MAX_READERS: usize = 16;
 
 /// `[slack]` as written.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -118,14 +128,13 @@ pub enum SlackRefusal {
     Mismatch,
 }
 
-/// Verifies a request as Slack documents it.
-pub fn verify(
-    secret: &[u8],
+/// What can be checked before the body is read: a timestamp inside the replay window and a
+/// signature of the right form. Returns the signature's bytes.
+pub fn check_headers(
     timestamp: &str,
-    body: &[u8],
     signature: &str,
     now: DateTime<Utc>,
-) -> Result<(), SlackRefusal> {
+) -> Result<Vec<u8>, SlackRefusal> {
     let ts: i64 = timestamp
         .trim()
         .parse()
@@ -134,11 +143,22 @@ pub fn verify(
     if skew > REPLAY_WINDOW.as_secs() {
         return Err(SlackRefusal::Stale(skew));
     }
-    let tag = signature
+    signature
         .trim()
         .strip_prefix("v0=")
         .and_then(crate::edge::signature::decode_hex)
-        .ok_or(SlackRefusal::BadSignatureFormat)?;
+        .ok_or(SlackRefusal::BadSignatureFormat)
+}
+
+/// Verifies a request as Slack documents it.
+pub fn verify(
+    secret: &[u8],
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+    now: DateTime<Utc>,
+) -> Result<(), SlackRefusal> {
+    let tag = check_headers(timestamp, signature, now)?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
     let mut base = format!("v0:{}:", timestamp.trim()).into_bytes();
     base.extend_from_slice(body);
@@ -160,17 +180,31 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 struct SlackState {
     api: Api,
     settings: std::sync::Arc<SlackSettings>,
+    /// One permit per body being read.
+    readers: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// `POST /slack/command`.
 pub fn router(api: Api, settings: SlackSettings) -> Router {
     Router::new()
         .route("/slack/command", post(command))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(SlackState {
             api,
             settings: std::sync::Arc::new(settings),
+            readers: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
         })
+        .layer(axum::middleware::from_fn(deadline))
+}
+
+async fn deadline(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the command took longer than {REQUEST_DEADLINE:?} to arrive; Slack sends it at once\n"),
+        )
+            .into_response(),
+    }
 }
 
 fn reply(text: impl Into<String>, in_channel: bool) -> Response {
@@ -181,12 +215,43 @@ fn reply(text: impl Into<String>, in_channel: bool) -> Response {
     .into_response()
 }
 
-async fn command(AxState(s): AxState<SlackState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn command(AxState(s): AxState<SlackState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
     let h = |n: &str| {
-        headers
+        parts
+            .headers
             .get(n)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
+    };
+    if let Err(e) = check_headers(
+        h("x-slack-request-timestamp"),
+        h("x-slack-signature"),
+        Utc::now(),
+    ) {
+        tracing::warn!("refused a Slack command: {e}");
+        return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
+    }
+    let body = {
+        let Ok(_reading) = s.readers.clone().try_acquire_owned() else {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{MAX_READERS} slash commands are being read already; try again\n"),
+            )
+                .into_response();
+        };
+        match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the body was cut off or over {MAX_BODY} bytes (a slash command's limit)\n"
+                    ),
+                )
+                    .into_response();
+            }
+        }
     };
     if let Err(e) = verify(
         s.settings.secret.expose_secret().as_bytes(),

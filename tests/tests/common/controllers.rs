@@ -81,6 +81,11 @@ pub struct LabOptions {
     /// the record kept in the JetStream bucket) instead of the Cloudflare emulator; read the
     /// answers with [`HaLab::dig`]. The emulator then sees no calls.
     pub builtin_dns: bool,
+    /// Start each controller under `prlimit --nofile=N:N`, as a unit with a lower
+    /// `LimitNOFILE` would.
+    pub file_handles: Option<u64>,
+    /// Appended to each controller's configuration (e.g. an `[api]` table).
+    pub extra_toml: String,
 }
 
 impl Default for LabOptions {
@@ -94,6 +99,8 @@ impl Default for LabOptions {
             nats_proxies: false,
             dag: false,
             builtin_dns: false,
+            file_handles: None,
+            extra_toml: String::new(),
         }
     }
 }
@@ -114,6 +121,7 @@ pub struct ControllerProc {
     pid: u32,
     log: PathBuf,
     config: PathBuf,
+    file_handles: Option<u64>,
 }
 
 impl ControllerProc {
@@ -150,7 +158,7 @@ impl ControllerProc {
     /// Starts the process again with the same configuration (after [`ControllerProc::kill`]);
     /// its log continues in the same file.
     pub fn restart(&mut self) {
-        let (child, pid) = spawn_controller(&self.config, &self.log);
+        let (child, pid) = spawn_controller(&self.config, &self.log, self.file_handles);
         self.child = child;
         self.pid = pid;
     }
@@ -346,7 +354,7 @@ impl HaLab {
             )
             .unwrap();
             let log = dir.path().join(format!("{id}.log"));
-            let (child, pid) = spawn_controller(&config, &log);
+            let (child, pid) = spawn_controller(&config, &log, opts.file_handles);
             controllers.push(ControllerProc {
                 id: (*id).to_owned(),
                 http,
@@ -357,6 +365,7 @@ impl HaLab {
                 pid,
                 log,
                 config,
+                file_handles: opts.file_handles,
             });
         }
         let opts_builtin = opts.builtin_dns;
@@ -629,15 +638,25 @@ struct Wiring {
     edge_secret: PathBuf,
 }
 
-/// Starts `sitewarden-controller run --config CONFIG`, appending its output to `log`.
-fn spawn_controller(config: &Path, log: &Path) -> (Child, u32) {
+/// Starts `sitewarden-controller run --config CONFIG`, appending its output to `log`; with
+/// `file_handles`, under `prlimit` (which execs it, so the pid is the controller's).
+fn spawn_controller(config: &Path, log: &Path, file_handles: Option<u64>) -> (Child, u32) {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
     let err = out.try_clone().unwrap();
-    let child = Command::new(crate::common::binary("sitewarden-controller"))
+    let controller = crate::common::binary("sitewarden-controller");
+    let mut command = match file_handles {
+        Some(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg("--").arg(controller);
+            c
+        }
+        None => Command::new(controller),
+    };
+    let child = command
         .arg("run")
         .arg("--config")
         .arg(config)
@@ -703,10 +722,11 @@ name = "lab-edge"
 url = "{edge_url}"
 secret = {{ file = "{edge_secret}" }}
 
-{decisions}{dag}"#,
+{decisions}{dag}{extra_toml}"#,
         decisions =
             sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
         dag = if opts.dag { DAG_TOML } else { "" },
+        extra_toml = opts.extra_toml,
         alerts_url = wiring.alerts_url.display(),
         edge_url = wiring.edge_url,
         edge_secret = wiring.edge_secret.display(),
