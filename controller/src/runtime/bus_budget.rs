@@ -15,7 +15,7 @@
 //! ```text
 //! subjects     = Σ over agents (servers × checks + DAGs + 1 heartbeat)
 //! max_msgs     = subjects × EVENTS_HISTORY × 2          (2: headroom for renames and extra checks)
-//! max_bytes    = max(64 MiB, max_msgs × 16 KiB)         ([controller] events_max_bytes overrides)
+//! max_bytes    = max(64 MiB, max_msgs × 2 KiB)          ([controller] events_max_bytes overrides)
 //! max_msg_size = MAX_EVENT_BYTES (1 MiB, the event contract)
 //! per subject  = EVENTS_HISTORY
 //! ```
@@ -37,9 +37,11 @@ use crate::config::ControllerConfig;
 pub const MIB: i64 = 1024 * 1024;
 /// The smallest events stream: room for bursts and large collector snapshots in a small lab.
 pub const EVENTS_MIN_BYTES: i64 = 64 * MIB;
-/// The average room an event is given (an observation is under 1 KiB; a collector's snapshot of
-/// a large DAG can be tens of KiB).
-pub const EVENTS_BYTES_PER_EVENT: i64 = 16 * 1024;
+/// The average room an event is given: an observation is under 1 KiB, and a collector's snapshot
+/// of a large DAG (tens of KiB) is one subject among many; the 64 MiB floor covers a small lab's
+/// snapshots. At 16 KiB a deployment of 80 servers asked for 787 MB and did not fit a 1 GB store
+/// beside the audit stream.
+pub const EVENTS_BYTES_PER_EVENT: i64 = 2 * 1024;
 /// Factor over the expected subjects × history, for renamed servers and unlisted checks.
 pub const EVENTS_HEADROOM: i64 = 2;
 /// Checks per server assumed for an agent without a `checks` list.
