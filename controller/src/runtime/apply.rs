@@ -4,8 +4,9 @@
 //! 1. checks, on the monotonic clock at that very moment, that this controller still holds the
 //!    lease with the command's epoch (a leader paused past its lease wakes up and writes nothing);
 //! 2. refuses a generation not newer than the newest applied one for that name (KV `ns.<name>`);
-//! 3. records the intent (KV `intent.<name>`, compare-and-set, refused if a newer epoch wrote it),
-//!    then audits it and waits until the audit stream has stored the `intent` record;
+//! 3. records the intent (KV `intent.<name>`, compare-and-set, refused if a newer epoch wrote it)
+//!    and, at the same time, audits it, waiting until both are stored (an intent the bucket
+//!    refuses is settled in the audit trail as `apply_refused`, and nothing is written);
 //! 4. asks the provider to compare-and-set the record with the epoch in its ownership marker
 //!    (the provider refuses if the record shows a newer epoch) and verifies by reading back;
 //! 5. audits the settlement (`apply_applied`, `apply_refused`, `apply_failed`), waits until it is
@@ -292,25 +293,37 @@ impl Applier {
             at: Utc::now(),
             note: None,
         };
-        let intent_revision = match self
-            .put_over(&name, "intent", &intent, old_intent.ok())
-            .await
-        {
+        // The intent goes to the state bucket and to the audit stream at once (one round trip
+        // instead of two on the decision's path); both must be stored before the provider write.
+        let intent_record = serde_json::json!({"kind": "intent", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason, "evidence": cmd.evidence});
+        let (put, stored) = tokio::join!(
+            self.put_over(&name, "intent", &intent, old_intent.ok()),
+            self.audit_stored(Some(cmd.epoch), intent_record)
+        );
+        let intent_revision = match put {
             Ok(revision) => revision,
             Err(e) => {
                 self.metrics.applied("intent_refused");
-                self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent_refused", "namespace": name, "generation": cmd.generation, "why": e}));
+                // Queued after the intent record (stored or still on its way), so the audit
+                // trail settles it: nothing was written.
+                self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_refused", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("the intent could not be recorded in the state bucket: {e}; nothing was written")}));
                 self.report(fail(e, FailureClass::Transient, CallStats::default()))
                     .await;
                 return;
             }
         };
         // Audit before effect: no provider write the audit trail might not show.
-        if !self.audit_stored(Some(cmd.epoch), serde_json::json!({"kind": "intent", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason, "evidence": cmd.evidence})).await {
-            let why = "the audit stream did not store the intent record in time; nothing was written";
+        if !stored {
+            let why =
+                "the audit stream did not store the intent record in time; nothing was written";
             // Queued after the intent, so it settles the intent if that is stored later.
             self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_failed", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": why}));
-            self.report(fail(why.to_owned(), FailureClass::Transient, CallStats::default())).await;
+            self.report(fail(
+                why.to_owned(),
+                FailureClass::Transient,
+                CallStats::default(),
+            ))
+            .await;
             return;
         }
         let stats_before = self.provider.stats();
