@@ -60,6 +60,28 @@ pub fn two_site_agent(
     timeout: &str,
     agent_extra: &str,
 ) -> String {
+    two_site_agent_with_nats(
+        id,
+        site,
+        &format!("servers = [{servers}]"),
+        cas,
+        interval,
+        timeout,
+        agent_extra,
+    )
+}
+
+/// [`two_site_agent`] with a whole `[nats]` table body (`nats`: servers, credentials, TLS,
+/// inbox prefix), for labs that run the shipped permissions.
+pub fn two_site_agent_with_nats(
+    id: &str,
+    site: &str,
+    nats: &str,
+    cas: &[std::net::SocketAddr; 4],
+    interval: &str,
+    timeout: &str,
+    agent_extra: &str,
+) -> String {
     format!(
         r#"
 [agent]
@@ -68,7 +90,7 @@ site = "{site}"
 {agent_extra}
 
 [nats]
-servers = [{servers}]
+{nats}
 
 [defaults]
 interval = "{interval}"

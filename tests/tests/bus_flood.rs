@@ -158,6 +158,7 @@ impl Bus {
 }
 
 fn agents(bus: &Bus, cas: &[ExchangeServer]) -> Vec<RunningAgent> {
+    let addrs = sitewarden_tests::lab::four(cas.iter().map(ExchangeServer::addr));
     [
         ("site1-agent1", "site1"),
         ("site2-agent1", "site2"),
@@ -165,47 +166,14 @@ fn agents(bus: &Bus, cas: &[ExchangeServer]) -> Vec<RunningAgent> {
     ]
     .iter()
     .map(|(id, site)| {
-        RunningAgent::start(&format!(
-            r#"
-[agent]
-id = "{id}"
-site = "{site}"
-heartbeat_interval = "500ms"
-
-[nats]
-{nats}
-
-[defaults]
-interval = "500ms"
-timeout = "400ms"
-
-[[sites]]
-name = "site1"
-activesync_url = "http://mail-site1.example.com/Microsoft-Server-ActiveSync"
-servers = [{{ name = "cas1", address = "{a0}" }}, {{ name = "cas2", address = "{a1}" }}]
-
-[[sites]]
-name = "site2"
-activesync_url = "http://mail-site2.example.com/Microsoft-Server-ActiveSync"
-servers = [{{ name = "cas3", address = "{a2}" }}, {{ name = "cas4", address = "{a3}" }}]
-
-[[checks]]
-name = "eas"
-kind = "activesync"
-site = "site1"
-scheme = "http"
-
-[[checks]]
-name = "eas-x"
-kind = "activesync"
-site = "site2"
-scheme = "http"
-"#,
-            nats = bus.nats_toml(id, &format!("inbox_prefix = \"_INBOX.{id}\"")),
-            a0 = cas[0].addr(),
-            a1 = cas[1].addr(),
-            a2 = cas[2].addr(),
-            a3 = cas[3].addr(),
+        RunningAgent::start(&sitewarden_tests::lab::two_site_agent_with_nats(
+            id,
+            site,
+            &bus.nats_toml(id, &format!("inbox_prefix = \"_INBOX.{id}\"")),
+            &addrs,
+            "500ms",
+            "400ms",
+            "heartbeat_interval = \"500ms\"",
         ))
     })
     .collect()
@@ -372,7 +340,21 @@ async fn an_agent_flooding_the_bus_cannot_stop_the_lease_or_a_failover() {
         })
     };
 
-    tokio::time::sleep_until(started + FAULT_AT).await;
+    // site1 dies once the flood has filled the events stream to its byte cap (the store is
+    // under the pressure that used to starve the lease), and no sooner than FAULT_AT in.
+    let watcher = jetstream::new(bus.client("controller-site1", "").await);
+    wait_for(
+        "the flood to fill the events stream's cap",
+        DEADLINE,
+        || async {
+            let mut stream = watcher.get_stream(EVENTS_STREAM).await.ok()?;
+            let info = stream.info().await.ok()?;
+            let full = info.state.bytes * 10 >= info.config.max_bytes.max(0) as u64 * 9;
+            (full && started.elapsed() >= FAULT_AT).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     for c in &cas[..2] {
         c.set(Behaviour::Down).await.unwrap();
     }
@@ -386,7 +368,20 @@ async fn an_agent_flooding_the_bus_cannot_stop_the_lease_or_a_failover() {
     let failover = fault.elapsed();
     let still_flooding = started.elapsed() < FLOOD_FOR;
 
-    tokio::time::sleep_until(started + FLOOD_FOR).await;
+    // The flood goes on until the lease and state buckets have taken ten more writes under it,
+    // and at least FLOOD_FOR in all.
+    let ok_at_failover = renewals_ok.load(Ordering::Relaxed);
+    let renewals = renewals_ok.clone();
+    wait_for(
+        "ten more lease renewals under the flood",
+        DEADLINE,
+        || async {
+            let more = renewals.load(Ordering::Relaxed) >= ok_at_failover + 10;
+            (more && started.elapsed() >= FLOOD_FOR).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     stop_flood.cancel();
     let sent = flood_task.await.unwrap();
     let (created, refused) = consumers_task.await.unwrap();

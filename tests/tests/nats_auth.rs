@@ -488,6 +488,7 @@ async fn an_agent_reads_and_watches_the_edge_bucket_without_writing_it() {
 
 /// Agents on the shipped permissions, each with its own credentials, probing `cas`.
 fn agents(bus: &Bus, cas: &[ExchangeServer]) -> Vec<RunningAgent> {
+    let addrs = sitewarden_tests::lab::four(cas.iter().map(ExchangeServer::addr));
     [
         ("site1-agent1", "site1"),
         ("site2-agent1", "site2"),
@@ -495,47 +496,14 @@ fn agents(bus: &Bus, cas: &[ExchangeServer]) -> Vec<RunningAgent> {
     ]
     .iter()
     .map(|(id, site)| {
-        RunningAgent::start(&format!(
-            r#"
-[agent]
-id = "{id}"
-site = "{site}"
-heartbeat_interval = "500ms"
-
-[nats]
-{nats}
-
-[defaults]
-interval = "500ms"
-timeout = "400ms"
-
-[[sites]]
-name = "site1"
-activesync_url = "http://mail-site1.example.com/Microsoft-Server-ActiveSync"
-servers = [{{ name = "cas1", address = "{a0}" }}, {{ name = "cas2", address = "{a1}" }}]
-
-[[sites]]
-name = "site2"
-activesync_url = "http://mail-site2.example.com/Microsoft-Server-ActiveSync"
-servers = [{{ name = "cas3", address = "{a2}" }}, {{ name = "cas4", address = "{a3}" }}]
-
-[[checks]]
-name = "eas"
-kind = "activesync"
-site = "site1"
-scheme = "http"
-
-[[checks]]
-name = "eas-x"
-kind = "activesync"
-site = "site2"
-scheme = "http"
-"#,
-            nats = bus.nats_toml(id, &format!("inbox_prefix = \"_INBOX.{id}\"")),
-            a0 = cas[0].addr(),
-            a1 = cas[1].addr(),
-            a2 = cas[2].addr(),
-            a3 = cas[3].addr(),
+        RunningAgent::start(&sitewarden_tests::lab::two_site_agent_with_nats(
+            id,
+            site,
+            &bus.nats_toml(id, &format!("inbox_prefix = \"_INBOX.{id}\"")),
+            &addrs,
+            "500ms",
+            "400ms",
+            "heartbeat_interval = \"500ms\"",
         ))
     })
     .collect()
