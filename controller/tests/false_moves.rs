@@ -136,15 +136,46 @@ fn cold_start(site2_reports_from: i64, content_known: bool) -> Story {
 }
 
 #[test]
-fn given_a_cold_start_with_the_record_unread_and_site2_slow_then_mail_waits_for_site2() {
-    let story = cold_start(40, false);
-    let moves = story.set_records_for(MAIL);
-    assert_eq!(moves.len(), 1, "{moves:?}");
-    let (at, r) = moves[0];
-    assert_eq!(r.target, "mail-rr.example.com");
-    assert_eq!(r.reason, Rule::InitialPlacement);
-    assert!(at >= t(40), "placed at {at} before site2 reported");
-    assert_eq!(story.alerts_of(AlertKind::FailStatic, Severity::Warning), 0);
+fn given_a_cold_start_with_the_record_unread_then_nothing_is_written_until_it_is_read() {
+    // Every site reports from t=40 s but the provider never answers a read: without the
+    // record's content the engine cannot tell its own write from a human's edit, so it writes
+    // nothing, and says so once the start-up grace is over (here when every site is first Up,
+    // just after t=40 s).
+    let mut story = cold_start(40, false);
+    assert!(story.set_records().is_empty(), "{:?}", story.set_records());
+    assert_eq!(story.rule(MAIL), Some(Rule::AwaitingRecord));
+    let unread: Vec<_> = story
+        .alerts()
+        .into_iter()
+        .filter(|a| a.kind == AlertKind::FailStatic && a.subject == MAIL)
+        .map(|a| (a.severity, a.text.clone()))
+        .collect();
+    assert_eq!(unread.len(), 1, "{unread:?}");
+    assert_eq!(unread[0].0, Severity::Warning);
+    assert!(unread[0].1.contains("has not been read yet"), "{unread:?}");
+    let raised_at = story
+        .log
+        .iter()
+        .find(|(_, c)| matches!(c, Command::Alert(a) if a.kind == AlertKind::FailStatic && a.subject == MAIL))
+        .map(|(at, _)| *at);
+    assert!(
+        raised_at.is_some_and(|at| at >= t(40)),
+        "alerted at {raised_at:?}, inside the start-up grace"
+    );
+    // The read arrives: the record already holds the preferred target; nothing moves and the
+    // warning is resolved.
+    let logged = story.log.len();
+    story.report_current(MAIL, "mail-rr.example.com");
+    story.round(&|_| Outcome::Pass);
+    assert!(story.set_records_for(MAIL).is_empty());
+    assert_eq!(story.rule(MAIL), Some(Rule::Steady));
+    assert!(
+        story.log[logged..].iter().any(
+            |(_, c)| matches!(c, Command::Alert(a) if a.kind == AlertKind::Resolved && a.subject == MAIL)
+        ),
+        "{:?}",
+        &story.log[logged..]
+    );
 }
 
 #[test]

@@ -18,8 +18,8 @@ use super::verdict::Verdict;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
-    /// The record's content was unknown; it is placed on the most preferred Up candidate.
-    InitialPlacement,
+    /// The record has not been read yet: nothing is written before it is.
+    AwaitingRecord,
     /// Nothing to do: the target is the most preferred Up candidate.
     Steady,
     /// The target needs a Down (or drained) site: move at once, hold-down does not apply.
@@ -66,7 +66,7 @@ impl Rule {
     /// The rule's name as written in the API, the audit trail and the docs.
     pub fn word(self) -> &'static str {
         match self {
-            Rule::InitialPlacement => "initial_placement",
+            Rule::AwaitingRecord => "awaiting_record",
             Rule::Steady => "steady",
             Rule::MoveAwayFromDown => "move_away_from_down",
             Rule::Failback => "failback",
@@ -92,10 +92,7 @@ impl Rule {
 
     /// Automatic changes that are not emergencies, limited by `hold_down`.
     pub fn is_non_emergency_change(self) -> bool {
-        matches!(
-            self,
-            Rule::InitialPlacement | Rule::Failback | Rule::FollowMailbox
-        )
+        matches!(self, Rule::Failback | Rule::FollowMailbox)
     }
 
     /// Changes made by the engine on its own (not by an operator).

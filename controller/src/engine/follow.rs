@@ -16,6 +16,7 @@ use crate::config::NamespaceConfig;
 
 /// Plans a `follow = "mailbox"` namespace.
 pub(super) fn follow(
+    name: &str,
     cfg: &NamespaceConfig,
     ns: &NamespaceState,
     w: &World<'_>,
@@ -25,19 +26,7 @@ pub(super) fn follow(
     let active = w.dags.get(dag).and_then(|d| d.active_site.as_ref());
     let active_target = active.and_then(|a| targets.get(a).map(|t| (a, t)));
     let Some(cur) = ns.effective() else {
-        return match active_target {
-            Some((a, t)) if w.destination(a) => change(
-                Rule::InitialPlacement,
-                t,
-                format!("record content unknown; {dag} is active in {a}, which is Up"),
-            ),
-            _ => alerting(
-                Rule::FollowDagUnknown,
-                Severity::Warning,
-                AlertKind::FailStatic,
-                format!("record content unknown and {dag}'s active site is unknown or not Up"),
-            ),
-        };
+        return super::namespace::unread(name, w);
     };
     let Some(cur_site) = targets
         .iter()

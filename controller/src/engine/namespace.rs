@@ -322,9 +322,9 @@ pub fn plan(
         );
     }
     match &cfg.routing {
-        Routing::Candidates(list) => candidates(cfg, ns, w, list, manual_failback),
+        Routing::Candidates(list) => candidates(name, cfg, ns, w, list, manual_failback),
         Routing::FollowMailbox { dag, targets } => {
-            quiet_at_start(w, super::follow::follow(cfg, ns, w, dag, targets))
+            quiet_at_start(w, super::follow::follow(name, cfg, ns, w, dag, targets))
         }
     }
 }
@@ -356,56 +356,30 @@ fn drift_or_missing(name: &str, cfg: &NamespaceConfig, ns: &NamespaceState) -> O
     ))
 }
 
-/// Where a name whose record content is unknown goes: the most preferred candidate whose sites
-/// are all destinations, passing over a candidate only when one of its sites is positively Down
-/// (or drained). A candidate whose sites have no verdict yet, are Unknown or are rising is waited
-/// for: a site that has not reported is not a site that failed.
-fn place(list: &[crate::config::Candidate], w: &World<'_>) -> Plan {
-    for c in list {
-        if w.all_destinations(&c.requires) {
-            return change(
-                Rule::InitialPlacement,
-                &c.target,
-                format!(
-                    "record content unknown; {} is the most preferred Up candidate",
-                    c.target
-                ),
-            );
-        }
-        if w.any_down(&c.requires) {
-            continue;
-        }
-        let waiting: Vec<String> = c
-            .requires
-            .iter()
-            .filter(|s| !w.destination(s))
-            .map(|s| s.to_string())
-            .collect();
-        let note = format!(
-            "record content unknown; waiting for {} (no verdict yet, Unknown or rising) before placing it on {}",
-            waiting.join(", "),
-            c.target
-        );
-        return if w.startup {
-            stay(Rule::AwaitingVerdicts, note)
-        } else {
-            alerting(
-                Rule::AwaitingVerdicts,
-                Severity::Warning,
-                AlertKind::FailStatic,
-                note,
-            )
-        };
+/// A name whose record has not been read yet is not written: without its content the engine
+/// cannot tell its own last write from a human's edit, nor whether a move is needed at all. The
+/// runtime reads every record at start and at every reconcile; the name waits for that read,
+/// quietly during the start-up grace and with a warning after it (the provider is not
+/// answering reads).
+pub(super) fn unread(name: &str, w: &World<'_>) -> Plan {
+    let note =
+        format!("the record of {name} has not been read yet; nothing is written before it is");
+    if w.startup {
+        stay(Rule::AwaitingRecord, note)
+    } else {
+        alerting(
+            Rule::AwaitingRecord,
+            Severity::Warning,
+            AlertKind::FailStatic,
+            format!(
+                "{note}: the DNS provider is not answering reads (see the controller log and sitewarden_controller_dns_operation_duration_seconds_count{{operation=\"read\",result=\"error\"}})"
+            ),
+        )
     }
-    alerting(
-        Rule::FailStaticUnknown,
-        Severity::Warning,
-        AlertKind::FailStatic,
-        "record content unknown and no candidate is Up".to_owned(),
-    )
 }
 
 fn candidates(
+    name: &str,
     cfg: &NamespaceConfig,
     ns: &NamespaceState,
     w: &World<'_>,
@@ -414,7 +388,7 @@ fn candidates(
 ) -> Plan {
     let preferred = list.iter().position(|c| w.all_destinations(&c.requires));
     let Some(cur) = ns.effective() else {
-        return place(list, w);
+        return unread(name, w);
     };
     let Some(ci) = list.iter().position(|c| c.target == cur) else {
         if cfg.on_drift == crate::config::DriftPolicy::Enforce

@@ -318,10 +318,7 @@ fn hold_down_kept(history: &[Value], broken: &mut Vec<String>) {
             broken.push(format!("intent without evidence time: {e}"));
             continue;
         };
-        let non_emergency = matches!(
-            e["reason"].as_str(),
-            Some("initial_placement" | "failback" | "follow_mailbox")
-        );
+        let non_emergency = matches!(e["reason"].as_str(), Some("failback" | "follow_mailbox"));
         if non_emergency
             && let Some(prev) = last.get(&ns)
             && (at - *prev).to_std().unwrap_or_default() < HOLD_DOWN
