@@ -408,7 +408,13 @@ async fn given_a_three_site_bus_when_two_nodes_die_then_nobody_acts_and_no_dns_c
     lab.wait_record(SITE2).await;
     let leader = lab.leader().await;
     lab.more_events(leader, 20.0).await;
-    assert_eq!(lab.successful_patches().len(), 1, "{:#?}", lab.patches());
+    assert_eq!(
+        lab.successful_patches().len(),
+        1,
+        "{:#?}\n{}",
+        lab.patches(),
+        lab.logs()
+    );
     invariants_hold(&lab).await;
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,6 +443,12 @@ async fn given_a_three_site_bus_when_one_node_dies_then_nothing_flips_and_a_site
     lab.wait_record(SITE2).await;
     let leader = lab.leader().await;
     lab.more_events(leader, 20.0).await;
-    assert_eq!(lab.successful_patches().len(), 1, "{:#?}", lab.patches());
+    assert_eq!(
+        lab.successful_patches().len(),
+        1,
+        "{:#?}\n{}",
+        lab.patches(),
+        lab.logs()
+    );
     invariants_hold(&lab).await;
 }

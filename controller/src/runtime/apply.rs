@@ -7,7 +7,8 @@
 //! 3. records the intent (KV `intent.<name>`, compare-and-set, refused if a newer epoch wrote it)
 //!    and, at the same time, audits it, waiting until both are stored (an intent the bucket
 //!    refuses is settled in the audit trail as `apply_refused`, and nothing is written);
-//! 4. asks the provider to compare-and-set the record with the epoch in its ownership marker
+//! 4. unless the engine has issued a newer generation for the name meanwhile (then the change is
+//!    settled as superseded and nothing is written), asks the provider to compare-and-set the record with the epoch in its ownership marker
 //!    (the provider refuses if the record shows a newer epoch) and verifies by reading back;
 //! 5. audits the settlement (`apply_applied`, `apply_refused`, `apply_failed`), waits until it is
 //!    stored, then marks the intent and stores the new `ns.<name>` (compare-and-set).
@@ -90,6 +91,35 @@ pub struct Applier {
     /// Authoritative servers to watch after each applied change (`None` or no servers: no
     /// watch).
     pub propagation: Option<super::settings::PropagationSettings>,
+    /// The newest generation the engine has issued per name, set as each command is queued:
+    /// a change overtaken by a newer decision while it waited (a slow bus storing its intent) is
+    /// not written, so the record never visits a target the engine has already left.
+    pub issued: Issued,
+}
+
+/// The newest generation issued per name (see [`Applier::issued`]).
+#[derive(Debug, Clone, Default)]
+pub struct Issued(Arc<std::sync::Mutex<BTreeMap<String, u64>>>);
+
+impl Issued {
+    /// Notes that `generation` was issued for `name`.
+    pub fn note(&self, name: &str, generation: u64) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let g = map.entry(name.to_owned()).or_insert(0);
+        *g = (*g).max(generation);
+    }
+
+    /// A generation newer than `generation` issued for `name` since.
+    fn newer_than(&self, name: &str, generation: u64) -> Option<u64> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(name).copied().filter(|g| *g > generation)
+    }
 }
 
 impl Applier {
@@ -244,6 +274,11 @@ impl Applier {
             self.audit(None, serde_json::json!({"kind": "apply_skipped", "namespace": name, "generation": cmd.generation, "why": "not the acting leader for this epoch"}));
             return;
         }
+        if let Some(newer) = self.issued.newer_than(&name, cmd.generation) {
+            self.metrics.applied("superseded");
+            self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_skipped", "namespace": name, "target": cmd.target, "generation": cmd.generation, "why": format!("overtaken by generation {newer} before it was started")}));
+            return;
+        }
         if self.dry_run {
             self.metrics.applied("dry_run");
             self.audit(Some(cmd.epoch), serde_json::json!({"kind": "would_apply", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason}));
@@ -333,6 +368,35 @@ impl Applier {
         if (self.acting)() != Some(cmd.epoch) {
             self.metrics.applied("not_acting");
             self.audit(None, serde_json::json!({"kind": "apply_skipped", "namespace": name, "generation": cmd.generation, "why": "lease lost before the write"}));
+            return;
+        }
+        // The engine may have decided again meanwhile: that newer change, queued behind this
+        // one, is the one to write. The intent is settled as superseded, audited first.
+        if let Some(newer) = self.issued.newer_than(&name, cmd.generation) {
+            self.metrics.applied("superseded");
+            let why = format!(
+                "overtaken by generation {newer} while its intent was being stored; nothing was written"
+            );
+            let event = serde_json::json!({"kind": "apply_superseded", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": why});
+            if self.audit_stored(Some(cmd.epoch), event).await {
+                let done = RecordBook {
+                    status: "superseded".into(),
+                    at: Utc::now(),
+                    note: Some(why),
+                    ..intent.clone()
+                };
+                if let Err(e) = self
+                    .put_over(
+                        &name,
+                        "intent",
+                        &done,
+                        Some(Some((intent, intent_revision))),
+                    )
+                    .await
+                {
+                    tracing::warn!(namespace = %name, "cannot mark intent superseded: {e}");
+                }
+            }
             return;
         }
         let change = Change {
@@ -594,5 +658,142 @@ fn error_class(e: &ProviderError) -> FailureClass {
         ProviderError::Transient(_) => FailureClass::Transient,
         ProviderError::Rejected(_) => FailureClass::Rejected,
         ProviderError::Budget => FailureClass::Budget,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::engine::{Evidence, Rule};
+    use crate::provider::memory::MemoryProvider;
+
+    const NAME: &str = "mail.example.com";
+
+    fn set(target: &str, generation: u64) -> SetRecord {
+        SetRecord {
+            namespace: NAME.into(),
+            target: target.into(),
+            ttl_secs: 60,
+            reason: Rule::MoveAwayFromDown,
+            generation,
+            epoch: 1,
+            evidence: Evidence {
+                rule: Rule::MoveAwayFromDown,
+                at: Utc::now(),
+                note: String::new(),
+                sites: BTreeMap::new(),
+            },
+        }
+    }
+
+    /// An applier on a memory provider whose audit stream notes the kind of every record it is
+    /// sent, then stores nothing until `open` is notified.
+    fn applier(
+        provider: MemoryProvider,
+        open: Arc<Notify>,
+        kinds: Arc<Mutex<Vec<String>>>,
+    ) -> (Applier, mpsc::Receiver<Input>, CancellationToken) {
+        let stop = CancellationToken::new();
+        let publish = move |_n: u64, body: axum::body::Bytes| {
+            let (open, kinds) = (open.clone(), kinds.clone());
+            async move {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let kind = v["event"]["kind"].as_str().unwrap_or("").to_owned();
+                kinds.lock().unwrap_or_else(|e| e.into_inner()).push(kind);
+                open.notified().await;
+                open.notify_one();
+                true
+            }
+        };
+        let metrics = Arc::new(Metrics::new());
+        let (audit, _task) = super::super::audit::start(publish, metrics.clone(), stop.clone());
+        let (reports, rx) = mpsc::channel(16);
+        let applier = Applier {
+            provider: Arc::new(provider),
+            store: None,
+            acting: Arc::new(|| Some(1)),
+            dry_run: false,
+            adopt_unmarked: BTreeMap::new(),
+            audit,
+            controller: "ctl-a".into(),
+            metrics,
+            reports,
+            last_seen: BTreeMap::new(),
+            shadow: BTreeMap::new(),
+            propagation: None,
+            issued: Issued::default(),
+        };
+        (applier, rx, stop)
+    }
+
+    use tokio_util::sync::CancellationToken;
+
+    /// Waits until the stream has been sent `n` records.
+    async fn arrived(kinds: &Mutex<Vec<String>>, n: usize) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while kinds.lock().unwrap_or_else(|e| e.into_inner()).len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fewer than {n} records sent"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_overtaken_while_its_intent_is_stored_is_not_written() {
+        let provider = MemoryProvider::default();
+        provider.insert(
+            NAME,
+            "mail-rr.example.com",
+            Some("sitewarden epoch=1 gen=0"),
+        );
+        let (open, kinds) = (Arc::new(Notify::new()), Arc::new(Mutex::new(Vec::new())));
+        let (mut applier, _reports, _stop) = applier(provider.clone(), open.clone(), kinds.clone());
+        let issued = applier.issued.clone();
+        issued.note(NAME, 1);
+        let first = set("mail-site1.example.com", 1);
+        let apply = tokio::spawn(async move {
+            applier.apply(first).await;
+            applier
+        });
+        // The stream is slow to store the intent; meanwhile the engine decides again.
+        arrived(&kinds, 1).await;
+        issued.note(NAME, 2);
+        open.notify_one();
+        let mut applier = apply.await.expect("the apply task");
+        assert_eq!(provider.writes(), 0, "the overtaken change was written");
+        let stored = kinds.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert_eq!(stored, ["intent", "apply_superseded"]);
+        // The newer change goes through.
+        applier.apply(set("mail-site2.example.com", 2)).await;
+        assert_eq!(provider.writes(), 1);
+        let record = provider.record(NAME).expect("the record");
+        assert_eq!(record.content.as_deref(), Some("mail-site2.example.com"));
+    }
+
+    #[tokio::test]
+    async fn a_change_overtaken_before_it_starts_is_skipped_and_audited() {
+        let provider = MemoryProvider::default();
+        provider.insert(
+            NAME,
+            "mail-rr.example.com",
+            Some("sitewarden epoch=1 gen=0"),
+        );
+        let (open, kinds) = (Arc::new(Notify::new()), Arc::new(Mutex::new(Vec::new())));
+        open.notify_one();
+        let (mut applier, _reports, _stop) = applier(provider.clone(), open, kinds.clone());
+        applier.issued.note(NAME, 2);
+        applier.apply(set("mail-site1.example.com", 1)).await;
+        assert_eq!(provider.writes(), 0);
+        arrived(&kinds, 1).await;
+        assert_eq!(
+            *kinds.lock().unwrap_or_else(|e| e.into_inner()),
+            ["apply_skipped"]
+        );
     }
 }

@@ -167,7 +167,7 @@ pub fn spawn(
 
 /// The publisher around `publish(n, body)`, which sends the `n`th record and answers whether the
 /// stream stored it (called again with the same `n` until it does).
-fn start<P, F>(
+pub(super) fn start<P, F>(
     publish: P,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,

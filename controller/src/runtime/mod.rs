@@ -242,6 +242,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     // intent and apply. The read tells the engine what is really there, so it completes or
     // supersedes the change under the new epoch instead of waiting for the next reconcile.
     let (refresh_tx, mut refresh_rx) = mpsc::channel::<()>(1);
+    let issued = apply::Issued::default();
     let mut applier = Applier {
         provider: provider.clone(),
         store: Some(state_store),
@@ -262,6 +263,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         last_seen: Default::default(),
         shadow: Default::default(),
         propagation: Some(settings.propagation.clone()),
+        issued: issued.clone(),
     };
     let names: Vec<String> = config.namespaces.keys().cloned().collect();
     let mut targets: Vec<String> = config
@@ -450,6 +452,9 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
                 // The engine decided this alert is ours to send: a standby's alerts about
                 // names and sites come back wrapped as audit records, never as alerts.
                 alerts.send(a);
+            }
+            if let Command::SetRecord(set) = &cmd {
+                issued.note(&set.namespace, set.generation);
             }
             dispatch(cmd, epoch, &settings.id, &audit_sink, &apply_tx, &edge).await;
         }
