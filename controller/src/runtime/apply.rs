@@ -63,6 +63,9 @@ pub struct RecordBook {
     pub note: Option<String>,
 }
 
+/// How long a record's read waits for the state bucket's `ns.<name>` entry.
+const BOOK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Applies `SetRecord` commands for the leader.
 pub struct Applier {
     /// The DNS provider.
@@ -157,32 +160,44 @@ impl Applier {
     /// Reads the current record of `name`, settles a pending intent an earlier leader left
     /// behind, and tells the engine what is there.
     pub async fn refresh(&mut self, name: &str) -> Result<(), ProviderError> {
-        let started = tokio::time::Instant::now();
-        let state = self.provider.read(name).await;
+        // What our books say each marker generation wrote, read beside the record and bounded:
+        // until the engine has the record's content it writes nothing, so a state bucket slow
+        // to answer (a stream electing its leader) must not hold the content back.
+        let read = async {
+            let started = tokio::time::Instant::now();
+            let state = self.provider.read(name).await;
+            (state, started.elapsed())
+        };
+        let ((state, took), book) =
+            tokio::join!(read, tokio::time::timeout(BOOK_WAIT, self.book(name, "ns")));
         self.metrics.provider_call(
             self.provider.kind(),
             "read",
             state.is_ok(),
-            started.elapsed().as_secs_f64(),
+            took.as_secs_f64(),
         );
         let state = state?;
-        self.settle(name, &state).await;
         self.last_seen
             .insert(name.to_owned(), state.content.clone());
         let generation = state.marker.map(|m| m.generation);
-        // What our books say that marker's generation wrote: the engine compares it with the
-        // content to tell a hand edit (marker kept, content changed) from our own write.
-        let written = match (generation, self.book(name, "ns").await) {
-            (Some(g), Ok(Some((book, _)))) if book.generation == g => Some(book.target),
+        // The engine compares the books with the content to tell a hand edit (marker kept,
+        // content changed) from our own write; without them it goes by what it accepted before.
+        let written = match (generation, book) {
+            (Some(g), Ok(Ok(Some((book, _))))) if book.generation == g => Some(book.target),
+            (_, Err(_)) => {
+                tracing::warn!(namespace = %name, "the state bucket did not answer within {BOOK_WAIT:?}; the record is reported without our books");
+                None
+            }
             _ => None,
         };
         self.report(ProviderReport::Current {
             namespace: name.to_owned(),
-            target: state.content,
+            target: state.content.clone(),
             generation,
             written,
         })
         .await;
+        self.settle(name, &state).await;
         Ok(())
     }
 
