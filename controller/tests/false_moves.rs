@@ -266,3 +266,39 @@ fn given_agents_whose_clocks_are_off_within_the_tolerance_then_nothing_changes()
         );
     }
 }
+
+#[test]
+fn when_a_site_fails_again_soon_after_it_recovered_then_the_name_leaves_it_at_once() {
+    // A long stale_after keeps site2's recovery "recent" while it fails again: its fresh,
+    // simultaneous failures are evidence like any other, not a recovery to wait for.
+    let mut story = Story::healthy(config(
+        "stale_after = \"30s\"\nfailback_after = \"4s\"\nhold_down = \"4s\"",
+    ));
+    story.run_until(t(20), support::sites_dead(&["site2"]));
+    assert_eq!(
+        story.target(MAIL).as_deref(),
+        Some("mail-site1.example.com")
+    );
+    // site2 recovers; mail fails back to the round-robin target.
+    let mut back_at = None;
+    while back_at.is_none() && story.now < t(80) {
+        story.round(&|_| Outcome::Pass);
+        if story.target(MAIL).as_deref() == Some("mail-rr.example.com") {
+            back_at = Some(story.now);
+        }
+    }
+    let back_at = back_at.unwrap_or_else(|| panic!("no failback: {:?}", story.rule(MAIL)));
+    // site2 dies again at once: down after `fall` rounds, and mail leaves it in the same round.
+    while story.now < back_at + TimeDelta::seconds(20) {
+        story.round(&support::sites_dead(&["site2"]));
+    }
+    let moves = story.set_records_for(MAIL);
+    let (left_at, last) = moves.last().copied().unwrap_or_else(|| panic!("{moves:?}"));
+    assert_eq!(last.target, "mail-site1.example.com", "{moves:?}");
+    assert_eq!(last.reason, Rule::MoveAwayFromDown);
+    assert!(
+        left_at <= back_at + TimeDelta::seconds(8),
+        "left site2 {}s after it failed again",
+        (left_at - back_at).num_seconds()
+    );
+}

@@ -60,10 +60,12 @@ impl CheckState {
     }
 
     /// Was failing and passes again: recovering (fewer than `rise` passes), or recovered within
-    /// the last `stale_after`.
+    /// the last `stale_after` and still passing. A check that fails again after its recovery is
+    /// not recovering: the trend turned, and its fresh failures are evidence like any other.
     pub fn is_recovering(&self, now: DateTime<Utc>, stale_after: TimeDelta) -> bool {
-        (self.status == CheckStatus::Failing && self.last_outcome == Outcome::Pass)
-            || self.recovered_at.is_some_and(|r| now - r <= stale_after)
+        self.last_outcome == Outcome::Pass
+            && (self.status == CheckStatus::Failing
+                || self.recovered_at.is_some_and(|r| now - r <= stale_after))
     }
 
     /// Whether the latest result is recent enough to count at `now`.
