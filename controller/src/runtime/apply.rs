@@ -714,15 +714,15 @@ mod tests {
     ) -> (Applier, mpsc::Receiver<Input>, CancellationToken) {
         let stop = CancellationToken::new();
         let publish = move |_n: u64, body: axum::body::Bytes| {
-            let (open, kinds) = (open.clone(), kinds.clone());
-            async move {
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let kind = v["event"]["kind"].as_str().unwrap_or("").to_owned();
-                kinds.lock().unwrap_or_else(|e| e.into_inner()).push(kind);
+            let open = open.clone();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let kind = v["event"]["kind"].as_str().unwrap_or("").to_owned();
+            kinds.lock().unwrap_or_else(|e| e.into_inner()).push(kind);
+            std::future::ready(Box::pin(async move {
                 open.notified().await;
                 open.notify_one();
                 true
-            }
+            }) as super::super::audit::Ack)
         };
         let metrics = Arc::new(Metrics::new());
         let (audit, _task) = super::super::audit::start(publish, metrics.clone(), stop.clone());

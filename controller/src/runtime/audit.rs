@@ -4,7 +4,10 @@
 //! Each record carries a message id (`Nats-Msg-Id`: controller id, process start and a counter),
 //! so a publish retried after a lost acknowledgement is stored once. A record the stream does not
 //! acknowledge (the bus is down, the stream has no leader yet after a quorum loss) is sent again,
-//! with backoff up to 2 s, until it is stored or the controller stops; records stay in order.
+//! with backoff up to 2 s, until it is stored or the controller stops. Records waiting together
+//! are sent as one burst before their acknowledgements are awaited (see [`start`]); they are
+//! stored in the order made, except that a record the stream refused mid-burst, sent again, may
+//! land after records that followed it.
 //! Most records go through a bounded queue (4096) without waiting ([`AuditSink::record`]); if the
 //! bus stays down long enough to fill it, further records are counted as dropped, never waited
 //! for. The records that must precede an effect — the intent before the DNS write, the settlement
@@ -140,41 +143,66 @@ pub fn spawn(
 ) -> (AuditSink, tokio::task::JoinHandle<()>) {
     let subject = format!("{AUDIT_SUBJECT_PREFIX}.{controller}");
     let boot = Utc::now().timestamp_micros();
-    let publish = move |n: u64, body: axum::body::Bytes| {
+    // The send resolves to the acknowledgement still to come: awaiting it later is the point.
+    #[allow(clippy::async_yields_async)]
+    let send = move |n: u64, body: axum::body::Bytes| {
         let (js, subject) = (js.clone(), subject.clone());
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", format!("{controller}-{boot}-{n}").as_str());
         async move {
             match js.publish_with_headers(subject, headers, body).await {
                 // A lost ack is harmless: the retry carries the same message id.
-                Ok(ack) => match tokio::time::timeout(Duration::from_secs(2), ack).await {
-                    Ok(Ok(_)) => true,
-                    Ok(Err(e)) => {
-                        tracing::debug!("audit record not stored: {e}");
-                        false
+                Ok(ack) => Box::pin(async move {
+                    match tokio::time::timeout(Duration::from_secs(2), ack).await {
+                        Ok(Ok(_)) => true,
+                        Ok(Err(e)) => {
+                            tracing::debug!("audit record not stored: {e}");
+                            false
+                        }
+                        Err(_) => false,
                     }
-                    Err(_) => false,
-                },
+                }) as Ack,
                 Err(e) => {
                     tracing::debug!("audit publish failed: {e}");
-                    false
+                    Box::pin(std::future::ready(false)) as Ack
                 }
             }
         }
     };
-    start(publish, metrics, shutdown)
+    start(send, metrics, shutdown)
 }
 
-/// The publisher around `publish(n, body)`, which sends the `n`th record and answers whether the
-/// stream stored it (called again with the same `n` until it does).
+/// The stream's answer to one sent record: whether it stored it.
+pub(super) type Ack = std::pin::Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// Records sent before the first acknowledgement is awaited.
+const PIPELINE: usize = 64;
+
+/// One record on its way, numbered.
+struct Numbered {
+    n: u64,
+    body: axum::body::Bytes,
+    stored: Option<oneshot::Sender<bool>>,
+}
+
+/// The publisher around `send(n, body)`, which hands the `n`th record to the connection and
+/// answers with the stream's acknowledgement to come (a record is sent again with the same `n`
+/// until it is stored).
+///
+/// Records waiting in the queue go out together, up to [`PIPELINE`], each sent before any
+/// acknowledgement is awaited: one round trip for a burst instead of one per record (an intent
+/// queued behind a decision's verdict, alert and provider records no longer waits for each of
+/// theirs). Acknowledgements are taken in order; a waiter is told its record is stored only
+/// once it and every record before it are. From the first record the stream did not store, the
+/// rest of the burst is sent again one by one, with backoff, as before.
 pub(super) fn start<P, F>(
-    publish: P,
+    send: P,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> (AuditSink, tokio::task::JoinHandle<()>)
 where
     P: Fn(u64, axum::body::Bytes) -> F + Send + 'static,
-    F: Future<Output = bool> + Send,
+    F: Future<Output = Ack> + Send,
 {
     let (tx, mut rx) = mpsc::channel::<Queued>(4096);
     let sink = AuditSink {
@@ -183,28 +211,57 @@ where
     };
     let task = tokio::spawn(async move {
         let mut n: u64 = 0;
+        let mut burst: Vec<Numbered> = Vec::with_capacity(PIPELINE);
         loop {
-            let queued = tokio::select! {
+            let first = tokio::select! {
                 r = rx.recv() => match r { Some(r) => r, None => break },
                 _ = shutdown.cancelled() => break,
             };
-            n += 1;
-            let Ok(body) = serde_json::to_vec(&queued.record) else {
-                continue;
-            };
-            let body = axum::body::Bytes::from(body);
-            let mut backoff = Duration::from_millis(100);
-            while !publish(n, body.clone()).await {
-                metrics.audit_errors.inc();
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+            let mut next = Some(first);
+            while let Some(queued) = next.take() {
+                n += 1;
+                if let Ok(body) = serde_json::to_vec(&queued.record) {
+                    burst.push(Numbered {
+                        n,
+                        body: body.into(),
+                        stored: queued.stored,
+                    });
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                if burst.len() < PIPELINE {
+                    next = rx.try_recv().ok();
+                }
             }
-            if let Some(stored) = queued.stored {
-                // The waiter may have given up (timed out); the record is stored all the same.
-                let _ = stored.send(true);
+            let mut acks = Vec::with_capacity(burst.len());
+            for r in &burst {
+                acks.push(send(r.n, r.body.clone()).await);
+            }
+            let mut stored = 0;
+            for ack in acks {
+                if !ack.await {
+                    break;
+                }
+                stored += 1;
+            }
+            for (i, r) in burst.drain(..).enumerate() {
+                if i >= stored {
+                    let mut backoff = Duration::from_millis(100);
+                    metrics.audit_errors.inc();
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        if send(r.n, r.body.clone()).await.await {
+                            break;
+                        }
+                        metrics.audit_errors.inc();
+                    }
+                }
+                if let Some(stored) = r.stored {
+                    // The waiter may have given up (timed out); the record is stored all the same.
+                    let _ = stored.send(true);
+                }
             }
         }
     });
@@ -232,13 +289,13 @@ mod tests {
     fn fake_stream(
         up: Arc<AtomicBool>,
         stored: Arc<Mutex<Vec<u64>>>,
-    ) -> impl Fn(u64, axum::body::Bytes) -> std::future::Ready<bool> + Send + 'static {
+    ) -> impl Fn(u64, axum::body::Bytes) -> std::future::Ready<Ack> + Send + 'static {
         move |n, _body| {
             let ok = up.load(Ordering::SeqCst);
             if ok {
                 stored.lock().unwrap().push(n);
             }
-            std::future::ready(ok)
+            std::future::ready(Box::pin(std::future::ready(ok)) as Ack)
         }
     }
 
@@ -298,5 +355,66 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert!(!waiting.await.unwrap());
         assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_is_sent_before_its_first_acknowledgement_is_awaited() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let send = {
+            let (sent, release) = (Arc::clone(&sent), Arc::clone(&release));
+            move |n: u64, _body: axum::body::Bytes| {
+                sent.lock().unwrap().push(n);
+                let release = Arc::clone(&release);
+                std::future::ready(Box::pin(async move {
+                    release.acquire().await.map(|p| p.forget()).is_ok()
+                }) as Ack)
+            }
+        };
+        let stop = CancellationToken::new();
+        let (sink, _task) = start(send, Arc::new(Metrics::new()), stop.clone());
+        sink.record(rec(1));
+        sink.record(rec(2));
+        sink.record(rec(3));
+        for _ in 0..100 {
+            if sent.lock().unwrap().len() == 3 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        // All three went out on one round trip, with no acknowledgement given yet.
+        assert_eq!(*sent.lock().unwrap(), vec![1, 2, 3]);
+        release.add_permits(4);
+        assert!(sink.record_stored(rec(4)).await);
+        assert_eq!(*sent.lock().unwrap(), vec![1, 2, 3, 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_refused_mid_burst_is_sent_again_and_holds_back_the_waiters_after_it() {
+        // The stream refuses record 2 once; 1 and 3 are stored at the first try.
+        let stored = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(AtomicBool::new(false));
+        let send = {
+            let (stored, refused) = (Arc::clone(&stored), Arc::clone(&refused));
+            move |n: u64, _body: axum::body::Bytes| {
+                let ok = n != 2 || refused.swap(true, Ordering::SeqCst);
+                if ok {
+                    stored.lock().unwrap().push(n);
+                }
+                std::future::ready(Box::pin(std::future::ready(ok)) as Ack)
+            }
+        };
+        let stop = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+        let (sink, _task) = start(send, metrics.clone(), stop.clone());
+        sink.record(rec(1));
+        sink.record(rec(2));
+        assert!(sink.record_stored(rec(3)).await);
+        // 2 was stored (on its second try) before 3's waiter was answered; 3 went out again
+        // too and the stream's duplicate window keeps it once.
+        let order = stored.lock().unwrap().clone();
+        assert_eq!(order.first(), Some(&1));
+        assert!(order.contains(&2), "{order:?}");
+        assert!(metrics.audit_errors.get() >= 1);
     }
 }
