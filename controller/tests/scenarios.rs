@@ -415,3 +415,58 @@ fn given_a_standby_then_it_decides_the_same_but_only_records_what_it_would_do() 
         Some("mail-site2.example.com")
     );
 }
+
+#[test]
+fn when_the_events_stream_nears_its_cap_then_one_warning_names_the_publisher_and_is_resolved() {
+    use sitewarden_controller::engine::{Input, StreamFill};
+    let mut story = Story::healthy(config(""));
+    let fill = |bytes: u64, top: Option<(&str, u64)>| {
+        Input::EventsStream(StreamFill {
+            bytes,
+            max_bytes: 1000,
+            messages: 10,
+            max_messages: 100_000,
+            top_publisher: top.map(|(p, b)| (p.to_owned(), b)),
+        })
+    };
+    // Below the mark, at it, while it stays above, while it sinks only a little: one alert.
+    for (bytes, top) in [
+        (500, None),
+        (850, Some(("site1.site1-agent1", 900_000))),
+        (990, Some(("site1.site1-agent1", 950_000))),
+        (600, None),
+    ] {
+        story.input(fill(bytes, top));
+    }
+    let raised: Vec<_> = story
+        .alerts()
+        .into_iter()
+        .filter(|a| a.kind == AlertKind::EventsNearCap)
+        .map(|a| (a.severity, a.text.clone()))
+        .collect();
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0].0, Severity::Warning);
+    assert!(raised[0].1.contains("85%"), "{raised:?}");
+    assert!(raised[0].1.contains("site1.site1-agent1"), "{raised:?}");
+    assert_eq!(story.alerts_of(AlertKind::Resolved, Severity::Info), 0);
+    // Back under half the mark: resolved once; a new crossing alerts again.
+    story.input(fill(300, None));
+    story.input(fill(200, None));
+    assert_eq!(story.alerts_of(AlertKind::Resolved, Severity::Info), 1);
+    story.input(fill(900, None));
+    assert_eq!(
+        story.alerts_of(AlertKind::EventsNearCap, Severity::Warning),
+        2
+    );
+    // A standby's engine only audits it.
+    let mut standby = Story::healthy(config(""));
+    standby.input(Input::Leadership(
+        sitewarden_controller::engine::LeadershipChange {
+            is_leader: false,
+            epoch: 7,
+        },
+    ));
+    standby.log.clear();
+    standby.input(fill(950, None));
+    assert!(standby.alerts().is_empty());
+}

@@ -116,12 +116,16 @@ pub enum AlertKind {
     TargetUnresolvable,
     /// A DAG's databases are active in more than one site (subject: the DAG).
     DagSplit,
+    /// The events stream is near its cap and drops its oldest events (subject: the stream).
+    EventsNearCap,
     /// A condition cleared.
     Resolved,
 }
 
 /// Subject of the alerts about this controller's connection to NATS.
 pub const BUS_SUBJECT: &str = "nats";
+/// Subject of the alerts about the events stream's fill.
+pub const EVENTS_SUBJECT: &str = "SITEWARDEN_EVENTS";
 
 /// A message for humans (chat-ops).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,6 +32,43 @@ pub enum Input {
     Leadership(LeadershipChange),
     /// Whether this controller reaches NATS with a JetStream quorum.
     Bus(BusReport),
+    /// How full the events stream is, read every few seconds.
+    EventsStream(StreamFill),
+}
+
+/// Share of the events stream's byte or message cap at which the engine alerts; the alert is
+/// resolved once the stream is back under half of it.
+pub const EVENTS_NEAR_CAP_PERCENT: i64 = 80;
+
+/// The events stream's fill against its caps, and the publisher (`<site>.<agent>`) whose live
+/// events took the most bytes since the previous look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamFill {
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Byte cap (≤ 0: none).
+    pub max_bytes: i64,
+    /// Messages stored.
+    pub messages: u64,
+    /// Message cap (≤ 0: none).
+    pub max_messages: i64,
+    /// The top publisher and its bytes since the previous look.
+    pub top_publisher: Option<(String, u64)>,
+}
+
+impl StreamFill {
+    /// How full the stream is, in percent of the nearer cap (0 when it has none).
+    pub fn percent(&self) -> i64 {
+        let pct = |used: u64, cap: i64| {
+            if cap <= 0 {
+                0
+            } else {
+                i64::try_from(u128::from(used) * 100 / cap.unsigned_abs() as u128)
+                    .unwrap_or(i64::MAX)
+            }
+        };
+        pct(self.bytes, self.max_bytes).max(pct(self.messages, self.max_messages))
+    }
 }
 
 /// What the runtime knows about the bus, reported on every change.

@@ -40,8 +40,8 @@ pub use command::{Alert, AlertKind, Audit, AuditEvent, Command, EdgeNotice, SetR
 pub use evidence::{Evidence, Rule};
 pub use explain::Explanation;
 pub use input::{
-    BusReport, CallStats, FailureClass, FreezeScope, Input, LeadershipChange, OverrideAction,
-    OverrideRequest, ProviderReport, ReleaseTarget,
+    BusReport, CallStats, EVENTS_NEAR_CAP_PERCENT, FailureClass, FreezeScope, Input,
+    LeadershipChange, OverrideAction, OverrideRequest, ProviderReport, ReleaseTarget, StreamFill,
 };
 pub use state::State;
 pub use verdict::Verdict;
@@ -167,6 +167,7 @@ impl Engine {
             Input::Provider(p) => self.on_provider(state, now, p, &mut out),
             Input::Leadership(l) => self.on_leadership(state, now, *l, &mut out),
             Input::Bus(b) => self.on_bus(state, now, *b, &mut out),
+            Input::EventsStream(f) => self.on_events_stream(state, f, &mut out),
         }
         if !state.leadership.is_leader && !out.is_empty() {
             out = out

@@ -9,8 +9,13 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::command::{Alert, AlertKind, Audit, AuditEvent, BUS_SUBJECT, Command, Severity};
-use super::input::{BusReport, CallStats, FailureClass, LeadershipChange, ProviderReport};
+use super::command::{
+    Alert, AlertKind, Audit, AuditEvent, BUS_SUBJECT, Command, EVENTS_SUBJECT, Severity,
+};
+use super::input::{
+    BusReport, CallStats, EVENTS_NEAR_CAP_PERCENT, FailureClass, LeadershipChange, ProviderReport,
+    StreamFill,
+};
 use super::namespace::DriftSeen;
 use super::{Engine, State};
 use crate::config::UnmarkedPolicy;
@@ -417,6 +422,41 @@ impl Engine {
                 Severity::Critical,
                 BUS_SUBJECT,
                 "NATS is unreachable or has no JetStream quorum; this controller does not act and no DNS change will be made until the bus answers".to_owned(),
+            ));
+        }
+    }
+
+    /// Alerts once when the events stream passes [`EVENTS_NEAR_CAP_PERCENT`] of a cap, naming
+    /// the top publisher, and resolves once it is back under half of that.
+    pub(super) fn on_events_stream(
+        &self,
+        state: &mut State,
+        fill: &StreamFill,
+        out: &mut Vec<Command>,
+    ) {
+        let pct = fill.percent();
+        if pct >= EVENTS_NEAR_CAP_PERCENT && !state.bus.events_near_cap {
+            state.bus.events_near_cap = true;
+            let publisher = match &fill.top_publisher {
+                Some((p, bytes)) => format!(
+                    "the top publisher since the previous look is {p} ({bytes} bytes): check that agent"
+                ),
+                None => "no agent published live events since the previous look".to_owned(),
+            };
+            out.push(alert(
+                AlertKind::EventsNearCap,
+                Severity::Warning,
+                EVENTS_SUBJECT,
+                format!(
+                    "the events stream is at {pct}% of its cap ({} of {} bytes, {} of {} messages) and drops its oldest events; {publisher}, or raise [controller] events_max_bytes if the load is real",
+                    fill.bytes, fill.max_bytes, fill.messages, fill.max_messages
+                ),
+            ));
+        } else if pct < EVENTS_NEAR_CAP_PERCENT / 2 && state.bus.events_near_cap {
+            state.bus.events_near_cap = false;
+            out.push(resolved(
+                EVENTS_SUBJECT,
+                format!("the events stream is back at {pct}% of its cap"),
             ));
         }
     }

@@ -33,6 +33,9 @@ pub struct BusState {
     pub answered: bool,
     /// Since when the bus has been lost (a `bus_lost` alert is out).
     pub lost_since: Option<DateTime<Utc>>,
+    /// The events stream passed its near-cap share (an `events_near_cap` alert is out).
+    #[serde(default)]
+    pub events_near_cap: bool,
 }
 
 /// What the engine remembers about one agent.

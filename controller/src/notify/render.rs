@@ -124,6 +124,7 @@ pub fn kind_words(k: AlertKind) -> &'static str {
         AlertKind::Certificate => "certificate problem",
         AlertKind::PropagationSlow => "DNS change not yet served everywhere",
         AlertKind::TargetUnresolvable => "candidate target does not resolve",
+        AlertKind::EventsNearCap => "events stream near its cap",
         AlertKind::Resolved => "resolved",
     }
 }
@@ -198,6 +199,9 @@ fn did(k: AlertKind) -> &'static str {
             "Names following the DAG follow the site holding most databases; sitewarden never moves databases."
         }
         AlertKind::AgentSilent => "Stops counting the agent's observations once they are stale.",
+        AlertKind::EventsNearCap => {
+            "Keeps deciding on live events; the stream drops its oldest events, so a controller starting now replays less history."
+        }
         AlertKind::DnsDecided => {
             "Recorded the intent and is changing the record through the provider now."
         }
@@ -261,6 +265,7 @@ fn command(a: &Alert) -> Option<String> {
         ),
         AlertKind::PropagationSlow => format!("dig @<lagging server> {s} CNAME"),
         AlertKind::TargetUnresolvable => format!("dig {s}"),
+        AlertKind::EventsNearCap => format!("nats stream info {s}"),
         AlertKind::Resolved => return None,
     })
 }

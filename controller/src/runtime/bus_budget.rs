@@ -50,8 +50,6 @@ pub const UNLISTED_CHECKS_PER_SERVER: i64 = 10;
 pub const AUDIT_DEFAULT_MAX_BYTES: i64 = 256 * MIB;
 /// The overrides stream's cap (it keeps at most `OVERRIDES_KEPT` = 10,000 small messages).
 pub const OVERRIDES_MAX_BYTES: i64 = 32 * MIB;
-/// Share of the events stream's byte or message cap at which the controller warns.
-pub const NEAR_CAP_PERCENT: i64 = 80;
 
 /// The events stream's caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,9 @@
 //! replay a starting controller relies on. Every [`WATCH_EVERY`] this task reads the stream's
 //! bytes and messages against its caps, publishes them as metrics
 //! (`sitewarden_controller_events_stream_bytes`, `…_max_bytes`, `…_messages`, `…_max_messages`),
-//! and, when either passes [`NEAR_CAP_PERCENT`], logs a warning and writes an audit record
-//! naming the top publisher: the site and agent whose live events took the most bytes since
-//! the last look (intake counts them in a [`PublisherTally`]). It warns once per crossing and
-//! re-arms when the stream falls back below half its caps.
+//! and reports them to the engine with the top publisher: the site and agent whose live events
+//! took the most bytes since the last look (intake counts them in a [`PublisherTally`]). The
+//! engine decides the `events_near_cap` alert (once per crossing of 80 %, resolved under 40 %).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,9 +16,11 @@ use std::time::Duration;
 use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
-use super::bus_budget::NEAR_CAP_PERCENT;
-use super::intake::{EVENTS_STREAM, RejectAudit};
+use tokio::sync::mpsc;
+
+use super::intake::EVENTS_STREAM;
 use super::metrics::Metrics;
+use crate::engine::{Input, StreamFill};
 
 /// How often the stream's fill is read.
 pub const WATCH_EVERY: Duration = Duration::from_secs(5);
@@ -61,27 +62,15 @@ impl PublisherTally {
     }
 }
 
-/// How full the stream is, in percent of the nearer cap (0 when it has none).
-pub fn fill_percent(bytes: u64, max_bytes: i64, messages: u64, max_messages: i64) -> i64 {
-    let pct = |used: u64, cap: i64| {
-        if cap <= 0 {
-            0
-        } else {
-            i64::try_from(u128::from(used) * 100 / cap as u128).unwrap_or(i64::MAX)
-        }
-    };
-    pct(bytes, max_bytes).max(pct(messages, max_messages))
-}
-
-/// Reads the events stream's fill until `shutdown`; see the module documentation.
+/// Reads the events stream's fill until `shutdown` and reports it to the engine; see the
+/// module documentation.
 pub async fn run(
     js: jetstream::Context,
     tally: Arc<PublisherTally>,
     metrics: Arc<Metrics>,
-    audit: RejectAudit,
+    engine: mpsc::Sender<Input>,
     shutdown: CancellationToken,
 ) {
-    let mut near = false;
     let mut every = tokio::time::interval(WATCH_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -100,47 +89,16 @@ pub async fn run(
                 continue;
             }
         };
-        let (bytes, messages) = (info.state.bytes, info.state.messages);
-        let (max_bytes, max_messages) = (info.config.max_bytes, info.config.max_messages);
-        metrics.events_stream(bytes, max_bytes, messages, max_messages);
-        let pct = fill_percent(bytes, max_bytes, messages, max_messages);
-        let top = tally.take_top();
-        if pct >= NEAR_CAP_PERCENT && !near {
-            near = true;
-            metrics.events_stream_near_cap.inc();
-            let (publisher, top_bytes) = top.unwrap_or_else(|| ("(none live)".to_owned(), 0));
-            tracing::warn!(
-                stream = EVENTS_STREAM,
-                bytes,
-                max_bytes,
-                messages,
-                max_messages,
-                percent = pct,
-                top_publisher = %publisher,
-                top_publisher_bytes = top_bytes,
-                "the events stream is at {pct}% of its cap; its oldest events are being dropped. \
-                 Top publisher in the last {}s: {publisher} ({top_bytes} bytes). Check that \
-                 agent, or raise [controller] events_max_bytes if the load is real",
-                WATCH_EVERY.as_secs()
-            );
-            audit(serde_json::json!({
-                "kind": "events_stream_near_cap",
-                "stream": EVENTS_STREAM,
-                "percent": pct,
-                "bytes": bytes,
-                "max_bytes": max_bytes,
-                "messages": messages,
-                "max_messages": max_messages,
-                "top_publisher": publisher,
-                "top_publisher_bytes": top_bytes,
-            }));
-        } else if pct < NEAR_CAP_PERCENT / 2 && near {
-            near = false;
-            tracing::info!(
-                stream = EVENTS_STREAM,
-                percent = pct,
-                "the events stream is back under half its cap"
-            );
+        let fill = StreamFill {
+            bytes: info.state.bytes,
+            max_bytes: info.config.max_bytes,
+            messages: info.state.messages,
+            max_messages: info.config.max_messages,
+            top_publisher: tally.take_top(),
+        };
+        metrics.events_stream(fill.bytes, fill.max_bytes, fill.messages, fill.max_messages);
+        if engine.send(Input::EventsStream(fill)).await.is_err() {
+            return;
         }
     }
 }
@@ -161,12 +119,5 @@ mod tests {
             Some(("site1.site1-agent1".to_owned(), 2_000_000))
         );
         assert_eq!(t.take_top(), None, "forgotten after a look");
-    }
-
-    #[test]
-    fn fill_is_the_nearer_cap() {
-        assert_eq!(fill_percent(80, 100, 1, 1000), 80);
-        assert_eq!(fill_percent(1, 100, 900, 1000), 90);
-        assert_eq!(fill_percent(5, -1, 5, -1), 0);
     }
 }

@@ -65,8 +65,8 @@ pub struct Metrics {
     pub epoch: Gauge,
     /// The events stream's fill and caps, read every few seconds (`runtime::events_watch`).
     events_stream: [Gauge; 4],
-    /// Times the events stream passed 80 % of a cap.
-    pub events_stream_near_cap: Counter,
+    /// 1 while the engine's `events_near_cap` alert is out.
+    pub events_stream_near_cap: Gauge,
     /// What is read from the engine's state.
     engine: engine::EngineMetrics,
     /// What is read from the provider and the alert dispatcher.
@@ -156,10 +156,10 @@ impl Metrics {
         ] {
             registry.register(name, help, g.clone());
         }
-        let events_stream_near_cap = Counter::default();
+        let events_stream_near_cap = Gauge::default();
         registry.register(
             "events_stream_near_cap",
-            "Times the events stream passed 80% of its byte or message cap",
+            "1 while the events stream is past 80% of its byte or message cap (an events_near_cap alert is out)",
             events_stream_near_cap.clone(),
         );
         let engine = engine::EngineMetrics::register(&mut registry, rejected.clone());
@@ -221,6 +221,8 @@ impl Metrics {
     /// decisions and changes, observer freshness, overrides, the engine's refusals.
     pub fn observe(&self, engine: &Engine, state: &State, now: DateTime<Utc>) {
         self.engine.observe(engine, state, now);
+        self.events_stream_near_cap
+            .set(i64::from(state.bus.events_near_cap));
     }
 
     /// Brings the DNS API counters up to `stats`, the provider's counters since start.

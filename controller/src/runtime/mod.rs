@@ -214,7 +214,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         js.clone(),
         publishers.clone(),
         metrics.clone(),
-        reject_audit.clone(),
+        tx.clone(),
         tasks_stop.clone(),
     )));
     let intake_task = tasks.track(tokio::spawn(intake::run(
