@@ -508,13 +508,19 @@ impl NatsCluster {
     /// Starts one node per name (e.g. `["site1", "site2", "witness"]`) and waits until every
     /// node agrees on a JetStream meta leader and reports healthy.
     pub async fn start_named(names: &[&str]) -> anyhow::Result<Self> {
+        Self::start_named_with(names, NodeOptions::default()).await
+    }
+
+    /// [`NatsCluster::start_named`] with `opts` added to every node's config (the shipped
+    /// accounts, a smaller store, …).
+    pub async fn start_named_with(names: &[&str], opts: NodeOptions) -> anyhow::Result<Self> {
         if names.is_empty() {
             bail!("a NATS cluster needs at least one node");
         }
-        retry_port_clash(|| Self::start_once(names)).await
+        retry_port_clash(|| Self::start_once(names, &opts)).await
     }
 
-    async fn start_once(names: &[&str]) -> anyhow::Result<Self> {
+    async fn start_once(names: &[&str], opts: &NodeOptions) -> anyhow::Result<Self> {
         let route_ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
         let mut nodes = Vec::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
@@ -528,7 +534,11 @@ impl NatsCluster {
                     .map(|(_, p)| *p)
                     .collect(),
             };
-            nodes.push(NatsServer::spawn_node((*name).to_owned(), Some(role))?);
+            nodes.push(NatsServer::spawn_node_with(
+                (*name).to_owned(),
+                Some(role),
+                opts.clone(),
+            )?);
         }
         let cluster = NatsCluster { nodes };
         for node in &cluster.nodes {
