@@ -114,23 +114,25 @@ impl Engine {
         now: DateTime<Utc>,
         o: &Observation,
     ) -> Result<(), RejectCause> {
-        intake::check_meta(&self.config, &o.meta(), now, self.skew)?;
+        let agent = intake::check_meta(&self.config, &o.meta(), now, self.skew)?;
         if !self.config.sites.contains_key(o.target_site.as_str()) {
             return Err(RejectCause::UnknownSite);
         }
         if self.server_site.get(o.server.as_str()) != Some(&o.target_site) {
             return Err(RejectCause::UnknownServer);
         }
-        let allowed = self.config.agents.get(o.agent.as_str()).is_some_and(|a| {
-            a.checks
-                .as_ref()
-                .is_none_or(|c| c.contains(o.check.as_str()))
-        });
+        let allowed = agent
+            .checks
+            .as_ref()
+            .is_none_or(|c| c.contains(o.check.as_str()));
         if !allowed {
             return Err(RejectCause::UnknownCheck);
         }
-        let agent = state.agents.entry(o.agent.clone()).or_default();
-        intake::check_seq(agent, o.seq)
+        // Looked up before inserting: the entry API would clone the agent's id on every event.
+        match state.agents.get_mut(o.agent.as_str()) {
+            Some(agent) => intake::check_seq(agent, o.seq),
+            None => intake::check_seq(state.agents.entry(o.agent.clone()).or_default(), o.seq),
+        }
     }
 
     pub(super) fn on_heartbeat(

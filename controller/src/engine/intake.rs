@@ -13,7 +13,7 @@ use sitewarden_shared::SCHEMA_VERSION;
 use sitewarden_shared::event::EventMeta;
 
 use super::state::AgentState;
-use crate::config::ControllerConfig;
+use crate::config::{AgentConfig, ControllerConfig};
 
 /// Why an event was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -98,13 +98,14 @@ impl Counters {
     }
 }
 
-/// Checks the leading fields every event carries (not the sequence number).
-pub fn check_meta(
-    config: &ControllerConfig,
+/// Checks the leading fields every event carries (not the sequence number); answers the
+/// sending agent's configuration.
+pub fn check_meta<'c>(
+    config: &'c ControllerConfig,
     meta: &EventMeta<'_>,
     now: DateTime<Utc>,
     skew: TimeDelta,
-) -> Result<(), RejectCause> {
+) -> Result<&'c AgentConfig, RejectCause> {
     if meta.schema_version != SCHEMA_VERSION {
         return Err(RejectCause::SchemaVersion);
     }
@@ -117,7 +118,7 @@ pub fn check_meta(
     if meta.observed_at > now + skew {
         return Err(RejectCause::Future);
     }
-    Ok(())
+    Ok(agent)
 }
 
 /// Checks and advances the agent's sequence floor; call last, once everything else passed.
