@@ -365,3 +365,26 @@ pub struct LeadershipChange {
     /// The lease revision (fencing token).
     pub epoch: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StreamFill;
+
+    fn fill(bytes: u64, max_bytes: i64, messages: u64, max_messages: i64) -> StreamFill {
+        StreamFill {
+            bytes,
+            max_bytes,
+            messages,
+            max_messages,
+            top_publisher: None,
+        }
+    }
+
+    #[test]
+    fn the_fill_is_the_nearer_cap_and_no_cap_is_empty() {
+        assert_eq!(fill(80, 100, 1, 1000).percent(), 80);
+        assert_eq!(fill(1, 100, 900, 1000).percent(), 90);
+        assert_eq!(fill(5, -1, 5, 0).percent(), 0);
+        assert_eq!(fill(u64::MAX, 1, 0, 0).percent(), i64::MAX);
+    }
+}

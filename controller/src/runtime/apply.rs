@@ -400,17 +400,8 @@ impl Applier {
                     note: Some(why),
                     ..intent.clone()
                 };
-                if let Err(e) = self
-                    .put_over(
-                        &name,
-                        "intent",
-                        &done,
-                        Some(Some((intent, intent_revision))),
-                    )
-                    .await
-                {
-                    tracing::warn!(namespace = %name, "cannot mark intent superseded: {e}");
-                }
+                self.mark_intent(&name, &done, intent, intent_revision)
+                    .await;
             }
             return;
         }
@@ -485,16 +476,9 @@ impl Applier {
         // This applier just read `ns` and wrote the intent: their revisions save two reads.
         if !settlement_stored {
             tracing::warn!(namespace = %name, "the audit stream did not store apply_{status}; the intent stays pending");
-        } else if let Err(e) = self
-            .put_over(
-                &name,
-                "intent",
-                &done,
-                Some(Some((intent, intent_revision))),
-            )
-            .await
-        {
-            tracing::warn!(namespace = %name, "cannot mark intent {status}: {e}");
+        } else {
+            self.mark_intent(&name, &done, intent, intent_revision)
+                .await;
         }
         if settlement_stored
             && status == "applied"
@@ -599,6 +583,17 @@ impl Applier {
             }
             Ok(_) => Ok(None),
             Err(e) => Err(format!("reading {key}: {e}")),
+        }
+    }
+
+    /// Marks this applier's own pending intent as `done` says, starting from the revision it
+    /// wrote the intent at.
+    async fn mark_intent(&self, name: &str, done: &RecordBook, pending: RecordBook, revision: u64) {
+        if let Err(e) = self
+            .put_over(name, "intent", done, Some(Some((pending, revision))))
+            .await
+        {
+            tracing::warn!(namespace = %name, "cannot mark intent {}: {e}", done.status);
         }
     }
 
@@ -747,6 +742,21 @@ mod tests {
 
     use tokio_util::sync::CancellationToken;
 
+    /// A provider holding our record at mail-rr, a closed stream gate and an empty kind log.
+    fn seeded() -> (MemoryProvider, Arc<Notify>, Arc<Mutex<Vec<String>>>) {
+        let provider = MemoryProvider::default();
+        provider.insert(
+            NAME,
+            "mail-rr.example.com",
+            Some("sitewarden epoch=1 gen=0"),
+        );
+        (
+            provider,
+            Arc::new(Notify::new()),
+            Arc::new(Mutex::new(Vec::new())),
+        )
+    }
+
     /// Waits until the stream has been sent `n` records.
     async fn arrived(kinds: &Mutex<Vec<String>>, n: usize) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -761,13 +771,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_overtaken_while_its_intent_is_stored_is_not_written() {
-        let provider = MemoryProvider::default();
-        provider.insert(
-            NAME,
-            "mail-rr.example.com",
-            Some("sitewarden epoch=1 gen=0"),
-        );
-        let (open, kinds) = (Arc::new(Notify::new()), Arc::new(Mutex::new(Vec::new())));
+        let (provider, open, kinds) = seeded();
         let (mut applier, _reports, _stop) = applier(provider.clone(), open.clone(), kinds.clone());
         let issued = applier.issued.clone();
         issued.note(NAME, 1);
@@ -793,13 +797,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_overtaken_before_it_starts_is_skipped_and_audited() {
-        let provider = MemoryProvider::default();
-        provider.insert(
-            NAME,
-            "mail-rr.example.com",
-            Some("sitewarden epoch=1 gen=0"),
-        );
-        let (open, kinds) = (Arc::new(Notify::new()), Arc::new(Mutex::new(Vec::new())));
+        let (provider, open, kinds) = seeded();
         open.notify_one();
         let (mut applier, _reports, _stop) = applier(provider.clone(), open, kinds.clone());
         applier.issued.note(NAME, 2);
