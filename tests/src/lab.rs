@@ -134,3 +134,48 @@ pub fn four(addrs: impl IntoIterator<Item = std::net::SocketAddr>) -> [std::net:
     );
     [v[0], v[1], v[2], v[3]]
 }
+
+/// The users of the shipped `deploy/nats/sitewarden-auth.conf`: the environment variable holding
+/// each one's bcrypt hash, the password the tests give them and its hash (cost 10, made with
+/// `python3 -c 'import crypt; print(crypt.crypt(PW, "$2b$10$" + SALT))'`), as production
+/// deploys them.
+pub const SHIPPED_USERS: [(&str, &str, &str, &str); 5] = [
+    (
+        "controller-site1",
+        "CONTROLLER_SITE1_PASSWORD",
+        "ctl1-Vb7q2",
+        "$2b$10$NU1vwQVkDm4Kj7cuIwKEoO3uY7xmLUBh9LFreCiT6/4nRGSMUlOam",
+    ),
+    (
+        "controller-site2",
+        "CONTROLLER_SITE2_PASSWORD",
+        "ctl2-Pz4k9",
+        "$2b$10$FWA0//fxAa48SDmVgiQwlusSpeRkml9xvj9Z7i5BoyuQSelmqeVYC",
+    ),
+    (
+        "site1-agent1",
+        "SITE1_AGENT1_PASSWORD",
+        "a1-Hx8m3w",
+        "$2b$10$7JNbbJYl8frxTbW.lHDkpuOGkKwhmi3P2ri8vd3ys219qqfMhcRvC",
+    ),
+    (
+        "site2-agent1",
+        "SITE2_AGENT1_PASSWORD",
+        "a2-Lq5t7e",
+        "$2b$10$EtnBHr87suQPxsmbCa9OX.TNASUG1kctev4K8Cu2FTT/MarRTR4WC",
+    ),
+    (
+        "witness-agent1",
+        "WITNESS_AGENT1_PASSWORD",
+        "w1-Rn2c6y",
+        "$2b$10$vKxK4c064Jj5gjDouRSgaevgt8aXoMtYtX1yMyr7frSAwSQ3DjTnC",
+    ),
+];
+
+/// The shipped NATS configuration directory, `deploy/nats`, resolved.
+pub fn deploy_nats_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/nats")
+        .canonicalize()
+        .expect("deploy/nats exists")
+}

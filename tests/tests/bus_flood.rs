@@ -25,7 +25,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -64,46 +63,7 @@ const CONSUMER_ATTEMPTS: usize = 2_000;
 /// The managed name.
 const NAME: &str = "mail.example.com";
 
-/// The shipped users: environment variable, password, bcrypt hash of it (as in nats_auth.rs).
-const USERS: [(&str, &str, &str, &str); 5] = [
-    (
-        "controller-site1",
-        "CONTROLLER_SITE1_PASSWORD",
-        "ctl1-Vb7q2",
-        "$2b$10$NU1vwQVkDm4Kj7cuIwKEoO3uY7xmLUBh9LFreCiT6/4nRGSMUlOam",
-    ),
-    (
-        "controller-site2",
-        "CONTROLLER_SITE2_PASSWORD",
-        "ctl2-Pz4k9",
-        "$2b$10$FWA0//fxAa48SDmVgiQwlusSpeRkml9xvj9Z7i5BoyuQSelmqeVYC",
-    ),
-    (
-        "site1-agent1",
-        "SITE1_AGENT1_PASSWORD",
-        "a1-Hx8m3w",
-        "$2b$10$7JNbbJYl8frxTbW.lHDkpuOGkKwhmi3P2ri8vd3ys219qqfMhcRvC",
-    ),
-    (
-        "site2-agent1",
-        "SITE2_AGENT1_PASSWORD",
-        "a2-Lq5t7e",
-        "$2b$10$EtnBHr87suQPxsmbCa9OX.TNASUG1kctev4K8Cu2FTT/MarRTR4WC",
-    ),
-    (
-        "witness-agent1",
-        "WITNESS_AGENT1_PASSWORD",
-        "w1-Rn2c6y",
-        "$2b$10$vKxK4c064Jj5gjDouRSgaevgt8aXoMtYtX1yMyr7frSAwSQ3DjTnC",
-    ),
-];
-
-fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/nats")
-        .canonicalize()
-        .expect("deploy/nats exists")
-}
+use sitewarden_tests::lab::SHIPPED_USERS as USERS;
 
 /// The shipped accounts on one node, or on three clustered nodes (site1, site2, witness), each
 /// with a 320 MB store (the second `jetstream` block replaces the harness's).
@@ -176,7 +136,7 @@ impl Bus {
                 .iter()
                 .map(|(_, var, _, hash)| ((*var).to_owned(), format!("\"{hash}\"")))
                 .collect(),
-            links: vec![("deploy".into(), deploy_dir())],
+            links: vec![("deploy".into(), sitewarden_tests::lab::deploy_nats_dir())],
             files: Vec::new(),
         }
     }
@@ -577,6 +537,16 @@ lease = "3s"
     metrics
 }
 
+/// The events stream's caps for the two-site lab's decisions.
+fn lab_caps() -> EventsCaps {
+    let config = ControllerConfig::load(&Source::inline(
+        "c.toml",
+        sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
+    ))
+    .unwrap();
+    EventsCaps::for_deployment(&config, intake::EVENTS_HISTORY, None)
+}
+
 /// The first alert of `kind` in the audit stream so far, if any.
 async fn audit_alert(js: &jetstream::Context, kind: &str) -> Option<serde_json::Value> {
     let stream = js.get_stream(AUDIT_STREAM).await.ok()?;
@@ -648,12 +618,7 @@ async fn streams_from_before_the_caps_get_them_at_the_next_start() {
     edge.max_consumers = -1;
     js.create_stream(edge.stream_config()).await.unwrap();
 
-    let config = ControllerConfig::load(&Source::inline(
-        "c.toml",
-        sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
-    ))
-    .unwrap();
-    let caps = EventsCaps::for_deployment(&config, intake::EVENTS_HISTORY, None);
+    let caps = lab_caps();
     intake::ensure_stream(&js, 1, Duration::from_secs(900), &caps)
         .await
         .unwrap();
@@ -775,12 +740,7 @@ async fn a_controller_without_the_update_permission_still_starts_on_old_streams(
     lease.max_bytes = -1;
     js.create_stream(lease.stream_config()).await.unwrap();
 
-    let config = ControllerConfig::load(&Source::inline(
-        "c.toml",
-        sitewarden_tests::lab::two_site_decisions(sitewarden_tests::lab::TEST_POLICY, NAME),
-    ))
-    .unwrap();
-    let caps = EventsCaps::for_deployment(&config, intake::EVENTS_HISTORY, None);
+    let caps = lab_caps();
     intake::ensure_stream(&js, 1, Duration::from_secs(900), &caps)
         .await
         .expect("a refused cap update is a warning, not a failure");

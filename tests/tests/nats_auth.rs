@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,42 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use common::{DEADLINE, RunningAgent};
 
-/// The users of the shipped file: the environment variable holding each one's bcrypt hash, the
-/// password this test gives them and its hash (cost 10, made with
-/// `python3 -c 'import crypt; print(crypt.crypt(PW, "$2b$10$" + SALT))'`), as production
-/// deploys them.
-const USERS: [(&str, &str, &str, &str); 5] = [
-    (
-        "controller-site1",
-        "CONTROLLER_SITE1_PASSWORD",
-        "ctl1-Vb7q2",
-        "$2b$10$NU1vwQVkDm4Kj7cuIwKEoO3uY7xmLUBh9LFreCiT6/4nRGSMUlOam",
-    ),
-    (
-        "controller-site2",
-        "CONTROLLER_SITE2_PASSWORD",
-        "ctl2-Pz4k9",
-        "$2b$10$FWA0//fxAa48SDmVgiQwlusSpeRkml9xvj9Z7i5BoyuQSelmqeVYC",
-    ),
-    (
-        "site1-agent1",
-        "SITE1_AGENT1_PASSWORD",
-        "a1-Hx8m3w",
-        "$2b$10$7JNbbJYl8frxTbW.lHDkpuOGkKwhmi3P2ri8vd3ys219qqfMhcRvC",
-    ),
-    (
-        "site2-agent1",
-        "SITE2_AGENT1_PASSWORD",
-        "a2-Lq5t7e",
-        "$2b$10$EtnBHr87suQPxsmbCa9OX.TNASUG1kctev4K8Cu2FTT/MarRTR4WC",
-    ),
-    (
-        "witness-agent1",
-        "WITNESS_AGENT1_PASSWORD",
-        "w1-Rn2c6y",
-        "$2b$10$vKxK4c064Jj5gjDouRSgaevgt8aXoMtYtX1yMyr7frSAwSQ3DjTnC",
-    ),
-];
+use sitewarden_tests::lab::SHIPPED_USERS as USERS;
 
 /// The edge bucket agents may read.
 const EDGE_BUCKET: &str = "sitewarden-edge";
@@ -87,14 +52,6 @@ const NAME: &str = "mail.example.com";
 /// would be read as another variable reference, so a bcrypt hash goes in double quotes.
 fn quoted(hash: &str) -> String {
     format!("\"{hash}\"")
-}
-
-/// `deploy/nats` of this checkout.
-fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/nats")
-        .canonicalize()
-        .expect("deploy/nats exists")
 }
 
 /// A nats-server that includes the shipped accounts and permissions, with the users' bcrypt
@@ -116,7 +73,7 @@ impl Bus {
                 .iter()
                 .map(|(_, var, _, hash)| ((*var).to_owned(), quoted(hash)))
                 .collect(),
-            links: vec![("deploy".into(), deploy_dir())],
+            links: vec![("deploy".into(), sitewarden_tests::lab::deploy_nats_dir())],
             files: Vec::new(),
         })
         .await
@@ -636,7 +593,7 @@ fn the_shipped_node_configs_are_valid_for_nats_server() {
     let values: Vec<(&str, String)> = USERS.iter().map(|u| (u.1, quoted(u.3))).collect();
     let env: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
     for node in ["site1", "site2", "witness"] {
-        let shipped = deploy_dir().join(format!("nats-{node}.conf"));
+        let shipped = sitewarden_tests::lab::deploy_nats_dir().join(format!("nats-{node}.conf"));
         let text = std::fs::read_to_string(&shipped).unwrap();
         // Point the deployment paths at a temp dir holding a test certificate; nothing else
         // changes, and the accounts file is the shipped one, linked.
@@ -663,7 +620,7 @@ fn the_shipped_node_configs_are_valid_for_nats_server() {
         )
         .unwrap();
         std::os::unix::fs::symlink(
-            deploy_dir().join("sitewarden-auth.conf"),
+            sitewarden_tests::lab::deploy_nats_dir().join("sitewarden-auth.conf"),
             dir.path().join("sitewarden-auth.conf"),
         )
         .unwrap();
