@@ -194,6 +194,9 @@ pub struct Term {
     acting_from: Instant,
     /// When the last successful renewal (or the winning create) was sent.
     renewed_sent_at: Instant,
+    /// When the first renewal expecting [`Self::revision`] was sent, while none of them has
+    /// been acknowledged: the earliest any of them can have landed.
+    unconfirmed_since: Option<Instant>,
 }
 
 impl Term {
@@ -210,6 +213,7 @@ impl Term {
             revision: epoch,
             acting_from: clock.takeover_at(won_at, previous),
             renewed_sent_at: sent_at,
+            unconfirmed_since: None,
         }
     }
 
@@ -249,17 +253,28 @@ impl Term {
         now >= self.acting_deadline(clock)
     }
 
+    /// A renewal expecting [`Self::revision`] is being sent at `at`.
+    pub fn sending(&mut self, at: Instant) {
+        self.unconfirmed_since.get_or_insert(at);
+    }
+
     /// A renewal sent at `sent_at` succeeded with `revision`. Older send times never move the
     /// deadline back.
     pub fn renewed(&mut self, sent_at: Instant, revision: u64) {
         self.renewed_sent_at = self.renewed_sent_at.max(sent_at);
         self.revision = revision;
+        self.unconfirmed_since = None;
     }
 
     /// The bus holds our write at `revision` although we saw no acknowledgement (the ack was
-    /// lost). Expect that revision next; the deadline stays, since we do not know when it was
-    /// written.
+    /// lost, or came after our timeout). Expect that revision next. It was one of the renewals
+    /// sent on the previous revision, so it was sent no earlier than the first of them: the
+    /// deadline moves to that send, never later (a slow bus whose writes all land keeps the
+    /// lease; the key's `max_age` counts from a receipt that came after that send).
     pub fn adopt_revision(&mut self, revision: u64) {
+        if let Some(first) = self.unconfirmed_since.take() {
+            self.renewed_sent_at = self.renewed_sent_at.max(first);
+        }
         self.revision = revision;
     }
 }
@@ -328,10 +343,24 @@ mod tests {
         term.renewed(t0 + secs(1.0), 10);
         assert_eq!(term.acting_deadline(&c), t0 + secs(3.0) + window);
 
-        // A lost ack: adopt the revision, keep the deadline.
+        // A lost ack with no send recorded: adopt the revision, keep the deadline.
         term.adopt_revision(12);
         assert_eq!(term.revision(), 12);
         assert_eq!(term.acting_deadline(&c), t0 + secs(3.0) + window);
+
+        // Renewals on revision 12 sent at 4 s and 4.5 s both time out; one of them landed (a
+        // read finds revision 13 ours): the deadline counts from the first of them, 4 s.
+        term.sending(t0 + secs(4.0));
+        term.sending(t0 + secs(4.5));
+        term.adopt_revision(13);
+        assert_eq!(term.revision(), 13);
+        assert_eq!(term.acting_deadline(&c), t0 + secs(4.0) + window);
+        // The next renewals start a new count.
+        term.sending(t0 + secs(6.0));
+        term.renewed(t0 + secs(6.5), 14);
+        term.sending(t0 + secs(8.0));
+        term.adopt_revision(15);
+        assert_eq!(term.acting_deadline(&c), t0 + secs(8.0) + window);
     }
 
     #[test]

@@ -148,7 +148,8 @@ impl Claim {
 enum Renewal {
     /// Renewed; the deadline moved.
     Renewed,
-    /// Our earlier write landed but its ack was lost; retry at once on the adopted revision.
+    /// Our earlier write landed but its ack was lost or came too late; the deadline counts
+    /// from the first send on the previous revision, the next renewal is on schedule.
     Adopted,
     /// Someone else holds the key now, or it expired.
     Lost(Option<String>),
@@ -303,7 +304,12 @@ impl Lease {
                     self.set_window(Some(t));
                     retry_at = None;
                 }
-                Renewal::Adopted => retry_at = Some(Instant::now()),
+                Renewal::Adopted => {
+                    // One of our renewals landed: the deadline counts from the first of them.
+                    note_recovered(&mut trouble);
+                    self.set_window(Some(t));
+                    retry_at = None;
+                }
                 Renewal::Failed(why) => {
                     note_trouble(&mut trouble, &why);
                     retry_at = Some(Instant::now() + self.config.poll_every);
@@ -414,32 +420,31 @@ impl Lease {
             )
             .max(Duration::from_millis(1));
         let ours = LeaseRecord::held(&self.holder, &self.incarnation).encode();
+        t.sending(sent_at);
         match timeout(limit, self.store.update(key, ours.into(), t.revision())).await {
             Ok(Ok(revision)) => {
                 t.renewed(sent_at, revision);
                 Renewal::Renewed
             }
             Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                // Someone else's write, an expired key, or our own write whose ack was lost.
-                match timeout(limit, self.store.entry(key)).await {
-                    Ok(Ok(Some(entry)))
-                        if entry.operation == kv::Operation::Put
-                            && LeaseValue::decode(&entry.value).is_held_by(&self.incarnation) =>
+                // Someone else's write, an expired key, or our own write whose ack was lost or
+                // came after our timeout (a slow bus). Ask the stream leader, which refused
+                // the write: a direct get may be answered by a replica that lags behind it.
+                match timeout(limit, self.leader_entry(key)).await {
+                    Ok(Ok(Some((revision, Some(value)))))
+                        if value.is_held_by(&self.incarnation) =>
                     {
-                        if entry.revision == t.revision() {
-                            // A stale read (direct gets may be served by a lagging replica):
-                            // retry on schedule rather than in a tight loop.
+                        if revision == t.revision() {
+                            // The leader refused a revision it still shows: retry on schedule
+                            // rather than in a tight loop.
                             return Renewal::Failed(format!(
-                                "renewal refused at revision {} but a read still shows it",
-                                entry.revision
+                                "renewal refused at revision {revision} but the key still has it"
                             ));
                         }
-                        t.adopt_revision(entry.revision);
+                        t.adopt_revision(revision);
                         Renewal::Adopted
                     }
-                    Ok(Ok(Some(entry))) if entry.operation == kv::Operation::Put => {
-                        Renewal::Lost(LeaseValue::decode(&entry.value).holder())
-                    }
+                    Ok(Ok(Some((_, Some(value))))) => Renewal::Lost(value.holder()),
                     Ok(Ok(_)) => Renewal::Lost(None),
                     Ok(Err(e)) => Renewal::Failed(format!("reading the lease: {e}")),
                     Err(_) => {
@@ -449,6 +454,37 @@ impl Lease {
             }
             Ok(Err(e)) => Renewal::Failed(format!("renewing the lease: {e}")),
             Err(_) => Renewal::Failed(format!("renewing the lease timed out after {limit:?}")),
+        }
+    }
+
+    /// The key's latest message as the lease stream's leader has it: its revision and its value
+    /// (`None` for a delete or purge marker); `None` when the key has none (expired, or never
+    /// written).
+    async fn leader_entry(&self, key: &str) -> Result<Option<(u64, Option<LeaseValue>)>, String> {
+        let subject = format!("{}{key}", self.store.prefix);
+        match self
+            .store
+            .stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+        {
+            Ok(m) => {
+                let put = m
+                    .headers
+                    .get("KV-Operation")
+                    .is_none_or(|op| op.as_str() == "PUT");
+                Ok(Some((
+                    m.sequence,
+                    put.then(|| LeaseValue::decode(&m.payload)),
+                )))
+            }
+            Err(e)
+                if e.kind()
+                    == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
         }
     }
 
