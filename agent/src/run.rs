@@ -79,9 +79,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     }
 
     if let Some(edge) = config.edge.clone().filter(|e| !e.haproxy.is_empty()) {
+        let js = config.nats.jetstream(edge_client.clone());
         tasks.spawn(crate::edge::run(
             edge,
             edge_client,
+            js,
             metrics.clone(),
             shutdown.clone(),
         ));

@@ -197,3 +197,16 @@ fn on_drift_accepts_observe_and_enforce_and_refuses_anything_else() {
     let err = ControllerConfig::from_toml("c.toml", &follow).unwrap_err();
     assert!(err.message.contains("only observes drift"), "{err}");
 }
+
+#[test]
+fn a_js_api_prefix_is_refused_for_a_controller_with_the_key_and_why() {
+    let text = "[controller]\nid = \"c1\"\n\n[provider]\nkind = \"memory\"\n\n[nats]\n\
+                js_api_prefix = \"$JS.sitewarden.API\"\n";
+    let err = sitewarden_controller::runtime::settings::RuntimeSettings::load(
+        &sitewarden_shared::config::Source::inline("controller.toml", text),
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(err.contains("nats.js_api_prefix"), "{err}");
+    assert!(err.contains("for agents"), "{err}");
+}

@@ -76,6 +76,11 @@ pub struct NatsConfig {
     /// `_INBOX.site1-agent1`, so the server can let each user subscribe to its own replies only.
     #[serde(default)]
     pub inbox_prefix: Option<String>,
+    /// Subject prefix of the JetStream API (default `$JS.API`). An agent in an account of its
+    /// own, as in the shipped `deploy/nats`, reads the `sitewarden-edge` bucket through the
+    /// controllers' account under `$JS.sitewarden.API`. Agents only: controllers refuse it.
+    #[serde(default)]
+    pub js_api_prefix: Option<String>,
 }
 
 /// `[nats.tls]`.
@@ -114,6 +119,7 @@ impl Default for NatsConfig {
             ping_interval: None,
             connect_timeout: None,
             inbox_prefix: None,
+            js_api_prefix: None,
         }
     }
 }
@@ -128,6 +134,7 @@ pub struct NatsSettings {
     ping_interval: Duration,
     connect_timeout: Duration,
     inbox_prefix: Option<String>,
+    js_api_prefix: Option<String>,
 }
 
 impl NatsConfig {
@@ -226,6 +233,12 @@ impl NatsConfig {
         {
             return Err(src.error(&at.key("inbox_prefix"), e));
         }
+        if let Some(prefix) = &self.js_api_prefix
+            && let Err(e) =
+                check_subject_prefix(prefix, "JetStream API prefix", "$JS.sitewarden.API")
+        {
+            return Err(src.error(&at.key("js_api_prefix"), e));
+        }
         let ping_interval = self.ping_interval.unwrap_or(DEFAULT_PING_INTERVAL);
         if ping_interval > MAX_PING_INTERVAL || ping_interval < Duration::from_millis(100) {
             return Err(src.error(
@@ -246,6 +259,7 @@ impl NatsConfig {
             ping_interval,
             connect_timeout,
             inbox_prefix: self.inbox_prefix.clone(),
+            js_api_prefix: self.js_api_prefix.clone(),
         })
     }
 }
@@ -261,9 +275,18 @@ fn tls_files(tls: &NatsTls) -> impl Iterator<Item = (TlsFile, &PathBuf)> {
     .filter_map(|(kind, p)| p.as_ref().map(|p| (kind, p)))
 }
 
+/// What nats-server answers (`-ERR`) to a connection beyond its account's `max_connections`.
+const ACCOUNT_CONNECTIONS_EXCEEDED: &str = "maximum account active connections exceeded";
+
 /// An inbox prefix must be a literal subject: dot-separated non-empty tokens without
 /// wildcards or white space.
 fn check_inbox_prefix(prefix: &str) -> Result<(), String> {
+    check_subject_prefix(prefix, "inbox prefix", "_INBOX.site1-agent1")
+}
+
+/// A subject prefix (`what`, with an `example`) must be a literal subject: dot-separated
+/// non-empty tokens without wildcards or white space.
+fn check_subject_prefix(prefix: &str, what: &str, example: &str) -> Result<(), String> {
     let bad_token = prefix.split('.').any(|t| {
         t.is_empty()
             || t == "*"
@@ -272,8 +295,8 @@ fn check_inbox_prefix(prefix: &str) -> Result<(), String> {
     });
     if prefix.is_empty() || bad_token || prefix.contains(['*', '>']) {
         return Err(format!(
-            "{prefix:?} is not a usable inbox prefix; use dot-separated tokens without \
-             wildcards or spaces, e.g. \"_INBOX.site1-agent1\""
+            "{prefix:?} is not a usable {what}; use dot-separated tokens without wildcards or \
+             spaces, e.g. {example:?}"
         ));
     }
     Ok(())
@@ -290,6 +313,20 @@ impl NatsSettings {
             ping_interval: DEFAULT_PING_INTERVAL,
             connect_timeout: Duration::from_secs(2),
             inbox_prefix: None,
+            js_api_prefix: None,
+        }
+    }
+
+    /// The JetStream API prefix set by `js_api_prefix`, if any.
+    pub fn js_api_prefix(&self) -> Option<&str> {
+        self.js_api_prefix.as_deref()
+    }
+
+    /// A JetStream context on `client`, under `js_api_prefix` when set.
+    pub fn jetstream(&self, client: async_nats::Client) -> async_nats::jetstream::Context {
+        match &self.js_api_prefix {
+            Some(prefix) => async_nats::jetstream::with_prefix(client, prefix),
+            None => async_nats::jetstream::new(client),
         }
     }
 
@@ -349,6 +386,12 @@ impl NatsSettings {
                     // after it (a refused client certificate), as an I/O error.
                     _ if let Some(detail) = tls_failure(&e) => {
                         return Err(NatsError::Tls { servers, detail });
+                    }
+                    _ if e.to_string().contains(ACCOUNT_CONNECTIONS_EXCEEDED) => {
+                        return Err(NatsError::ConnectionLimit {
+                            servers,
+                            credential: self.auth.describe(),
+                        });
                     }
                     Kind::ServerParse => {
                         return Err(NatsError::Connect {
@@ -588,6 +631,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("nats.tls.ca_file"));
         assert!(e.message.contains("ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn js_api_prefix_must_be_a_literal_subject() {
+        let ok = load("[nats]\njs_api_prefix = \"$JS.sitewarden.API\"\n").unwrap();
+        assert_eq!(ok.js_api_prefix(), Some("$JS.sitewarden.API"));
+        assert_eq!(load("[nats]\n").unwrap().js_api_prefix(), None);
+        for bad in ["", "$JS.*.API", "$JS.>", "$JS..API", "$JS.API.", "$JS API"] {
+            let e = load(&format!("[nats]\njs_api_prefix = {bad:?}\n")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("nats.js_api_prefix"), "{bad:?}");
+            assert!(e.message.contains("$JS.sitewarden.API"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

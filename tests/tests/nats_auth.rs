@@ -8,9 +8,13 @@
 //! - an agent holding site1 credentials publishes its own observation subject, but a message on
 //!   site2's subject (or another agent's, or an edge notice, or an audit record) never arrives
 //!   at a subscriber, and the client is told "Permissions Violation";
-//! - that agent cannot read, watch or write the controllers' KV buckets (`sitewarden-lease`,
-//!   `sitewarden-state`) nor delete their streams; it can read and watch `sitewarden-edge` and
-//!   the edge notice subject, without writing either;
+//! - that agent, alone in its own account without JetStream, cannot read, watch or write the
+//!   controllers' KV buckets (`sitewarden-lease`, `sitewarden-state`) nor delete their streams,
+//!   under the plain API or the imported prefix; it can read `sitewarden-edge` (under
+//!   `$JS.sitewarden.API`, as `[nats] js_api_prefix` says) and the edge notice subject, without
+//!   writing either or creating a consumer;
+//! - its credential opens at most four connections (its account's cap); the controllers and
+//!   the other agents connect and publish meanwhile;
 //! - the controller user runs the real controller against real agents with their own
 //!   credentials: streams and buckets are created, the lease is taken, events are consumed, and
 //!   when site1 dies mail moves to site2.
@@ -42,6 +46,9 @@ use tokio_util::sync::CancellationToken;
 use common::{DEADLINE, RunningAgent};
 
 use sitewarden_tests::lab::SHIPPED_USERS as USERS;
+
+/// What an agent's `[nats]` adds with the shipped accounts.
+const AGENT_NATS: &str = "js_api_prefix = \"$JS.sitewarden.API\"";
 
 /// The edge bucket agents may read.
 const EDGE_BUCKET: &str = "sitewarden-edge";
@@ -113,12 +120,17 @@ impl Bus {
             .unwrap_or_else(|e| panic!("{user} cannot connect: {e}"))
     }
 
-    /// An agent client with its per-user inbox prefix, as the shipped permissions expect.
-    async fn agent_client(&self, user: &str) -> async_nats::Client {
-        self.settings(user, &format!("inbox_prefix = \"_INBOX.{user}\""))
+    /// An agent's JetStream context as the agent makes it: `[nats] js_api_prefix` as the shipped
+    /// accounts expect, requests given up after a second.
+    async fn agent_js(&self, user: &str) -> jetstream::Context {
+        let settings = self.settings(user, AGENT_NATS);
+        let client = settings
             .connect("nats_auth test")
             .await
-            .unwrap_or_else(|e| panic!("{user} cannot connect: {e}"))
+            .unwrap_or_else(|e| panic!("{user} cannot connect: {e}"));
+        let mut js = settings.jetstream(client);
+        js.set_timeout(Duration::from_secs(1));
+        js
     }
 
     /// A raw client for `user` that reports every server error on a channel.
@@ -299,68 +311,82 @@ async fn an_agent_cannot_read_or_write_the_controllers_buckets() {
         .unwrap();
     state.put("intent", "{}".into()).await.unwrap();
 
-    let agent_client = bus.agent_client("site1-agent1").await;
-    let agent = js(agent_client.clone());
-    for bucket in [LEASE_BUCKET, STATE_BUCKET] {
-        assert!(
-            agent.get_key_value(bucket).await.is_err(),
-            "the agent opened {bucket}"
-        );
-        let stream = format!("KV_{bucket}");
-        assert!(
-            agent.get_stream(&stream).await.is_err(),
-            "read {stream} info"
-        );
-        assert!(
-            agent.delete_stream(&stream).await.is_err(),
-            "deleted {stream}"
-        );
-        let got = tokio::time::timeout(
-            Duration::from_secs(1),
-            agent_client.request(
-                format!("$JS.API.DIRECT.GET.{stream}.$KV.{bucket}.leader"),
-                "".into(),
-            ),
-        )
-        .await;
-        assert!(
-            !matches!(got, Ok(Ok(ref m)) if !m.payload.is_empty()),
-            "direct get of {bucket} answered: {got:?}"
-        );
-        // A KV write is a publish on $KV.<bucket>.<key>: refused, never stored.
-        let ack = agent
-            .publish(format!("$KV.{bucket}.leader"), "site1-agent1".into())
+    // The agent's own account has no JetStream, and only the edge bucket's reads are imported
+    // from the controllers' account: neither the plain API nor the imported prefix reaches the
+    // lease or state buckets.
+    let agent_client = bus.client("site1-agent1").await;
+    let plain = js(agent_client.clone());
+    let prefixed = bus.agent_js("site1-agent1").await;
+    for agent in [&plain, &prefixed] {
+        for bucket in [LEASE_BUCKET, STATE_BUCKET] {
+            assert!(
+                agent.get_key_value(bucket).await.is_err(),
+                "the agent opened {bucket}"
+            );
+            let stream = format!("KV_{bucket}");
+            assert!(
+                agent.get_stream(&stream).await.is_err(),
+                "read {stream} info"
+            );
+            assert!(
+                agent.delete_stream(&stream).await.is_err(),
+                "deleted {stream}"
+            );
+            // A KV write is a publish on $KV.<bucket>.<key>: refused, never stored.
+            let ack = agent
+                .publish(format!("$KV.{bucket}.leader"), "site1-agent1".into())
+                .await;
+            let stored = match ack {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            };
+            assert!(!stored, "the agent wrote {bucket}");
+        }
+    }
+    for prefix in ["$JS.API", "$JS.sitewarden.API"] {
+        for bucket in [LEASE_BUCKET, STATE_BUCKET] {
+            let got = tokio::time::timeout(
+                Duration::from_secs(1),
+                agent_client.request(
+                    format!("{prefix}.DIRECT.GET.KV_{bucket}.$KV.{bucket}.leader"),
+                    "".into(),
+                ),
+            )
             .await;
-        let stored = match ack {
-            Ok(ack) => ack.await.is_ok(),
-            Err(_) => false,
-        };
-        assert!(!stored, "the agent wrote {bucket}");
+            assert!(
+                !matches!(got, Ok(Ok(ref m)) if m.payload.windows(10).any(|w| w == b"controller")),
+                "direct get of {bucket} under {prefix} answered with the value: {got:?}"
+            );
+        }
     }
     // Nor can it purge them through the API, or create a stream of its own: only the
     // controllers may fill the JetStream store.
-    for bucket in [LEASE_BUCKET, STATE_BUCKET] {
-        let purged = tokio::time::timeout(
-            Duration::from_secs(1),
-            agent_client.request(format!("$JS.API.STREAM.PURGE.KV_{bucket}"), "".into()),
-        )
-        .await;
+    for prefix in ["$JS.API", "$JS.sitewarden.API"] {
+        for bucket in [LEASE_BUCKET, STATE_BUCKET] {
+            let purged = tokio::time::timeout(
+                Duration::from_secs(1),
+                agent_client.request(format!("{prefix}.STREAM.PURGE.KV_{bucket}"), "".into()),
+            )
+            .await;
+            assert!(
+                !matches!(purged, Ok(Ok(ref m)) if m.payload.windows(7).any(|w| w == b"success")),
+                "purge of {bucket} under {prefix} answered: {purged:?}"
+            );
+        }
+    }
+    for agent in [&plain, &prefixed] {
         assert!(
-            !matches!(purged, Ok(Ok(ref m)) if !m.payload.is_empty()),
-            "purge of {bucket} answered: {purged:?}"
+            agent
+                .create_stream(jetstream::stream::Config {
+                    name: "EVIL".into(),
+                    subjects: vec!["sitewarden.v1.obs.>".into()],
+                    ..Default::default()
+                })
+                .await
+                .is_err(),
+            "the agent created a stream"
         );
     }
-    assert!(
-        agent
-            .create_stream(jetstream::stream::Config {
-                name: "EVIL".into(),
-                subjects: vec!["sitewarden.v1.obs.>".into()],
-                ..Default::default()
-            })
-            .await
-            .is_err(),
-        "the agent created a stream"
-    );
     assert!(controller.get_stream("EVIL").await.is_err());
     // The streams survived and hold the controller's values only.
     assert_eq!(
@@ -402,7 +428,7 @@ async fn an_agent_cannot_read_or_write_the_controllers_buckets() {
 }
 
 #[tokio::test]
-async fn an_agent_reads_and_watches_the_edge_bucket_without_writing_it() {
+async fn an_agent_reads_the_edge_bucket_from_its_own_account_and_nothing_more() {
     let bus = Bus::start().await;
     let controller = js(bus.client("controller-site1").await);
     let edge = ensure_bucket(&controller, BucketSpec::state(EDGE_BUCKET, 1, 1))
@@ -410,37 +436,109 @@ async fn an_agent_reads_and_watches_the_edge_bucket_without_writing_it() {
         .unwrap();
     edge.put("notice", "generation 1".into()).await.unwrap();
 
-    let agent = js(bus.agent_client("site1-agent1").await);
+    // Through the imported prefix, as the agent reads it (any inbox: the account is its own).
+    let agent = bus.agent_js("site1-agent1").await;
     let store = agent.get_key_value(EDGE_BUCKET).await.unwrap();
     assert_eq!(
         store.get("notice").await.unwrap().as_deref(),
         Some(&b"generation 1"[..])
     );
-    let mut watch = store.watch_with_history("notice").await.unwrap();
-    let first = tokio::time::timeout(DEADLINE, watch.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(&first.value[..], b"generation 1");
     edge.put("notice", "generation 2".into()).await.unwrap();
-    let second = tokio::time::timeout(DEADLINE, watch.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(&second.value[..], b"generation 2");
+    assert_eq!(
+        store.get("notice").await.unwrap().as_deref(),
+        Some(&b"generation 2"[..])
+    );
 
-    // Writing is refused: the put is never acknowledged and the value stays.
+    // It cannot write the bucket, nor make consumers on it (no consumer request is imported,
+    // so an agent credential cannot fill the controllers' account with consumers).
     assert!(store.put("notice", "forged".into()).await.is_err());
+    assert!(store.watch_with_history("notice").await.is_err());
     assert_eq!(
         edge.get("notice").await.unwrap().as_deref(),
         Some(&b"generation 2"[..])
     );
+    let info = controller
+        .get_stream(format!("KV_{EDGE_BUCKET}"))
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .consumer_count;
+    assert_eq!(info, 0, "no consumer was created");
 
-    // Without its own inbox prefix the agent cannot receive replies at all.
+    // Without the prefix nothing answers: its own account has no JetStream, and its
+    // permissions name only the prefixed requests.
     let plain = js(bus.client("site1-agent1").await);
     assert!(plain.get_key_value(EDGE_BUCKET).await.is_err());
+}
+
+#[tokio::test]
+async fn an_agent_credential_opens_four_connections_and_cannot_lock_anyone_else_out() {
+    let bus = Bus::start().await;
+    let mut held = Vec::new();
+    let mut refused = None;
+    for i in 0..8 {
+        match async_nats::ConnectOptions::with_user_and_password(
+            "site1-agent1".into(),
+            USERS[2].2.into(),
+        )
+        .connection_timeout(Duration::from_secs(2))
+        .connect(bus.nats.url())
+        .await
+        {
+            Ok(c) => held.push(c),
+            Err(e) => {
+                refused = Some((i, e.to_string()));
+                break;
+            }
+        }
+    }
+    let (at, why) = refused.expect("the fifth connection is refused");
+    assert_eq!(at, 4, "{why}");
+    assert_eq!(held.len(), 4);
+    // The controllers and the other agents still connect, and the bus still carries events.
+    let controller = bus.client("controller-site1").await;
+    let mut events = controller
+        .subscribe("sitewarden.v1.heartbeat.>")
+        .await
+        .unwrap();
+    controller.flush().await.unwrap();
+    let _second = bus.client("controller-site2").await;
+    let other = bus.client("site2-agent1").await;
+    other
+        .publish("sitewarden.v1.heartbeat.site2.site2-agent1", "hb".into())
+        .await
+        .unwrap();
+    other.flush().await.unwrap();
+    let got = tokio::time::timeout(DEADLINE, events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.subject.as_str(),
+        "sitewarden.v1.heartbeat.site2.site2-agent1"
+    );
+    // Through the sitewarden client the refusal names the credential.
+    let e = bus
+        .settings("site1-agent1", "")
+        .connect("nats_auth test")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("site1-agent1"), "{e}");
+    assert!(e.contains("most connections it allows"), "{e}");
+    // One of the four goes away; the agent can connect again.
+    drop(held.pop());
+    wait_for("a connection slot frees up", DEADLINE, || async {
+        bus.settings("site1-agent1", "")
+            .connect("nats_auth test")
+            .await
+            .ok()
+    })
+    .await
+    .unwrap();
 }
 
 /// Agents on the shipped permissions, each with its own credentials, probing `cas`.
@@ -456,7 +554,7 @@ fn agents(bus: &Bus, cas: &[ExchangeServer]) -> Vec<RunningAgent> {
         RunningAgent::start(&sitewarden_tests::lab::two_site_agent_with_nats(
             id,
             site,
-            &bus.nats_toml(id, &format!("inbox_prefix = \"_INBOX.{id}\"")),
+            &bus.nats_toml(id, AGENT_NATS),
             &addrs,
             "500ms",
             "400ms",

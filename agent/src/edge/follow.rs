@@ -287,14 +287,17 @@ async fn subscribe(
 }
 
 /// Follows edge notifications and steers the configured HAProxy backends until `shutdown`.
+///
+/// `js` reads the `sitewarden-edge` bucket: a context on `client`, under the `[nats]
+/// js_api_prefix` of an agent in its own NATS account.
 pub async fn run(
     settings: EdgeSettings,
     client: async_nats::Client,
+    js: async_nats::jetstream::Context,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let mut follower = Follower::new(&settings, metrics.clone());
-    let js = async_nats::jetstream::new(client.clone());
     // Every successful (re)connect bumps this counter, so even a disconnection shorter than the
     // poll period is noticed (the connection state alone could be Connected at both looks).
     let connects = |c: &async_nats::Client| c.statistics().connects.load(Ordering::Relaxed);

@@ -245,6 +245,13 @@ impl RuntimeSettings {
             .nats
             .unwrap_or_default()
             .validate(src, &root.key("nats"))?;
+        if nats.js_api_prefix().is_some() {
+            return Err(src.error(
+                &root.key("nats").key("js_api_prefix"),
+                "js_api_prefix is for agents in an account of their own; the controllers' \
+                 account holds sitewarden's streams, so remove it here",
+            ));
+        }
         let provider = match raw.provider {
             Some(p) => p.validate(src, &root.key("provider"))?,
             None => RawProvider::default().validate(src, &root.key("provider"))?,

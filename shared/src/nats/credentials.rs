@@ -206,6 +206,21 @@ pub enum NatsError {
         /// The client's TLS error.
         detail: String,
     },
+    /// The server refused another connection for the credential's account: it already holds
+    /// as many as the account allows (`limits { max_connections }`).
+    #[error(
+        "NATS at {servers} refused {credential}: its account already has the most connections it \
+         allows (maximum account active connections exceeded); another process holds them: a \
+         second copy of this process, or someone with this credential. List them on a NATS \
+         node (curl -s 'http://127.0.0.1:8222/connz?acc=<account>&auth=true'), stop the extra copy \
+         or rotate the credential (docs/security.md)"
+    )]
+    ConnectionLimit {
+        /// The servers tried.
+        servers: String,
+        /// The credential in words.
+        credential: String,
+    },
     /// Anything else the client reported (bad URL, DNS).
     #[error("cannot connect to NATS {servers}: {detail}")]
     Connect {
