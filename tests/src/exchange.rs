@@ -89,6 +89,8 @@ pub struct ExchangeOptions {
     pub tls: Option<TlsIdentity>,
     /// The account ActiveSync accepts; `None` accepts any Basic credentials.
     pub account: Option<TestAccount>,
+    /// Where to listen; `None` is 127.0.0.1 on a random port.
+    pub bind: Option<SocketAddr>,
 }
 
 impl ExchangeOptions {
@@ -98,7 +100,15 @@ impl ExchangeOptions {
             backend_fqdn: backend_fqdn.to_owned(),
             tls: None,
             account: None,
+            bind: None,
         }
+    }
+
+    /// Listen on `addr` (e.g. `127.0.0.11:18080`, for checkers that take an address and one
+    /// port for every server) instead of a random loopback port.
+    pub fn with_bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = Some(addr);
+        self
     }
 
     /// Serve HTTPS with `identity`.
@@ -186,15 +196,19 @@ pub struct ExchangeServer {
 }
 
 impl ExchangeServer {
-    /// Binds 127.0.0.1 on a random port and starts serving, [`Behaviour::Healthy`].
+    /// Binds 127.0.0.1 on a random port (or [`ExchangeOptions::bind`]) and starts serving,
+    /// [`Behaviour::Healthy`].
     pub async fn start(options: ExchangeOptions) -> anyhow::Result<Self> {
         let acceptor = match &options.tls {
             Some(id) => Some(Arc::new(id.server_config()?)),
             None => None,
         };
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        let at = options
+            .bind
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        let listener = TcpListener::bind(at)
             .await
-            .context("binding the Exchange emulator")?;
+            .with_context(|| format!("binding the Exchange emulator on {at}"))?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             options,

@@ -56,9 +56,15 @@ impl FaultProxy {
     /// Listens on 127.0.0.1 (random port) and forwards to `upstream`, starting with
     /// [`Fault::Pass`].
     pub async fn start(upstream: SocketAddr) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        Self::start_at(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), upstream).await
+    }
+
+    /// Like [`FaultProxy::start`], listening on `bind` (e.g. `127.0.0.13:18080`, for a checker
+    /// that takes an address and one port for every server).
+    pub async fn start_at(bind: SocketAddr, upstream: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(bind)
             .await
-            .context("binding the fault proxy")?;
+            .with_context(|| format!("binding the fault proxy on {bind}"))?;
         let addr = listener.local_addr()?;
         let (fault, _) = watch::channel(Fault::Pass);
         let accepted = Arc::new(AtomicUsize::new(0));

@@ -20,6 +20,10 @@ mod failover;
 mod ingest;
 #[path = "bench/memory.rs"]
 mod memory;
+#[path = "bench/peers.rs"]
+mod peers;
+#[path = "bench/peers_conf.rs"]
+mod peers_conf;
 #[path = "bench/rig.rs"]
 mod rig;
 #[path = "bench/takeover.rs"]
@@ -118,6 +122,24 @@ enum What {
         #[arg(long)]
         controller: Option<PathBuf>,
     },
+    /// sitewarden against gdnsd and PowerDNS (LUA records) on the same servers and faults.
+    Peers {
+        /// Speed trials per system (interleaved).
+        #[arg(long, default_value_t = 5)]
+        trials: usize,
+        /// sitewarden's probe interval in milliseconds (product default 2000).
+        #[arg(long, default_value_t = 2000)]
+        interval_ms: u64,
+        /// sitewarden's `fall` and `rise` (product default 3).
+        #[arg(long, default_value_t = 3)]
+        fall: u32,
+        /// Skip the blips and the vantage cut.
+        #[arg(long)]
+        no_false_moves: bool,
+        /// Skip the client behind a resolver.
+        #[arg(long)]
+        no_client: bool,
+    },
     /// Cloudflare API requests per namespace change.
     DnsCalls {
         /// Namespace changes to average over.
@@ -184,6 +206,24 @@ async fn main() -> anyhow::Result<()> {
             memory::run_idle(keys, seconds, &tick, bin).await
         }
         What::DnsCalls { changes } => dns_calls::run(changes).await,
+        What::Peers {
+            trials,
+            interval_ms,
+            fall,
+            no_false_moves,
+            no_client,
+        } => {
+            peers::run(peers::Args {
+                trials,
+                policy: peers::Policy {
+                    interval: Duration::from_millis(interval_ms),
+                    fall,
+                },
+                false_moves: !no_false_moves,
+                client: !no_client,
+            })
+            .await
+        }
     }
 }
 
