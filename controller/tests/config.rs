@@ -210,3 +210,33 @@ fn a_js_api_prefix_is_refused_for_a_controller_with_the_key_and_why() {
     assert!(err.contains("nats.js_api_prefix"), "{err}");
     assert!(err.contains("for agents"), "{err}");
 }
+
+#[test]
+fn the_default_ttl_is_10s_with_the_builtin_dns_and_60s_elsewhere() {
+    let ns = "\n[[namespaces]]\nname = \"mail.example.com\"\ncandidates = [\n  { target = \"a.example.com\", requires = [\"site1\"] },\n]\n";
+    let ttl = |extra: &str| {
+        let c = ControllerConfig::from_toml("controller.toml", &format!("{BASE}{ns}{extra}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        c.namespaces["mail.example.com"].ttl
+    };
+    assert_eq!(ttl(""), Duration::from_secs(60));
+    assert_eq!(
+        ttl("\n[provider]\nkind = \"cloudflare\"\n"),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        ttl("\n[provider]\nkind = \"builtin\"\nzone = \"failover.example.com\"\n"),
+        Duration::from_secs(10)
+    );
+    // An explicit TTL wins either way.
+    let explicit = format!(
+        "{}\n[provider]\nkind = \"builtin\"\n",
+        ns.replace("name = ", "ttl = \"30s\"\nname = ")
+    );
+    let c = ControllerConfig::from_toml("controller.toml", &format!("{BASE}{explicit}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.namespaces["mail.example.com"].ttl,
+        Duration::from_secs(30)
+    );
+}

@@ -180,7 +180,8 @@ pub(super) fn ttl(
         return Err(src.error(
             key,
             format!(
-                "is {}; use whole seconds from 1s to 1h (≤ 5m recommended; default 60s)",
+                "is {}; use whole seconds from 1s to 1h (≤ 5m recommended; default 60s, 10s with \
+                 the built-in DNS)",
                 duration::format(ttl)
             ),
         ));
@@ -213,11 +214,20 @@ pub(super) fn serving_site(
 pub(super) fn validate(src: &Source, raw: RawConfig) -> Result<ControllerConfig, ConfigError> {
     let root = KeyPath::root();
     let policy = policy(src, &raw.policy, raw.agents.len())?;
+    let builtin = raw
+        .provider
+        .as_ref()
+        .and_then(|p| p.kind.as_deref())
+        .is_some_and(|k| k.eq_ignore_ascii_case("builtin"));
     let default_ttl = ttl(
         src,
         &root.key("policy").key("ttl"),
         raw.policy.ttl,
-        DEFAULT_TTL,
+        if builtin {
+            BUILTIN_DEFAULT_TTL
+        } else {
+            DEFAULT_TTL
+        },
     )?;
 
     if raw.sites.is_empty() {

@@ -139,6 +139,9 @@ enum What {
         /// Skip the client behind a resolver.
         #[arg(long)]
         no_client: bool,
+        /// sitewarden alone (no peers), e.g. to measure another probe policy.
+        #[arg(long)]
+        sitewarden_only: bool,
     },
     /// Cloudflare API requests per namespace change.
     DnsCalls {
@@ -212,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
             fall,
             no_false_moves,
             no_client,
+            sitewarden_only,
         } => {
             peers::run(peers::Args {
                 trials,
@@ -221,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 false_moves: !no_false_moves,
                 client: !no_client,
+                sitewarden_only,
             })
             .await
         }

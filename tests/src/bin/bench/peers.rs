@@ -146,6 +146,8 @@ pub struct Args {
     pub false_moves: bool,
     /// Run the resolver measurements.
     pub client: bool,
+    /// Race no peer: sitewarden's figures only (e.g. for another policy).
+    pub sitewarden_only: bool,
 }
 
 /// The four emulated servers at their fixed addresses.
@@ -569,9 +571,13 @@ where
 }
 
 /// Five 3-second site1 outages, 20 s apart, under every system at once.
-async fn blips(servers: &Servers, policy: Policy) -> anyhow::Result<serde_json::Value> {
+async fn blips(
+    servers: &Servers,
+    policy: Policy,
+    systems: &[System],
+) -> anyhow::Result<serde_json::Value> {
     let mut running = vec![start_sitewarden(servers, policy, 60, false).await?];
-    for system in &System::ALL[1..] {
+    for system in &systems[1..] {
         running.push(start_peer(*system, servers, peer_site1(servers, None), 60).await?);
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -608,13 +614,17 @@ async fn blips(servers: &Servers, policy: Policy) -> anyhow::Result<serde_json::
 }
 
 /// One vantage point loses its view of site1 for 30 s.
-async fn vantage_cut(servers: &Servers, policy: Policy) -> anyhow::Result<serde_json::Value> {
+async fn vantage_cut(
+    servers: &Servers,
+    policy: Policy,
+    systems: &[System],
+) -> anyhow::Result<serde_json::Value> {
     let mut running = vec![start_sitewarden(servers, policy, 60, true).await?];
     let mut seen = Vec::new();
     for (i, ip) in SITE1_SEEN.iter().enumerate() {
         seen.push(FaultProxy::start_at(servers.addr(*ip), servers.addr(SITE1[i])).await?);
     }
-    for system in &System::ALL[1..] {
+    for system in &systems[1..] {
         running.push(start_peer(*system, servers, peer_site1(servers, Some(&seen)), 60).await?);
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -663,9 +673,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "peers_versions".into(),
         crate::peers_conf::versions().into(),
     );
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); System::ALL.len()];
+    let systems: &[System] = if args.sitewarden_only {
+        &System::ALL[..1]
+    } else {
+        &System::ALL
+    };
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); systems.len()];
     for trial in 0..args.trials {
-        for (i, system) in System::ALL.iter().enumerate() {
+        for (i, system) in systems.iter().enumerate() {
             let s = speed_trial(*system, &servers, args.policy).await?;
             eprintln!("speed trial {}: {} {s:.3} s", trial + 1, system.key());
             samples[i].push(s);
@@ -673,7 +688,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.trials > 0 {
         let ours = rig::summary(&mut samples[0].clone())?;
-        for (i, system) in System::ALL.iter().enumerate() {
+        for (i, system) in systems.iter().enumerate() {
             let s = rig::summary(&mut samples[i])?;
             let k = system.key();
             out.insert(format!("speed_{k}_min_s"), rig::round(s.min, 3).into());
@@ -686,11 +701,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     if args.false_moves {
-        merge(&mut out, blips(&servers, args.policy).await?);
-        merge(&mut out, vantage_cut(&servers, args.policy).await?);
+        merge(&mut out, blips(&servers, args.policy, systems).await?);
+        merge(&mut out, vantage_cut(&servers, args.policy, systems).await?);
     }
     if args.client {
-        merge(&mut out, client(&servers, args.policy).await?);
+        merge(&mut out, client(&servers, args.policy, systems).await?);
     }
     println!("{}", serde_json::Value::Object(out));
     Ok(())
@@ -771,17 +786,22 @@ stub-zone:
 
 /// A client behind unbound: for each system and TTL, seconds from site1's death until the
 /// authoritative answer and the client's answer name site2.
-async fn client(servers: &Servers, policy: Policy) -> anyhow::Result<serde_json::Value> {
+async fn client(
+    servers: &Servers,
+    policy: Policy,
+    systems: &[System],
+) -> anyhow::Result<serde_json::Value> {
     let mut out = serde_json::Map::new();
     let short = crate::peers_conf::SHORT_TTL;
-    for (system, ttl) in [
+    let runs = [
         (System::Sitewarden, 60),
         (System::Sitewarden, short),
         (System::GdnsdTuned, 60),
         (System::GdnsdTuned, short),
         (System::PdnsTuned, 60),
         (System::PdnsTuned, short),
-    ] {
+    ];
+    for (system, ttl) in runs.into_iter().filter(|(s, _)| systems.contains(s)) {
         let running = match system {
             System::Sitewarden => start_sitewarden(servers, policy, ttl, false).await?,
             _ => start_peer(system, servers, peer_site1(servers, None), ttl).await?,
