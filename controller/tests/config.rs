@@ -20,9 +20,9 @@ fn the_example_loads_with_the_briefs_two_site_layout() {
     assert_eq!(c.sites.len(), 3);
     assert!(!c.sites["witness"].has_client_access());
     assert_eq!(c.agents.len(), 3);
-    assert_eq!(c.policy.fall, 3);
-    assert_eq!(c.policy.rise, 5);
-    assert_eq!(c.policy.stale_after, Duration::from_secs(6));
+    assert_eq!(c.policy.fall, 4);
+    assert_eq!(c.policy.rise, 10);
+    assert_eq!(c.policy.stale_after, Duration::from_secs(3));
     assert_eq!(c.policy.failback, FailbackMode::Auto);
     let mail = &c.namespaces["mail.example.com"];
     assert_eq!(mail.ttl, Duration::from_secs(60));
@@ -55,7 +55,11 @@ fn defaults_apply_when_policy_is_omitted() {
     assert_eq!(c.policy.min_observers, 2);
     assert_eq!(c.policy.hold_down, Duration::from_secs(300));
     assert_eq!(c.policy.failback_after, Duration::from_secs(600));
-    assert_eq!(c.policy.stale_after, Duration::from_secs(6));
+    // Interval 1 s, fall 4, rise 10: Down about 4 s after a site dies, a 3 s blip sat out.
+    assert_eq!(c.policy.interval, Duration::from_secs(1));
+    assert_eq!(c.policy.fall, 4);
+    assert_eq!(c.policy.rise, 10);
+    assert_eq!(c.policy.stale_after, Duration::from_secs(3));
     assert!(c.sites["a"].protocols.contains("activesync"));
 }
 
@@ -125,7 +129,10 @@ fn nonsensical_hold_down_and_failback_are_refused() {
     assert!(err.contains("hold_down is 5m"), "{err}");
     let err = ControllerConfig::from_toml(
         "c.toml",
-        &BASE.replace("min_observers = 1", "min_observers = 1\nhold_down = \"1s\""),
+        &BASE.replace(
+            "min_observers = 1",
+            "min_observers = 1\nhold_down = \"500ms\"",
+        ),
     )
     .map(|_| ())
     .unwrap_err()

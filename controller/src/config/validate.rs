@@ -51,14 +51,14 @@ fn policy(src: &Source, raw: &RawPolicy, agents: usize) -> Result<Policy, Config
     if fall == 0 || fall > 10 {
         return Err(src.error(
             &k.key("fall"),
-            format!("is {fall}; use 1 to 10 (default 3)"),
+            format!("is {fall}; use 1 to 10 (default {DEFAULT_FALL})"),
         ));
     }
     let rise = raw.rise.unwrap_or(DEFAULT_RISE);
     if rise == 0 || rise > 10 {
         return Err(src.error(
             &k.key("rise"),
-            format!("is {rise}; use 1 to 10 (default 5)"),
+            format!("is {rise}; use 1 to 10 (default {DEFAULT_RISE})"),
         ));
     }
     let interval = raw.interval.unwrap_or(DEFAULT_INTERVAL);

@@ -22,12 +22,21 @@ use sitewarden_shared::{
 };
 
 /// The brief's layout with a witness; `extra_policy` lines go into `[policy]`.
+///
+/// The stories were written for probes every 2 s with `fall` 3 and `rise` 5 (the defaults
+/// before 1 s / 4 / 10): they keep those unless `extra_policy` sets its own, so each story's
+/// clock reads as written. The shipped defaults are checked in `config.rs`.
 pub fn config(extra_policy: &str) -> ControllerConfig {
+    let kept: String = [("fall", "fall = 3\n"), ("rise", "rise = 5\n")]
+        .iter()
+        .filter(|(key, _)| !extra_policy.contains(&format!("{key} =")))
+        .map(|(_, line)| *line)
+        .collect();
     let text = format!(
         r#"
 [policy]
 interval = "2s"
-{extra_policy}
+{kept}{extra_policy}
 
 [[sites]]
 name = "site1"

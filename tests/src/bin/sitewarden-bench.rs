@@ -2,7 +2,7 @@
 //!
 //! `sitewarden-bench agent --checks 100 --seconds 60` starts a real nats-server and emulated
 //! Exchange servers in this process, runs the release `sitewarden-agent` binary as its own
-//! process with `--checks` probes at a 2 s interval, and samples that process's resident memory
+//! process with `--checks` probes at the default 1 s interval, and samples that process's resident memory
 //! and CPU time from /proc. The emulators and NATS run outside the measured process. The last
 //! line printed is one JSON object, so results can be tracked over time.
 //!
@@ -47,7 +47,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum What {
-    /// Agent resident memory and CPU with N checks at a 2 s interval.
+    /// Agent resident memory and CPU with N checks at the default 1 s interval.
     Agent {
         /// Number of probes (checks × servers); rounded to a multiple of 10.
         #[arg(long, default_value_t = 100)]
@@ -127,11 +127,11 @@ enum What {
         /// Speed trials per system (interleaved).
         #[arg(long, default_value_t = 5)]
         trials: usize,
-        /// sitewarden's probe interval in milliseconds (product default 2000).
-        #[arg(long, default_value_t = 2000)]
+        /// sitewarden's probe interval in milliseconds (product default 1000).
+        #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
-        /// sitewarden's `fall` and `rise` (product default 3).
-        #[arg(long, default_value_t = 3)]
+        /// sitewarden's `fall` (product default 4).
+        #[arg(long, default_value_t = 4)]
         fall: u32,
         /// Skip the blips and the vantage cut.
         #[arg(long)]
@@ -255,7 +255,7 @@ async fn bench_agent(checks: usize, seconds: u64, agent: Option<PathBuf>) -> any
         );
     }
     let mut toml = format!(
-        "[agent]\nid = \"bench-agent\"\nsite = \"site1\"\n\n[nats]\nservers = [\"{}\"]\n\n[defaults]\ninterval = \"2s\"\ntimeout = \"1500ms\"\nca_file = \"{}\"\n\n[[sites]]\nname = \"site1\"\nactivesync_url = \"https://mail-site1.example.com/Microsoft-Server-ActiveSync\"\ntls_names = [\"mail-site1.example.com\"]\nservers = [\n",
+        "[agent]\nid = \"bench-agent\"\nsite = \"site1\"\n\n[nats]\nservers = [\"{}\"]\n\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nca_file = \"{}\"\n\n[[sites]]\nname = \"site1\"\nactivesync_url = \"https://mail-site1.example.com/Microsoft-Server-ActiveSync\"\ntls_names = [\"mail-site1.example.com\"]\nservers = [\n",
         nats.url(),
         ca_path.display()
     );
@@ -347,7 +347,7 @@ async fn bench_agent(checks: usize, seconds: u64, agent: Option<PathBuf>) -> any
     let cpu_pct = cpu_s / elapsed * 100.0;
     let rss_mb = rss_max_kb as f64 / 1024.0;
     println!(
-        "agent with {probes} probes at 2s for {elapsed:.0}s: RSS max {rss_mb:.1} MB (peak {:.1} MB), CPU {cpu_pct:.2}% of one core, {received} observations ({failed} failed)",
+        "agent with {probes} probes at 1s for {elapsed:.0}s: RSS max {rss_mb:.1} MB (peak {:.1} MB), CPU {cpu_pct:.2}% of one core, {received} observations ({failed} failed)",
         hwm_kb as f64 / 1024.0
     );
     println!(

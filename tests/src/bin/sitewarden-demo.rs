@@ -36,8 +36,8 @@ const SANS: [&str; 4] = [
     "mail-site1.example.com",
     "mail-site2.example.com",
 ];
-const INTERVAL_S: f64 = 2.0;
-const FALL: u32 = 3;
+const INTERVAL_S: f64 = 1.0;
+const FALL: u32 = 4;
 
 fn say(start: Instant, text: &str) {
     println!("[{:>6.2}s] {text}", start.elapsed().as_secs_f64());
@@ -145,8 +145,8 @@ site = "{site}"
 servers = [{nats}]
 
 [defaults]
-interval = "2s"
-timeout = "1500ms"
+interval = "1s"
+timeout = "1s"
 ca_file = "{ca}"
 
 [[sites]]
@@ -235,7 +235,7 @@ secret = {{ file = "{edge_secret_file}" }}
         edge_secret_file = w.edge_secret_file,
         decisions = sitewarden_tests::lab::two_site_decisions(
             &format!(
-                "interval = \"2s\"\nfall = {FALL}\nrise = 3\nhold_down = \"10s\"\nfailback_after = \"15s\"  # shortened for the demo (default 10m)"
+                "interval = \"1s\"\nfall = {FALL}\nrise = 3\nhold_down = \"10s\"\nfailback_after = \"15s\"  # shortened for the demo (default 10m)"
             ),
             NAME
         )

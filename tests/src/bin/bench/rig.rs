@@ -130,6 +130,24 @@ pub async fn accepted(metrics: &Metrics, events: u64, deadline: Duration) -> any
     .await
 }
 
+/// Waits until the controller's verdict for every site of `sites` is Up (after `rise`
+/// passing rounds): a fault struck before would hit a site that is still rising, which a real
+/// site that has served for hours never is.
+pub async fn sites_up(metrics: &Metrics, sites: &[&str], deadline: Duration) -> anyhow::Result<()> {
+    sitewarden_tests::wait_for("every site Up", deadline, || async {
+        let text = metrics.encode();
+        sites
+            .iter()
+            .all(|site| {
+                let prefix = format!("sitewarden_controller_site_verdict_code{{site=\"{site}\"}} ");
+                text.lines()
+                    .any(|l| l.strip_prefix(&prefix).is_some_and(|v| v.trim() == "1"))
+            })
+            .then_some(())
+    })
+    .await
+}
+
 /// A free loopback address.
 pub fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], sitewarden_tests::nats_server::free_port()))
