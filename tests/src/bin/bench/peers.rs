@@ -29,7 +29,7 @@
 //!   witness agent's; a peer has one vantage point, its own); how often each answer moved;
 //! - **client**: a real recursive resolver (unbound) in front of each system, a client asking
 //!   it every 100 ms: the time from the fault until the client gets the new target, at the
-//!   record's TTL (sitewarden at 60 s and at a short TTL).
+//!   record's TTL (60 s and 5 s; sitewarden also at its built-in default of 10 s).
 //!
 //! The last line is one JSON object with every figure.
 
@@ -55,6 +55,8 @@ use crate::rig::{self, InProcess};
 const POLL: Duration = Duration::from_millis(50);
 /// How far each blip's start is moved at random (the longest probe interval raced).
 const BLIP_JITTER: Duration = Duration::from_secs(10);
+/// The built-in DNS's default TTL, seconds.
+const BUILTIN_TTL: u32 = sitewarden_controller::config::BUILTIN_DEFAULT_TTL.as_secs() as u32;
 /// How often the client behind the resolver asks.
 const CLIENT_POLL: Duration = Duration::from_millis(100);
 /// The built-in DNS zone and the managed name in it.
@@ -800,6 +802,7 @@ async fn client(
     let short = crate::peers_conf::SHORT_TTL;
     let runs = [
         (System::Sitewarden, 60),
+        (System::Sitewarden, BUILTIN_TTL),
         (System::Sitewarden, short),
         (System::GdnsdTuned, 60),
         (System::GdnsdTuned, short),
