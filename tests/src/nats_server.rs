@@ -566,6 +566,44 @@ impl NatsCluster {
         self.nodes.iter().map(NatsServer::url).collect()
     }
 
+    /// Waits until every JetStream stream of the default account has a leader and every
+    /// replica is current and online, so a fault injected next hits a settled cluster: on
+    /// nats-server 2.9 a stream created a second before a node dies can stay without a leader
+    /// ("no responders") for longer than a story waits, which is the cluster's start-up, not
+    /// what a story tests. Fails naming the unsettled streams after `deadline`.
+    pub async fn wait_settled(&self, deadline: Duration) -> anyhow::Result<()> {
+        use futures::StreamExt;
+        let client = async_nats::connect(self.urls().as_slice()).await?;
+        let js = async_nats::jetstream::new(client);
+        let mut unsettled = Vec::new();
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            unsettled.clear();
+            let mut streams = js.streams();
+            let mut seen = 0;
+            while let Some(info) = streams.next().await {
+                let Ok(info) = info else {
+                    unsettled.push("(listing failed)".to_owned());
+                    break;
+                };
+                seen += 1;
+                let settled = info.cluster.as_ref().is_some_and(|c| {
+                    c.leader.is_some() && c.replicas.iter().all(|p| p.current && !p.offline)
+                });
+                if !settled {
+                    unsettled.push(info.config.name.clone());
+                }
+            }
+            if seen > 0 && unsettled.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= until {
+                bail!("streams not settled within {deadline:?}: {unsettled:?}");
+            }
+            tokio::time::sleep(crate::POLL_INTERVAL * 4).await;
+        }
+    }
+
     /// Waits until every running node reports the same JetStream meta leader, and returns it.
     pub async fn wait_for_meta_leader(&self, deadline: Duration) -> anyhow::Result<String> {
         let until = tokio::time::Instant::now() + deadline;

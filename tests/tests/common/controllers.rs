@@ -485,14 +485,19 @@ impl HaLab {
         let cluster = NatsCluster::start_named(&["site1", "site2", "witness"])
             .await
             .unwrap_or_else(|e| panic!("cluster start failed: {e:#}"));
-        Self::start_on(
+        let lab = Self::start_on(
             Bus::Cluster(cluster),
             LabOptions {
                 replicas: 3,
                 ..opts
             },
         )
-        .await
+        .await;
+        lab.cluster()
+            .wait_settled(DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+        lab
     }
 
     /// The cluster under a lab started with [`HaLab::start_cluster`].
