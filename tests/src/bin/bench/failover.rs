@@ -13,12 +13,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sitewarden_agent::AgentConfig;
 use sitewarden_controller::provider::DnsProvider;
-use sitewarden_shared::config::Source;
 use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer};
 use sitewarden_tests::nats_server::NatsServer;
-use tokio_util::sync::CancellationToken;
 
 use crate::rig::{self, InProcess, Recorder};
 
@@ -58,18 +55,6 @@ pub async fn run(trials: usize, parallel: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn agent_toml(id: &str, site: &str, nats: &str, cas: &[ExchangeServer]) -> String {
-    sitewarden_tests::lab::two_site_agent(
-        id,
-        site,
-        &format!("\"{nats}\""),
-        &sitewarden_tests::lab::four(cas.iter().map(ExchangeServer::addr)),
-        "1s",
-        "1s",
-        "",
-    )
-}
-
 /// One fresh lab; returns seconds from the kill to the `apply` call.
 async fn trial() -> anyhow::Result<f64> {
     let nats = NatsServer::start().await?;
@@ -79,21 +64,8 @@ async fn trial() -> anyhow::Result<f64> {
             ExchangeServer::start(ExchangeOptions::new(&format!("EXCH-{i}.CONTOSO.LOCAL"))).await?,
         );
     }
-    let stop_agents = CancellationToken::new();
-    let mut agents = Vec::new();
-    for (id, site) in [
-        ("site1-agent1", "site1"),
-        ("site2-agent1", "site2"),
-        ("witness-agent1", "witness"),
-    ] {
-        let toml = agent_toml(id, site, &nats.url(), &cas);
-        let config = AgentConfig::from_source(&Source::inline("bench-agent.toml", &toml))
-            .map_err(|e| anyhow::anyhow!("agent config: {e}"))?;
-        agents.push(tokio::spawn(sitewarden_agent::run::run(
-            config,
-            stop_agents.child_token(),
-        )));
-    }
+    let addrs = sitewarden_tests::lab::four(cas.iter().map(ExchangeServer::addr));
+    let agents = rig::Agents::start(&nats.url(), "1s", "1s", |_| addrs)?;
     let rec = Recorder::new();
     rec.inner
         .insert(NAME, "mail-rr.example.com", Some(rig::SEED_COMMENT));
@@ -125,9 +97,6 @@ async fn trial() -> anyhow::Result<f64> {
         "failover went to {target}, not mail-site2.example.com"
     );
     ctl.stop().await;
-    stop_agents.cancel();
-    for a in agents {
-        let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
-    }
+    agents.stop().await;
     Ok(applied.duration_since(killed).as_secs_f64())
 }

@@ -40,8 +40,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
-use sitewarden_agent::AgentConfig;
-use sitewarden_shared::config::Source;
 use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer};
 use sitewarden_tests::fault_proxy::{Fault, FaultProxy};
 use sitewarden_tests::nats_server::NatsServer;
@@ -257,18 +255,14 @@ impl Running {
 struct SitewardenLab {
     _nats: NatsServer,
     controller: InProcess,
-    stop_agents: CancellationToken,
-    agents: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    agents: rig::Agents,
     witness_proxies: Vec<FaultProxy>,
 }
 
 impl SitewardenLab {
     async fn stop(self) {
         self.controller.stop().await;
-        self.stop_agents.cancel();
-        for a in self.agents {
-            let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
-        }
+        self.agents.stop().await;
     }
 }
 
@@ -311,34 +305,13 @@ async fn start_sitewarden(
     let interval = format!("{}ms", policy.interval.as_millis());
     // The agent's default timeout: 1 s, at most the interval.
     let timeout = format!("{}ms", policy.interval.as_millis().min(1000));
-    let stop_agents = CancellationToken::new();
-    let mut agents = Vec::new();
-    for (id, site) in [
-        ("site1-agent1", "site1"),
-        ("site2-agent1", "site2"),
-        ("witness-agent1", "witness"),
-    ] {
-        let view = if site == "witness" {
-            &witness_view
+    let agents = rig::Agents::start(&nats.url(), &interval, &timeout, |site| {
+        if site == "witness" {
+            witness_view
         } else {
-            &direct
-        };
-        let toml = sitewarden_tests::lab::two_site_agent(
-            id,
-            site,
-            &format!("\"{}\"", nats.url()),
-            view,
-            &interval,
-            &timeout,
-            "",
-        );
-        let config = AgentConfig::from_source(&Source::inline("bench-agent.toml", &toml))
-            .map_err(|e| anyhow::anyhow!("agent config: {e}"))?;
-        agents.push(tokio::spawn(sitewarden_agent::run::run(
-            config,
-            stop_agents.child_token(),
-        )));
-    }
+            direct
+        }
+    })?;
     let dns = rig::free_addr();
     let provider = format!(
         "kind = \"builtin\"\nzone = \"{ZONE}\"\nlisten = \"{dns}\"\nnameservers = [\"ns1.{ZONE}\"]\nsoa_email = \"hostmaster@example.com\"\n"
@@ -364,7 +337,6 @@ async fn start_sitewarden(
         parts: Parts::Sitewarden(Box::new(SitewardenLab {
             _nats: nats,
             controller,
-            stop_agents,
             agents,
             witness_proxies,
         })),

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use sitewarden_agent::AgentConfig;
 use sitewarden_controller::config::ControllerConfig;
 use sitewarden_controller::provider::budget::RetryPolicy;
 use sitewarden_controller::provider::{
@@ -146,6 +147,57 @@ pub async fn sites_up(metrics: &Metrics, sites: &[&str], deadline: Duration) -> 
             .then_some(())
     })
     .await
+}
+
+/// The two-site lab's three agents (site1, site2 and the witness) running in this process:
+/// ActiveSync probes of the four servers every `interval`.
+pub struct Agents {
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Agents {
+    /// Starts them on `nats`; `view(site)` is the four servers' addresses as the agent of
+    /// `site` reaches them (directly, or through proxies).
+    pub fn start(
+        nats: &str,
+        interval: &str,
+        timeout: &str,
+        view: impl Fn(&str) -> [SocketAddr; 4],
+    ) -> anyhow::Result<Self> {
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        for (id, site) in [
+            ("site1-agent1", "site1"),
+            ("site2-agent1", "site2"),
+            ("witness-agent1", "witness"),
+        ] {
+            let toml = sitewarden_tests::lab::two_site_agent(
+                id,
+                site,
+                &format!("\"{nats}\""),
+                &view(site),
+                interval,
+                timeout,
+                "",
+            );
+            let config = AgentConfig::from_source(&Source::inline("bench-agent.toml", &toml))
+                .map_err(|e| anyhow::anyhow!("agent config: {e}"))?;
+            tasks.push(tokio::spawn(sitewarden_agent::run::run(
+                config,
+                stop.child_token(),
+            )));
+        }
+        Ok(Self { stop, tasks })
+    }
+
+    /// Stops them and waits briefly for each.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
 }
 
 /// A free loopback address.
