@@ -41,7 +41,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// Default record TTL with the built-in DNS (`[provider] kind = "builtin"`): the controllers
 /// answer every query themselves at no per-query cost, so the TTL is only what resolvers add
 /// to a failover (measured with `sitewarden-bench peers`: a client behind unbound saw the move
-/// 35 s after the authoritative answer at 60 s, 0.7 s at 5 s; docs/dns.md has the trade-off).
+/// 38 s after the authoritative answer at 60 s, 2.8 s at 10 s; docs/dns.md has the trade-off).
 pub const BUILTIN_DEFAULT_TTL: Duration = Duration::from_secs(10);
 /// Default `[policy] startup_grace`: how long a fresh engine waits for every site's first verdict
 /// before it alerts that a name cannot be placed or that a site is not Up.
