@@ -489,8 +489,9 @@ async fn main() -> anyhow::Result<()> {
     say(
         start,
         &format!(
-            "DNS MOVED: {NAME} -> mail-site2.example.com, {:.2}s after the fault (floor: interval {INTERVAL_S}s x fall {FALL} = {:.0}s)",
+            "DNS MOVED: {NAME} -> mail-site2.example.com, {:.2}s after the fault (fall {FALL} failed probes {INTERVAL_S}s apart: {:.0}-{:.0}s)",
             failover.as_secs_f64(),
+            INTERVAL_S * f64::from(FALL - 1),
             INTERVAL_S * f64::from(FALL)
         ),
     );
@@ -575,7 +576,9 @@ async fn main() -> anyhow::Result<()> {
         "failover_s": (failover.as_secs_f64() * 100.0).round() / 100.0,
         "ttl_s": ttl_secs(),
         "client_visible_worst_s": (client_worst * 100.0).round() / 100.0,
-        "floor_s": INTERVAL_S * f64::from(FALL),
+        // The first failed probe comes 0-1 interval after the fault, the fall-th one fall - 1
+        // intervals later: no failover can be faster than this.
+        "floor_s": INTERVAL_S * f64::from(FALL - 1),
         "flipped_to": "mail-site2.example.com",
         "failback_s": (failback.as_secs_f64() * 100.0).round() / 100.0,
         "alerts": alert_count,
