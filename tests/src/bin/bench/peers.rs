@@ -393,11 +393,15 @@ async fn start_peer(
             dir,
         },
     };
-    // Ready once it answers site1 (PowerDNS starts its health checks at the first query).
+    // Ready once it answers site1's addresses only: PowerDNS starts its health checks at the
+    // first query and answers every address (its backup selector) until one has run.
     let ready = sitewarden_tests::wait_for(
-        "the peer to answer site1",
+        "the peer to answer site1 only",
         Duration::from_secs(60),
-        || async { (running.answer().await == Where::Site1).then_some(()) },
+        || async {
+            let answer = ask(running.dns, running.qname, running.qtype, false).await;
+            site1_only(&answer).then_some(())
+        },
     )
     .await;
     if let Err(e) = ready {
@@ -473,6 +477,18 @@ fn classify(answer: &[String]) -> Where {
     } else {
         Where::Site1
     }
+}
+
+/// Whether an answer names site1 and nothing else: the systems' state once their first checks
+/// ran with every server up.
+fn site1_only(answer: &[String]) -> bool {
+    !answer.is_empty()
+        && answer.iter().all(|s| {
+            s.parse::<Ipv4Addr>().map_or(
+                s.starts_with("mail-rr") || s.starts_with("mail-site1"),
+                |ip| ip.octets()[3] / 10 == 1,
+            )
+        })
 }
 
 /// Polls every [`POLL`] until `running` answers site2; the instant it first did.
@@ -559,7 +575,6 @@ async fn blips(
     for system in &systems[1..] {
         running.push(start_peer(*system, servers, peer_site1(servers, None), 60).await?);
     }
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let counts = count_moves(&running, async {
         let start = Instant::now();
         for i in 0..5u32 {
@@ -606,7 +621,6 @@ async fn vantage_cut(
     for system in &systems[1..] {
         running.push(start_peer(*system, servers, peer_site1(servers, Some(&seen)), 60).await?);
     }
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let witness: Vec<&FaultProxy> = match &running[0].parts {
         Parts::Sitewarden(lab) => lab.witness_proxies.iter().collect(),
         Parts::Process { .. } => Vec::new(),
