@@ -13,7 +13,7 @@ use sitewarden_controller::provider::config::ProviderKind;
 use sitewarden_controller::runtime::metrics::Metrics;
 use sitewarden_controller::runtime::settings::RuntimeSettings;
 use sitewarden_controller::runtime::{self, Runtime};
-use sitewarden_shared::config::Source;
+use sitewarden_controller::settings_file::ConfigFile;
 use sitewarden_shared::terminal;
 use tokio_util::sync::CancellationToken;
 
@@ -61,10 +61,8 @@ fn load(path: &Path) -> Result<(ControllerConfig, RuntimeSettings), ExitCode> {
         eprintln!("error: {e}");
         ExitCode::from(2)
     };
-    let src = Source::read(path).map_err(fail)?;
-    let config = ControllerConfig::load(&src).map_err(fail)?;
-    let settings = RuntimeSettings::load(&src).map_err(fail)?;
-    Ok((config, settings))
+    let file = ConfigFile::load_file(path).map_err(fail)?;
+    Ok((file.decision, file.runtime))
 }
 
 fn main() -> ExitCode {

@@ -18,13 +18,7 @@ fn sitewarden() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let mut build = std::process::Command::new(env!("CARGO"));
-        build.args([
-            "build",
-            "-p",
-            "sitewarden-controller",
-            "--bin",
-            "sitewarden",
-        ]);
+        build.args(["build", "-p", "sitewarden-cli", "--bin", "sitewarden"]);
         // Cargo gives a test process its package's variables; build scripts (ring's) track
         // some of them, so passing them on would rebuild half the tree on every run.
         for (key, _) in std::env::vars_os() {

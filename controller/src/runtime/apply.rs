@@ -377,7 +377,7 @@ impl Applier {
             return;
         }
         let stats_before = self.provider.stats();
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
 
         // Re-check the lease right before the write: the intent write may have taken a while.
         if (self.acting)() != Some(cmd.epoch) {

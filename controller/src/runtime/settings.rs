@@ -12,9 +12,9 @@ use serde::Deserialize;
 use sitewarden_shared::config::{ConfigError, KeyPath, Source, duration};
 use sitewarden_shared::nats::NatsSettings;
 
-use crate::config::raw::RawConfig;
 use crate::ha::clock::LeaseClock;
 use crate::provider::config::{ProviderConfig, RawProvider};
+use crate::settings_file::{ConfigFile, RawRuntime};
 
 /// `[controller]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -164,9 +164,14 @@ fn hostname() -> String {
 }
 
 impl RuntimeSettings {
-    /// Validates the runtime sections of `src`.
+    /// Parses `src` and validates its runtime sections only (the binary loads the whole file
+    /// once with [`ConfigFile::load`]; this is for tools and tests that need this half alone).
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
-        let raw: RawConfig = src.parse()?;
+        ConfigFile::load_runtime(src)
+    }
+
+    /// Validates the runtime sections already deserialized from `src`.
+    pub fn from_raw(src: &Source, raw: RawRuntime) -> Result<Self, ConfigError> {
         let root = KeyPath::root();
         let c = raw.controller.unwrap_or_default();
         let at = root.key("controller");
