@@ -4,6 +4,10 @@
 //! The pure event contract lives in `sitewarden-contract` and is re-exported here, so code that
 //! already talks to the bus names one crate. Nothing here decides anything about site health.
 
+// Documentation is part of the API; product code never unwraps.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 #[cfg(feature = "http-server")]
 pub mod http_server;
 pub mod nats;

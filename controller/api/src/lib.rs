@@ -6,6 +6,11 @@
 //! refuses a bad flag before sending, in the API's own words. `docs/api.md` documents the wire
 //! format; this crate is its source of truth.
 
+// Functions stay short enough to read and test on their own (threshold in clippy.toml);
+// documentation is part of the API; product code never unwraps.
+#![warn(clippy::too_many_lines, missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod bounds;
 pub mod wire;
 

@@ -16,6 +16,11 @@
 //! 2 usage or configuration error (nothing was sent); 3 no controller could be reached;
 //! 4 the token was refused (401/403). `docs/cli.md` documents every command.
 
+// Functions stay short enough to read and test on their own (threshold in clippy.toml);
+// documentation is part of the API; product code never unwraps.
+#![warn(clippy::too_many_lines, missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod client;
 pub mod connection;
 pub mod render;
@@ -156,6 +161,7 @@ pub enum Command {
         name: String,
         /// One of its configured targets.
         target: String,
+        /// How long it holds and why.
         #[command(flatten)]
         hold: Hold,
     },
@@ -163,6 +169,7 @@ pub enum Command {
     Drain {
         /// The site.
         site: String,
+        /// How long it holds and why.
         #[command(flatten)]
         hold: Hold,
     },
@@ -170,6 +177,7 @@ pub enum Command {
     Freeze {
         /// The managed name (default: every name).
         name: Option<String>,
+        /// How long it holds and why.
         #[command(flatten)]
         hold: Hold,
     },
@@ -177,6 +185,7 @@ pub enum Command {
     Failback {
         /// The managed name.
         name: String,
+        /// Why (audited).
         #[command(flatten)]
         reason: Reason,
     },
@@ -199,6 +208,7 @@ pub enum Release {
     Pin {
         /// The managed name.
         name: String,
+        /// Why (audited).
         #[command(flatten)]
         reason: Reason,
     },
@@ -206,6 +216,7 @@ pub enum Release {
     Drain {
         /// The site.
         site: String,
+        /// Why (audited).
         #[command(flatten)]
         reason: Reason,
     },
@@ -213,6 +224,7 @@ pub enum Release {
     Freeze {
         /// The managed name (default: the freeze of every name).
         name: Option<String>,
+        /// Why (audited).
         #[command(flatten)]
         reason: Reason,
     },

@@ -114,23 +114,7 @@ impl Engine {
         let Some(ns) = state.namespaces.get(name) else {
             return;
         };
-        // A change the retry schedule holds back waits; the decision says until when.
-        let plan = match (&plan.to, &ns.retry) {
-            (Some(to), Some(r)) if r.holds(to, now) => super::namespace::stay(
-                Rule::RetryWait,
-                format!(
-                    "{}: moving to {to} failed {} time{} ({}: {}); next attempt at {}",
-                    plan.note,
-                    r.attempts,
-                    if r.attempts == 1 { "" } else { "s" },
-                    r.class.word(),
-                    r.error,
-                    r.not_before
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                ),
-            ),
-            _ => plan,
-        };
+        let plan = held_back(plan, ns.retry.as_ref(), now);
         let from = ns.effective().map(str::to_owned);
         let to = plan.to.clone().or_else(|| from.clone());
         let new_decision = ns
@@ -342,5 +326,26 @@ impl Engine {
                 ns.pending = None;
             }
         }
+    }
+}
+
+/// A change the retry schedule holds back waits: the plan becomes "stay", and the decision
+/// says until when.
+fn held_back(plan: Plan, retry: Option<&crate::retry::Retry>, now: DateTime<Utc>) -> Plan {
+    match (&plan.to, retry) {
+        (Some(to), Some(r)) if r.holds(to, now) => super::namespace::stay(
+            Rule::RetryWait,
+            format!(
+                "{}: moving to {to} failed {} time{} ({}: {}); next attempt at {}",
+                plan.note,
+                r.attempts,
+                if r.attempts == 1 { "" } else { "s" },
+                r.class.word(),
+                r.error,
+                r.not_before
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ),
+        _ => plan,
     }
 }

@@ -193,6 +193,13 @@ impl fmt::Display for Explanation {
                 )?;
             }
         }
+        self.write_sites(f)
+    }
+}
+
+impl Explanation {
+    /// The evidence per site, component and observer (the tail of the text form).
+    fn write_sites(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (site, s) in &self.sites {
             writeln!(
                 f,

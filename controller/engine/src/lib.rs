@@ -12,6 +12,11 @@
 //! `verdict`, candidates, failback and hold-down in `namespace`, mailbox following in `dag` and
 //! `namespace`, overrides in `overrides`, bad input in `intake`, "why" in `explain`.
 
+// Functions stay short enough to read and test on their own (threshold in clippy.toml);
+// documentation is part of the API; product code never unwraps.
+#![warn(clippy::too_many_lines, missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod command;
 pub mod config;
 pub mod dag;

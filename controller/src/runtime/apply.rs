@@ -98,6 +98,42 @@ pub struct Applier {
     /// a change overtaken by a newer decision while it waited (a slow bus storing its intent) is
     /// not written, so the record never visits a target the engine has already left.
     pub issued: Issued,
+    /// Where background watches (propagation) run, tracked with the rest of `run`'s tasks.
+    pub tasks: super::tasks::Tasks,
+}
+
+/// When the applier reads on its own: the names and targets it knows, the reconcile interval
+/// and the optional candidate check through a resolver.
+pub struct Schedule {
+    /// Every managed name.
+    pub names: Vec<String>,
+    /// Every candidate target, sorted and deduplicated.
+    pub targets: Vec<String>,
+    /// How often every record is read back.
+    pub reconcile_every: std::time::Duration,
+    /// The resolver and interval of the candidate check, when configured.
+    pub candidate_check: Option<(std::net::SocketAddr, std::time::Duration)>,
+}
+
+/// An intent stored for a change, with what the write and the settlement need.
+struct StoredIntent {
+    /// The intent as stored (`pending`).
+    book: RecordBook,
+    /// Its revision in the state bucket, for the compare-and-set that settles it.
+    revision: u64,
+    /// The applied-generation entry as read before, for the compare-and-set that advances it.
+    ns: Option<(RecordBook, u64)>,
+}
+
+/// The report of a change that did not happen.
+fn failed(cmd: &SetRecord, error: String, class: FailureClass, calls: CallStats) -> ProviderReport {
+    ProviderReport::Failed {
+        namespace: cmd.namespace.clone(),
+        generation: cmd.generation,
+        error,
+        class,
+        calls,
+    }
 }
 
 /// The newest generation issued per name (see [`Applier::issued`]).
@@ -126,6 +162,54 @@ impl Issued {
 }
 
 impl Applier {
+    /// Applies the engine's record changes as they come, reads every record once at start, at
+    /// each takeover (`refresh`) and every `reconcile_every` (within the rate budget), and
+    /// checks the candidates through the resolver when configured; until `stop`.
+    pub async fn run(
+        mut self,
+        schedule: Schedule,
+        mut apply_rx: mpsc::Receiver<SetRecord>,
+        mut refresh_rx: mpsc::Receiver<()>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut reconcile = tokio::time::interval(schedule.reconcile_every);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let check_every = schedule
+            .candidate_check
+            .map_or(std::time::Duration::from_secs(3600), |(_, every)| every);
+        let mut candidates = tokio::time::interval(check_every);
+        candidates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = candidates.tick(), if schedule.candidate_check.is_some() => {
+                    if let Some((resolver, _)) = schedule.candidate_check {
+                        self.check_candidates(resolver, &schedule.targets).await;
+                    }
+                }
+                cmd = apply_rx.recv() => match cmd {
+                    Some(cmd) => self.apply(cmd).await,
+                    None => break,
+                },
+                Some(()) = refresh_rx.recv() => self.refresh_all(&schedule.names, "at takeover").await,
+                _ = reconcile.tick() => self.refresh_all(&schedule.names, "").await,
+            }
+        }
+    }
+
+    /// Reads every name's record; a failed read is logged (`when` says at what occasion).
+    async fn refresh_all(&mut self, names: &[String], when: &str) {
+        for name in names {
+            if let Err(e) = self.refresh(name).await {
+                if when.is_empty() {
+                    tracing::warn!(namespace = %name, "cannot read the record: {e}");
+                } else {
+                    tracing::warn!(namespace = %name, "cannot read the record {when}: {e}");
+                }
+            }
+        }
+    }
+
     fn audit(&self, epoch: Option<u64>, event: serde_json::Value) {
         self.audit.record(self.audit_record(epoch, event));
     }
@@ -274,25 +358,66 @@ impl Applier {
         tracing::info!(namespace = %name, intent_epoch = intent.epoch, "pending intent {status}: {note}");
     }
 
-    /// Applies one command; never panics, reports the outcome to the engine.
+    /// Applies one command; never panics, reports the outcome to the engine. In order: checks
+    /// that it is still ours to do, stores the intent (state bucket and audit trail, both before
+    /// the write), re-checks the lease and the generation, writes through the provider under the
+    /// fence, then audits and records the settlement before reporting it.
     pub async fn apply(&mut self, cmd: SetRecord) {
-        let name = cmd.namespace.clone();
-        let fail = |error: String, class: FailureClass, calls: CallStats| ProviderReport::Failed {
-            namespace: name.clone(),
-            generation: cmd.generation,
-            error,
-            class,
-            calls,
+        if self.skipped_before_start(&cmd).await {
+            return;
+        }
+        let Some(intent) = self.store_intent(&cmd).await else {
+            return;
         };
+        if self.skipped_before_write(&cmd, &intent).await {
+            return;
+        }
+        let (outcome, calls) = self.write(&cmd).await;
+        let name = cmd.namespace.clone();
+        let (status, report) = self.classify(&cmd, &outcome, calls).await;
+        self.metrics.applied(status);
+        // Audit before effect: the settlement is stored before the state bucket marks the intent
+        // done; if it is not, the intent stays pending for a later leader to settle.
+        let settlement = serde_json::json!({"kind": format!("apply_{status}"), "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("{outcome:?}")});
+        let settlement_stored = self.audit_stored(Some(cmd.epoch), settlement).await;
+        let done = RecordBook {
+            status: status.into(),
+            at: Utc::now(),
+            ..intent.book.clone()
+        };
+        // This applier just read `ns` and wrote the intent: their revisions save two reads.
+        if !settlement_stored {
+            tracing::warn!(namespace = %name, "the audit stream did not store apply_{status}; the intent stays pending");
+        } else {
+            self.mark_intent(&name, &done, intent.book, intent.revision)
+                .await;
+        }
+        if settlement_stored
+            && status == "applied"
+            && let Err(e) = self.put_over(&name, "ns", &done, Some(intent.ns)).await
+        {
+            tracing::warn!(namespace = %name, "cannot record applied generation: {e}");
+        }
+        if let Ok(ApplyOutcome::Applied { .. }) = &outcome {
+            self.watch_propagation(&name, &cmd.target, cmd.ttl_secs);
+        }
+        self.report(report).await;
+    }
+
+    /// A change that is not ours to start: this controller does not act in its epoch, a newer
+    /// generation was issued while it queued, or this is a dry run (audited as "would apply").
+    /// `true` when it was handled here.
+    async fn skipped_before_start(&mut self, cmd: &SetRecord) -> bool {
+        let name = cmd.namespace.clone();
         if (self.acting)() != Some(cmd.epoch) {
             self.metrics.applied("not_acting");
             self.audit(None, serde_json::json!({"kind": "apply_skipped", "namespace": name, "generation": cmd.generation, "why": "not the acting leader for this epoch"}));
-            return;
+            return true;
         }
         if let Some(newer) = self.issued.newer_than(&name, cmd.generation) {
             self.metrics.applied("superseded");
             self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_skipped", "namespace": name, "target": cmd.target, "generation": cmd.generation, "why": format!("overtaken by generation {newer} before it was started")}));
-            return;
+            return true;
         }
         if self.dry_run {
             self.metrics.applied("dry_run");
@@ -305,25 +430,34 @@ impl Applier {
                 calls: CallStats::default(),
             })
             .await;
-            return;
+            return true;
         }
+        false
+    }
+
+    /// Stores the intent in the state bucket and the audit stream (both before any provider
+    /// write); `None` when the change must not go on (already applied, a store refused, the
+    /// audit stream did not store it), which is reported or audited here.
+    async fn store_intent(&mut self, cmd: &SetRecord) -> Option<StoredIntent> {
+        let name = cmd.namespace.clone();
         // Both entries at once: each read is a round trip to the bus on the decision's path.
         let (ns, old_intent) = tokio::join!(self.book(&name, "ns"), self.book(&name, "intent"));
         let ns = match ns {
             Ok(Some((book, _))) if book.generation >= cmd.generation => {
                 self.metrics.applied("stale_generation");
                 self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_refused", "namespace": name, "generation": cmd.generation, "why": format!("generation {} already applied", book.generation)}));
-                return;
+                return None;
             }
             Ok(ns) => ns,
             Err(e) => {
-                self.report(fail(
+                self.report(failed(
+                    cmd,
                     format!("state store: {e}"),
                     FailureClass::Transient,
                     CallStats::default(),
                 ))
                 .await;
-                return;
+                return None;
             }
         };
         if let Ok(Some((old, _))) = &old_intent
@@ -335,7 +469,7 @@ impl Applier {
             self.metrics.applied("superseded");
             self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent_superseded", "namespace": name, "target": old.target, "generation": old.generation, "intent_epoch": old.epoch, "why": format!("replaced by epoch {}'s decision (generation {}, target {})", cmd.epoch, cmd.generation, cmd.target)}));
         }
-        let intent = RecordBook {
+        let book = RecordBook {
             generation: cmd.generation,
             target: cmd.target.clone(),
             epoch: cmd.epoch,
@@ -347,19 +481,24 @@ impl Applier {
         // instead of two on the decision's path); both must be stored before the provider write.
         let intent_record = serde_json::json!({"kind": "intent", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason, "evidence": cmd.evidence});
         let (put, stored) = tokio::join!(
-            self.put_over(&name, "intent", &intent, old_intent.ok()),
+            self.put_over(&name, "intent", &book, old_intent.ok()),
             self.audit_stored(Some(cmd.epoch), intent_record)
         );
-        let intent_revision = match put {
+        let revision = match put {
             Ok(revision) => revision,
             Err(e) => {
                 self.metrics.applied("intent_refused");
                 // Queued after the intent record (stored or still on its way), so the audit
                 // trail settles it: nothing was written.
                 self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_refused", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("the intent could not be recorded in the state bucket: {e}; nothing was written")}));
-                self.report(fail(e, FailureClass::Transient, CallStats::default()))
-                    .await;
-                return;
+                self.report(failed(
+                    cmd,
+                    e,
+                    FailureClass::Transient,
+                    CallStats::default(),
+                ))
+                .await;
+                return None;
             }
         };
         // Audit before effect: no provider write the audit trail might not show.
@@ -368,56 +507,72 @@ impl Applier {
                 "the audit stream did not store the intent record in time; nothing was written";
             // Queued after the intent, so it settles the intent if that is stored later.
             self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_failed", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": why}));
-            self.report(fail(
+            self.report(failed(
+                cmd,
                 why.to_owned(),
                 FailureClass::Transient,
                 CallStats::default(),
             ))
             .await;
-            return;
+            return None;
         }
-        let stats_before = self.provider.stats();
-        let started = tokio::time::Instant::now();
+        Some(StoredIntent { book, revision, ns })
+    }
 
-        // Re-check the lease right before the write: the intent write may have taken a while.
+    /// Right before the write: the lease may have lapsed, or the engine decided again while the
+    /// intent was being stored (that newer change, queued behind this one, is the one to write;
+    /// the intent is settled as superseded, audited first). `true` when nothing is written.
+    async fn skipped_before_write(&mut self, cmd: &SetRecord, intent: &StoredIntent) -> bool {
+        let name = &cmd.namespace;
         if (self.acting)() != Some(cmd.epoch) {
             self.metrics.applied("not_acting");
             self.audit(None, serde_json::json!({"kind": "apply_skipped", "namespace": name, "generation": cmd.generation, "why": "lease lost before the write"}));
-            return;
+            return true;
         }
-        // The engine may have decided again meanwhile: that newer change, queued behind this
-        // one, is the one to write. The intent is settled as superseded, audited first.
-        if let Some(newer) = self.issued.newer_than(&name, cmd.generation) {
-            self.metrics.applied("superseded");
-            let why = format!(
-                "overtaken by generation {newer} while its intent was being stored; nothing was written"
-            );
-            let event = serde_json::json!({"kind": "apply_superseded", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": why});
-            if self.audit_stored(Some(cmd.epoch), event).await {
-                let done = RecordBook {
-                    status: "superseded".into(),
-                    at: Utc::now(),
-                    note: Some(why),
-                    ..intent.clone()
-                };
-                self.mark_intent(&name, &done, intent, intent_revision)
-                    .await;
-            }
-            return;
+        let Some(newer) = self.issued.newer_than(name, cmd.generation) else {
+            return false;
+        };
+        self.metrics.applied("superseded");
+        let why = format!(
+            "overtaken by generation {newer} while its intent was being stored; nothing was written"
+        );
+        let event = serde_json::json!({"kind": "apply_superseded", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": why});
+        if self.audit_stored(Some(cmd.epoch), event).await {
+            let done = RecordBook {
+                status: "superseded".into(),
+                at: Utc::now(),
+                note: Some(why),
+                ..intent.book.clone()
+            };
+            self.mark_intent(name, &done, intent.book.clone(), intent.revision)
+                .await;
         }
+        true
+    }
+
+    /// The provider write, fenced on this epoch: compare-and-set on the content last read.
+    async fn write(
+        &mut self,
+        cmd: &SetRecord,
+    ) -> (
+        Result<ApplyOutcome, crate::provider::ProviderError>,
+        CallStats,
+    ) {
+        let name = &cmd.namespace;
+        let stats_before = self.provider.stats();
+        let started = tokio::time::Instant::now();
         let change = Change {
             name: name.clone(),
             target: cmd.target.clone(),
             ttl: u32::try_from(cmd.ttl_secs).ok(),
-            expected: self.last_seen.get(&name).cloned().flatten(),
+            expected: self.last_seen.get(name).cloned().flatten(),
             epoch: cmd.epoch,
             generation: cmd.generation,
-            adopt_unmarked: self.adopt_unmarked.get(&name).copied().unwrap_or(false),
+            adopt_unmarked: self.adopt_unmarked.get(name).copied().unwrap_or(false),
         };
         let acting = self.acting.clone();
         let epoch = cmd.epoch;
         let fence = crate::provider::Fence::new(move || acting() == Some(epoch));
-        let call_started = tokio::time::Instant::now();
         let outcome = crate::provider::FENCE
             .scope(fence, self.provider.apply(&change))
             .await;
@@ -425,7 +580,7 @@ impl Applier {
             self.provider.kind(),
             "apply",
             outcome.is_ok(),
-            call_started.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64(),
         );
         let spent = self.provider.stats().since(&stats_before);
         let calls = CallStats {
@@ -434,7 +589,19 @@ impl Applier {
             rate_limited: u32::try_from(spent.rate_limited).unwrap_or(u32::MAX),
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
-        let (status, report) = match &outcome {
+        (outcome, calls)
+    }
+
+    /// What the write's outcome means: its status word and the report for the engine. A
+    /// refusal that read the record also tells the engine what the record holds.
+    async fn classify(
+        &mut self,
+        cmd: &SetRecord,
+        outcome: &Result<ApplyOutcome, crate::provider::ProviderError>,
+        calls: CallStats,
+    ) -> (&'static str, ProviderReport) {
+        let name = &cmd.namespace;
+        match outcome {
             Ok(ApplyOutcome::Applied { after, .. })
             | Ok(ApplyOutcome::AlreadyInPlace { state: after }) => {
                 self.last_seen.insert(name.clone(), after.content.clone());
@@ -450,7 +617,6 @@ impl Applier {
             Ok(ApplyOutcome::Refused(r)) => {
                 if let Refusal::Drift { found } | Refusal::NotOurs { found } = r {
                     self.last_seen.insert(name.clone(), found.content.clone());
-                    // The refusal read the record: tell the engine what it holds.
                     self.report(ProviderReport::Current {
                         namespace: name.clone(),
                         target: found.content.clone(),
@@ -459,37 +625,13 @@ impl Applier {
                     })
                     .await;
                 }
-                ("refused", fail(r.to_string(), refusal_class(r), calls))
+                (
+                    "refused",
+                    failed(cmd, r.to_string(), refusal_class(r), calls),
+                )
             }
-            Err(e) => ("failed", fail(e.to_string(), error_class(e), calls)),
-        };
-        self.metrics.applied(status);
-        // Audit before effect: the settlement is stored before the state bucket marks the intent
-        // done; if it is not, the intent stays pending for a later leader to settle.
-        let settlement = serde_json::json!({"kind": format!("apply_{status}"), "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("{outcome:?}")});
-        let settlement_stored = self.audit_stored(Some(cmd.epoch), settlement).await;
-        let done = RecordBook {
-            status: status.into(),
-            at: Utc::now(),
-            ..intent.clone()
-        };
-        // This applier just read `ns` and wrote the intent: their revisions save two reads.
-        if !settlement_stored {
-            tracing::warn!(namespace = %name, "the audit stream did not store apply_{status}; the intent stays pending");
-        } else {
-            self.mark_intent(&name, &done, intent, intent_revision)
-                .await;
+            Err(e) => ("failed", failed(cmd, e.to_string(), error_class(e), calls)),
         }
-        if settlement_stored
-            && status == "applied"
-            && let Err(e) = self.put_over(&name, "ns", &done, Some(ns)).await
-        {
-            tracing::warn!(namespace = %name, "cannot record applied generation: {e}");
-        }
-        if let Ok(ApplyOutcome::Applied { .. }) = &outcome {
-            self.watch_propagation(&name, &cmd.target, cmd.ttl_secs);
-        }
-        self.report(report).await;
     }
 
     /// Watches the zone's authoritative servers in the background until all answer `target`
@@ -501,7 +643,7 @@ impl Applier {
         };
         let (name, target) = (name.to_owned(), target.to_owned());
         let reports = self.reports.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let options = crate::provider::propagation::WatchOptions {
                 deadline: p.deadline(ttl_secs),
                 poll_interval: p.poll_interval,
@@ -736,6 +878,7 @@ mod tests {
             shadow: BTreeMap::new(),
             propagation: None,
             issued: Issued::default(),
+            tasks: Default::default(),
         };
         (applier, rx, stop)
     }

@@ -22,22 +22,39 @@ use serde_json::{Map, Value};
 #[serde(from = "String", into = "String")]
 #[schemars(with = "String")]
 pub enum CopyStatus {
+    /// The active copy: its database is mounted on this server.
     Mounted,
+    /// An active copy whose database is dismounted.
     Dismounted,
+    /// The database is being mounted.
     Mounting,
+    /// The database is being dismounted.
     Dismounting,
+    /// A passive copy that is current and replicating.
     Healthy,
+    /// A passive copy that failed.
     Failed,
+    /// A passive copy that failed and was suspended.
     FailedAndSuspended,
+    /// Replication to this copy is suspended.
     Suspended,
+    /// The copy is being seeded.
     Seeding,
+    /// This copy is the source of a seed.
     SeedingSource,
+    /// The copy is starting up.
     Initializing,
+    /// The copy is catching up with the active copy.
     Resynchronizing,
+    /// The Replication service on the server is down.
     ServiceDown,
+    /// Healthy, but the server lost contact with the active copy.
     DisconnectedAndHealthy,
+    /// Resynchronizing, and the server lost contact with the active copy.
     DisconnectedAndResynchronizing,
+    /// A single page is being restored.
     SinglePageRestore,
+    /// Exchange itself reports the status as unknown.
     Unknown,
     /// A status this build does not know; never counted as healthy.
     Other(String),
@@ -193,16 +210,28 @@ impl DbCopy {
 /// Why collector output could not be read. Names the element and field, and what to emit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DbCopyParseError {
+    /// The text is not JSON (the parser's message).
     #[error("collector output is not JSON: {0}")]
     NotJson(String),
+    /// Valid JSON of the wrong shape (what was found).
     #[error("collector output is {0}; expected an array of copy objects (or one object)")]
     NotArray(&'static str),
+    /// An element of the array that is no object.
     #[error("copies[{index}] is {found}; expected an object")]
-    NotObject { index: usize, found: &'static str },
+    NotObject {
+        /// Its position in the array.
+        index: usize,
+        /// What it is instead.
+        found: &'static str,
+    },
+    /// A field of a copy that is missing or cannot be read.
     #[error("copies[{index}].{field}: {why}")]
     Field {
+        /// The copy's position in the array.
         index: usize,
+        /// The field, as the collector names it.
         field: &'static str,
+        /// What is wrong with it.
         why: String,
     },
 }

@@ -17,10 +17,13 @@ pub const MAX_ID_LEN: usize = 64;
 /// Why a string is not a valid id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// The empty string.
     #[error("is empty; use 1 to {MAX_ID_LEN} characters from A-Z a-z 0-9 - _")]
     Empty,
+    /// Longer than [`MAX_ID_LEN`] (the length found).
     #[error("is {0} characters long; use at most {MAX_ID_LEN}")]
     TooLong(usize),
+    /// A character a subject token cannot carry (the first one found).
     #[error(
         "contains {0:?}, which cannot appear in a NATS subject token; use only A-Z a-z 0-9 - _"
     )]

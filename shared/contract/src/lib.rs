@@ -6,6 +6,10 @@
 //! identifiers, subjects and payloads, and a config error reads the same in every binary.
 //! The NATS and HTTP glue that moves these values lives beside it in `sitewarden-shared`.
 
+// Documentation is part of the API; product code never unwraps.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod config;
 pub mod dbcopy;
 pub mod edge;

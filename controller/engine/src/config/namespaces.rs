@@ -65,89 +65,8 @@ pub(super) fn namespace(
                 "has no candidates; add `candidates = [...]` or `follow = \"mailbox\"`",
             ));
         }
-        (Some(list), None) => {
-            if n.dag.is_some() || n.targets.is_some() {
-                return Err(src.error(
-                    &k.key("candidates"),
-                    "`dag` and `targets` belong to `follow = \"mailbox\"` namespaces",
-                ));
-            }
-            if list.is_empty() {
-                return Err(src.error(
-                    &k.key("candidates"),
-                    "is empty; list at least one candidate",
-                ));
-            }
-            let mut out: Vec<Candidate> = Vec::new();
-            for (j, c) in list.iter().enumerate() {
-                let ck = k.key("candidates").index(j);
-                let target = dns_name(src, &ck.key("target"), &c.target)?;
-                if out.iter().any(|o| o.target == target) {
-                    return Err(src.error(
-                        &ck.key("target"),
-                        format!("target {target:?} is listed twice"),
-                    ));
-                }
-                if c.requires.is_empty() {
-                    return Err(src.error(
-                        &ck.key("requires"),
-                        "is empty; name the sites this target needs Up",
-                    ));
-                }
-                let mut requires = BTreeSet::new();
-                for (r, site) in c.requires.iter().enumerate() {
-                    requires.insert(serving_site(
-                        src,
-                        &ck.key("requires").index(r),
-                        sites,
-                        site,
-                    )?);
-                }
-                out.push(Candidate { target, requires });
-            }
-            Routing::Candidates(out)
-        }
-        (None, Some(follow)) => {
-            if follow != "mailbox" {
-                return Err(src.error(
-                    &k.key("follow"),
-                    format!("{follow:?} cannot be followed; the only value is \"mailbox\""),
-                ));
-            }
-            let Some(dag) = &n.dag else {
-                return Err(src.error(
-                    &k.key("follow"),
-                    "needs `dag = \"<name>\"` naming a [[dags]] entry",
-                ));
-            };
-            if !dags.contains_key(dag) {
-                return Err(src.error(
-                    &k.key("dag"),
-                    format!("names unknown DAG {dag:?}; declare it under [[dags]]"),
-                ));
-            }
-            let raw_targets = n.targets.as_ref().filter(|t| !t.is_empty());
-            let Some(raw_targets) = raw_targets else {
-                return Err(src.error(
-                    &k.key("follow"),
-                    "needs `targets = { site1 = \"...\" }`, one target per site",
-                ));
-            };
-            let mut targets = BTreeMap::new();
-            for (site, target) in raw_targets {
-                let tk = k.key("targets").key(site);
-                let site = serving_site(src, &tk, sites, site)?;
-                let target = dns_name(src, &tk, target)?;
-                if targets.values().any(|t| *t == target) {
-                    return Err(src.error(&tk, format!("target {target:?} is used for two sites")));
-                }
-                targets.insert(site, target);
-            }
-            Routing::FollowMailbox {
-                dag: dag.clone(),
-                targets,
-            }
-        }
+        (Some(list), None) => candidates(src, k, n, list, sites)?,
+        (None, Some(follow)) => follow_mailbox(src, k, n, follow, sites, dags)?,
     };
     let on_drift = match n.on_drift.as_deref() {
         None | Some("observe") => super::DriftPolicy::Observe,
@@ -187,5 +106,106 @@ pub(super) fn namespace(
         failback_after,
         hold_down,
         on_drift,
+    })
+}
+
+/// The ordered model: `candidates = [...]`, each target a DNS name listed once, each needing
+/// at least one serving site.
+fn candidates(
+    src: &Source,
+    k: &KeyPath,
+    n: &RawNamespace,
+    list: &[super::raw::RawCandidate],
+    sites: &BTreeMap<SiteId, SiteConfig>,
+) -> Result<Routing, ConfigError> {
+    if n.dag.is_some() || n.targets.is_some() {
+        return Err(src.error(
+            &k.key("candidates"),
+            "`dag` and `targets` belong to `follow = \"mailbox\"` namespaces",
+        ));
+    }
+    if list.is_empty() {
+        return Err(src.error(
+            &k.key("candidates"),
+            "is empty; list at least one candidate",
+        ));
+    }
+    let mut out: Vec<Candidate> = Vec::new();
+    for (j, c) in list.iter().enumerate() {
+        let ck = k.key("candidates").index(j);
+        let target = dns_name(src, &ck.key("target"), &c.target)?;
+        if out.iter().any(|o| o.target == target) {
+            return Err(src.error(
+                &ck.key("target"),
+                format!("target {target:?} is listed twice"),
+            ));
+        }
+        if c.requires.is_empty() {
+            return Err(src.error(
+                &ck.key("requires"),
+                "is empty; name the sites this target needs Up",
+            ));
+        }
+        let mut requires = BTreeSet::new();
+        for (r, site) in c.requires.iter().enumerate() {
+            requires.insert(serving_site(
+                src,
+                &ck.key("requires").index(r),
+                sites,
+                site,
+            )?);
+        }
+        out.push(Candidate { target, requires });
+    }
+    Ok(Routing::Candidates(out))
+}
+
+/// The bound model: `follow = "mailbox"` with a known `dag` and one target per serving site.
+fn follow_mailbox(
+    src: &Source,
+    k: &KeyPath,
+    n: &RawNamespace,
+    follow: &str,
+    sites: &BTreeMap<SiteId, SiteConfig>,
+    dags: &BTreeMap<String, DagConfig>,
+) -> Result<Routing, ConfigError> {
+    if follow != "mailbox" {
+        return Err(src.error(
+            &k.key("follow"),
+            format!("{follow:?} cannot be followed; the only value is \"mailbox\""),
+        ));
+    }
+    let Some(dag) = &n.dag else {
+        return Err(src.error(
+            &k.key("follow"),
+            "needs `dag = \"<name>\"` naming a [[dags]] entry",
+        ));
+    };
+    if !dags.contains_key(dag) {
+        return Err(src.error(
+            &k.key("dag"),
+            format!("names unknown DAG {dag:?}; declare it under [[dags]]"),
+        ));
+    }
+    let raw_targets = n.targets.as_ref().filter(|t| !t.is_empty());
+    let Some(raw_targets) = raw_targets else {
+        return Err(src.error(
+            &k.key("follow"),
+            "needs `targets = { site1 = \"...\" }`, one target per site",
+        ));
+    };
+    let mut targets = BTreeMap::new();
+    for (site, target) in raw_targets {
+        let tk = k.key("targets").key(site);
+        let site = serving_site(src, &tk, sites, site)?;
+        let target = dns_name(src, &tk, target)?;
+        if targets.values().any(|t| *t == target) {
+            return Err(src.error(&tk, format!("target {target:?} is used for two sites")));
+        }
+        targets.insert(site, target);
+    }
+    Ok(Routing::FollowMailbox {
+        dag: dag.clone(),
+        targets,
     })
 }

@@ -269,8 +269,38 @@ pub(super) fn validate(src: &Source, raw: RawDecision) -> Result<ControllerConfi
         }
     }
 
+    let agents = agents(src, &root, &raw.agents, &sites)?;
+    let dags = dags(src, &root, &raw.dags, &sites)?;
+
+    let mut namespaces = BTreeMap::new();
+    for (i, n) in raw.namespaces.iter().enumerate() {
+        let k = root.key("namespaces").index(i);
+        let ns = super::namespaces::namespace(src, &k, n, &policy, default_ttl, &sites, &dags)?;
+        if namespaces.insert(n.name.to_ascii_lowercase(), ns).is_some() {
+            return Err(src.error(
+                &k.key("name"),
+                format!("namespace {:?} is declared twice", n.name),
+            ));
+        }
+    }
+    Ok(ControllerConfig {
+        policy,
+        sites,
+        agents,
+        dags,
+        namespaces,
+    })
+}
+
+/// `[[agents]]`: each in a declared site, declared once, with an optional allow-list of checks.
+fn agents(
+    src: &Source,
+    root: &KeyPath,
+    raw: &[super::raw::RawAgent],
+    sites: &BTreeMap<SiteId, SiteConfig>,
+) -> Result<BTreeMap<AgentId, AgentConfig>, ConfigError> {
     let mut agents = BTreeMap::new();
-    for (i, a) in raw.agents.iter().enumerate() {
+    for (i, a) in raw.iter().enumerate() {
         let k = root.key("agents").index(i);
         let agent: AgentId = id(src, &k.key("name"), &a.name)?;
         let site: SiteId = id(src, &k.key("site"), &a.site)?;
@@ -294,9 +324,18 @@ pub(super) fn validate(src: &Source, raw: RawDecision) -> Result<ControllerConfi
             ));
         }
     }
+    Ok(agents)
+}
 
+/// `[[dags]]`: each named, declared once, mapping every mailbox server to a declared site.
+fn dags(
+    src: &Source,
+    root: &KeyPath,
+    raw: &[super::raw::RawDag],
+    sites: &BTreeMap<SiteId, SiteConfig>,
+) -> Result<BTreeMap<String, DagConfig>, ConfigError> {
     let mut dags = BTreeMap::new();
-    for (i, d) in raw.dags.iter().enumerate() {
+    for (i, d) in raw.iter().enumerate() {
         let k = root.key("dags").index(i);
         if d.name.trim().is_empty() {
             return Err(src.error(&k.key("name"), "is empty; use the DAG's name"));
@@ -325,23 +364,5 @@ pub(super) fn validate(src: &Source, raw: RawDecision) -> Result<ControllerConfi
             ));
         }
     }
-
-    let mut namespaces = BTreeMap::new();
-    for (i, n) in raw.namespaces.iter().enumerate() {
-        let k = root.key("namespaces").index(i);
-        let ns = super::namespaces::namespace(src, &k, n, &policy, default_ttl, &sites, &dags)?;
-        if namespaces.insert(n.name.to_ascii_lowercase(), ns).is_some() {
-            return Err(src.error(
-                &k.key("name"),
-                format!("namespace {:?} is declared twice", n.name),
-            ));
-        }
-    }
-    Ok(ControllerConfig {
-        policy,
-        sites,
-        agents,
-        dags,
-        namespaces,
-    })
+    Ok(dags)
 }
