@@ -30,7 +30,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_nats::jetstream::kv;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -38,6 +37,7 @@ use tokio::sync::mpsc;
 use super::audit::{AuditRecord, AuditSink};
 use super::metrics::Metrics;
 use crate::engine::{CallStats, FailureClass, Input, ProviderReport, SetRecord};
+use crate::ha::kv_store::KvStore;
 use crate::provider::{ApplyOutcome, Change, DnsProvider, ProviderError, Refusal};
 
 /// Answers "may I act, and with which epoch?" from the lease's monotonic clock, at call time.
@@ -70,8 +70,9 @@ const BOOK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 pub struct Applier {
     /// The DNS provider.
     pub provider: Arc<dyn DnsProvider>,
-    /// The state bucket (`None` in `plan` and unit tests).
-    pub store: Option<kv::Store>,
+    /// The state bucket: JetStream KV in the runtime, [`MemoryKv`](crate::ha::kv_store::MemoryKv)
+    /// in unit tests; `None` keeps no bookkeeping (unit tests of the provider path alone).
+    pub store: Option<Arc<dyn KvStore>>,
     /// The lease check.
     pub acting: ActingCheck,
     /// Decide and audit, never write to the provider.
@@ -718,12 +719,10 @@ impl Applier {
         };
         let key = format!("{prefix}.{name}");
         match store.entry(&key).await {
-            Ok(Some(e)) if e.operation == kv::Operation::Put => {
-                serde_json::from_slice::<RecordBook>(&e.value)
-                    .map(|b| Some((b, e.revision)))
-                    .map_err(|err| format!("{key} holds unreadable JSON: {err}"))
-            }
-            Ok(_) => Ok(None),
+            Ok(Some(e)) => serde_json::from_slice::<RecordBook>(&e.value)
+                .map(|b| Some((b, e.revision)))
+                .map_err(|err| format!("{key} holds unreadable JSON: {err}")),
+            Ok(None) => Ok(None),
             Err(e) => Err(format!("reading {key}: {e}")),
         }
     }
@@ -769,14 +768,8 @@ impl Applier {
                 Some((book, _)) if book.epoch > value.epoch => {
                     return Err(format!("{key} was written by newer epoch {}", book.epoch));
                 }
-                Some((_, revision)) => store
-                    .update(&key, body.clone().into(), revision)
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => store
-                    .create(&key, body.clone().into())
-                    .await
-                    .map_err(|e| e.to_string()),
+                Some((_, revision)) => store.update(&key, body.clone(), revision).await,
+                None => store.create(&key, body.clone()).await,
             };
             if let Ok(revision) = result {
                 return Ok(revision);
@@ -821,6 +814,7 @@ mod tests {
 
     use super::*;
     use crate::engine::{Evidence, Rule};
+    use crate::ha::kv_store::MemoryKv;
     use crate::provider::memory::MemoryProvider;
 
     const NAME: &str = "mail.example.com";
@@ -951,5 +945,185 @@ mod tests {
             *kinds.lock().unwrap_or_else(|e| e.into_inner()),
             ["apply_skipped"]
         );
+    }
+
+    /// An applier whose audit stream stores every record at once, over `kv` as its state bucket.
+    fn applier_over(
+        provider: MemoryProvider,
+        kv: Arc<MemoryKv>,
+    ) -> (
+        Applier,
+        Arc<Mutex<Vec<String>>>,
+        mpsc::Receiver<Input>,
+        CancellationToken,
+    ) {
+        let open = Arc::new(Notify::new());
+        open.notify_one();
+        let kinds = Arc::new(Mutex::new(Vec::new()));
+        let (mut applier, reports, stop) = applier(provider, open, kinds.clone());
+        applier.store = Some(kv);
+        (applier, kinds, reports, stop)
+    }
+
+    /// A bookkeeping entry as the state bucket holds it.
+    fn book(target: &str, generation: u64, epoch: u64, status: &str) -> Vec<u8> {
+        let book = RecordBook {
+            generation,
+            target: target.into(),
+            epoch,
+            status: status.into(),
+            at: Utc::now(),
+            note: None,
+        };
+        serde_json::to_vec(&book).unwrap()
+    }
+
+    fn read_book(kv: &MemoryKv, key: &str) -> RecordBook {
+        let entry = kv
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} is in the bucket"));
+        serde_json::from_slice(&entry.value).unwrap()
+    }
+
+    async fn kinds_after(kinds: &Mutex<Vec<String>>, n: usize) -> Vec<String> {
+        arrived(kinds, n).await;
+        kinds.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    #[tokio::test]
+    async fn an_applied_change_settles_its_intent_and_records_its_generation() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        let (mut applier, kinds, mut reports, _stop) = applier_over(provider.clone(), kv.clone());
+        applier.apply(set("mail-site2.example.com", 1)).await;
+        assert_eq!(provider.writes(), 1);
+        let record = provider.record(NAME).expect("the record");
+        assert_eq!(record.content.as_deref(), Some("mail-site2.example.com"));
+        let intent = read_book(&kv, &format!("intent.{NAME}"));
+        assert_eq!(
+            (intent.status.as_str(), intent.generation, intent.epoch),
+            ("applied", 1, 1)
+        );
+        let ns = read_book(&kv, &format!("ns.{NAME}"));
+        assert_eq!(
+            (ns.target.as_str(), ns.generation),
+            ("mail-site2.example.com", 1)
+        );
+        assert_eq!(kinds_after(&kinds, 2).await, ["intent", "apply_applied"]);
+        let report = reports.try_recv().expect("a report to the engine");
+        assert!(
+            matches!(
+                report,
+                Input::Provider(ProviderReport::Applied { generation: 1, .. })
+            ),
+            "{report:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_generation_already_applied_is_refused_before_anything_is_written() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        kv.put(
+            &format!("ns.{NAME}"),
+            &book("mail-site1.example.com", 5, 1, "applied"),
+        );
+        let (mut applier, kinds, _reports, _stop) = applier_over(provider.clone(), kv.clone());
+        applier.apply(set("mail-site2.example.com", 3)).await;
+        assert_eq!(
+            provider.writes(),
+            0,
+            "an older generation reached the provider"
+        );
+        assert_eq!(kv.get(&format!("intent.{NAME}")), None, "no intent for it");
+        assert_eq!(kinds_after(&kinds, 1).await, ["apply_refused"]);
+    }
+
+    #[tokio::test]
+    async fn an_older_leaders_pending_intent_is_superseded_by_the_new_decision() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        kv.put(
+            &format!("intent.{NAME}"),
+            &book("mail-site1.example.com", 1, 0, "pending"),
+        );
+        let (mut applier, kinds, _reports, _stop) = applier_over(provider.clone(), kv.clone());
+        applier.apply(set("mail-site2.example.com", 2)).await;
+        assert_eq!(provider.writes(), 1);
+        let intent = read_book(&kv, &format!("intent.{NAME}"));
+        assert_eq!(
+            (intent.status.as_str(), intent.generation, intent.epoch),
+            ("applied", 2, 1)
+        );
+        assert_eq!(
+            kinds_after(&kinds, 3).await,
+            ["intent_superseded", "intent", "apply_applied"]
+        );
+    }
+
+    #[tokio::test]
+    async fn bookkeeping_of_a_newer_epoch_stops_the_change_before_the_provider() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        // A newer leader already recorded an intent for this name: this one is fenced out.
+        kv.put(
+            &format!("intent.{NAME}"),
+            &book("mail-site1.example.com", 9, 7, "applied"),
+        );
+        let (mut applier, kinds, mut reports, _stop) = applier_over(provider.clone(), kv.clone());
+        applier.apply(set("mail-site2.example.com", 2)).await;
+        assert_eq!(provider.writes(), 0, "a fenced-out leader wrote the record");
+        assert_eq!(
+            read_book(&kv, &format!("intent.{NAME}")).epoch,
+            7,
+            "its intent is kept"
+        );
+        let stored = kinds_after(&kinds, 2).await;
+        assert_eq!(stored, ["intent", "apply_refused"]);
+        let report = reports.try_recv().expect("a report to the engine");
+        assert!(
+            matches!(&report, Input::Provider(ProviderReport::Failed { error, .. }) if error.contains("newer epoch 7")),
+            "{report:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_lost_while_the_intent_was_stored_writes_nothing_and_leaves_it_pending() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        let (mut applier, kinds, _reports, _stop) = applier_over(provider.clone(), kv.clone());
+        // Acting for the first check only: the lease lapses while the intent is stored.
+        let checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        applier.acting = Arc::new(move || {
+            (checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0).then_some(1)
+        });
+        applier.apply(set("mail-site2.example.com", 1)).await;
+        assert_eq!(provider.writes(), 0);
+        let intent = read_book(&kv, &format!("intent.{NAME}"));
+        assert_eq!(intent.status, "pending", "a later leader settles it");
+        assert_eq!(kinds_after(&kinds, 2).await, ["intent", "apply_skipped"]);
+    }
+
+    #[tokio::test]
+    async fn a_stale_known_revision_costs_a_retry_not_a_lost_update() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        let key = format!("ns.{NAME}");
+        let first = kv.put(&key, &book("mail-site1.example.com", 1, 1, "applied"));
+        // Another writer of the same epoch moved the entry on since this applier read it.
+        kv.put(&key, &book("mail-site1.example.com", 2, 1, "applied"));
+        let (applier, _kinds, _reports, _stop) = applier_over(provider, kv.clone());
+        let stale: RecordBook =
+            serde_json::from_slice(&book("mail-site1.example.com", 1, 1, "applied")).unwrap();
+        let ours: RecordBook =
+            serde_json::from_slice(&book("mail-site2.example.com", 3, 1, "applied")).unwrap();
+        let revision = applier
+            .put_over(NAME, "ns", &ours, Some(Some((stale, first))))
+            .await
+            .expect("the write lands after a fresh read");
+        assert_eq!(kv.refused(), 1, "the stale revision was refused once");
+        let entry = kv.get(&key).expect("the entry");
+        assert_eq!(entry.revision, revision);
+        assert_eq!(read_book(&kv, &key).generation, 3);
     }
 }

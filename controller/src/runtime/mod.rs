@@ -412,7 +412,7 @@ fn spawn_applier(
     let lease = with.lease;
     let applier = Applier {
         provider: with.provider,
-        store: Some(with.store),
+        store: Some(Arc::new(with.store)),
         acting: Arc::new(move || lease.is_acting_now()),
         dry_run: settings.dry_run,
         adopt_unmarked: config
