@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // shared by several test binaries; each uses a different subset
 
+pub mod table;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
