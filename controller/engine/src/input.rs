@@ -1,7 +1,7 @@
 //! What the engine consumes: agent events, time, operator overrides, provider and leadership news.
 //!
-//! Every input is a plain value, serializable so that a run can be recorded and replayed (the
-//! simulator and `sitewarden plan` do exactly that). Time never comes from the engine itself:
+//! Every input is a plain value, serializable so that a run can be recorded and replayed
+//! (`sitewarden-controller plan` replays the events stream through a fresh engine). Time never comes from the engine itself:
 //! each call to [`super::Engine::step`] carries `now`.
 
 use chrono::{DateTime, Utc};

@@ -3,8 +3,8 @@
 //!
 //! No I/O, no clock, no randomness: [`Engine::step`] takes the current time as a value and one
 //! [`Input`], updates the [`State`] in place and returns [`Command`]s for the runtime to perform.
-//! The leader, the standby, `sitewarden plan`, the simulator and the benchmarks all run this same
-//! code. The per-observation path is a handful of map lookups; verdicts are recounted only when
+//! The leader, the standby, `sitewarden-controller plan`, the tests and the benchmarks all run this
+//! same code. The per-observation path is a handful of map lookups; verdicts are recounted only when
 //! an observer × check changes status or freshness, and namespaces are re-planned only when a
 //! verdict, a DAG, an override or the provider changes, and on every tick.
 //!
@@ -117,7 +117,7 @@ impl Engine {
         state
     }
 
-    /// Makes a (possibly restored) state fit this configuration: adds entries for new agents,
+    /// Makes a state built for another configuration fit this one: adds entries for new agents,
     /// servers, protocols, sites, DAGs and namespaces, and drops those no longer configured.
     pub fn adopt(&self, state: &mut State) {
         let c = &self.config;

@@ -1,4 +1,6 @@
-//! The engine's whole memory, serializable so a restarted or newly elected controller resumes.
+//! The engine's whole memory. A controller never restores it: a fresh one rebuilds it by
+//! replaying the events stream, and a new leader re-reads every record (`docs/operations.md`).
+//! It is serializable so the API and the tests can show it.
 //!
 //! Everything that is iterated for output lives in a `BTreeMap`, so the same inputs give the
 //! same commands byte for byte. The state holds no configuration: [`super::Engine::adopt`]
