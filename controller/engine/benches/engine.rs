@@ -9,6 +9,7 @@
 //!
 //! Run: `cargo bench -p sitewarden-engine --bench engine -- --quick`.
 
+use sitewarden_engine::{Epoch, Generation};
 use std::hint::black_box;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -113,7 +114,7 @@ fn warmed(engine: &Engine, rounds: u64) -> State {
         now,
         &Input::Leadership(LeadershipChange {
             is_leader: true,
-            epoch: 1,
+            epoch: Epoch(1),
         }),
     );
     engine.step(
@@ -122,7 +123,7 @@ fn warmed(engine: &Engine, rounds: u64) -> State {
         &Input::Provider(ProviderReport::Current {
             namespace: "mail.example.com".into(),
             target: Some("mail-rr.example.com".into()),
-            generation: Some(0),
+            generation: Some(Generation(0)),
             written: None,
         }),
     );

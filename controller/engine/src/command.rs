@@ -4,6 +4,7 @@
 //! and `NotifyEdge`; a standby gets the same decisions wrapped in [`AuditEvent::Standby`], so it
 //! records what it would have done.
 
+use crate::order::{Epoch, Generation};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -41,9 +42,9 @@ pub struct SetRecord {
     /// The rule that decided it.
     pub reason: Rule,
     /// Monotonic plan number; never apply one older than the newest applied.
-    pub generation: u64,
+    pub generation: Generation,
     /// Leader epoch (fencing token) to write into the ownership marker.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// Why.
     pub evidence: Evidence,
 }
@@ -223,7 +224,7 @@ pub enum AuditEvent {
         /// Now leader.
         is_leader: bool,
         /// Lease revision.
-        epoch: u64,
+        epoch: Epoch,
     },
     /// The standby would have issued this command.
     Standby(Box<Command>),

@@ -137,7 +137,7 @@ impl Engine {
             sites,
         };
         if let Some(target) = &plan.to {
-            state.generation += 1;
+            state.generation = state.generation.next();
             let generation = state.generation;
             out.push(Command::Alert(Alert {
                 severity: Severity::Info,

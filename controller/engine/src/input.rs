@@ -4,6 +4,7 @@
 //! (`sitewarden-controller plan` replays the events stream through a fresh engine). Time never comes from the engine itself:
 //! each call to [`super::Engine::step`] carries `now`.
 
+use crate::order::{Epoch, Generation};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sitewarden_contract::{DbCopySnapshot, Heartbeat, Observation, SiteId};
@@ -194,7 +195,7 @@ pub enum ProviderReport {
         /// The CNAME content.
         target: Option<String>,
         /// Generation from our marker, if the record carries one.
-        generation: Option<u64>,
+        generation: Option<Generation>,
         /// What sitewarden's own books say that marker's generation wrote (`None`: no book for
         /// that generation). A record whose content differs was edited outside sitewarden.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,7 +206,7 @@ pub enum ProviderReport {
         /// The managed name.
         namespace: String,
         /// The generation applied.
-        generation: u64,
+        generation: Generation,
         /// What the provider's API took to do it.
         #[serde(default)]
         calls: CallStats,
@@ -215,7 +216,7 @@ pub enum ProviderReport {
         /// The managed name.
         namespace: String,
         /// The generation that failed.
-        generation: u64,
+        generation: Generation,
         /// The provider's error, for the alert.
         error: String,
         /// What kind of failure: decides the retry schedule and the alert.
@@ -363,7 +364,7 @@ pub struct LeadershipChange {
     /// This controller now holds the lease.
     pub is_leader: bool,
     /// The lease revision (fencing token).
-    pub epoch: u64,
+    pub epoch: Epoch,
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub mod input;
 pub mod intake;
 pub mod namespace;
 pub mod observer;
+pub mod order;
 mod outcome;
 pub mod overrides;
 pub mod quorum;
@@ -50,6 +51,7 @@ pub use input::{
     BusReport, CallStats, EVENTS_NEAR_CAP_PERCENT, FailureClass, FreezeScope, Input,
     LeadershipChange, OverrideAction, OverrideRequest, ProviderReport, ReleaseTarget, StreamFill,
 };
+pub use order::{Epoch, Generation};
 pub use state::State;
 pub use verdict::Verdict;
 

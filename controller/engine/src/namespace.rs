@@ -9,6 +9,7 @@
 //! than `hold_down` after the previous change. Bound names follow their DAG's active site when
 //! that site is Up (see `follow`). The caller turns the plan into commands.
 
+use crate::order::Generation;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -28,7 +29,7 @@ pub struct Pending {
     /// The target asked for.
     pub target: String,
     /// Its generation.
-    pub generation: u64,
+    pub generation: Generation,
     /// When it was issued.
     pub issued_at: DateTime<Utc>,
 }
@@ -80,10 +81,10 @@ pub struct NamespaceState {
     pub propagation_slow: bool,
     /// The latest generation this engine saw applied, and the target it wrote.
     #[serde(default)]
-    pub written: Option<(u64, String)>,
+    pub written: Option<(Generation, String)>,
     /// The latest (content, marker generation) a provider reported, to tell news from repeats.
     #[serde(default)]
-    pub seen: Option<(Option<String>, Option<u64>)>,
+    pub seen: Option<(Option<String>, Option<Generation>)>,
 }
 
 /// Content found in a record that sitewarden did not write.

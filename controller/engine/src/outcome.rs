@@ -7,6 +7,7 @@
 //! the marker's generation wrote — is drift, left alone until an operator acts. A failed change
 //! gets its retry schedule from [`super::retry`]; the runtime never decides when to try again.
 
+use crate::order::Generation;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::command::{
@@ -145,7 +146,7 @@ impl Engine {
         &self,
         name: &str,
         target: &str,
-        generation: Option<u64>,
+        generation: Option<Generation>,
         written: Option<&str>,
         ns: &super::namespace::NamespaceState,
     ) -> Option<String> {
@@ -188,7 +189,7 @@ impl Engine {
         now: DateTime<Utc>,
         namespace: &str,
         target: &Option<String>,
-        generation: Option<u64>,
+        generation: Option<Generation>,
         written: &Option<String>,
         out: &mut Vec<Command>,
     ) {
@@ -282,7 +283,7 @@ impl Engine {
         &self,
         state: &mut State,
         namespace: &str,
-        generation: u64,
+        generation: Generation,
         calls: CallStats,
         out: &mut Vec<Command>,
     ) {
@@ -338,7 +339,7 @@ impl Engine {
         state: &mut State,
         now: DateTime<Utc>,
         namespace: &str,
-        generation: u64,
+        generation: Generation,
         error: &str,
         class: FailureClass,
         out: &mut Vec<Command>,

@@ -6,6 +6,7 @@
 //! same commands byte for byte. The state holds no configuration: [`super::Engine::adopt`]
 //! fills in entries for servers, sites, DAGs and namespaces that a new configuration adds.
 
+use crate::order::{Epoch, Generation};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -25,7 +26,7 @@ pub struct Leadership {
     /// This controller holds the lease and may change records.
     pub is_leader: bool,
     /// The lease revision: the fencing token written with every change.
-    pub epoch: u64,
+    pub epoch: Epoch,
 }
 
 /// What the engine remembers about the bus.
@@ -94,7 +95,7 @@ pub struct State {
     /// Leader or standby, and the epoch.
     pub leadership: Leadership,
     /// Last record-plan generation issued (or seen in a provider's marker).
-    pub generation: u64,
+    pub generation: Generation,
     /// Last edge notice generation.
     pub edge_generation: u64,
     /// Per agent: sequence floor and liveness.

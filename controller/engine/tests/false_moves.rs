@@ -6,6 +6,7 @@ mod support;
 
 use chrono::TimeDelta;
 use sitewarden_contract::{Outcome, SiteId};
+use sitewarden_engine::Epoch;
 use sitewarden_engine::{
     AlertKind, Command, Engine, Input, LeadershipChange, ProviderReport, Rule, Severity, Verdict,
 };
@@ -111,7 +112,7 @@ fn cold_start(site2_reports_from: i64, content_known: bool) -> Story {
     };
     story.input(Input::Leadership(LeadershipChange {
         is_leader: true,
-        epoch: 3,
+        epoch: Epoch(3),
     }));
     if content_known {
         story.report_current(MAIL, "mail-rr.example.com");

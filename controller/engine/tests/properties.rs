@@ -8,6 +8,7 @@
 
 mod support;
 
+use sitewarden_engine::{Epoch, Generation};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -92,7 +93,7 @@ fn inputs(ops: &[(u16, Op)]) -> Vec<(DateTime<Utc>, Input)> {
             now,
             Input::Leadership(LeadershipChange {
                 is_leader: true,
-                epoch: 1,
+                epoch: Epoch(1),
             }),
         ),
         (
@@ -100,7 +101,7 @@ fn inputs(ops: &[(u16, Op)]) -> Vec<(DateTime<Utc>, Input)> {
             Input::Provider(ProviderReport::Current {
                 namespace: "mail.example.com".into(),
                 target: Some("mail-rr.example.com".into()),
-                generation: Some(0),
+                generation: Some(Generation(0)),
                 written: None,
             }),
         ),
@@ -109,7 +110,7 @@ fn inputs(ops: &[(u16, Op)]) -> Vec<(DateTime<Utc>, Input)> {
             Input::Provider(ProviderReport::Current {
                 namespace: "owa.example.com".into(),
                 target: Some("owa-site1.example.com".into()),
-                generation: Some(0),
+                generation: Some(Generation(0)),
                 written: None,
             }),
         ),
@@ -199,7 +200,7 @@ fn inputs(ops: &[(u16, Op)]) -> Vec<(DateTime<Utc>, Input)> {
                         now,
                         Input::Provider(ProviderReport::Applied {
                             namespace: ns.into(),
-                            generation: last_gen,
+                            generation: sitewarden_engine::Generation(last_gen),
                             calls: Default::default(),
                         }),
                     ));

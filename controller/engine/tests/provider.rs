@@ -4,6 +4,7 @@
 mod support;
 
 use sitewarden_contract::{AgentId, Heartbeat, Outcome};
+use sitewarden_engine::Generation;
 use sitewarden_engine::{AlertKind, Command, FailureClass, Input, ProviderReport, Rule, Severity};
 use support::{Story, config, sites_dead, t};
 
@@ -87,7 +88,7 @@ fn with_on_drift_enforce_a_hand_edit_of_our_record_is_put_back() {
     story.input(Input::Provider(ProviderReport::Current {
         namespace: MAIL.into(),
         target: Some("somewhere-else.example.com".into()),
-        generation: Some(7),
+        generation: Some(Generation(7)),
         written: None,
     }));
     story.run_until(t(10), |_| Outcome::Pass);
@@ -112,11 +113,11 @@ fn a_marker_generation_from_the_provider_raises_ours() {
     story.input(Input::Provider(ProviderReport::Current {
         namespace: MAIL.into(),
         target: Some("mail-rr.example.com".into()),
-        generation: Some(41),
+        generation: Some(Generation(41)),
         written: None,
     }));
     story.run_until(t(10), sites_dead(&["site1"]));
-    assert_eq!(story.set_records_for(MAIL)[0].1.generation, 42);
+    assert_eq!(story.set_records_for(MAIL)[0].1.generation, Generation(42));
 }
 
 #[test]

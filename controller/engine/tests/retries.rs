@@ -8,6 +8,7 @@ mod support;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sitewarden_contract::Outcome;
+use sitewarden_engine::Generation;
 use sitewarden_engine::{
     AlertKind, Command, FailureClass, Input, OverrideAction, ProviderReport, Rule, Severity,
 };
@@ -28,7 +29,8 @@ fn play(
     let mut attempts = Vec::new();
     while story.now < end {
         story.round(&world);
-        let new: Vec<(DateTime<Utc>, u64, String)> = story.set_records()[answered..]
+        let new: Vec<(DateTime<Utc>, sitewarden_engine::Generation, String)> = story.set_records()
+            [answered..]
             .iter()
             .map(|(at, r)| (*at, r.generation, r.namespace.clone()))
             .collect();
@@ -182,7 +184,7 @@ fn when_a_human_moves_mail_to_another_candidate_then_it_is_never_moved_back_by_i
     story.input(Input::Provider(ProviderReport::Current {
         namespace: MAIL.into(),
         target: Some("mail-site2.example.com".into()),
-        generation: Some(0),
+        generation: Some(Generation(0)),
         written: Some("mail-rr.example.com".into()),
     }));
     let attempts = play(&mut story, t(700 + 3600), |_| Outcome::Pass, |_| None);

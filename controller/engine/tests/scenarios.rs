@@ -5,6 +5,7 @@
 mod support;
 
 use sitewarden_contract::{Outcome, SiteId};
+use sitewarden_engine::Epoch;
 use sitewarden_engine::{
     AlertKind, AuditEvent, Command, FreezeScope, OverrideAction, ReleaseTarget, Rule, Severity,
     Verdict,
@@ -81,7 +82,7 @@ fn when_site1_dies_seen_inside_and_outside_then_mail_moves_within_fall_times_int
     assert_eq!(rec.target, "mail-site2.example.com");
     assert_eq!(rec.reason, Rule::MoveAwayFromDown);
     assert_eq!(rec.ttl_secs, 60);
-    assert_eq!(rec.epoch, 7);
+    assert_eq!(rec.epoch, Epoch(7));
     assert!(
         at - first_failed_probe <= chrono::TimeDelta::seconds(6),
         "moved at {at}"
@@ -397,7 +398,7 @@ fn given_a_standby_then_it_decides_the_same_but_only_records_what_it_would_do() 
     story.input(sitewarden_engine::Input::Leadership(
         sitewarden_engine::LeadershipChange {
             is_leader: false,
-            epoch: 8,
+            epoch: Epoch(8),
         },
     ));
     story.run_until(t(30), sites_dead(&["site1"]));
@@ -462,7 +463,7 @@ fn when_the_events_stream_nears_its_cap_then_one_warning_names_the_publisher_and
     let mut standby = Story::healthy(config(""));
     standby.input(Input::Leadership(sitewarden_engine::LeadershipChange {
         is_leader: false,
-        epoch: 7,
+        epoch: Epoch(7),
     }));
     standby.log.clear();
     standby.input(fill(950, None));

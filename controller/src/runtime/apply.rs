@@ -36,23 +36,23 @@ use tokio::sync::mpsc;
 
 use super::audit::{AuditRecord, AuditSink};
 use super::metrics::Metrics;
-use crate::engine::{CallStats, FailureClass, Input, ProviderReport, SetRecord};
+use crate::engine::{CallStats, Epoch, FailureClass, Generation, Input, ProviderReport, SetRecord};
 use crate::ha::kv_store::KvStore;
 use crate::provider::{ApplyOutcome, Change, DnsProvider, ProviderError, Refusal};
 
 /// Answers "may I act, and with which epoch?" from the lease's monotonic clock, at call time.
-pub type ActingCheck = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+pub type ActingCheck = Arc<dyn Fn() -> Option<Epoch> + Send + Sync>;
 
 /// What the state bucket keeps per namespace (`ns.<name>`) and per pending change
 /// (`intent.<name>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordBook {
     /// The plan generation.
-    pub generation: u64,
+    pub generation: Generation,
     /// The CNAME target.
     pub target: String,
     /// The epoch of the leader that wrote it.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// `pending`, `applied`, `refused`, `failed` or `superseded` (intents); `applied` (ns
     /// entries).
     pub status: String,
@@ -91,7 +91,7 @@ pub struct Applier {
     pub last_seen: BTreeMap<String, Option<String>>,
     /// Dry run: what the records would hold now, `(target, generation)`, so the engine sees the
     /// consequences of its own decisions and "would apply" is audited once, not every tick.
-    pub shadow: BTreeMap<String, (String, u64)>,
+    pub shadow: BTreeMap<String, (String, Generation)>,
     /// Authoritative servers to watch after each applied change (`None` or no servers: no
     /// watch).
     pub propagation: Option<super::settings::PropagationSettings>,
@@ -139,21 +139,21 @@ fn failed(cmd: &SetRecord, error: String, class: FailureClass, calls: CallStats)
 
 /// The newest generation issued per name (see [`Applier::issued`]).
 #[derive(Debug, Clone, Default)]
-pub struct Issued(Arc<std::sync::Mutex<BTreeMap<String, u64>>>);
+pub struct Issued(Arc<std::sync::Mutex<BTreeMap<String, Generation>>>);
 
 impl Issued {
     /// Notes that `generation` was issued for `name`.
-    pub fn note(&self, name: &str, generation: u64) {
+    pub fn note(&self, name: &str, generation: Generation) {
         let mut map = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let g = map.entry(name.to_owned()).or_insert(0);
+        let g = map.entry(name.to_owned()).or_default();
         *g = (*g).max(generation);
     }
 
     /// A generation newer than `generation` issued for `name` since.
-    fn newer_than(&self, name: &str, generation: u64) -> Option<u64> {
+    fn newer_than(&self, name: &str, generation: Generation) -> Option<Generation> {
         let map = self
             .0
             .lock()
@@ -211,13 +211,13 @@ impl Applier {
         }
     }
 
-    fn audit(&self, epoch: Option<u64>, event: serde_json::Value) {
+    fn audit(&self, epoch: Option<Epoch>, event: serde_json::Value) {
         self.audit.record(self.audit_record(epoch, event));
     }
 
     /// Audits `event` and waits until the stream has stored it: `false` means the effect that
     /// follows must not happen (see the module docs, "audit before effect").
-    async fn audit_stored(&self, epoch: Option<u64>, event: serde_json::Value) -> bool {
+    async fn audit_stored(&self, epoch: Option<Epoch>, event: serde_json::Value) -> bool {
         let stored = self
             .audit
             .record_stored(self.audit_record(epoch, event))
@@ -228,7 +228,7 @@ impl Applier {
         stored
     }
 
-    fn audit_record(&self, epoch: Option<u64>, event: serde_json::Value) -> AuditRecord {
+    fn audit_record(&self, epoch: Option<Epoch>, event: serde_json::Value) -> AuditRecord {
         AuditRecord {
             at: Utc::now(),
             controller: self.controller.clone(),
@@ -264,7 +264,7 @@ impl Applier {
         let state = state?;
         self.last_seen
             .insert(name.to_owned(), state.content.clone());
-        let generation = state.marker.map(|m| m.generation);
+        let generation = state.marker.map(|m| Generation(m.generation));
         // The engine compares the books with the content to tell a hand edit (marker kept,
         // content changed) from our own write; without them it goes by what it accepted before.
         let written = match (generation, book) {
@@ -305,10 +305,9 @@ impl Applier {
                 return;
             }
         };
-        let landed = state
-            .marker
-            .is_some_and(|m| m.epoch == intent.epoch && m.generation == intent.generation)
-            && state.points_at(&intent.target);
+        let landed = state.marker.is_some_and(|m| {
+            Epoch(m.epoch) == intent.epoch && Generation(m.generation) == intent.generation
+        }) && state.points_at(&intent.target);
         let status = if landed { "applied" } else { "superseded" };
         let note = if landed {
             format!(
@@ -356,7 +355,7 @@ impl Applier {
         } else {
             "superseded"
         });
-        tracing::info!(namespace = %name, intent_epoch = intent.epoch, "pending intent {status}: {note}");
+        tracing::info!(namespace = %name, intent_epoch = intent.epoch.get(), "pending intent {status}: {note}");
     }
 
     /// Applies one command; never panics, reports the outcome to the engine. In order: checks
@@ -567,8 +566,8 @@ impl Applier {
             target: cmd.target.clone(),
             ttl: u32::try_from(cmd.ttl_secs).ok(),
             expected: self.last_seen.get(name).cloned().flatten(),
-            epoch: cmd.epoch,
-            generation: cmd.generation,
+            epoch: cmd.epoch.get(),
+            generation: cmd.generation.get(),
             adopt_unmarked: self.adopt_unmarked.get(name).copied().unwrap_or(false),
         };
         let acting = self.acting.clone();
@@ -621,7 +620,7 @@ impl Applier {
                     self.report(ProviderReport::Current {
                         namespace: name.clone(),
                         target: found.content.clone(),
-                        generation: found.marker.map(|m| m.generation),
+                        generation: found.marker.map(|m| Generation(m.generation)),
                         written: None,
                     })
                     .await;
@@ -825,8 +824,8 @@ mod tests {
             target: target.into(),
             ttl_secs: 60,
             reason: Rule::MoveAwayFromDown,
-            generation,
-            epoch: 1,
+            generation: Generation(generation),
+            epoch: Epoch(1),
             evidence: Evidence {
                 rule: Rule::MoveAwayFromDown,
                 at: Utc::now(),
@@ -861,7 +860,7 @@ mod tests {
         let applier = Applier {
             provider: Arc::new(provider),
             store: None,
-            acting: Arc::new(|| Some(1)),
+            acting: Arc::new(|| Some(Epoch(1))),
             dry_run: false,
             adopt_unmarked: BTreeMap::new(),
             audit,
@@ -911,7 +910,7 @@ mod tests {
         let (provider, open, kinds) = seeded();
         let (mut applier, _reports, _stop) = applier(provider.clone(), open.clone(), kinds.clone());
         let issued = applier.issued.clone();
-        issued.note(NAME, 1);
+        issued.note(NAME, Generation(1));
         let first = set("mail-site1.example.com", 1);
         let apply = tokio::spawn(async move {
             applier.apply(first).await;
@@ -919,7 +918,7 @@ mod tests {
         });
         // The stream is slow to store the intent; meanwhile the engine decides again.
         arrived(&kinds, 1).await;
-        issued.note(NAME, 2);
+        issued.note(NAME, Generation(2));
         open.notify_one();
         let mut applier = apply.await.expect("the apply task");
         assert_eq!(provider.writes(), 0, "the overtaken change was written");
@@ -937,7 +936,7 @@ mod tests {
         let (provider, open, kinds) = seeded();
         open.notify_one();
         let (mut applier, _reports, _stop) = applier(provider.clone(), open, kinds.clone());
-        applier.issued.note(NAME, 2);
+        applier.issued.note(NAME, Generation(2));
         applier.apply(set("mail-site1.example.com", 1)).await;
         assert_eq!(provider.writes(), 0);
         arrived(&kinds, 1).await;
@@ -968,9 +967,9 @@ mod tests {
     /// A bookkeeping entry as the state bucket holds it.
     fn book(target: &str, generation: u64, epoch: u64, status: &str) -> Vec<u8> {
         let book = RecordBook {
-            generation,
+            generation: Generation(generation),
             target: target.into(),
-            epoch,
+            epoch: Epoch(epoch),
             status: status.into(),
             at: Utc::now(),
             note: None,
@@ -1002,19 +1001,22 @@ mod tests {
         let intent = read_book(&kv, &format!("intent.{NAME}"));
         assert_eq!(
             (intent.status.as_str(), intent.generation, intent.epoch),
-            ("applied", 1, 1)
+            ("applied", Generation(1), Epoch(1))
         );
         let ns = read_book(&kv, &format!("ns.{NAME}"));
         assert_eq!(
             (ns.target.as_str(), ns.generation),
-            ("mail-site2.example.com", 1)
+            ("mail-site2.example.com", Generation(1))
         );
         assert_eq!(kinds_after(&kinds, 2).await, ["intent", "apply_applied"]);
         let report = reports.try_recv().expect("a report to the engine");
         assert!(
             matches!(
                 report,
-                Input::Provider(ProviderReport::Applied { generation: 1, .. })
+                Input::Provider(ProviderReport::Applied {
+                    generation: Generation(1),
+                    ..
+                })
             ),
             "{report:?}"
         );
@@ -1053,7 +1055,7 @@ mod tests {
         let intent = read_book(&kv, &format!("intent.{NAME}"));
         assert_eq!(
             (intent.status.as_str(), intent.generation, intent.epoch),
-            ("applied", 2, 1)
+            ("applied", Generation(2), Epoch(1))
         );
         assert_eq!(
             kinds_after(&kinds, 3).await,
@@ -1075,7 +1077,7 @@ mod tests {
         assert_eq!(provider.writes(), 0, "a fenced-out leader wrote the record");
         assert_eq!(
             read_book(&kv, &format!("intent.{NAME}")).epoch,
-            7,
+            Epoch(7),
             "its intent is kept"
         );
         let stored = kinds_after(&kinds, 2).await;
@@ -1095,7 +1097,7 @@ mod tests {
         // Acting for the first check only: the lease lapses while the intent is stored.
         let checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         applier.acting = Arc::new(move || {
-            (checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0).then_some(1)
+            (checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0).then_some(Epoch(1))
         });
         applier.apply(set("mail-site2.example.com", 1)).await;
         assert_eq!(provider.writes(), 0);
@@ -1124,6 +1126,6 @@ mod tests {
         assert_eq!(kv.refused(), 1, "the stale revision was refused once");
         let entry = kv.get(&key).expect("the entry");
         assert_eq!(entry.revision, revision);
-        assert_eq!(read_book(&kv, &key).generation, 3);
+        assert_eq!(read_book(&kv, &key).generation, Generation(3));
     }
 }

@@ -50,7 +50,7 @@ pub struct AuditRecord {
     pub role: &'static str,
     /// Leader epoch, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub epoch: Option<u64>,
+    pub epoch: Option<crate::engine::Epoch>,
     /// What happened (free-form JSON from the engine or the runtime).
     pub event: serde_json::Value,
 }
@@ -280,7 +280,7 @@ mod tests {
             at: Utc::now(),
             controller: "c1".into(),
             role: "leader",
-            epoch: Some(i),
+            epoch: Some(crate::engine::Epoch(i)),
             event: serde_json::json!({"kind": "test", "i": i}),
         }
     }

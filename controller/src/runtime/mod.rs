@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ControllerConfig;
-use crate::engine::{Command, Engine, Input, LeadershipChange, State};
+use crate::engine::{Command, Engine, Epoch, Input, LeadershipChange, State};
 use crate::ha::kv::{BucketSpec, ensure_bucket};
 use crate::ha::leadership::{LeaseHandle, Role};
 use crate::ha::lease::{Lease, LeaseConfig};
@@ -341,7 +341,7 @@ fn spawn_inputs(
     let reject_audit: intake::RejectAudit = {
         let (sink, id, lease) = (audit.clone(), settings.id.clone(), lease.clone());
         Arc::new(move |event| {
-            let epoch = lease.is_acting_now();
+            let epoch = lease.is_acting_now().map(Epoch);
             sink.record(AuditRecord {
                 at: Utc::now(),
                 controller: id.clone(),
@@ -413,7 +413,7 @@ fn spawn_applier(
     let applier = Applier {
         provider: with.provider,
         store: Some(Arc::new(with.store)),
-        acting: Arc::new(move || lease.is_acting_now()),
+        acting: Arc::new(move || lease.is_acting_now().map(Epoch)),
         dry_run: settings.dry_run,
         adopt_unmarked: config
             .namespaces
@@ -480,7 +480,7 @@ fn spawn_edge(
                 at: Utc::now(),
                 controller: id.clone(),
                 role: "leader",
-                epoch: Some(o.epoch),
+                epoch: Some(Epoch(o.epoch)),
                 event: serde_json::json!({
                     "kind": "edge_webhook",
                     "endpoint": o.endpoint,
@@ -577,7 +577,7 @@ struct EngineLoop {
     edge: EdgeOut,
     api: ApiLink,
     /// The epoch in which the edge was last told how things stand.
-    edge_told_in: Option<u64>,
+    edge_told_in: Option<Epoch>,
 }
 
 impl EngineLoop {
@@ -653,7 +653,7 @@ impl EngineLoop {
             let snap = Arc::new(self.api.notes.with_state(&self.state));
             self.api.snapshot_tx.send_replace(snap);
         }
-        let epoch = self.lease.is_acting_now();
+        let epoch = self.lease.is_acting_now().map(Epoch);
         if epoch.is_some() && epoch != self.edge_told_in {
             // A new term: tell the edge how things stand under this epoch, even if the engine
             // decided everything while we were still standby (or before we led at all).
@@ -687,7 +687,7 @@ impl EngineLoop {
 
 async fn dispatch(
     cmd: Command,
-    epoch: Option<u64>,
+    epoch: Option<Epoch>,
     controller: &str,
     audit: &AuditSink,
     apply_tx: &mpsc::Sender<crate::engine::SetRecord>,
@@ -721,7 +721,7 @@ async fn dispatch(
         }
         Command::NotifyEdge(notice) => {
             if let Some(epoch) = epoch {
-                let n = crate::edge::notification(&notice, controller, epoch, Utc::now());
+                let n = crate::edge::notification(&notice, controller, epoch.get(), Utc::now());
                 edge.deliverer.notify(&n);
                 // Off the engine loop: a slow bus must not hold decisions up. Receivers and the
                 // KV order notices by (epoch, generation), so a late one changes nothing.
@@ -795,7 +795,7 @@ async fn watch_leadership(
             last = Some(view);
             let change = LeadershipChange {
                 is_leader: view.0,
-                epoch: view.1,
+                epoch: Epoch(view.1),
             };
             if tx.send(Input::Leadership(change)).await.is_err() {
                 break;

@@ -9,6 +9,7 @@
 
 pub mod table;
 
+use sitewarden_engine::{Epoch, Generation};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -147,7 +148,7 @@ impl Story {
         };
         s.input(Input::Leadership(LeadershipChange {
             is_leader: true,
-            epoch: 7,
+            epoch: Epoch(7),
         }));
         s.report_current("mail.example.com", "mail-rr.example.com");
         s.report_current("owa.example.com", "owa-site1.example.com");
@@ -160,7 +161,7 @@ impl Story {
         self.input(Input::Provider(ProviderReport::Current {
             namespace: ns.to_owned(),
             target: Some(target.to_owned()),
-            generation: Some(0),
+            generation: Some(Generation(0)),
             written: None,
         }));
     }

@@ -458,7 +458,7 @@ impl EngineMetrics {
                 .set(i64::from(state.overrides.is_drained(site)));
         }
         self.generation
-            .set(i64::try_from(state.generation).unwrap_or(i64::MAX));
+            .set(i64::try_from(state.generation.get()).unwrap_or(i64::MAX));
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
