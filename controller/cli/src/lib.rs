@@ -380,11 +380,21 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
     match &cli.command {
         Command::Status => {
             let a = client.get(&["api", "v1", "status"], &[]).await?;
-            Ok(if cli.json {
-                pretty(&a.body)
-            } else {
-                render::status(&a.body, colour)
-            })
+            if cli.json {
+                return Ok(pretty(&a.body));
+            }
+            let status: sitewarden_api::wire::Status = serde_json::from_value(a.body.clone())
+                .map_err(|e| {
+                    Failure::new(
+                        Exit::Refused,
+                        format!(
+                            "{} answered a status this CLI cannot read ({e}); is it another \
+                             version? `sitewarden status --json` shows the answer as it is",
+                            a.controller
+                        ),
+                    )
+                })?;
+            Ok(render::status(&status, colour))
         }
         Command::Explain { name } => {
             let a = client

@@ -1,13 +1,15 @@
 //! Human views of the API's JSON: the status page, history lines, overrides and the plan.
 //!
-//! Everything here reads `serde_json::Value`s as the API serves them (see `runtime::api`), so
-//! the CLI keeps working against a controller of a slightly different version: a missing field
-//! shows as `-`, never as a crash. Every value read from the JSON goes through [`text`], which
+//! The status page reads the typed answer ([`Status`], shared with the server, whose fields
+//! default when a controller of another version leaves them out); the rest still reads
+//! `serde_json::Value`s as the API serves them, so a missing field shows as `-`, never as a
+//! crash. Every value read from the JSON goes through [`text`], which
 //! escapes it for the terminal ([`sitewarden_contract::terminal::line`]); table cells are escaped
 //! again on the way in (a no-op for escaped text), so nothing from the bus or the API reaches
 //! the terminal raw.
 
 use serde_json::Value;
+use sitewarden_api::wire::Status;
 use sitewarden_contract::terminal;
 
 use super::table::{Cell, Table, Tone};
@@ -77,72 +79,90 @@ pub fn site_summary(evidence: &Value) -> String {
     parts.join("; ")
 }
 
+/// An enum or id as the API writes it (`down`, `move_away_from_down`), escaped for the terminal.
+fn word<T: serde::Serialize>(v: &T) -> String {
+    text(&serde_json::to_value(v).unwrap_or(Value::Null))
+}
+
+/// An optional string, escaped, or `-`.
+fn opt(v: Option<&str>) -> String {
+    v.map_or_else(|| "-".to_owned(), terminal::line)
+}
+
+/// A time as `2026-11-24 03:00:12Z`.
+fn at(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
 /// The `sitewarden status` page.
-pub fn status(s: &Value, colour: bool) -> String {
+pub fn status(s: &Status, colour: bool) -> String {
     let mut out = String::new();
-    let l = &s["leader"];
+    let l = &s.leader;
     out.push_str(&format!(
         "leader {} (epoch {}); answered by {} ({}) at {}\n\n",
-        text(&l["leader"]),
-        l["epoch"]
-            .as_u64()
-            .map_or_else(|| "-".to_owned(), |e| e.to_string()),
-        text(&l["controller"]),
-        text(&l["role"]),
-        when(&s["at"]),
+        opt(l.leader.as_deref()),
+        l.epoch.map_or_else(|| "-".to_owned(), |e| e.to_string()),
+        terminal::line(&l.controller),
+        terminal::line(&l.role),
+        at(s.at),
     ));
     let mut sites = Table::new(&["SITE", "VERDICT", "SINCE", "EVIDENCE"]);
-    for site in s["sites"].as_array().into_iter().flatten() {
-        let e = &site["evidence"];
-        let mut verdict = text(&e["verdict"]);
+    for site in &s.sites {
+        let e = &site.evidence;
+        let mut verdict = word(&e.verdict);
         let mut tone = Tone::of_verdict(&verdict);
-        if e["drained"] == true {
+        if e.drained {
             verdict.push_str(" (drained)");
             tone = Tone::Warn;
         }
         sites.row(vec![
-            text(&site["site"]).into(),
+            word(&site.site).into(),
             Cell::toned(verdict, tone),
-            when(&e["since"]).into(),
-            site_summary(e).into(),
+            e.since.map_or_else(|| "-".to_owned(), at).into(),
+            site_summary(&serde_json::to_value(e).unwrap_or(Value::Null)).into(),
         ]);
     }
     out.push_str(&sites.render(colour));
     out.push('\n');
     let mut names = Table::new(&["NAMESPACE", "CURRENT", "PREFERRED", "RULE", "NOTE"]);
-    for ns in s["namespaces"].as_array().into_iter().flatten() {
-        let decision = &ns["explanation"]["decision"];
-        let current = text(&ns["current"]);
-        let tone = if ns["current"] == ns["preferred"] {
+    for ns in &s.namespaces {
+        let decision = ns.explanation.decision.as_ref();
+        let tone = if ns.current == ns.preferred {
             Tone::Good
         } else {
             Tone::Warn
         };
-        let mut current_cell = current;
-        if ns["desired"] != ns["current"] && !ns["desired"].is_null() {
-            current_cell.push_str(&format!(" -> {}", text(&ns["desired"])));
+        let mut current_cell = opt(ns.current.as_deref());
+        if let Some(desired) = ns
+            .desired
+            .as_deref()
+            .filter(|d| Some(*d) != ns.current.as_deref())
+        {
+            current_cell.push_str(&format!(" -> {}", terminal::line(desired)));
         }
         names.row(vec![
-            text(&ns["name"]).into(),
+            terminal::line(&ns.name).into(),
             Cell::toned(current_cell, tone),
-            text(&ns["preferred"]).into(),
-            text(&decision["evidence"]["rule"]).into(),
-            text(&decision["evidence"]["note"]).into(),
+            opt(ns.preferred.as_deref()).into(),
+            decision
+                .map_or_else(|| "-".to_owned(), |d| word(&d.evidence.rule))
+                .into(),
+            decision
+                .map_or_else(|| "-".to_owned(), |d| terminal::line(&d.evidence.note))
+                .into(),
         ]);
     }
     out.push_str(&names.render(colour));
-    let dags: Vec<&Value> = s["dags"].as_array().into_iter().flatten().collect();
-    if !dags.is_empty() {
+    if !s.dags.is_empty() {
         let mut t = Table::new(&["DAG", "ACTIVE SITE", "SPLIT"]);
-        for d in dags {
+        for d in &s.dags {
             // A DAG mounted in more than one site: "site1: DB01; site2: DB02".
-            let split: Vec<String> = d["split"]
-                .as_object()
-                .into_iter()
-                .flatten()
+            let split: Vec<String> = d
+                .split
+                .iter()
                 .map(|(site, dbs)| {
-                    let dbs: Vec<String> = dbs.as_array().into_iter().flatten().map(text).collect();
-                    format!("{}: {}", terminal::line(site), dbs.join(", "))
+                    let dbs: Vec<String> = dbs.iter().map(|db| terminal::line(db)).collect();
+                    format!("{}: {}", word(site), dbs.join(", "))
                 })
                 .collect();
             let split = if split.is_empty() {
@@ -151,15 +171,21 @@ pub fn status(s: &Value, colour: bool) -> String {
                 split.join("; ")
             };
             t.row(vec![
-                text(&d["dag"]).into(),
-                text(&d["active_site"]).into(),
+                terminal::line(&d.dag).into(),
+                d.active_site
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), word)
+                    .into(),
                 split.into(),
             ]);
         }
         out.push('\n');
         out.push_str(&t.render(colour));
     }
-    let o = overrides(&s["overrides"], colour);
+    let o = overrides(
+        &serde_json::to_value(&s.overrides).unwrap_or(Value::Null),
+        colour,
+    );
     out.push('\n');
     out.push_str(&o);
     out

@@ -33,7 +33,10 @@ use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sitewarden_api::bounds::{DurationRefused, hold_duration, shifted, since_time};
-pub use sitewarden_api::wire::{CreateOverride, ReleaseOverride};
+pub use sitewarden_api::wire::{
+    CreateOverride, DagStatus, ExplainAnswer, HistoryAnswer, LeaderView, NamespaceStatus,
+    OverridesAnswer, ReleaseOverride, SiteStatus, Status,
+};
 use sitewarden_shared::SiteId;
 use sitewarden_shared::config::secret::SecretRef;
 use sitewarden_shared::config::{ConfigError, KeyPath, Source};
@@ -442,21 +445,6 @@ async fn whoami(req: Request) -> Json<serde_json::Value> {
     }))
 }
 
-/// The lease as this controller sees it.
-#[derive(Debug, Clone, Serialize)]
-pub struct LeaderView {
-    /// This controller's id.
-    pub controller: String,
-    /// `leader`, `standby` or `unknown` (bus unreachable).
-    pub role: &'static str,
-    /// Whether this controller acts now.
-    pub acting: bool,
-    /// The leader's id, when known.
-    pub leader: Option<String>,
-    /// This controller's epoch while leader.
-    pub epoch: Option<u64>,
-}
-
 fn leader_view(api: &Api) -> LeaderView {
     let l = api.leadership.borrow().clone();
     let (role, leader) = match &l.role {
@@ -466,28 +454,28 @@ fn leader_view(api: &Api) -> LeaderView {
     };
     LeaderView {
         controller: api.controller.clone(),
-        role,
+        role: role.to_owned(),
         acting: l.acting,
         leader,
         epoch: l.epoch,
     }
 }
 
-async fn status(AxState(api): AxState<Api>) -> Json<serde_json::Value> {
+async fn status(AxState(api): AxState<Api>) -> Json<Status> {
     let snap = api.current().await;
     let cfg = api.engine.config();
     let now = snap.state.clock.unwrap_or_else(Utc::now);
     let stale =
         chrono::TimeDelta::from_std(cfg.policy.stale_after).unwrap_or(chrono::TimeDelta::MAX);
-    let sites: Vec<serde_json::Value> = cfg
+    let sites = cfg
         .sites
         .keys()
-        .map(|id| {
-            let e = site_evidence(cfg, &snap.state, id, now, stale, false);
-            serde_json::json!({"site": id, "evidence": e})
+        .map(|id| SiteStatus {
+            site: id.clone(),
+            evidence: site_evidence(cfg, &snap.state, id, now, stale, false),
         })
         .collect();
-    let namespaces: Vec<serde_json::Value> = cfg
+    let namespaces = cfg
         .namespaces
         .iter()
         .filter_map(|(name, ns)| {
@@ -497,44 +485,41 @@ async fn status(AxState(api): AxState<Api>) -> Json<serde_json::Value> {
                 .as_ref()
                 .and_then(|d| d.to.clone())
                 .or_else(|| x.current.clone());
-            Some(serde_json::json!({
-                "name": name,
-                "targets": ns.targets(),
-                "preferred": ns.targets().first(),
-                "current": x.current,
-                "desired": desired,
-                "explanation": x,
-            }))
-        })
-        .collect();
-    let dags: Vec<serde_json::Value> = snap
-        .state
-        .dags
-        .iter()
-        .map(|(name, d)| {
-            serde_json::json!({
-                "dag": name,
-                "active_site": d.active_site,
-                // Databases by site when they are mounted in more than one (a split DAG).
-                "split": d.split,
+            Some(NamespaceStatus {
+                name: name.clone(),
+                targets: ns.targets().into_iter().map(str::to_owned).collect(),
+                preferred: ns.targets().first().map(|t| (*t).to_owned()),
+                current: x.current.clone(),
+                desired,
+                explanation: x,
             })
         })
         .collect();
-    Json(serde_json::json!({
-        "at": now,
-        "leader": leader_view(&api),
-        "sites": sites,
-        "namespaces": namespaces,
-        "dags": dags,
-        "overrides": snap.state.overrides,
-        "recent": snap.recent,
-    }))
+    let dags = snap
+        .state
+        .dags
+        .iter()
+        .map(|(name, d)| DagStatus {
+            dag: name.clone(),
+            active_site: d.active_site.clone(),
+            split: d.split.clone(),
+        })
+        .collect();
+    Json(Status {
+        at: now,
+        leader: leader_view(&api),
+        sites,
+        namespaces,
+        dags,
+        overrides: snap.state.overrides.clone(),
+        recent: snap.recent.iter().cloned().collect(),
+    })
 }
 
 async fn explain(
     AxState(api): AxState<Api>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ExplainAnswer>, ApiError> {
     let snap = api.current().await;
     let x = api.engine.explain(&snap.state, &name).ok_or_else(|| {
         ApiError(
@@ -551,9 +536,11 @@ async fn explain(
             ),
         )
     })?;
-    Ok(Json(
-        serde_json::json!({"explanation": x, "text": x.to_string()}),
-    ))
+    let text = x.to_string();
+    Ok(Json(ExplainAnswer {
+        explanation: x,
+        text,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -574,7 +561,7 @@ fn parse_since(s: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, Api
 async fn history(
     AxState(api): AxState<Api>,
     Query(q): Query<HistoryQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<HistoryAnswer>, ApiError> {
     let since = parse_since(q.since.as_deref(), Utc::now())?;
     let limit = q.limit.unwrap_or(200);
     if limit == 0 || limit > MAX_HISTORY {
@@ -583,9 +570,7 @@ async fn history(
     let records = read_history(&api.js, since, limit)
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e))?;
-    Ok(Json(
-        serde_json::json!({"since": since, "records": records}),
-    ))
+    Ok(Json(HistoryAnswer { since, records }))
 }
 
 /// Audit records from `since` on, at most `limit` (the oldest first).
@@ -630,9 +615,11 @@ pub async fn read_history(
     Ok(out)
 }
 
-async fn list_overrides(AxState(api): AxState<Api>) -> Json<serde_json::Value> {
+async fn list_overrides(AxState(api): AxState<Api>) -> Json<OverridesAnswer> {
     let snap = api.current().await;
-    Json(serde_json::json!({"overrides": snap.state.overrides}))
+    Json(OverridesAnswer {
+        overrides: snap.state.overrides.clone(),
+    })
 }
 
 /// A body that is not the JSON asked for: the extractor's status (400, 413, 415, 422 → 400).
