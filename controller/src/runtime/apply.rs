@@ -162,12 +162,46 @@ impl Issued {
     }
 }
 
+/// One piece of work for a name's worker.
+#[derive(Debug)]
+enum Job {
+    /// Carry out a record change.
+    Apply(SetRecord),
+    /// Read the record back (`why`: at what occasion, for the log).
+    Refresh(&'static str),
+}
+
+/// A name's worker: its own queue, worked through in order, so a name whose provider calls are
+/// throttled or backing off holds up no other name.
+async fn work(
+    mut applier: Applier,
+    name: String,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let job = tokio::select! {
+            _ = stop.cancelled() => break,
+            job = jobs.recv() => match job { Some(job) => job, None => break },
+        };
+        match job {
+            Job::Apply(cmd) => applier.apply(cmd).await,
+            Job::Refresh(why) => {
+                if let Err(e) = applier.refresh(&name).await {
+                    tracing::warn!(namespace = %name, "cannot read the record{why}: {e}");
+                }
+            }
+        }
+    }
+}
+
 impl Applier {
-    /// Applies the engine's record changes as they come, reads every record once at start, at
-    /// each takeover (`refresh`) and every `reconcile_every` (within the rate budget), and
-    /// checks the candidates through the resolver when configured; until `stop`.
+    /// Routes the engine's record changes to one worker per name (each applies its changes in
+    /// order; names do not wait for each other), asks every worker to read its record once at
+    /// start, at each takeover (`refresh`) and every `reconcile_every` (within the rate
+    /// budget), and checks the candidates through the resolver when configured; until `stop`.
     pub async fn run(
-        mut self,
+        self,
         schedule: Schedule,
         mut apply_rx: mpsc::Receiver<SetRecord>,
         mut refresh_rx: mpsc::Receiver<()>,
@@ -180,6 +214,12 @@ impl Applier {
             .map_or(std::time::Duration::from_secs(3600), |(_, every)| every);
         let mut candidates = tokio::time::interval(check_every);
         candidates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Unbounded per name: the engine issues at most one change per name per decision, and
+        // a worker skips a change already overtaken at once.
+        let mut workers: BTreeMap<String, mpsc::UnboundedSender<Job>> = BTreeMap::new();
+        for name in &schedule.names {
+            self.worker(&mut workers, name, &stop);
+        }
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -189,25 +229,60 @@ impl Applier {
                     }
                 }
                 cmd = apply_rx.recv() => match cmd {
-                    Some(cmd) => self.apply(cmd).await,
+                    Some(cmd) => {
+                        let name = cmd.namespace.clone();
+                        let _ = self.worker(&mut workers, &name, &stop).send(Job::Apply(cmd));
+                    }
                     None => break,
                 },
-                Some(()) = refresh_rx.recv() => self.refresh_all(&schedule.names, "at takeover").await,
-                _ = reconcile.tick() => self.refresh_all(&schedule.names, "").await,
+                Some(()) = refresh_rx.recv() => {
+                    for jobs in workers.values() {
+                        let _ = jobs.send(Job::Refresh(" at takeover"));
+                    }
+                }
+                _ = reconcile.tick() => {
+                    for jobs in workers.values() {
+                        let _ = jobs.send(Job::Refresh(""));
+                    }
+                }
             }
         }
     }
 
-    /// Reads every name's record; a failed read is logged (`when` says at what occasion).
-    async fn refresh_all(&mut self, names: &[String], when: &str) {
-        for name in names {
-            if let Err(e) = self.refresh(name).await {
-                if when.is_empty() {
-                    tracing::warn!(namespace = %name, "cannot read the record: {e}");
-                } else {
-                    tracing::warn!(namespace = %name, "cannot read the record {when}: {e}");
-                }
-            }
+    /// The queue of `name`'s worker, started (tracked with `run`'s tasks) on first use.
+    fn worker<'w>(
+        &self,
+        workers: &'w mut BTreeMap<String, mpsc::UnboundedSender<Job>>,
+        name: &str,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> &'w mpsc::UnboundedSender<Job> {
+        workers.entry(name.to_owned()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let applier = self.for_one_name();
+            self.tasks
+                .spawn(work(applier, name.to_owned(), rx, stop.clone()));
+            tx
+        })
+    }
+
+    /// An applier for one name's worker: the shared parts (provider, store, lease check,
+    /// audit, metrics, reports, issued generations, tasks) and empty per-name memory.
+    fn for_one_name(&self) -> Applier {
+        Applier {
+            provider: self.provider.clone(),
+            store: self.store.clone(),
+            acting: self.acting.clone(),
+            dry_run: self.dry_run,
+            adopt_unmarked: self.adopt_unmarked.clone(),
+            audit: self.audit.clone(),
+            controller: self.controller.clone(),
+            metrics: self.metrics.clone(),
+            reports: self.reports.clone(),
+            last_seen: BTreeMap::new(),
+            shadow: BTreeMap::new(),
+            propagation: self.propagation.clone(),
+            issued: self.issued.clone(),
+            tasks: self.tasks.clone(),
         }
     }
 
@@ -1127,5 +1202,108 @@ mod tests {
         let entry = kv.get(&key).expect("the entry");
         assert_eq!(entry.revision, revision);
         assert_eq!(read_book(&kv, &key).generation, Generation(3));
+    }
+
+    /// A memory provider whose writes to one name wait for a gate: a name throttled upstream.
+    struct GatedProvider {
+        inner: MemoryProvider,
+        gated: &'static str,
+        gate: Arc<Notify>,
+    }
+
+    impl DnsProvider for GatedProvider {
+        fn kind(&self) -> &'static str {
+            "gated"
+        }
+
+        fn read<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> crate::provider::ProviderFuture<'a, crate::provider::RecordState> {
+            self.inner.read(name)
+        }
+
+        fn apply<'a>(
+            &'a self,
+            change: &'a Change,
+        ) -> crate::provider::ProviderFuture<'a, ApplyOutcome> {
+            Box::pin(async move {
+                if change.name == self.gated {
+                    self.gate.notified().await;
+                }
+                self.inner.apply(change).await
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_stuck_at_the_provider_holds_up_no_other_name() {
+        const OTHER: &str = "owa.example.com";
+        let (memory, open, kinds) = seeded();
+        memory.insert(
+            OTHER,
+            "owa-site1.example.com",
+            Some("sitewarden epoch=1 gen=0"),
+        );
+        open.notify_one();
+        let gate = Arc::new(Notify::new());
+        let (mut applier, mut reports, stop) = applier(memory.clone(), open, kinds);
+        applier.provider = Arc::new(GatedProvider {
+            inner: memory.clone(),
+            gated: NAME,
+            gate: gate.clone(),
+        });
+        let scope = super::super::tasks::TaskScope::default();
+        applier.tasks = scope.tasks();
+        let (apply_tx, apply_rx) = mpsc::channel(8);
+        let (_refresh_tx, refresh_rx) = mpsc::channel(1);
+        let schedule = Schedule {
+            names: vec![NAME.to_owned(), OTHER.to_owned()],
+            targets: Vec::new(),
+            reconcile_every: std::time::Duration::from_secs(3600),
+            candidate_check: None,
+        };
+        applier
+            .tasks
+            .clone()
+            .spawn(applier.run(schedule, apply_rx, refresh_rx, stop.clone()));
+        apply_tx
+            .send(set("mail-site2.example.com", 1))
+            .await
+            .unwrap();
+        let mut owa = set("owa-site2.example.com", 2);
+        owa.namespace = OTHER.to_owned();
+        apply_tx.send(owa).await.unwrap();
+        // The other name is applied while mail still waits at the provider.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let applied = loop {
+            let report = tokio::time::timeout_at(deadline, reports.recv())
+                .await
+                .expect("a report before the deadline")
+                .expect("the report channel is open");
+            if let Input::Provider(ProviderReport::Applied { namespace, .. }) = report {
+                break namespace;
+            }
+        };
+        assert_eq!(applied, OTHER);
+        let mail = memory.record(NAME).expect("the record");
+        assert_eq!(
+            mail.content.as_deref(),
+            Some("mail-rr.example.com"),
+            "mail is still held"
+        );
+        // Once the provider lets go, mail's change lands too.
+        gate.notify_one();
+        let applied = loop {
+            let report = tokio::time::timeout_at(deadline, reports.recv())
+                .await
+                .expect("a report before the deadline")
+                .expect("the report channel is open");
+            if let Input::Provider(ProviderReport::Applied { namespace, .. }) = report {
+                break namespace;
+            }
+        };
+        assert_eq!(applied, NAME);
+        stop.cancel();
     }
 }
