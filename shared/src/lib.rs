@@ -11,6 +11,7 @@
 #[cfg(feature = "http-server")]
 pub mod http_server;
 pub mod nats;
+pub mod pacing;
 pub mod shutdown;
 
 pub use sitewarden_contract::{
