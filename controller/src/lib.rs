@@ -13,6 +13,7 @@ pub mod dns;
 pub mod edge;
 pub mod ha;
 pub mod notify;
+pub mod outbound;
 pub mod provider;
 pub mod runtime;
 pub mod settings_file;

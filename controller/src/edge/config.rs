@@ -159,7 +159,7 @@ pub fn validate(src: &Source, key: &KeyPath, raw: &RawEdge) -> Result<EdgeConfig
                 ),
             ));
         }
-        crate::notify::config::check_url(&w.url).map_err(|e| src.error(&k.key("url"), e))?;
+        crate::outbound::check_url(&w.url).map_err(|e| src.error(&k.key("url"), e))?;
         let url = reqwest::Url::parse(&w.url)
             .map_err(|e| src.error(&k.key("url"), format!("not a URL ({e})")))?;
         let secret = w

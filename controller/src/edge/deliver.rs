@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::WebhookEndpoint;
 use super::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
-use crate::notify::sink::{error_chain, http_client, is_transient_status};
+use crate::outbound::{error_chain, http_client, is_transient_status};
 
 /// Outcomes buffered for the runtime before new ones are dropped (and counted).
 pub const OUTCOME_QUEUE: usize = 256;

@@ -163,7 +163,7 @@ pub fn validate(
             }
         };
         let url = r.url.resolve().map_err(|e| src.error(&k.key("url"), e))?;
-        check_url(url.expose_secret()).map_err(|e| src.error(&k.key("url"), e))?;
+        crate::outbound::check_url(url.expose_secret()).map_err(|e| src.error(&k.key("url"), e))?;
         let min_severity = match r.min_severity.as_deref() {
             None => Severity::Info,
             Some(s) => severity(s).ok_or_else(|| {
@@ -215,30 +215,6 @@ pub fn validate(
         });
     }
     Ok(out)
-}
-
-/// Checks a webhook URL without ever quoting it: https, or http to a loopback address. Shared
-/// with the edge webhooks.
-pub(crate) fn check_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| format!("the URL read from this source is not a URL ({e})"))?;
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" => {
-            let host = parsed.host_str().unwrap_or_default();
-            let ip = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = host == "localhost"
-                || ip
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|a| a.is_loopback());
-            if loopback {
-                Ok(())
-            } else {
-                Err("the URL uses http to a non-loopback host; use https".into())
-            }
-        }
-        other => Err(format!("the URL's scheme is {other:?}; use https")),
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! stripped of it (`without_url`) before they are turned into text.
 
 use std::fmt;
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 pub use sitewarden_shared::pacing::TokenBucket;
@@ -14,6 +13,7 @@ use super::config::{Rate, SinkConfig, SinkKind};
 use super::render::{Message, render};
 use super::{slack, teams, webhook};
 use crate::engine::Severity;
+pub(crate) use crate::outbound::{error_chain, http_client, is_transient_status};
 
 /// A delivery that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -129,61 +129,7 @@ impl Sink {
     }
 }
 
-/// Whether an HTTP status is worth retrying: 408, 429 and 5xx. Shared with the edge webhooks.
-pub(crate) fn is_transient_status(status: u16) -> bool {
-    status == 408 || status == 429 || status >= 500
-}
-
-/// The HTTP client for outgoing webhooks (alert sinks, edge webhooks): rustls, `timeout` per
-/// request. Falls back to reqwest's defaults (and says so) if the builder fails.
-pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .unwrap_or_else(|e| {
-            tracing::warn!("webhook HTTP client with defaults: {e}");
-            reqwest::Client::new()
-        })
-}
-
-/// A reqwest error and its causes as one line, without the URL. Shared with the edge webhooks.
-pub(crate) fn error_chain(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// The token bucket of a sink's rate (`messages` per `per`), full as of `now`.
 pub fn rate_bucket(rate: Rate, now: Instant) -> TokenBucket {
     TokenBucket::new(rate.messages, rate.per, now)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notify_token_bucket_allows_a_burst_then_paces() {
-        let t0 = Instant::now();
-        let mut b = rate_bucket(
-            Rate {
-                messages: 3,
-                per: Duration::from_secs(3),
-            },
-            t0,
-        );
-        assert!(b.take(t0).is_ok());
-        assert!(b.take(t0).is_ok());
-        assert!(b.take(t0).is_ok());
-        let wait = b.take(t0).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(1));
-        assert!(b.take(t0 + Duration::from_secs(1)).is_ok());
-        assert!(b.take(t0 + Duration::from_secs(1)).is_err());
-    }
 }
