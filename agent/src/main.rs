@@ -30,19 +30,19 @@ enum Command {
     /// Run the agent until SIGINT or SIGTERM.
     Run {
         /// Configuration file (TOML).
-        #[arg(long, short)]
+        #[arg(long, short, default_value = "/etc/sitewarden/agent.toml")]
         config: PathBuf,
     },
     /// Check a configuration file and exit (0 valid, 2 invalid).
     Validate {
         /// Configuration file (TOML).
-        #[arg(long, short)]
+        #[arg(long, short, default_value = "/etc/sitewarden/agent.toml")]
         config: PathBuf,
     },
     /// Run every check once, print a table, exit 1 if any failed.
     ProbeOnce {
         /// Configuration file (TOML).
-        #[arg(long, short)]
+        #[arg(long, short, default_value = "/etc/sitewarden/agent.toml")]
         config: PathBuf,
     },
 }
@@ -56,15 +56,8 @@ fn load(path: &std::path::Path) -> Result<AgentConfig, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        // Log lines carry values from the bus and the network: escape control characters,
-        // newlines and bidi overrides in them, and keep the formatter's own colours off.
-        .with_ansi(false)
-        .with_writer(|| sitewarden_shared::terminal::LogWriter(std::io::stderr()))
-        .init();
+    // Escaped, never coloured; JSON with SITEWARDEN_LOG_FORMAT=json.
+    sitewarden_shared::service::init_logging(sitewarden_shared::service::LogFormat::from_env());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -49,6 +49,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         .await
         .map_err(anyhow::Error::msg)?;
     let edge_client = client.clone();
+    let nats = client.clone();
     let (tx, rx) = mpsc::channel::<Outgoing>(1024);
     let publisher_stop = CancellationToken::new();
     let publisher = tokio::spawn(publish::run(
@@ -60,6 +61,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     ));
 
     let mut tasks = tokio::task::JoinSet::new();
+    // systemd learns the agent is ready once the bus answers (the client keeps retrying a
+    // first connection that failed); /readyz says the same.
+    tasks.spawn(sitewarden_shared::service::ready_when_connected(
+        nats.clone(),
+        shutdown.clone(),
+    ));
     if let Some(addr) = config.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -72,7 +79,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             shutdown.clone(),
         );
         tasks.spawn(async move {
-            if let Err(e) = crate::server::serve(listener, c, m, t, s).await {
+            if let Err(e) = crate::server::serve(listener, c, m, t, nats, s).await {
                 tracing::error!("HTTP server failed: {e}");
             }
         });

@@ -53,6 +53,8 @@ struct AppState {
     tx: PublishSender,
     /// One permit per push body being read.
     readers: Arc<tokio::sync::Semaphore>,
+    /// The bus connection, for `/readyz`.
+    nats: async_nats::Client,
 }
 
 /// Serves until `shutdown`.
@@ -61,6 +63,7 @@ pub async fn serve(
     config: Arc<AgentConfig>,
     metrics: Arc<Metrics>,
     tx: PublishSender,
+    nats: async_nats::Client,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let sources = config
@@ -75,6 +78,7 @@ pub async fn serve(
         metrics,
         tx,
         readers: Arc::new(tokio::sync::Semaphore::new(MAX_PUSH_READERS)),
+        nats,
     };
     let (limits, file_handles) = Limits::for_this_process();
     tracing::info!(
@@ -86,9 +90,24 @@ pub async fn serve(
     http_server::serve(listener, router(state, REQUEST_TIMEOUT), limits, shutdown).await
 }
 
+/// `/readyz`: 200 while the agent's bus connection is up (its events reach the controllers),
+/// 503 while it is down or still being made (events wait in the buffer meanwhile).
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.nats.connection_state() == async_nats::connection::State::Connected {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not connected to NATS; events are buffered until it answers\n",
+        )
+            .into_response()
+    }
+}
+
 fn router(state: AppState, limit: Duration) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/dbcopy/{source}", post(push))
         .with_state(state)
@@ -247,6 +266,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             tx,
             readers: Arc::new(tokio::sync::Semaphore::new(MAX_PUSH_READERS)),
+            nats: unconnected_client().await,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -270,5 +290,36 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("send the whole body at once"), "{answer}");
         assert!(published.try_recv().is_err(), "nothing published");
+    }
+
+    /// A NATS client still trying its first connection (to a closed loopback port).
+    async fn unconnected_client() -> async_nats::Client {
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .expect("a client that keeps retrying")
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_until_the_bus_answers() {
+        let config = Arc::new(
+            AgentConfig::from_source(&Source::inline(
+                "agent.toml",
+                "[agent]\nid = \"site1-agent1\"\nsite = \"site1\"\n",
+            ))
+            .unwrap(),
+        );
+        let (tx, _published) = tokio::sync::mpsc::channel(8);
+        let state = AppState {
+            config,
+            sources: Arc::new(BTreeMap::new()),
+            metrics: Arc::new(Metrics::new()),
+            tx,
+            readers: Arc::new(tokio::sync::Semaphore::new(MAX_PUSH_READERS)),
+            nats: unconnected_client().await,
+        };
+        let answer = readyz(State(state)).await;
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

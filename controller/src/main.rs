@@ -38,7 +38,7 @@ enum Command {
     /// Run the controller until SIGINT or SIGTERM.
     Run {
         /// Configuration file (TOML).
-        #[arg(long, short)]
+        #[arg(long, short, default_value = "/etc/sitewarden/controller.toml")]
         config: PathBuf,
         /// Decide and audit "would apply", never write to the DNS provider.
         #[arg(long)]
@@ -47,13 +47,13 @@ enum Command {
     /// Check a configuration file and exit (0 valid, 2 invalid).
     Validate {
         /// Configuration file (TOML).
-        #[arg(long, short)]
+        #[arg(long, short, default_value = "/etc/sitewarden/controller.toml")]
         config: PathBuf,
     },
     /// Print what the leader would change now and why; changes nothing.
     Plan {
         /// Configuration file (TOML).
-        #[arg(long, short)]
+        #[arg(long, short, default_value = "/etc/sitewarden/controller.toml")]
         config: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -72,15 +72,8 @@ fn load(path: &Path) -> Result<(ControllerConfig, RuntimeSettings), ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        // Log lines carry values from the bus and the network: escape control characters,
-        // newlines and bidi overrides in them, and keep the formatter's own colours off.
-        .with_ansi(false)
-        .with_writer(|| sitewarden_shared::terminal::LogWriter(std::io::stderr()))
-        .init();
+    // Escaped, never coloured; JSON with SITEWARDEN_LOG_FORMAT=json.
+    sitewarden_shared::service::init_logging(sitewarden_shared::service::LogFormat::from_env());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -12,6 +12,7 @@
 pub mod http_server;
 pub mod nats;
 pub mod pacing;
+pub mod service;
 pub mod shutdown;
 
 pub use sitewarden_contract::{

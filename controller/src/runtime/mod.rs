@@ -90,6 +90,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     http.readiness
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    sitewarden_shared::service::notify_ready();
     // Everything below stops on `stop`; a dropped `run` cancels it too.
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();

@@ -414,6 +414,14 @@ async fn given_the_push_endpoint_when_a_task_posts_copy_status_then_only_authent
     .await
     .unwrap();
     assert_eq!(up.status(), 200);
+    // Connected to the bus: ready (503 until then; see the agent's unit test).
+    let ready = wait_for("agent ready", DEADLINE, || async {
+        let r = reqwest::get(format!("http://{http}/readyz")).await.ok()?;
+        (r.status() == 200).then_some(r)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ready.text().await.unwrap(), "ready\n");
 
     let wrong = client
         .post(&url)
