@@ -4,6 +4,10 @@
 //! Entry points: [`run::run`] (the daemon, given a config and a shutdown token) and
 //! [`probe_once::run`] (every check once, as a table, for setting up).
 
+// Documentation is part of the API; product code never unwraps.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod config;
 pub mod dbcopy;
 pub mod edge;

@@ -3,6 +3,10 @@
 //! Exit codes: 0 success; 1 a probe failed (`probe-once`) or the agent stopped on an error;
 //! 2 the configuration is invalid (nothing was probed).
 
+// Documentation is part of the API; product code never unwraps.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -3,6 +3,11 @@
 //! Exit codes: 0 success; 1 a runtime failure (bus or provider unreachable for `plan`, a crash
 //! of `run`); 2 the configuration is invalid (nothing was started).
 
+// Functions stay short enough to read and test on their own (threshold in clippy.toml);
+// documentation is part of the API; product code never unwraps.
+#![warn(clippy::too_many_lines, missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +18,7 @@ use sitewarden_controller::provider::config::ProviderKind;
 use sitewarden_controller::runtime::metrics::Metrics;
 use sitewarden_controller::runtime::settings::RuntimeSettings;
 use sitewarden_controller::runtime::{self, Runtime};
-use sitewarden_shared::config::Source;
+use sitewarden_controller::settings_file::ConfigFile;
 use sitewarden_shared::terminal;
 use tokio_util::sync::CancellationToken;
 
@@ -61,10 +66,8 @@ fn load(path: &Path) -> Result<(ControllerConfig, RuntimeSettings), ExitCode> {
         eprintln!("error: {e}");
         ExitCode::from(2)
     };
-    let src = Source::read(path).map_err(fail)?;
-    let config = ControllerConfig::load(&src).map_err(fail)?;
-    let settings = RuntimeSettings::load(&src).map_err(fail)?;
-    Ok((config, settings))
+    let file = ConfigFile::load_file(path).map_err(fail)?;
+    Ok((file.decision, file.runtime))
 }
 
 fn main() -> ExitCode {
@@ -118,40 +121,8 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
-                match runtime::plan::plan(c, &s, provider.as_ref()).await {
-                    Ok(plan) if json => {
-                        println!(
-                            "{}",
-                            terminal::json(
-                                &serde_json::to_string_pretty(&plan).unwrap_or_default()
-                            )
-                        );
-                        ExitCode::SUCCESS
-                    }
-                    Ok(plan) => {
-                        println!("replayed {} events", plan.events);
-                        if plan.changes.is_empty() {
-                            println!("no changes: every managed name points where it should");
-                        }
-                        for ch in &plan.changes {
-                            println!(
-                                "would set {} -> {} (now {}) by rule {}",
-                                terminal::line(&ch.namespace.to_string()),
-                                terminal::line(&ch.target.to_string()),
-                                terminal::line(ch.current.as_deref().unwrap_or("no record")),
-                                terminal::line(&ch.rule.to_string())
-                            );
-                        }
-                        for e in &plan.explanations {
-                            println!("\n{}", terminal::block(&e.to_string()));
-                        }
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e:#}");
-                        ExitCode::from(1)
-                    }
-                }
+                let plan = runtime::plan::plan(c, &s, provider.as_ref()).await;
+                print_plan(plan, json)
             })
         }
         Command::Run { config, dry_run } => {
@@ -193,6 +164,42 @@ fn main() -> ExitCode {
                     }
                 }
             })
+        }
+    }
+}
+
+/// Prints what `plan` found (text, or JSON with `--json`); the exit code says whether it could.
+fn print_plan(plan: anyhow::Result<runtime::plan::Plan>, json: bool) -> ExitCode {
+    match plan {
+        Ok(plan) if json => {
+            println!(
+                "{}",
+                terminal::json(&serde_json::to_string_pretty(&plan).unwrap_or_default())
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(plan) => {
+            println!("replayed {} events", plan.events);
+            if plan.changes.is_empty() {
+                println!("no changes: every managed name points where it should");
+            }
+            for ch in &plan.changes {
+                println!(
+                    "would set {} -> {} (now {}) by rule {}",
+                    terminal::line(&ch.namespace.to_string()),
+                    terminal::line(&ch.target.to_string()),
+                    terminal::line(ch.current.as_deref().unwrap_or("no record")),
+                    terminal::line(&ch.rule.to_string())
+                );
+            }
+            for e in &plan.explanations {
+                println!("\n{}", terminal::block(&e.to_string()));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

@@ -1,25 +1,22 @@
-//! sitewarden's shared crate: the v1 event contract, configuration building blocks and NATS glue.
+//! sitewarden's bus and server glue: NATS connections, credentials, the capped HTTP/1 accept
+//! loop and the shutdown signal, for the processes that do I/O (agent and controller runtime).
 //!
-//! Agents and controllers link this crate so both sides of the bus agree on subjects, payloads
-//! and connection behaviour. Nothing here decides anything about site health.
+//! The pure event contract lives in `sitewarden-contract` and is re-exported here, so code that
+//! already talks to the bus names one crate. Nothing here decides anything about site health.
 
-pub mod config;
-pub mod dbcopy;
-pub mod edge;
-pub mod event;
-pub mod exposition;
+// Documentation is part of the API; product code never unwraps.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 #[cfg(feature = "http-server")]
 pub mod http_server;
-pub mod ids;
 pub mod nats;
-pub mod schema;
+pub mod pacing;
 pub mod shutdown;
-pub mod subject;
-pub mod terminal;
 
-pub use edge::{EdgeNotification, SiteVerdict};
-pub use event::{
-    ActiveSyncDetails, CheckKind, CollectOutcome, CollectVia, DbCopySnapshot, ErrorClass, Event,
-    EventMeta, Heartbeat, Observation, ObservationDetails, Outcome, SCHEMA_VERSION, TlsDetails,
+pub use sitewarden_contract::{
+    ActiveSyncDetails, AgentId, CheckKind, CheckName, CollectOutcome, CollectVia, DbCopySnapshot,
+    EdgeNotification, ErrorClass, Event, EventMeta, Heartbeat, IdError, Observation,
+    ObservationDetails, Outcome, SCHEMA_VERSION, ServerId, SiteId, SiteVerdict, TlsDetails, config,
+    dbcopy, edge, event, exposition, ids, schema, subject, terminal,
 };
-pub use ids::{AgentId, CheckName, IdError, ServerId, SiteId};

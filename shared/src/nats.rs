@@ -558,12 +558,8 @@ pub fn is_permission_violation(server_error: &str) -> bool {
 /// at the cap, every 60th attempt, about every 5 minutes), so the journal shows the bus is being
 /// retried without a line per attempt.
 pub fn reconnect_delay(attempts: usize) -> Duration {
-    let step = |n: usize| {
-        let exp = n.saturating_sub(1).min(16) as u32;
-        Duration::from_millis(100)
-            .saturating_mul(2u32.saturating_pow(exp))
-            .min(MAX_RECONNECT_DELAY)
-    };
+    let backoff = crate::pacing::Backoff::new(Duration::from_millis(100), MAX_RECONNECT_DELAY);
+    let step = |n: usize| backoff.step(u32::try_from(n).unwrap_or(u32::MAX));
     // async-nats asks before the very first attempt too; that one is not a retry.
     if attempts <= 1 {
         return Duration::ZERO;

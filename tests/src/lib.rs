@@ -1,27 +1,57 @@
-//! Test harness: real nats-server processes, Exchange and DAG emulators, fault injection.
+//! Test harness: real nats-server processes, Exchange and DAG emulators, fault injection, the HA
+//! lab and the invariants every fault story must keep.
 //!
-//! Integration tests, the lab and the demo start real parts through this crate and clean up on
-//! drop: [`nats_server`] runs the Debian `nats-server` binary (one node or a 3-node JetStream
-//! cluster), [`exchange`] emulates an Exchange client-access server (healthcheck.htm and
-//! ActiveSync, HTTP or HTTPS with a generated CA) whose behaviour can be switched at run time,
-//! [`dag`] emulates a database availability group and renders `Get-MailboxDatabaseCopyStatus`
-//! JSON in the shapes PowerShell really emits, [`fault_proxy`] is a TCP proxy that makes
-//! partitions (blackhole, reset, delay), [`haproxy`] runs a real HAProxy with an admin Runtime API
-//! socket, [`receiver`] records webhook POSTs (alerts, edge notices), and [`signals`] pauses, resumes or kills any process by
-//! pid. Fixture files live under `tests/fixtures/` ([`fixture_path`]). Tests never sleep for a fixed time to wait for a
-//! condition: they poll with a deadline through [`wait_for`].
+//! Integration tests (`tests/tests/integration`, one test binary), the benchmarks and the demo
+//! start real parts through this crate and clean up on drop.
+//!
+//! Real parts and emulators: [`nats_server`] runs the Debian `nats-server` binary (one node or
+//! a 3-node JetStream cluster), [`exchange`] emulates an Exchange client-access server
+//! (healthcheck.htm and ActiveSync, HTTP or HTTPS with a generated CA) whose behaviour can be
+//! switched at run time, [`dag`] emulates a database availability group and renders
+//! `Get-MailboxDatabaseCopyStatus` JSON in the shapes PowerShell really emits, [`cloudflare`],
+//! [`moto`] and [`bind`] stand in for the DNS providers, [`fault_proxy`] is a TCP proxy that
+//! makes partitions (blackhole, reset, delay), [`haproxy`] runs a real HAProxy with an admin
+//! Runtime API socket, [`receiver`] records webhook POSTs (alerts, edge notices), and
+//! [`signals`] pauses, resumes or kills any process by pid.
+//!
+//! Configuration: [`config_toml`] builds the controller's and the agent's TOML from typed
+//! structs, [`two_site`] is the brief's two-site layout on it, [`shipped_nats`] the shipped bus
+//! permissions.
+//!
+//! Running sitewarden: [`in_process`] runs an agent inside the test process, [`api_pair`] a
+//! controller pair in-process with the operator API, [`ha_lab`] the controller pair as real
+//! processes with agents, emulated sites and fault switches; [`agent_events`], [`audit`] and
+//! [`metrics_page`] read what they publish, and [`invariants`] checks a recorded history.
+//! [`machine`] makes the stories that load the whole machine take turns.
+//!
+//! Fixture files live under `tests/fixtures/` ([`fixture_path`]). Tests never sleep for a fixed
+//! time to wait for a condition: they poll with a deadline through [`wait_for`].
 
+pub mod agent_events;
+pub mod api_pair;
+pub mod audit;
 pub mod bind;
 pub mod cloudflare;
+pub mod config_toml;
 pub mod dag;
 pub mod exchange;
 pub mod fault_proxy;
+pub mod ha_lab;
 pub mod haproxy;
-pub mod lab;
+pub mod in_process;
+pub mod invariants;
+pub mod machine;
+pub mod metrics_page;
 pub mod moto;
 pub mod nats_server;
 pub mod receiver;
+pub mod shipped_nats;
 pub mod signals;
+pub mod two_site;
+
+/// The two-site layout under its old name, for the demo (`src/bin/sitewarden-demo.rs`), which
+/// still calls `lab::two_site_decisions`; use [`two_site`] in new code.
+pub use two_site as lab;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -58,6 +88,42 @@ pub fn dig_cname(server: std::net::SocketAddr, name: &str) -> String {
                 .to_owned()
         })
         .unwrap_or_default()
+}
+
+/// How long a test waits for something that takes a few probe intervals when the machine is
+/// idle: a leader elected, a site judged Down, a record moved, an event seen.
+///
+/// Sized for a loaded 2-core machine, not an idle one: the suite runs its stories two at a time
+/// beside other builds, and a story that takes 3 s alone has been seen to take over 15 s there.
+/// A deadline costs nothing when the condition holds early; a test that asserts *how fast*
+/// something happens uses its own bound (a lease, a window) instead.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A free loopback address (for a listener the test starts a component on).
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], nats_server::free_port()))
+}
+
+/// The path of a workspace binary (`sitewarden-agent`, `sitewarden-controller`), built by
+/// `cargo test --workspace`; when it is missing (`cargo test -p sitewarden-tests`), this builds
+/// it first.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let path = dir.join(name);
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", name, "--bin", name])
+            .status()
+            .expect("cargo build runs");
+        assert!(status.success(), "building {name} failed");
+    }
+    path
 }
 
 /// How often [`wait_for`] polls its condition.

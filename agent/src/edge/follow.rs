@@ -11,6 +11,7 @@
 //! we were away is picked up) and every backend is re-checked, undoing drift such as a HAProxy
 //! reload that reset the states.
 
+use sitewarden_shared::pacing::Backoff;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -60,7 +61,7 @@ struct Backend {
     /// The active site and wanted states from the last notification that named one.
     wanted: Option<(SiteId, BTreeMap<String, AdminState>)>,
     /// When the last update failed: when to retry and the delay after that.
-    retry: Option<(Instant, Duration)>,
+    retry: Option<(Instant, u32)>,
 }
 
 /// Applies edge notifications to HAProxy backends; the state behind [`run`].
@@ -223,13 +224,14 @@ async fn update(b: &mut Backend, why: Why, metrics: &Metrics, max_retry: Duratio
             metrics.edge.backend(backend, "ok");
         }
         Err(errors) => {
-            let delay = b.retry.map_or(FIRST_RETRY, |(_, d)| (d * 2).min(max_retry));
+            let attempt = b.retry.map_or(1, |(_, n)| n.saturating_add(1));
+            let delay = Backoff::new(FIRST_RETRY, max_retry).step(attempt);
             if b.retry.is_none() {
                 tracing::warn!(backend, %site, "HAProxy backend not updated: {}; retrying", errors.join("; "));
             } else {
                 tracing::debug!(backend, %site, "HAProxy backend still not updated: {}", errors.join("; "));
             }
-            b.retry = Some((Instant::now() + delay, delay));
+            b.retry = Some((Instant::now() + delay, attempt));
             metrics.edge.backend(backend, "error");
         }
     }
@@ -272,8 +274,11 @@ async fn subscribe(
     client: &async_nats::Client,
     shutdown: &CancellationToken,
 ) -> Option<async_nats::Subscriber> {
-    let mut delay = FIRST_RETRY;
+    let backoff = Backoff::new(FIRST_RETRY, Duration::from_secs(10));
+    let mut attempt = 0u32;
     loop {
+        attempt = attempt.saturating_add(1);
+        let delay = backoff.step(attempt);
         match client.subscribe(SUBJECT).await {
             Ok(s) => return Some(s),
             Err(e) => tracing::warn!("cannot subscribe to {SUBJECT}: {e}; retrying in {delay:?}"),
@@ -282,7 +287,6 @@ async fn subscribe(
             () = shutdown.cancelled() => return None,
             () = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 

@@ -165,33 +165,7 @@ fn build(zone: &Zone, records: &Records, request: &Message, transfer_allowed: bo
             response.metadata.response_code = ResponseCode::Refused;
             return response;
         }
-        // The whole zone in one message (RFC 5936; an IXFR is answered with the full zone,
-        // RFC 1995 §4): SOA, NS, nameserver addresses, every CNAME, SOA again.
-        response.metadata.authoritative = true;
-        let soa = zone.soa(records, zone.apex.clone(), zone.ttl);
-        response.add_answer(soa.clone());
-        for n in &zone.nameservers {
-            response.add_answer(Record::from_rdata(
-                zone.apex.clone(),
-                zone.ttl,
-                RData::NS(NS(n.clone())),
-            ));
-        }
-        for name in zone.addresses.keys() {
-            for r in zone.address_records(name, RecordType::ANY) {
-                response.add_answer(r);
-            }
-        }
-        let mut names: Vec<(&Name, &super::records::Answer)> = records.names.iter().collect();
-        names.sort_by(|a, b| a.0.cmp(b.0));
-        for (name, a) in names {
-            response.add_answer(Record::from_rdata(
-                name.clone(),
-                a.ttl,
-                RData::CNAME(CNAME(a.target.clone())),
-            ));
-        }
-        response.add_answer(soa);
+        transfer(zone, records, &mut response);
         return response;
     }
     if !records.ready {
@@ -307,6 +281,36 @@ pub fn query(name: &Name, qtype: RecordType) -> Message {
     let mut m = Message::query();
     m.add_query(Query::query(name.clone(), qtype));
     m
+}
+
+/// The whole zone in one message (RFC 5936; an IXFR is answered with the full zone,
+/// RFC 1995 §4): SOA, NS, nameserver addresses, every CNAME, SOA again.
+fn transfer(zone: &Zone, records: &Records, response: &mut Message) {
+    response.metadata.authoritative = true;
+    let soa = zone.soa(records, zone.apex.clone(), zone.ttl);
+    response.add_answer(soa.clone());
+    for n in &zone.nameservers {
+        response.add_answer(Record::from_rdata(
+            zone.apex.clone(),
+            zone.ttl,
+            RData::NS(NS(n.clone())),
+        ));
+    }
+    for name in zone.addresses.keys() {
+        for r in zone.address_records(name, RecordType::ANY) {
+            response.add_answer(r);
+        }
+    }
+    let mut names: Vec<(&Name, &super::records::Answer)> = records.names.iter().collect();
+    names.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, a) in names {
+        response.add_answer(Record::from_rdata(
+            name.clone(),
+            a.ttl,
+            RData::CNAME(CNAME(a.target.clone())),
+        ));
+    }
+    response.add_answer(soa);
 }
 
 #[cfg(test)]

@@ -92,13 +92,7 @@ impl WebhookRetry {
     /// `min(base × 2^(attempt-1), max)` fixed and half uniformly random, so retries from many
     /// controllers or endpoints spread out but never come back at once.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        let step = self.base.saturating_mul(factor).min(self.max);
-        let half = step / 2;
-        let spread = u64::try_from((step - half).as_millis()).unwrap_or(u64::MAX);
-        half + Duration::from_millis(rand::random_range(0..=spread))
+        sitewarden_shared::pacing::Backoff::new(self.base, self.max).equal_jitter(attempt)
     }
 }
 

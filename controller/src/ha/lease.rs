@@ -299,13 +299,9 @@ impl Lease {
                 continue; // woke to publish an edge (acting from / acting until)
             }
             match self.renew(t).await {
-                Renewal::Renewed => {
-                    note_recovered(&mut trouble);
-                    self.set_window(Some(t));
-                    retry_at = None;
-                }
-                Renewal::Adopted => {
-                    // One of our renewals landed: the deadline counts from the first of them.
+                // Adopted: one of our renewals landed, and the deadline counts from the first
+                // of them (the term already says so).
+                Renewal::Renewed | Renewal::Adopted => {
                     note_recovered(&mut trouble);
                     self.set_window(Some(t));
                     retry_at = None;

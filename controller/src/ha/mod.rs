@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod kv;
+pub mod kv_store;
 pub mod leadership;
 pub mod lease;
 pub mod record;

@@ -337,9 +337,9 @@ fn settle(
             if e.is_transient() && entry.attempt < tuning.retries && !shutdown.is_cancelled() =>
         {
             bump(&counters.retried);
-            let backoff = tuning
-                .backoff
-                .saturating_mul(2u32.saturating_pow(entry.attempt));
+            // Doubling from `backoff`; `retries` bounds the number, so no cap is needed.
+            let backoff = sitewarden_shared::pacing::Backoff::new(tuning.backoff, Duration::MAX)
+                .step(entry.attempt.saturating_add(1));
             tracing::debug!("{e}; retry {} in {backoff:?}", entry.attempt + 1);
             outbox.retry(entry, Instant::now() + backoff);
         }

@@ -206,7 +206,7 @@ mod tests {
     }
 
     fn bucket(messages: u32, t0: Instant) -> TokenBucket {
-        TokenBucket::new(
+        super::super::sink::rate_bucket(
             Rate {
                 messages,
                 per: Duration::from_secs(60),

@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+pub use sitewarden_shared::pacing::TokenBucket;
 use tokio::time::Instant;
 
 use super::config::{Rate, SinkConfig, SinkKind};
@@ -124,7 +125,7 @@ impl Sink {
 
     /// A fresh token bucket for this sink's rate.
     pub fn bucket(&self, now: Instant) -> TokenBucket {
-        TokenBucket::new(self.rate, now)
+        rate_bucket(self.rate, now)
     }
 }
 
@@ -158,44 +159,9 @@ pub(crate) fn error_chain(e: reqwest::Error) -> String {
     text
 }
 
-/// A token bucket: `messages` tokens, refilled evenly over `per`.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    capacity: f64,
-    tokens: f64,
-    per_token: Duration,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(rate: Rate, now: Instant) -> Self {
-        let messages = rate.messages.max(1);
-        Self {
-            capacity: f64::from(messages),
-            tokens: f64::from(messages),
-            per_token: rate.per / messages,
-            last: now,
-        }
-    }
-
-    /// Takes a token at `now`, or says how long until one is available.
-    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let elapsed = now.saturating_duration_since(self.last);
-        self.last = now;
-        if !self.per_token.is_zero() {
-            self.tokens = (self.tokens + elapsed.as_secs_f64() / self.per_token.as_secs_f64())
-                .min(self.capacity);
-        } else {
-            self.tokens = self.capacity;
-        }
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(self.per_token.mul_f64(1.0 - self.tokens))
-        }
-    }
+/// The token bucket of a sink's rate (`messages` per `per`), full as of `now`.
+pub fn rate_bucket(rate: Rate, now: Instant) -> TokenBucket {
+    TokenBucket::new(rate.messages, rate.per, now)
 }
 
 #[cfg(test)]
@@ -205,7 +171,7 @@ mod tests {
     #[test]
     fn notify_token_bucket_allows_a_burst_then_paces() {
         let t0 = Instant::now();
-        let mut b = TokenBucket::new(
+        let mut b = rate_bucket(
             Rate {
                 messages: 3,
                 per: Duration::from_secs(3),

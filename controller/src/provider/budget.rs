@@ -22,6 +22,7 @@
 //! limit without a duration backs off by the schedule, with a floor of half the step so that
 //! rate-limited retries are never immediate.
 
+use sitewarden_shared::pacing::{Backoff, TokenBucket};
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,40 +79,16 @@ impl RetryPolicy {
     /// The wait before retry number `attempt` (1 = the wait after the first failure). For a
     /// rate limit with a `retry_after`, never shorter than it.
     pub fn delay(&self, attempt: u32, error: &ProviderError) -> Duration {
-        let step = self
-            .base
-            .saturating_mul(
-                1u32.checked_shl(attempt.saturating_sub(1))
-                    .unwrap_or(u32::MAX),
-            )
-            .min(self.max_delay);
-        let step_ms = u64::try_from(step.as_millis()).unwrap_or(u64::MAX);
+        let backoff = Backoff::new(self.base, self.max_delay);
         match error {
             ProviderError::RateLimited {
                 retry_after: Some(after),
-            } => (*after).max(jitter(0, step_ms)),
+            } => (*after).max(backoff.full_jitter(attempt)),
             // No visible Retry-After: half the step fixed, half random ("equal jitter").
-            ProviderError::RateLimited { retry_after: None } => jitter(step_ms / 2, step_ms),
-            _ => jitter(0, step_ms),
+            ProviderError::RateLimited { retry_after: None } => backoff.equal_jitter(attempt),
+            _ => backoff.full_jitter(attempt),
         }
     }
-}
-
-/// A uniform random duration in `[low_ms, high_ms]`.
-fn jitter(low_ms: u64, high_ms: u64) -> Duration {
-    if high_ms <= low_ms {
-        return Duration::from_millis(low_ms);
-    }
-    Duration::from_millis(rand::random_range(low_ms..=high_ms))
-}
-
-/// A token bucket: `capacity` tokens, refilled continuously over `per`.
-#[derive(Debug)]
-struct Bucket {
-    /// Tokens now (fractional while refilling).
-    tokens: f64,
-    /// When `tokens` was last brought up to date.
-    at: Instant,
 }
 
 /// Counters for the metrics layer.
@@ -176,8 +153,7 @@ impl StatsSnapshot {
 #[derive(Debug)]
 pub struct Budget {
     /// `None` = unlimited (the in-memory provider).
-    rate: Option<RateBudget>,
-    bucket: Mutex<Bucket>,
+    bucket: Option<Mutex<TokenBucket>>,
     policy: RetryPolicy,
     counters: Counters,
     /// When the provider's last rate-limit block ends: no call goes out before then.
@@ -197,11 +173,7 @@ impl Budget {
 
     fn build(rate: Option<RateBudget>, policy: RetryPolicy) -> Self {
         Self {
-            rate,
-            bucket: Mutex::new(Bucket {
-                tokens: rate.map_or(0.0, |r| f64::from(r.requests)),
-                at: Instant::now(),
-            }),
+            bucket: rate.map(|r| Mutex::new(TokenBucket::new(r.requests, r.per, Instant::now()))),
             policy,
             counters: Counters::default(),
             blocked_until: Mutex::new(None),
@@ -231,13 +203,10 @@ impl Budget {
 
     /// Whole tokens available now.
     pub fn available(&self) -> u32 {
-        let Some(rate) = self.rate else {
-            return u32::MAX;
-        };
-        let mut bucket = self.lock();
-        refill(&mut bucket, rate);
-        // Truncation is intended: a fraction of a token is not a call.
-        bucket.tokens.floor() as u32
+        match &self.bucket {
+            None => u32::MAX,
+            Some(bucket) => lock(bucket).available(Instant::now()),
+        }
     }
 
     /// Fails with [`ProviderError::Budget`] unless `n` calls could be made now (takes nothing).
@@ -254,25 +223,16 @@ impl Budget {
 
     /// Takes one token, or fails with [`ProviderError::Budget`].
     fn take(&self) -> Result<(), ProviderError> {
-        let Some(rate) = self.rate else {
+        let Some(bucket) = &self.bucket else {
             return Ok(());
         };
-        let mut bucket = self.lock();
-        refill(&mut bucket, rate);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            drop(bucket);
+        let taken = lock(bucket).take(Instant::now());
+        taken.map_err(|_| {
             self.counters
                 .budget_exhausted
                 .fetch_add(1, Ordering::Relaxed);
-            Err(ProviderError::Budget)
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
-        lock(&self.bucket)
+            ProviderError::Budget
+        })
     }
 
     /// Makes one API call: takes a token, runs `op` once, counts the outcome. No retry.
@@ -395,16 +355,6 @@ impl Budget {
 /// usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Brings `bucket` up to date: `rate.requests` tokens per `rate.per`, at most `rate.requests`.
-fn refill(bucket: &mut Bucket, rate: RateBudget) {
-    let now = Instant::now();
-    let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-    let per = rate.per.as_secs_f64().max(f64::MIN_POSITIVE);
-    let capacity = f64::from(rate.requests);
-    bucket.tokens = (bucket.tokens + elapsed * capacity / per).min(capacity);
-    bucket.at = now;
 }
 
 #[cfg(test)]

@@ -30,29 +30,29 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_nats::jetstream::kv;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::audit::{AuditRecord, AuditSink};
 use super::metrics::Metrics;
-use crate::engine::{CallStats, FailureClass, Input, ProviderReport, SetRecord};
+use crate::engine::{CallStats, Epoch, FailureClass, Generation, Input, ProviderReport, SetRecord};
+use crate::ha::kv_store::KvStore;
 use crate::provider::{ApplyOutcome, Change, DnsProvider, ProviderError, Refusal};
 
 /// Answers "may I act, and with which epoch?" from the lease's monotonic clock, at call time.
-pub type ActingCheck = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+pub type ActingCheck = Arc<dyn Fn() -> Option<Epoch> + Send + Sync>;
 
 /// What the state bucket keeps per namespace (`ns.<name>`) and per pending change
 /// (`intent.<name>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordBook {
     /// The plan generation.
-    pub generation: u64,
+    pub generation: Generation,
     /// The CNAME target.
     pub target: String,
     /// The epoch of the leader that wrote it.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// `pending`, `applied`, `refused`, `failed` or `superseded` (intents); `applied` (ns
     /// entries).
     pub status: String,
@@ -70,8 +70,9 @@ const BOOK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 pub struct Applier {
     /// The DNS provider.
     pub provider: Arc<dyn DnsProvider>,
-    /// The state bucket (`None` in `plan` and unit tests).
-    pub store: Option<kv::Store>,
+    /// The state bucket: JetStream KV in the runtime, [`MemoryKv`](crate::ha::kv_store::MemoryKv)
+    /// in unit tests; `None` keeps no bookkeeping (unit tests of the provider path alone).
+    pub store: Option<Arc<dyn KvStore>>,
     /// The lease check.
     pub acting: ActingCheck,
     /// Decide and audit, never write to the provider.
@@ -90,7 +91,7 @@ pub struct Applier {
     pub last_seen: BTreeMap<String, Option<String>>,
     /// Dry run: what the records would hold now, `(target, generation)`, so the engine sees the
     /// consequences of its own decisions and "would apply" is audited once, not every tick.
-    pub shadow: BTreeMap<String, (String, u64)>,
+    pub shadow: BTreeMap<String, (String, Generation)>,
     /// Authoritative servers to watch after each applied change (`None` or no servers: no
     /// watch).
     pub propagation: Option<super::settings::PropagationSettings>,
@@ -98,25 +99,61 @@ pub struct Applier {
     /// a change overtaken by a newer decision while it waited (a slow bus storing its intent) is
     /// not written, so the record never visits a target the engine has already left.
     pub issued: Issued,
+    /// Where background watches (propagation) run, tracked with the rest of `run`'s tasks.
+    pub tasks: super::tasks::Tasks,
+}
+
+/// When the applier reads on its own: the names and targets it knows, the reconcile interval
+/// and the optional candidate check through a resolver.
+pub struct Schedule {
+    /// Every managed name.
+    pub names: Vec<String>,
+    /// Every candidate target, sorted and deduplicated.
+    pub targets: Vec<String>,
+    /// How often every record is read back.
+    pub reconcile_every: std::time::Duration,
+    /// The resolver and interval of the candidate check, when configured.
+    pub candidate_check: Option<(std::net::SocketAddr, std::time::Duration)>,
+}
+
+/// An intent stored for a change, with what the write and the settlement need.
+struct StoredIntent {
+    /// The intent as stored (`pending`).
+    book: RecordBook,
+    /// Its revision in the state bucket, for the compare-and-set that settles it.
+    revision: u64,
+    /// The applied-generation entry as read before, for the compare-and-set that advances it.
+    ns: Option<(RecordBook, u64)>,
+}
+
+/// The report of a change that did not happen.
+fn failed(cmd: &SetRecord, error: String, class: FailureClass, calls: CallStats) -> ProviderReport {
+    ProviderReport::Failed {
+        namespace: cmd.namespace.clone(),
+        generation: cmd.generation,
+        error,
+        class,
+        calls,
+    }
 }
 
 /// The newest generation issued per name (see [`Applier::issued`]).
 #[derive(Debug, Clone, Default)]
-pub struct Issued(Arc<std::sync::Mutex<BTreeMap<String, u64>>>);
+pub struct Issued(Arc<std::sync::Mutex<BTreeMap<String, Generation>>>);
 
 impl Issued {
     /// Notes that `generation` was issued for `name`.
-    pub fn note(&self, name: &str, generation: u64) {
+    pub fn note(&self, name: &str, generation: Generation) {
         let mut map = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let g = map.entry(name.to_owned()).or_insert(0);
+        let g = map.entry(name.to_owned()).or_default();
         *g = (*g).max(generation);
     }
 
     /// A generation newer than `generation` issued for `name` since.
-    fn newer_than(&self, name: &str, generation: u64) -> Option<u64> {
+    fn newer_than(&self, name: &str, generation: Generation) -> Option<Generation> {
         let map = self
             .0
             .lock()
@@ -125,14 +162,137 @@ impl Issued {
     }
 }
 
+/// One piece of work for a name's worker.
+#[derive(Debug)]
+enum Job {
+    /// Carry out a record change.
+    Apply(SetRecord),
+    /// Read the record back (`why`: at what occasion, for the log).
+    Refresh(&'static str),
+}
+
+/// A name's worker: its own queue, worked through in order, so a name whose provider calls are
+/// throttled or backing off holds up no other name.
+async fn work(
+    mut applier: Applier,
+    name: String,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let job = tokio::select! {
+            _ = stop.cancelled() => break,
+            job = jobs.recv() => match job { Some(job) => job, None => break },
+        };
+        match job {
+            Job::Apply(cmd) => applier.apply(cmd).await,
+            Job::Refresh(why) => {
+                if let Err(e) = applier.refresh(&name).await {
+                    tracing::warn!(namespace = %name, "cannot read the record{why}: {e}");
+                }
+            }
+        }
+    }
+}
+
 impl Applier {
-    fn audit(&self, epoch: Option<u64>, event: serde_json::Value) {
+    /// Routes the engine's record changes to one worker per name (each applies its changes in
+    /// order; names do not wait for each other), asks every worker to read its record once at
+    /// start, at each takeover (`refresh`) and every `reconcile_every` (within the rate
+    /// budget), and checks the candidates through the resolver when configured; until `stop`.
+    pub async fn run(
+        self,
+        schedule: Schedule,
+        mut apply_rx: mpsc::Receiver<SetRecord>,
+        mut refresh_rx: mpsc::Receiver<()>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut reconcile = tokio::time::interval(schedule.reconcile_every);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let check_every = schedule
+            .candidate_check
+            .map_or(std::time::Duration::from_secs(3600), |(_, every)| every);
+        let mut candidates = tokio::time::interval(check_every);
+        candidates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Unbounded per name: the engine issues at most one change per name per decision, and
+        // a worker skips a change already overtaken at once.
+        let mut workers: BTreeMap<String, mpsc::UnboundedSender<Job>> = BTreeMap::new();
+        for name in &schedule.names {
+            self.worker(&mut workers, name, &stop);
+        }
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = candidates.tick(), if schedule.candidate_check.is_some() => {
+                    if let Some((resolver, _)) = schedule.candidate_check {
+                        self.check_candidates(resolver, &schedule.targets).await;
+                    }
+                }
+                cmd = apply_rx.recv() => match cmd {
+                    Some(cmd) => {
+                        let name = cmd.namespace.clone();
+                        let _ = self.worker(&mut workers, &name, &stop).send(Job::Apply(cmd));
+                    }
+                    None => break,
+                },
+                Some(()) = refresh_rx.recv() => {
+                    for jobs in workers.values() {
+                        let _ = jobs.send(Job::Refresh(" at takeover"));
+                    }
+                }
+                _ = reconcile.tick() => {
+                    for jobs in workers.values() {
+                        let _ = jobs.send(Job::Refresh(""));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The queue of `name`'s worker, started (tracked with `run`'s tasks) on first use.
+    fn worker<'w>(
+        &self,
+        workers: &'w mut BTreeMap<String, mpsc::UnboundedSender<Job>>,
+        name: &str,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> &'w mpsc::UnboundedSender<Job> {
+        workers.entry(name.to_owned()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let applier = self.for_one_name();
+            self.tasks
+                .spawn(work(applier, name.to_owned(), rx, stop.clone()));
+            tx
+        })
+    }
+
+    /// An applier for one name's worker: the shared parts (provider, store, lease check,
+    /// audit, metrics, reports, issued generations, tasks) and empty per-name memory.
+    fn for_one_name(&self) -> Applier {
+        Applier {
+            provider: self.provider.clone(),
+            store: self.store.clone(),
+            acting: self.acting.clone(),
+            dry_run: self.dry_run,
+            adopt_unmarked: self.adopt_unmarked.clone(),
+            audit: self.audit.clone(),
+            controller: self.controller.clone(),
+            metrics: self.metrics.clone(),
+            reports: self.reports.clone(),
+            last_seen: BTreeMap::new(),
+            shadow: BTreeMap::new(),
+            propagation: self.propagation.clone(),
+            issued: self.issued.clone(),
+            tasks: self.tasks.clone(),
+        }
+    }
+
+    fn audit(&self, epoch: Option<Epoch>, event: serde_json::Value) {
         self.audit.record(self.audit_record(epoch, event));
     }
 
     /// Audits `event` and waits until the stream has stored it: `false` means the effect that
     /// follows must not happen (see the module docs, "audit before effect").
-    async fn audit_stored(&self, epoch: Option<u64>, event: serde_json::Value) -> bool {
+    async fn audit_stored(&self, epoch: Option<Epoch>, event: serde_json::Value) -> bool {
         let stored = self
             .audit
             .record_stored(self.audit_record(epoch, event))
@@ -143,7 +303,7 @@ impl Applier {
         stored
     }
 
-    fn audit_record(&self, epoch: Option<u64>, event: serde_json::Value) -> AuditRecord {
+    fn audit_record(&self, epoch: Option<Epoch>, event: serde_json::Value) -> AuditRecord {
         AuditRecord {
             at: Utc::now(),
             controller: self.controller.clone(),
@@ -179,7 +339,7 @@ impl Applier {
         let state = state?;
         self.last_seen
             .insert(name.to_owned(), state.content.clone());
-        let generation = state.marker.map(|m| m.generation);
+        let generation = state.marker.map(|m| Generation(m.generation));
         // The engine compares the books with the content to tell a hand edit (marker kept,
         // content changed) from our own write; without them it goes by what it accepted before.
         let written = match (generation, book) {
@@ -220,10 +380,9 @@ impl Applier {
                 return;
             }
         };
-        let landed = state
-            .marker
-            .is_some_and(|m| m.epoch == intent.epoch && m.generation == intent.generation)
-            && state.points_at(&intent.target);
+        let landed = state.marker.is_some_and(|m| {
+            Epoch(m.epoch) == intent.epoch && Generation(m.generation) == intent.generation
+        }) && state.points_at(&intent.target);
         let status = if landed { "applied" } else { "superseded" };
         let note = if landed {
             format!(
@@ -271,28 +430,69 @@ impl Applier {
         } else {
             "superseded"
         });
-        tracing::info!(namespace = %name, intent_epoch = intent.epoch, "pending intent {status}: {note}");
+        tracing::info!(namespace = %name, intent_epoch = intent.epoch.get(), "pending intent {status}: {note}");
     }
 
-    /// Applies one command; never panics, reports the outcome to the engine.
+    /// Applies one command; never panics, reports the outcome to the engine. In order: checks
+    /// that it is still ours to do, stores the intent (state bucket and audit trail, both before
+    /// the write), re-checks the lease and the generation, writes through the provider under the
+    /// fence, then audits and records the settlement before reporting it.
     pub async fn apply(&mut self, cmd: SetRecord) {
-        let name = cmd.namespace.clone();
-        let fail = |error: String, class: FailureClass, calls: CallStats| ProviderReport::Failed {
-            namespace: name.clone(),
-            generation: cmd.generation,
-            error,
-            class,
-            calls,
+        if self.skipped_before_start(&cmd).await {
+            return;
+        }
+        let Some(intent) = self.store_intent(&cmd).await else {
+            return;
         };
+        if self.skipped_before_write(&cmd, &intent).await {
+            return;
+        }
+        let (outcome, calls) = self.write(&cmd).await;
+        let name = cmd.namespace.clone();
+        let (status, report) = self.classify(&cmd, &outcome, calls).await;
+        self.metrics.applied(status);
+        // Audit before effect: the settlement is stored before the state bucket marks the intent
+        // done; if it is not, the intent stays pending for a later leader to settle.
+        let settlement = serde_json::json!({"kind": format!("apply_{status}"), "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("{outcome:?}")});
+        let settlement_stored = self.audit_stored(Some(cmd.epoch), settlement).await;
+        let done = RecordBook {
+            status: status.into(),
+            at: Utc::now(),
+            ..intent.book.clone()
+        };
+        // This applier just read `ns` and wrote the intent: their revisions save two reads.
+        if !settlement_stored {
+            tracing::warn!(namespace = %name, "the audit stream did not store apply_{status}; the intent stays pending");
+        } else {
+            self.mark_intent(&name, &done, intent.book, intent.revision)
+                .await;
+        }
+        if settlement_stored
+            && status == "applied"
+            && let Err(e) = self.put_over(&name, "ns", &done, Some(intent.ns)).await
+        {
+            tracing::warn!(namespace = %name, "cannot record applied generation: {e}");
+        }
+        if let Ok(ApplyOutcome::Applied { .. }) = &outcome {
+            self.watch_propagation(&name, &cmd.target, cmd.ttl_secs);
+        }
+        self.report(report).await;
+    }
+
+    /// A change that is not ours to start: this controller does not act in its epoch, a newer
+    /// generation was issued while it queued, or this is a dry run (audited as "would apply").
+    /// `true` when it was handled here.
+    async fn skipped_before_start(&mut self, cmd: &SetRecord) -> bool {
+        let name = cmd.namespace.clone();
         if (self.acting)() != Some(cmd.epoch) {
             self.metrics.applied("not_acting");
             self.audit(None, serde_json::json!({"kind": "apply_skipped", "namespace": name, "generation": cmd.generation, "why": "not the acting leader for this epoch"}));
-            return;
+            return true;
         }
         if let Some(newer) = self.issued.newer_than(&name, cmd.generation) {
             self.metrics.applied("superseded");
             self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_skipped", "namespace": name, "target": cmd.target, "generation": cmd.generation, "why": format!("overtaken by generation {newer} before it was started")}));
-            return;
+            return true;
         }
         if self.dry_run {
             self.metrics.applied("dry_run");
@@ -305,25 +505,34 @@ impl Applier {
                 calls: CallStats::default(),
             })
             .await;
-            return;
+            return true;
         }
+        false
+    }
+
+    /// Stores the intent in the state bucket and the audit stream (both before any provider
+    /// write); `None` when the change must not go on (already applied, a store refused, the
+    /// audit stream did not store it), which is reported or audited here.
+    async fn store_intent(&mut self, cmd: &SetRecord) -> Option<StoredIntent> {
+        let name = cmd.namespace.clone();
         // Both entries at once: each read is a round trip to the bus on the decision's path.
         let (ns, old_intent) = tokio::join!(self.book(&name, "ns"), self.book(&name, "intent"));
         let ns = match ns {
             Ok(Some((book, _))) if book.generation >= cmd.generation => {
                 self.metrics.applied("stale_generation");
                 self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_refused", "namespace": name, "generation": cmd.generation, "why": format!("generation {} already applied", book.generation)}));
-                return;
+                return None;
             }
             Ok(ns) => ns,
             Err(e) => {
-                self.report(fail(
+                self.report(failed(
+                    cmd,
                     format!("state store: {e}"),
                     FailureClass::Transient,
                     CallStats::default(),
                 ))
                 .await;
-                return;
+                return None;
             }
         };
         if let Ok(Some((old, _))) = &old_intent
@@ -335,7 +544,7 @@ impl Applier {
             self.metrics.applied("superseded");
             self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent_superseded", "namespace": name, "target": old.target, "generation": old.generation, "intent_epoch": old.epoch, "why": format!("replaced by epoch {}'s decision (generation {}, target {})", cmd.epoch, cmd.generation, cmd.target)}));
         }
-        let intent = RecordBook {
+        let book = RecordBook {
             generation: cmd.generation,
             target: cmd.target.clone(),
             epoch: cmd.epoch,
@@ -347,19 +556,24 @@ impl Applier {
         // instead of two on the decision's path); both must be stored before the provider write.
         let intent_record = serde_json::json!({"kind": "intent", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason, "evidence": cmd.evidence});
         let (put, stored) = tokio::join!(
-            self.put_over(&name, "intent", &intent, old_intent.ok()),
+            self.put_over(&name, "intent", &book, old_intent.ok()),
             self.audit_stored(Some(cmd.epoch), intent_record)
         );
-        let intent_revision = match put {
+        let revision = match put {
             Ok(revision) => revision,
             Err(e) => {
                 self.metrics.applied("intent_refused");
                 // Queued after the intent record (stored or still on its way), so the audit
                 // trail settles it: nothing was written.
                 self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_refused", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("the intent could not be recorded in the state bucket: {e}; nothing was written")}));
-                self.report(fail(e, FailureClass::Transient, CallStats::default()))
-                    .await;
-                return;
+                self.report(failed(
+                    cmd,
+                    e,
+                    FailureClass::Transient,
+                    CallStats::default(),
+                ))
+                .await;
+                return None;
             }
         };
         // Audit before effect: no provider write the audit trail might not show.
@@ -368,56 +582,72 @@ impl Applier {
                 "the audit stream did not store the intent record in time; nothing was written";
             // Queued after the intent, so it settles the intent if that is stored later.
             self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_failed", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": why}));
-            self.report(fail(
+            self.report(failed(
+                cmd,
                 why.to_owned(),
                 FailureClass::Transient,
                 CallStats::default(),
             ))
             .await;
-            return;
+            return None;
         }
-        let stats_before = self.provider.stats();
-        let started = std::time::Instant::now();
+        Some(StoredIntent { book, revision, ns })
+    }
 
-        // Re-check the lease right before the write: the intent write may have taken a while.
+    /// Right before the write: the lease may have lapsed, or the engine decided again while the
+    /// intent was being stored (that newer change, queued behind this one, is the one to write;
+    /// the intent is settled as superseded, audited first). `true` when nothing is written.
+    async fn skipped_before_write(&mut self, cmd: &SetRecord, intent: &StoredIntent) -> bool {
+        let name = &cmd.namespace;
         if (self.acting)() != Some(cmd.epoch) {
             self.metrics.applied("not_acting");
             self.audit(None, serde_json::json!({"kind": "apply_skipped", "namespace": name, "generation": cmd.generation, "why": "lease lost before the write"}));
-            return;
+            return true;
         }
-        // The engine may have decided again meanwhile: that newer change, queued behind this
-        // one, is the one to write. The intent is settled as superseded, audited first.
-        if let Some(newer) = self.issued.newer_than(&name, cmd.generation) {
-            self.metrics.applied("superseded");
-            let why = format!(
-                "overtaken by generation {newer} while its intent was being stored; nothing was written"
-            );
-            let event = serde_json::json!({"kind": "apply_superseded", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": why});
-            if self.audit_stored(Some(cmd.epoch), event).await {
-                let done = RecordBook {
-                    status: "superseded".into(),
-                    at: Utc::now(),
-                    note: Some(why),
-                    ..intent.clone()
-                };
-                self.mark_intent(&name, &done, intent, intent_revision)
-                    .await;
-            }
-            return;
+        let Some(newer) = self.issued.newer_than(name, cmd.generation) else {
+            return false;
+        };
+        self.metrics.applied("superseded");
+        let why = format!(
+            "overtaken by generation {newer} while its intent was being stored; nothing was written"
+        );
+        let event = serde_json::json!({"kind": "apply_superseded", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": why});
+        if self.audit_stored(Some(cmd.epoch), event).await {
+            let done = RecordBook {
+                status: "superseded".into(),
+                at: Utc::now(),
+                note: Some(why),
+                ..intent.book.clone()
+            };
+            self.mark_intent(name, &done, intent.book.clone(), intent.revision)
+                .await;
         }
+        true
+    }
+
+    /// The provider write, fenced on this epoch: compare-and-set on the content last read.
+    async fn write(
+        &mut self,
+        cmd: &SetRecord,
+    ) -> (
+        Result<ApplyOutcome, crate::provider::ProviderError>,
+        CallStats,
+    ) {
+        let name = &cmd.namespace;
+        let stats_before = self.provider.stats();
+        let started = tokio::time::Instant::now();
         let change = Change {
             name: name.clone(),
             target: cmd.target.clone(),
             ttl: u32::try_from(cmd.ttl_secs).ok(),
-            expected: self.last_seen.get(&name).cloned().flatten(),
-            epoch: cmd.epoch,
-            generation: cmd.generation,
-            adopt_unmarked: self.adopt_unmarked.get(&name).copied().unwrap_or(false),
+            expected: self.last_seen.get(name).cloned().flatten(),
+            epoch: cmd.epoch.get(),
+            generation: cmd.generation.get(),
+            adopt_unmarked: self.adopt_unmarked.get(name).copied().unwrap_or(false),
         };
         let acting = self.acting.clone();
         let epoch = cmd.epoch;
         let fence = crate::provider::Fence::new(move || acting() == Some(epoch));
-        let call_started = tokio::time::Instant::now();
         let outcome = crate::provider::FENCE
             .scope(fence, self.provider.apply(&change))
             .await;
@@ -425,7 +655,7 @@ impl Applier {
             self.provider.kind(),
             "apply",
             outcome.is_ok(),
-            call_started.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64(),
         );
         let spent = self.provider.stats().since(&stats_before);
         let calls = CallStats {
@@ -434,7 +664,19 @@ impl Applier {
             rate_limited: u32::try_from(spent.rate_limited).unwrap_or(u32::MAX),
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
-        let (status, report) = match &outcome {
+        (outcome, calls)
+    }
+
+    /// What the write's outcome means: its status word and the report for the engine. A
+    /// refusal that read the record also tells the engine what the record holds.
+    async fn classify(
+        &mut self,
+        cmd: &SetRecord,
+        outcome: &Result<ApplyOutcome, crate::provider::ProviderError>,
+        calls: CallStats,
+    ) -> (&'static str, ProviderReport) {
+        let name = &cmd.namespace;
+        match outcome {
             Ok(ApplyOutcome::Applied { after, .. })
             | Ok(ApplyOutcome::AlreadyInPlace { state: after }) => {
                 self.last_seen.insert(name.clone(), after.content.clone());
@@ -450,46 +692,21 @@ impl Applier {
             Ok(ApplyOutcome::Refused(r)) => {
                 if let Refusal::Drift { found } | Refusal::NotOurs { found } = r {
                     self.last_seen.insert(name.clone(), found.content.clone());
-                    // The refusal read the record: tell the engine what it holds.
                     self.report(ProviderReport::Current {
                         namespace: name.clone(),
                         target: found.content.clone(),
-                        generation: found.marker.map(|m| m.generation),
+                        generation: found.marker.map(|m| Generation(m.generation)),
                         written: None,
                     })
                     .await;
                 }
-                ("refused", fail(r.to_string(), refusal_class(r), calls))
+                (
+                    "refused",
+                    failed(cmd, r.to_string(), refusal_class(r), calls),
+                )
             }
-            Err(e) => ("failed", fail(e.to_string(), error_class(e), calls)),
-        };
-        self.metrics.applied(status);
-        // Audit before effect: the settlement is stored before the state bucket marks the intent
-        // done; if it is not, the intent stays pending for a later leader to settle.
-        let settlement = serde_json::json!({"kind": format!("apply_{status}"), "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("{outcome:?}")});
-        let settlement_stored = self.audit_stored(Some(cmd.epoch), settlement).await;
-        let done = RecordBook {
-            status: status.into(),
-            at: Utc::now(),
-            ..intent.clone()
-        };
-        // This applier just read `ns` and wrote the intent: their revisions save two reads.
-        if !settlement_stored {
-            tracing::warn!(namespace = %name, "the audit stream did not store apply_{status}; the intent stays pending");
-        } else {
-            self.mark_intent(&name, &done, intent, intent_revision)
-                .await;
+            Err(e) => ("failed", failed(cmd, e.to_string(), error_class(e), calls)),
         }
-        if settlement_stored
-            && status == "applied"
-            && let Err(e) = self.put_over(&name, "ns", &done, Some(ns)).await
-        {
-            tracing::warn!(namespace = %name, "cannot record applied generation: {e}");
-        }
-        if let Ok(ApplyOutcome::Applied { .. }) = &outcome {
-            self.watch_propagation(&name, &cmd.target, cmd.ttl_secs);
-        }
-        self.report(report).await;
     }
 
     /// Watches the zone's authoritative servers in the background until all answer `target`
@@ -501,7 +718,7 @@ impl Applier {
         };
         let (name, target) = (name.to_owned(), target.to_owned());
         let reports = self.reports.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let options = crate::provider::propagation::WatchOptions {
                 deadline: p.deadline(ttl_secs),
                 poll_interval: p.poll_interval,
@@ -576,12 +793,10 @@ impl Applier {
         };
         let key = format!("{prefix}.{name}");
         match store.entry(&key).await {
-            Ok(Some(e)) if e.operation == kv::Operation::Put => {
-                serde_json::from_slice::<RecordBook>(&e.value)
-                    .map(|b| Some((b, e.revision)))
-                    .map_err(|err| format!("{key} holds unreadable JSON: {err}"))
-            }
-            Ok(_) => Ok(None),
+            Ok(Some(e)) => serde_json::from_slice::<RecordBook>(&e.value)
+                .map(|b| Some((b, e.revision)))
+                .map_err(|err| format!("{key} holds unreadable JSON: {err}")),
+            Ok(None) => Ok(None),
             Err(e) => Err(format!("reading {key}: {e}")),
         }
     }
@@ -627,14 +842,8 @@ impl Applier {
                 Some((book, _)) if book.epoch > value.epoch => {
                     return Err(format!("{key} was written by newer epoch {}", book.epoch));
                 }
-                Some((_, revision)) => store
-                    .update(&key, body.clone().into(), revision)
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => store
-                    .create(&key, body.clone().into())
-                    .await
-                    .map_err(|e| e.to_string()),
+                Some((_, revision)) => store.update(&key, body.clone(), revision).await,
+                None => store.create(&key, body.clone()).await,
             };
             if let Ok(revision) = result {
                 return Ok(revision);
@@ -679,6 +888,7 @@ mod tests {
 
     use super::*;
     use crate::engine::{Evidence, Rule};
+    use crate::ha::kv_store::MemoryKv;
     use crate::provider::memory::MemoryProvider;
 
     const NAME: &str = "mail.example.com";
@@ -689,8 +899,8 @@ mod tests {
             target: target.into(),
             ttl_secs: 60,
             reason: Rule::MoveAwayFromDown,
-            generation,
-            epoch: 1,
+            generation: Generation(generation),
+            epoch: Epoch(1),
             evidence: Evidence {
                 rule: Rule::MoveAwayFromDown,
                 at: Utc::now(),
@@ -725,7 +935,7 @@ mod tests {
         let applier = Applier {
             provider: Arc::new(provider),
             store: None,
-            acting: Arc::new(|| Some(1)),
+            acting: Arc::new(|| Some(Epoch(1))),
             dry_run: false,
             adopt_unmarked: BTreeMap::new(),
             audit,
@@ -736,6 +946,7 @@ mod tests {
             shadow: BTreeMap::new(),
             propagation: None,
             issued: Issued::default(),
+            tasks: Default::default(),
         };
         (applier, rx, stop)
     }
@@ -774,7 +985,7 @@ mod tests {
         let (provider, open, kinds) = seeded();
         let (mut applier, _reports, _stop) = applier(provider.clone(), open.clone(), kinds.clone());
         let issued = applier.issued.clone();
-        issued.note(NAME, 1);
+        issued.note(NAME, Generation(1));
         let first = set("mail-site1.example.com", 1);
         let apply = tokio::spawn(async move {
             applier.apply(first).await;
@@ -782,7 +993,7 @@ mod tests {
         });
         // The stream is slow to store the intent; meanwhile the engine decides again.
         arrived(&kinds, 1).await;
-        issued.note(NAME, 2);
+        issued.note(NAME, Generation(2));
         open.notify_one();
         let mut applier = apply.await.expect("the apply task");
         assert_eq!(provider.writes(), 0, "the overtaken change was written");
@@ -800,7 +1011,7 @@ mod tests {
         let (provider, open, kinds) = seeded();
         open.notify_one();
         let (mut applier, _reports, _stop) = applier(provider.clone(), open, kinds.clone());
-        applier.issued.note(NAME, 2);
+        applier.issued.note(NAME, Generation(2));
         applier.apply(set("mail-site1.example.com", 1)).await;
         assert_eq!(provider.writes(), 0);
         arrived(&kinds, 1).await;
@@ -808,5 +1019,291 @@ mod tests {
             *kinds.lock().unwrap_or_else(|e| e.into_inner()),
             ["apply_skipped"]
         );
+    }
+
+    /// An applier whose audit stream stores every record at once, over `kv` as its state bucket.
+    fn applier_over(
+        provider: MemoryProvider,
+        kv: Arc<MemoryKv>,
+    ) -> (
+        Applier,
+        Arc<Mutex<Vec<String>>>,
+        mpsc::Receiver<Input>,
+        CancellationToken,
+    ) {
+        let open = Arc::new(Notify::new());
+        open.notify_one();
+        let kinds = Arc::new(Mutex::new(Vec::new()));
+        let (mut applier, reports, stop) = applier(provider, open, kinds.clone());
+        applier.store = Some(kv);
+        (applier, kinds, reports, stop)
+    }
+
+    /// A bookkeeping entry as the state bucket holds it.
+    fn book(target: &str, generation: u64, epoch: u64, status: &str) -> Vec<u8> {
+        let book = RecordBook {
+            generation: Generation(generation),
+            target: target.into(),
+            epoch: Epoch(epoch),
+            status: status.into(),
+            at: Utc::now(),
+            note: None,
+        };
+        serde_json::to_vec(&book).unwrap()
+    }
+
+    fn read_book(kv: &MemoryKv, key: &str) -> RecordBook {
+        let entry = kv
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} is in the bucket"));
+        serde_json::from_slice(&entry.value).unwrap()
+    }
+
+    async fn kinds_after(kinds: &Mutex<Vec<String>>, n: usize) -> Vec<String> {
+        arrived(kinds, n).await;
+        kinds.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    #[tokio::test]
+    async fn an_applied_change_settles_its_intent_and_records_its_generation() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        let (mut applier, kinds, mut reports, _stop) = applier_over(provider.clone(), kv.clone());
+        applier.apply(set("mail-site2.example.com", 1)).await;
+        assert_eq!(provider.writes(), 1);
+        let record = provider.record(NAME).expect("the record");
+        assert_eq!(record.content.as_deref(), Some("mail-site2.example.com"));
+        let intent = read_book(&kv, &format!("intent.{NAME}"));
+        assert_eq!(
+            (intent.status.as_str(), intent.generation, intent.epoch),
+            ("applied", Generation(1), Epoch(1))
+        );
+        let ns = read_book(&kv, &format!("ns.{NAME}"));
+        assert_eq!(
+            (ns.target.as_str(), ns.generation),
+            ("mail-site2.example.com", Generation(1))
+        );
+        assert_eq!(kinds_after(&kinds, 2).await, ["intent", "apply_applied"]);
+        let report = reports.try_recv().expect("a report to the engine");
+        assert!(
+            matches!(
+                report,
+                Input::Provider(ProviderReport::Applied {
+                    generation: Generation(1),
+                    ..
+                })
+            ),
+            "{report:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_generation_already_applied_is_refused_before_anything_is_written() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        kv.put(
+            &format!("ns.{NAME}"),
+            &book("mail-site1.example.com", 5, 1, "applied"),
+        );
+        let (mut applier, kinds, _reports, _stop) = applier_over(provider.clone(), kv.clone());
+        applier.apply(set("mail-site2.example.com", 3)).await;
+        assert_eq!(
+            provider.writes(),
+            0,
+            "an older generation reached the provider"
+        );
+        assert_eq!(kv.get(&format!("intent.{NAME}")), None, "no intent for it");
+        assert_eq!(kinds_after(&kinds, 1).await, ["apply_refused"]);
+    }
+
+    #[tokio::test]
+    async fn an_older_leaders_pending_intent_is_superseded_by_the_new_decision() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        kv.put(
+            &format!("intent.{NAME}"),
+            &book("mail-site1.example.com", 1, 0, "pending"),
+        );
+        let (mut applier, kinds, _reports, _stop) = applier_over(provider.clone(), kv.clone());
+        applier.apply(set("mail-site2.example.com", 2)).await;
+        assert_eq!(provider.writes(), 1);
+        let intent = read_book(&kv, &format!("intent.{NAME}"));
+        assert_eq!(
+            (intent.status.as_str(), intent.generation, intent.epoch),
+            ("applied", Generation(2), Epoch(1))
+        );
+        assert_eq!(
+            kinds_after(&kinds, 3).await,
+            ["intent_superseded", "intent", "apply_applied"]
+        );
+    }
+
+    #[tokio::test]
+    async fn bookkeeping_of_a_newer_epoch_stops_the_change_before_the_provider() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        // A newer leader already recorded an intent for this name: this one is fenced out.
+        kv.put(
+            &format!("intent.{NAME}"),
+            &book("mail-site1.example.com", 9, 7, "applied"),
+        );
+        let (mut applier, kinds, mut reports, _stop) = applier_over(provider.clone(), kv.clone());
+        applier.apply(set("mail-site2.example.com", 2)).await;
+        assert_eq!(provider.writes(), 0, "a fenced-out leader wrote the record");
+        assert_eq!(
+            read_book(&kv, &format!("intent.{NAME}")).epoch,
+            Epoch(7),
+            "its intent is kept"
+        );
+        let stored = kinds_after(&kinds, 2).await;
+        assert_eq!(stored, ["intent", "apply_refused"]);
+        let report = reports.try_recv().expect("a report to the engine");
+        assert!(
+            matches!(&report, Input::Provider(ProviderReport::Failed { error, .. }) if error.contains("newer epoch 7")),
+            "{report:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_lost_while_the_intent_was_stored_writes_nothing_and_leaves_it_pending() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        let (mut applier, kinds, _reports, _stop) = applier_over(provider.clone(), kv.clone());
+        // Acting for the first check only: the lease lapses while the intent is stored.
+        let checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        applier.acting = Arc::new(move || {
+            (checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0).then_some(Epoch(1))
+        });
+        applier.apply(set("mail-site2.example.com", 1)).await;
+        assert_eq!(provider.writes(), 0);
+        let intent = read_book(&kv, &format!("intent.{NAME}"));
+        assert_eq!(intent.status, "pending", "a later leader settles it");
+        assert_eq!(kinds_after(&kinds, 2).await, ["intent", "apply_skipped"]);
+    }
+
+    #[tokio::test]
+    async fn a_stale_known_revision_costs_a_retry_not_a_lost_update() {
+        let (provider, _, _) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        let key = format!("ns.{NAME}");
+        let first = kv.put(&key, &book("mail-site1.example.com", 1, 1, "applied"));
+        // Another writer of the same epoch moved the entry on since this applier read it.
+        kv.put(&key, &book("mail-site1.example.com", 2, 1, "applied"));
+        let (applier, _kinds, _reports, _stop) = applier_over(provider, kv.clone());
+        let stale: RecordBook =
+            serde_json::from_slice(&book("mail-site1.example.com", 1, 1, "applied")).unwrap();
+        let ours: RecordBook =
+            serde_json::from_slice(&book("mail-site2.example.com", 3, 1, "applied")).unwrap();
+        let revision = applier
+            .put_over(NAME, "ns", &ours, Some(Some((stale, first))))
+            .await
+            .expect("the write lands after a fresh read");
+        assert_eq!(kv.refused(), 1, "the stale revision was refused once");
+        let entry = kv.get(&key).expect("the entry");
+        assert_eq!(entry.revision, revision);
+        assert_eq!(read_book(&kv, &key).generation, Generation(3));
+    }
+
+    /// A memory provider whose writes to one name wait for a gate: a name throttled upstream.
+    struct GatedProvider {
+        inner: MemoryProvider,
+        gated: &'static str,
+        gate: Arc<Notify>,
+    }
+
+    impl DnsProvider for GatedProvider {
+        fn kind(&self) -> &'static str {
+            "gated"
+        }
+
+        fn read<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> crate::provider::ProviderFuture<'a, crate::provider::RecordState> {
+            self.inner.read(name)
+        }
+
+        fn apply<'a>(
+            &'a self,
+            change: &'a Change,
+        ) -> crate::provider::ProviderFuture<'a, ApplyOutcome> {
+            Box::pin(async move {
+                if change.name == self.gated {
+                    self.gate.notified().await;
+                }
+                self.inner.apply(change).await
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_stuck_at_the_provider_holds_up_no_other_name() {
+        const OTHER: &str = "owa.example.com";
+        let (memory, open, kinds) = seeded();
+        memory.insert(
+            OTHER,
+            "owa-site1.example.com",
+            Some("sitewarden epoch=1 gen=0"),
+        );
+        open.notify_one();
+        let gate = Arc::new(Notify::new());
+        let (mut applier, mut reports, stop) = applier(memory.clone(), open, kinds);
+        applier.provider = Arc::new(GatedProvider {
+            inner: memory.clone(),
+            gated: NAME,
+            gate: gate.clone(),
+        });
+        let scope = super::super::tasks::TaskScope::default();
+        applier.tasks = scope.tasks();
+        let (apply_tx, apply_rx) = mpsc::channel(8);
+        let (_refresh_tx, refresh_rx) = mpsc::channel(1);
+        let schedule = Schedule {
+            names: vec![NAME.to_owned(), OTHER.to_owned()],
+            targets: Vec::new(),
+            reconcile_every: std::time::Duration::from_secs(3600),
+            candidate_check: None,
+        };
+        applier
+            .tasks
+            .clone()
+            .spawn(applier.run(schedule, apply_rx, refresh_rx, stop.clone()));
+        apply_tx
+            .send(set("mail-site2.example.com", 1))
+            .await
+            .unwrap();
+        let mut owa = set("owa-site2.example.com", 2);
+        owa.namespace = OTHER.to_owned();
+        apply_tx.send(owa).await.unwrap();
+        // The other name is applied while mail still waits at the provider.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let applied = loop {
+            let report = tokio::time::timeout_at(deadline, reports.recv())
+                .await
+                .expect("a report before the deadline")
+                .expect("the report channel is open");
+            if let Input::Provider(ProviderReport::Applied { namespace, .. }) = report {
+                break namespace;
+            }
+        };
+        assert_eq!(applied, OTHER);
+        let mail = memory.record(NAME).expect("the record");
+        assert_eq!(
+            mail.content.as_deref(),
+            Some("mail-rr.example.com"),
+            "mail is still held"
+        );
+        // Once the provider lets go, mail's change lands too.
+        gate.notify_one();
+        let applied = loop {
+            let report = tokio::time::timeout_at(deadline, reports.recv())
+                .await
+                .expect("a report before the deadline")
+                .expect("the report channel is open");
+            if let Input::Provider(ProviderReport::Applied { namespace, .. }) = report {
+                break namespace;
+            }
+        };
+        assert_eq!(applied, NAME);
+        stop.cancel();
     }
 }

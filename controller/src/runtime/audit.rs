@@ -50,7 +50,7 @@ pub struct AuditRecord {
     pub role: &'static str,
     /// Leader epoch, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub epoch: Option<u64>,
+    pub epoch: Option<crate::engine::Epoch>,
     /// What happened (free-form JSON from the engine or the runtime).
     pub event: serde_json::Value,
 }
@@ -244,14 +244,18 @@ where
             }
             for (i, r) in burst.drain(..).enumerate() {
                 if i >= stored {
-                    let mut backoff = Duration::from_millis(100);
+                    let backoff = sitewarden_shared::pacing::Backoff::new(
+                        Duration::from_millis(100),
+                        Duration::from_secs(2),
+                    );
+                    let mut attempt = 0u32;
                     metrics.audit_errors.inc();
                     loop {
+                        attempt = attempt.saturating_add(1);
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(backoff) => {}
+                            _ = tokio::time::sleep(backoff.step(attempt)) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
                         if send(r.n, r.body.clone()).await.await {
                             break;
                         }
@@ -280,7 +284,7 @@ mod tests {
             at: Utc::now(),
             controller: "c1".into(),
             role: "leader",
-            epoch: Some(i),
+            epoch: Some(crate::engine::Epoch(i)),
             event: serde_json::json!({"kind": "test", "i": i}),
         }
     }

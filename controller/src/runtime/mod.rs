@@ -22,6 +22,7 @@ pub mod overrides;
 pub mod plan;
 pub mod settings;
 pub mod slack;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,9 +33,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ControllerConfig;
-use crate::engine::{Command, Engine, Input, LeadershipChange, State};
+use crate::engine::{Command, Engine, Epoch, Input, LeadershipChange, State};
 use crate::ha::kv::{BucketSpec, ensure_bucket};
-use crate::ha::leadership::Role;
+use crate::ha::leadership::{LeaseHandle, Role};
 use crate::ha::lease::{Lease, LeaseConfig};
 use crate::provider::DnsProvider;
 use crate::provider::config::ProviderKind;
@@ -42,6 +43,7 @@ use apply::Applier;
 use audit::{AuditRecord, AuditSink};
 use metrics::Metrics;
 use settings::RuntimeSettings;
+use tasks::{TaskScope, Tasks};
 
 /// The lease bucket.
 pub const LEASE_BUCKET: &str = "sitewarden-lease";
@@ -63,7 +65,8 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
 }
 
-/// Runs the controller until `shutdown`.
+/// Runs the controller until `shutdown`: wires the pieces together, runs the engine loop, then
+/// stops them in order (deciding first, then the lease, so the standby can act at once).
 pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()> {
     let Runtime {
         config,
@@ -71,12 +74,139 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         provider,
         metrics,
     } = rt;
-    // Every task this function spawns dies with it: if `run` is dropped (aborted, as a crash is
-    // emulated in tests), nothing it started keeps renewing the lease or writing records.
-    let mut tasks = TaskGuard::default();
+    // Every task started here dies with `run`, whether it returns or is dropped (see `tasks`).
+    let scope = TaskScope::default();
+    let tasks = scope.tasks();
+    let http = serve_http(&settings, &metrics, &tasks).await?;
+    let client = settings
+        .nats
+        .connect(&format!("sitewarden-controller {}", settings.id))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let js = jetstream::new(client.clone());
+    let Some(buckets) = set_up_bus(&js, &settings, &config, &shutdown).await else {
+        return Ok(());
+    };
+    http.readiness
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Everything below stops on `stop`; a dropped `run` cancels it too.
+    let stop = CancellationToken::new();
+    let _stop_on_drop = stop.clone().drop_guard();
+    let provider = match provider {
+        Some(p) => p,
+        None => build_provider(&settings, &js, &tasks, &stop).await?,
+    };
+    let (audit_sink, audit_task) = audit::spawn(
+        js.clone(),
+        settings.id.clone(),
+        metrics.clone(),
+        stop.clone(),
+    );
+    let audit_task = tasks.track(audit_task);
+    let (lease, lease_handle) = Lease::new(
+        buckets.lease,
+        settings.id.clone(),
+        LeaseConfig::new(settings.lease),
+    );
+    let lease_stop = CancellationToken::new();
+    let lease_task = tasks.spawn(lease.run(lease_stop.clone()));
+    let (tx, rx) = mpsc::channel::<Input>(16_384);
+    let intake_task = spawn_inputs(
+        &tasks,
+        &js,
+        &tx,
+        &metrics,
+        &audit_sink,
+        &settings,
+        &lease_handle,
+        &stop,
+    );
+    let applier = spawn_applier(
+        &tasks,
+        &config,
+        &settings,
+        Applied {
+            provider: provider.clone(),
+            store: buckets.state,
+            lease: lease_handle.clone(),
+            audit: audit_sink.clone(),
+            metrics: metrics.clone(),
+            reports: tx.clone(),
+        },
+        &stop,
+    );
+    let engine = Arc::new(Engine::new(config));
+    let edge = spawn_edge(
+        &tasks,
+        &settings,
+        client.clone(),
+        buckets.edge,
+        &audit_sink,
+        &stop,
+    );
+    // Operator overrides: from the bus (whichever controller's API took them) into the engine.
+    let (override_tx, override_rx) = mpsc::channel::<overrides::OverrideMessage>(256);
+    tasks.spawn(overrides::run(js.clone(), override_tx, stop.clone()));
+    let (api_link, fresh_rx) = start_api(&engine, &lease_handle, &js, &settings, &http.late_routes);
+    EngineLoop {
+        state: engine.initial_state(),
+        engine,
+        alerts: crate::notify::Dispatcher::spawn(settings.alerts.clone(), stop.clone()),
+        controller: settings.id.clone(),
+        tick: settings.tick,
+        metrics,
+        provider,
+        lease: lease_handle,
+        apply_tx: applier.apply_tx,
+        refresh_tx: applier.refresh_tx,
+        issued: applier.issued,
+        audit: audit_sink,
+        edge,
+        api: api_link,
+        edge_told_in: None,
+    }
+    .run(
+        Inbox {
+            inputs: rx,
+            overrides: override_rx,
+            fresh: fresh_rx,
+        },
+        &shutdown,
+    )
+    .await;
+
+    // Stop deciding and applying first, then release the lease so the standby can act at once.
+    stop.cancel();
+    let wait = |d, task| async move {
+        let _ = tokio::time::timeout(Duration::from_secs(d), task).await;
+    };
+    wait(5, applier.task).await;
+    lease_stop.cancel();
+    wait(5, lease_task).await;
+    wait(2, intake_task).await;
+    wait(2, audit_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+    Ok(())
+}
+
+/// The HTTP surface while `run` lives: readiness to set, routes to add once the API exists.
+struct HttpSurface {
+    readiness: Arc<http::Readiness>,
+    late_routes: http::LateRoutes,
+    /// Stops the server when `run` ends.
+    _stop: tokio_util::sync::DropGuard,
+}
+
+/// Starts `/healthz`, `/readyz` and `/metrics` (and later the API) on `[controller] listen`.
+async fn serve_http(
+    settings: &RuntimeSettings,
+    metrics: &Arc<Metrics>,
+    tasks: &Tasks,
+) -> anyhow::Result<HttpSurface> {
     let readiness = Arc::new(http::Readiness::default());
     let late_routes: http::LateRoutes = Default::default();
-    let http_stop = CancellationToken::new();
+    let stop = CancellationToken::new();
     if let Some(addr) = settings.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -89,117 +219,129 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
             max_per_client = limits.max_per_client,
             "serving /healthz, /readyz and /metrics"
         );
-        tasks.track(tokio::spawn(http::serve(
+        tasks.spawn(http::serve(
             listener,
             limits,
             metrics.clone(),
             readiness.clone(),
             late_routes.clone(),
-            http_stop.clone(),
-        )));
+            stop.clone(),
+        ));
     }
-    let _http_guard = http_stop.drop_guard();
-    let client = settings
-        .nats
-        .connect(&format!("sitewarden-controller {}", settings.id))
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let js = jetstream::new(client.clone());
+    Ok(HttpSurface {
+        readiness,
+        late_routes,
+        _stop: stop.drop_guard(),
+    })
+}
+
+/// The KV buckets `run` works with.
+struct Buckets {
+    lease: jetstream::kv::Store,
+    state: jetstream::kv::Store,
+    edge: jetstream::kv::Store,
+}
+
+/// Creates (or checks) the streams and buckets. The bus may be starting too: retries every
+/// second until it answers; `None` when told to stop first.
+async fn set_up_bus(
+    js: &jetstream::Context,
+    settings: &RuntimeSettings,
+    config: &ControllerConfig,
+    shutdown: &CancellationToken,
+) -> Option<Buckets> {
     let replicas = settings.replicas;
     let events_caps = bus_budget::EventsCaps::for_deployment(
-        &config,
+        config,
         intake::EVENTS_HISTORY,
         settings.events_max_bytes,
     );
-    // The bus may be starting too: retry setup until it answers or we are told to stop.
-    let (lease_store, state_store, edge_store) = loop {
+    loop {
         let setup = async {
-            intake::ensure_stream(&js, replicas, settings.events_max_age, &events_caps).await?;
+            intake::ensure_stream(js, replicas, settings.events_max_age, &events_caps).await?;
             audit::ensure_stream(
-                &js,
+                js,
                 replicas,
                 settings.audit_max_age,
                 settings.audit_max_bytes,
             )
             .await?;
-            overrides::ensure_stream(&js, replicas).await?;
-            let lease = ensure_bucket(
-                &js,
-                BucketSpec::lease(LEASE_BUCKET, settings.lease.lease(), replicas),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let state = ensure_bucket(&js, BucketSpec::state(STATE_BUCKET, 5, replicas))
-                .await
-                .map_err(|e| e.to_string())?;
-            let edge = ensure_bucket(&js, crate::edge::bucket_spec(replicas))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>((lease, state, edge))
+            overrides::ensure_stream(js, replicas).await?;
+            let bucket =
+                |spec| async move { ensure_bucket(js, spec).await.map_err(|e| e.to_string()) };
+            Ok::<_, String>(Buckets {
+                lease: bucket(BucketSpec::lease(
+                    LEASE_BUCKET,
+                    settings.lease.lease(),
+                    replicas,
+                ))
+                .await?,
+                state: bucket(BucketSpec::state(STATE_BUCKET, 5, replicas)).await?,
+                edge: bucket(crate::edge::bucket_spec(replicas)).await?,
+            })
         };
         match setup.await {
-            Ok(s) => break s,
+            Ok(b) => return Some(b),
             Err(e) => {
                 tracing::warn!("JetStream setup failed ({e}); retrying");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => return None,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         }
-    };
+    }
+}
 
-    readiness
-        .ready
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    let tasks_stop = CancellationToken::new();
-    let provider = match provider {
-        Some(p) => p,
-        None => match &settings.provider.kind {
-            ProviderKind::Builtin(dns_config) => {
-                let store = ensure_bucket(&js, crate::dns::bucket_spec(replicas))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                // Both controllers serve the zone from the same bucket: identical answers.
-                let server = crate::dns::Server::bind(dns_config, store.clone())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("built-in DNS: {e}"))?;
-                tracing::info!(zone = %dns_config.zone, listen = %dns_config.listen, "serving the delegated zone");
-                tasks.track(tokio::spawn(server.run(tasks_stop.clone())));
+/// The provider from the settings; the built-in one also starts its DNS server.
+async fn build_provider(
+    settings: &RuntimeSettings,
+    js: &jetstream::Context,
+    tasks: &Tasks,
+    stop: &CancellationToken,
+) -> anyhow::Result<Arc<dyn DnsProvider>> {
+    match &settings.provider.kind {
+        ProviderKind::Builtin(dns_config) => {
+            let store = ensure_bucket(js, crate::dns::bucket_spec(settings.replicas))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Both controllers serve the zone from the same bucket: identical answers.
+            let server = crate::dns::Server::bind(dns_config, store.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("built-in DNS: {e}"))?;
+            tracing::info!(zone = %dns_config.zone, listen = %dns_config.listen, "serving the delegated zone");
+            tasks.spawn(server.run(stop.clone()));
+            Ok(
                 Arc::new(crate::provider::builtin::BuiltinProvider::new(store))
-                    as Arc<dyn DnsProvider>
-            }
-            _ => settings
-                .provider
-                .build()
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        },
-    };
-    let (audit_sink, audit_task) = audit::spawn(
-        js.clone(),
-        settings.id.clone(),
-        metrics.clone(),
-        tasks_stop.clone(),
-    );
-    let audit_task = tasks.track(audit_task);
-    let (lease, lease_handle) = Lease::new(
-        lease_store,
-        settings.id.clone(),
-        LeaseConfig::new(settings.lease),
-    );
-    let lease_stop = CancellationToken::new();
-    let lease_task = tasks.track(tokio::spawn(lease.run(lease_stop.clone())));
+                    as Arc<dyn DnsProvider>,
+            )
+        }
+        _ => settings
+            .provider
+            .build()
+            .map_err(|e| anyhow::anyhow!("{e}")),
+    }
+}
 
-    let alerts = crate::notify::Dispatcher::spawn(settings.alerts.clone(), tasks_stop.clone());
-    let (tx, mut rx) = mpsc::channel::<Input>(16_384);
+/// Starts what turns the outside into engine inputs: the events watch, the intake (agent
+/// events) and the leadership watch (lease and bus changes; the engine decides what to alert,
+/// the applier checks the lease itself before every write). Returns the intake's task, which
+/// `run` waits for at the end.
+#[allow(clippy::too_many_arguments)] // the wiring's shared handles, each used once
+fn spawn_inputs(
+    tasks: &Tasks,
+    js: &jetstream::Context,
+    tx: &mpsc::Sender<Input>,
+    metrics: &Arc<Metrics>,
+    audit: &AuditSink,
+    settings: &RuntimeSettings,
+    lease: &LeaseHandle,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let reject_audit: intake::RejectAudit = {
-        let (sink, id, lease) = (
-            audit_sink.clone(),
-            settings.id.clone(),
-            lease_handle.clone(),
-        );
+        let (sink, id, lease) = (audit.clone(), settings.id.clone(), lease.clone());
         Arc::new(move |event| {
-            let epoch = lease.is_acting_now();
+            let epoch = lease.is_acting_now().map(Epoch);
             sink.record(AuditRecord {
                 at: Utc::now(),
                 controller: id.clone(),
@@ -210,43 +352,68 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         })
     };
     let publishers = Arc::new(events_watch::PublisherTally::default());
-    tasks.track(tokio::spawn(events_watch::run(
+    tasks.spawn(events_watch::run(
         js.clone(),
         publishers.clone(),
         metrics.clone(),
         tx.clone(),
-        tasks_stop.clone(),
-    )));
-    let intake_task = tasks.track(tokio::spawn(intake::run(
+        stop.clone(),
+    ));
+    tasks.spawn(watch_leadership(
+        lease.leadership(),
+        tx.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
+    tasks.spawn(intake::run(
         js.clone(),
         tx.clone(),
         metrics.clone(),
         reject_audit,
         publishers,
-        tasks_stop.clone(),
-    )));
+        stop.clone(),
+    ))
+}
 
-    // Leadership and bus changes become engine inputs (the engine decides what to alert); the
-    // applier checks the lease itself before every write.
-    tasks.track(tokio::spawn(watch_leadership(
-        lease_handle.leadership(),
-        tx.clone(),
-        metrics.clone(),
-        tasks_stop.clone(),
-    )));
+/// What the applier works with, from the wiring.
+struct Applied {
+    provider: Arc<dyn DnsProvider>,
+    store: jetstream::kv::Store,
+    lease: LeaseHandle,
+    audit: AuditSink,
+    metrics: Arc<Metrics>,
+    reports: mpsc::Sender<Input>,
+}
 
-    let acting_handle = lease_handle.clone();
-    let (apply_tx, mut apply_rx) = mpsc::channel(1024);
+/// The engine loop's ends of the applier.
+struct ApplierLink {
+    apply_tx: mpsc::Sender<crate::engine::SetRecord>,
+    refresh_tx: mpsc::Sender<()>,
+    issued: apply::Issued,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the applier task: record changes from the engine, reads at takeover and on the
+/// reconcile interval, candidate checks.
+fn spawn_applier(
+    tasks: &Tasks,
+    config: &ControllerConfig,
+    settings: &RuntimeSettings,
+    with: Applied,
+    stop: &CancellationToken,
+) -> ApplierLink {
+    let (apply_tx, apply_rx) = mpsc::channel(1024);
     // A controller that becomes leader re-reads every record: as standby its engine assumed the
     // old leader carried out every decision, which is wrong when the old leader died between
     // intent and apply. The read tells the engine what is really there, so it completes or
     // supersedes the change under the new epoch instead of waiting for the next reconcile.
-    let (refresh_tx, mut refresh_rx) = mpsc::channel::<()>(1);
+    let (refresh_tx, refresh_rx) = mpsc::channel::<()>(1);
     let issued = apply::Issued::default();
-    let mut applier = Applier {
-        provider: provider.clone(),
-        store: Some(state_store),
-        acting: Arc::new(move || acting_handle.is_acting_now()),
+    let lease = with.lease;
+    let applier = Applier {
+        provider: with.provider,
+        store: Some(Arc::new(with.store)),
+        acting: Arc::new(move || lease.is_acting_now().map(Epoch)),
         dry_run: settings.dry_run,
         adopt_unmarked: config
             .namespaces
@@ -256,16 +423,16 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
                 (name.clone(), adopt)
             })
             .collect(),
-        audit: audit_sink.clone(),
+        audit: with.audit,
         controller: settings.id.clone(),
-        metrics: metrics.clone(),
-        reports: tx.clone(),
+        metrics: with.metrics,
+        reports: with.reports,
         last_seen: Default::default(),
         shadow: Default::default(),
         propagation: Some(settings.propagation.clone()),
         issued: issued.clone(),
+        tasks: tasks.clone(),
     };
-    let names: Vec<String> = config.namespaces.keys().cloned().collect();
     let mut targets: Vec<String> = config
         .namespaces
         .values()
@@ -273,109 +440,97 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         .collect();
     targets.sort();
     targets.dedup();
-    let reconcile_every = settings.reconcile_every;
-    let candidate_check = settings
-        .propagation
-        .resolver
-        .map(|r| (r, settings.propagation.check_every));
-    let applier_stop = tasks_stop.clone();
-    let applier_task = tasks.track(tokio::spawn(async move {
-        // Read every record once at start, then periodically (within the rate budget).
-        let mut reconcile = tokio::time::interval(reconcile_every);
-        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut candidates = tokio::time::interval(
-            candidate_check.map_or(Duration::from_secs(3600), |(_, every)| every),
-        );
-        candidates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = applier_stop.cancelled() => break,
-                _ = candidates.tick(), if candidate_check.is_some() => {
-                    if let Some((resolver, _)) = candidate_check {
-                        applier.check_candidates(resolver, &targets).await;
-                    }
-                }
-                cmd = apply_rx.recv() => match cmd {
-                    Some(cmd) => applier.apply(cmd).await,
-                    None => break,
-                },
-                Some(()) = refresh_rx.recv() => {
-                    for name in &names {
-                        if let Err(e) = applier.refresh(name).await {
-                            tracing::warn!(namespace = %name, "cannot read the record at takeover: {e}");
-                        }
-                    }
-                }
-                _ = reconcile.tick() => {
-                    for name in &names {
-                        if let Err(e) = applier.refresh(name).await {
-                            tracing::warn!(namespace = %name, "cannot read the record: {e}");
-                        }
-                    }
-                }
-            }
-        }
-    }));
-
-    let engine = Arc::new(Engine::new(config));
-    let mut state: State = engine.initial_state();
-    // The engine says when it must be woken next (staleness, windows, retries, expiries); the
-    // loop sleeps until then, never longer than `tick`, or until the next input.
-    let mut wake = tokio::time::Instant::now();
-    let (deliverer, mut deliveries) =
-        crate::edge::WebhookDeliverer::spawn(settings.edge.webhooks.clone(), tasks_stop.clone());
-    {
-        // Webhook outcomes go to the journal and the audit trail.
-        let (sink, id) = (audit_sink.clone(), settings.id.clone());
-        tasks.track(tokio::spawn(async move {
-            while let Some(o) = deliveries.recv().await {
-                if let Err(e) = &o.result {
-                    tracing::warn!(endpoint = %o.endpoint, attempts = o.attempts, "edge webhook not delivered: {e}");
-                }
-                sink.record(AuditRecord {
-                    at: Utc::now(),
-                    controller: id.clone(),
-                    role: "leader",
-                    epoch: Some(o.epoch),
-                    event: serde_json::json!({
-                        "kind": "edge_webhook",
-                        "endpoint": o.endpoint,
-                        "generation": o.generation,
-                        "attempts": o.attempts,
-                        "delivered": o.result.is_ok(),
-                        "error": o.result.as_ref().err().map(|e| e.to_string()),
-                        "latency_ms": o.latency.as_millis() as u64,
-                    }),
-                });
-            }
-        }));
-    }
-    let edge = EdgeOut {
-        client: client.clone(),
-        store: edge_store,
-        deliverer,
+    let schedule = apply::Schedule {
+        names: config.namespaces.keys().cloned().collect(),
+        targets,
+        reconcile_every: settings.reconcile_every,
+        candidate_check: settings
+            .propagation
+            .resolver
+            .map(|r| (r, settings.propagation.check_every)),
     };
+    let task = tasks.spawn(applier.run(schedule, apply_rx, refresh_rx, stop.clone()));
+    ApplierLink {
+        apply_tx,
+        refresh_tx,
+        issued,
+        task,
+    }
+}
 
-    // Operator overrides: from the bus (whichever controller's API took them) into the engine.
-    let (override_tx, mut override_rx) = mpsc::channel::<overrides::OverrideMessage>(256);
-    tasks.track(tokio::spawn(overrides::run(
-        js.clone(),
-        override_tx,
-        tasks_stop.clone(),
-    )));
-    // What the API reads: a copy of the state made when a handler asks (`fresh`), and one
-    // published after every override (what a submitted override waits for). Not one per tick:
-    // copying a large deployment's state takes milliseconds the events would wait for.
-    let mut notes = api::Snapshot::default();
+/// Starts the edge publisher and the webhook deliverer; webhook outcomes go to the journal and
+/// the audit trail.
+fn spawn_edge(
+    tasks: &Tasks,
+    settings: &RuntimeSettings,
+    client: async_nats::Client,
+    store: jetstream::kv::Store,
+    audit: &AuditSink,
+    stop: &CancellationToken,
+) -> EdgeOut {
+    let (deliverer, mut deliveries) =
+        crate::edge::WebhookDeliverer::spawn(settings.edge.webhooks.clone(), stop.clone());
+    let (sink, id) = (audit.clone(), settings.id.clone());
+    tasks.spawn(async move {
+        while let Some(o) = deliveries.recv().await {
+            if let Err(e) = &o.result {
+                tracing::warn!(endpoint = %o.endpoint, attempts = o.attempts, "edge webhook not delivered: {e}");
+            }
+            sink.record(AuditRecord {
+                at: Utc::now(),
+                controller: id.clone(),
+                role: "leader",
+                epoch: Some(Epoch(o.epoch)),
+                event: serde_json::json!({
+                    "kind": "edge_webhook",
+                    "endpoint": o.endpoint,
+                    "generation": o.generation,
+                    "attempts": o.attempts,
+                    "delivered": o.result.is_ok(),
+                    "error": o.result.as_ref().err().map(|e| e.to_string()),
+                    "latency_ms": o.latency.as_millis() as u64,
+                }),
+            });
+        }
+    });
+    EdgeOut {
+        client,
+        store,
+        deliverer,
+        tasks: tasks.clone(),
+    }
+}
+
+/// What the engine loop keeps for the operator API.
+struct ApiLink {
+    /// What the API reads after an override (what a submitted override waits for).
+    snapshot_tx: tokio::sync::watch::Sender<Arc<api::Snapshot>>,
+    /// Recent decisions, alerts and overrides, carried into every snapshot.
+    notes: api::Snapshot,
+}
+
+/// A handler's request for a copy of the state made now.
+type FreshRequest = tokio::sync::oneshot::Sender<Arc<api::Snapshot>>;
+
+/// Adds the operator API, the dashboard and the Slack endpoint to the HTTP surface. Reads
+/// come from a copy of the state made when a handler asks (`fresh`) and one published after
+/// every override, not one per tick: copying a large deployment's state takes milliseconds
+/// the events would wait for.
+fn start_api(
+    engine: &Arc<Engine>,
+    lease: &LeaseHandle,
+    js: &jetstream::Context,
+    settings: &RuntimeSettings,
+    late_routes: &http::LateRoutes,
+) -> (ApiLink, mpsc::Receiver<FreshRequest>) {
     let (snapshot_tx, snapshot_rx) =
         tokio::sync::watch::channel(Arc::new(api::Snapshot::default()));
-    let (fresh_tx, mut fresh_rx) =
-        mpsc::channel::<tokio::sync::oneshot::Sender<Arc<api::Snapshot>>>(64);
+    let (fresh_tx, fresh_rx) = mpsc::channel::<FreshRequest>(64);
     let operator_api = api::Api {
         engine: engine.clone(),
         snapshot: snapshot_rx,
         fresh: fresh_tx,
-        leadership: lease_handle.leadership(),
+        leadership: lease.leadership(),
         js: js.clone(),
         settings: Arc::new(settings.api.clone()),
         controller: settings.id.clone(),
@@ -385,95 +540,154 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         routes = routes.merge(slack::router(operator_api, slack));
     }
     let _ = late_routes.set(routes);
-    // The epoch in which the edge was last told how things stand.
-    let mut edge_told_in: Option<u64> = None;
-    loop {
-        let mut override_id = None;
-        let input = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep_until(wake) => Input::Tick,
-            Some(o) = override_rx.recv() => {
-                override_id = Some(o.id);
-                Input::Override(o.request)
-            }
-            i = rx.recv() => match i { Some(i) => i, None => break },
-            Some(reply) = fresh_rx.recv() => {
-                // One copy answers every handler waiting right now.
-                let snap = Arc::new(notes.with_state(&state));
-                let _ = reply.send(snap.clone());
-                while let Ok(more) = fresh_rx.try_recv() {
-                    let _ = more.send(snap.clone());
+    (
+        ApiLink {
+            snapshot_tx,
+            notes: api::Snapshot::default(),
+        },
+        fresh_rx,
+    )
+}
+
+/// Where the engine loop's inputs come from.
+struct Inbox {
+    /// Agent events, ticks' companions, provider reports, leadership and bus changes.
+    inputs: mpsc::Receiver<Input>,
+    /// Operator overrides from the bus.
+    overrides: mpsc::Receiver<overrides::OverrideMessage>,
+    /// API handlers asking for a copy of the state.
+    fresh: mpsc::Receiver<FreshRequest>,
+}
+
+/// The one task that owns the engine and its state.
+struct EngineLoop {
+    engine: Arc<Engine>,
+    state: State,
+    alerts: crate::notify::Dispatcher,
+    controller: String,
+    /// Longest sleep between ticks.
+    tick: Duration,
+    metrics: Arc<Metrics>,
+    provider: Arc<dyn DnsProvider>,
+    lease: LeaseHandle,
+    apply_tx: mpsc::Sender<crate::engine::SetRecord>,
+    refresh_tx: mpsc::Sender<()>,
+    issued: apply::Issued,
+    audit: AuditSink,
+    edge: EdgeOut,
+    api: ApiLink,
+    /// The epoch in which the edge was last told how things stand.
+    edge_told_in: Option<Epoch>,
+}
+
+impl EngineLoop {
+    /// Feeds inputs to the engine one at a time until `shutdown` or the inputs end. The engine
+    /// says when it must be woken next (staleness, windows, retries, expiries); the loop sleeps
+    /// until then, never longer than `tick`, or until the next input.
+    async fn run(mut self, mut inbox: Inbox, shutdown: &CancellationToken) {
+        let mut wake = tokio::time::Instant::now();
+        loop {
+            let mut override_id = None;
+            let input = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(wake) => Input::Tick,
+                Some(o) = inbox.overrides.recv() => {
+                    override_id = Some(o.id);
+                    Input::Override(o.request)
                 }
-                continue;
+                i = inbox.inputs.recv() => match i { Some(i) => i, None => break },
+                Some(reply) = inbox.fresh.recv() => {
+                    // One copy answers every handler waiting right now.
+                    let snap = Arc::new(self.api.notes.with_state(&self.state));
+                    let _ = reply.send(snap.clone());
+                    while let Ok(more) = inbox.fresh.try_recv() {
+                        let _ = more.send(snap.clone());
+                    }
+                    continue;
+                }
+            };
+            if let Some(next) = self.step(&input, override_id).await {
+                wake = next;
             }
-        };
+        }
+    }
+
+    /// One input through the engine and its commands out; the new wake-up time when the input
+    /// may have moved it.
+    async fn step(
+        &mut self,
+        input: &Input,
+        override_id: Option<String>,
+    ) -> Option<tokio::time::Instant> {
         let now = Utc::now();
-        let commands = engine.step(&mut state, now, &input);
-        metrics.observation(&state, &input);
-        if !matches!(
+        let mut commands = self.engine.step(&mut self.state, now, input);
+        self.metrics.observation(&self.state, input);
+        // Events only push deadlines later (or start one no earlier than `tick` away).
+        let wake = (!matches!(
             input,
             Input::Observation(_) | Input::Heartbeat(_) | Input::DbCopy(_)
-        ) {
-            // Events only push deadlines later (or start one no earlier than `tick` away).
-            let due = engine
-                .next_wake(&state, now)
+        ))
+        .then(|| {
+            let due = self
+                .engine
+                .next_wake(&self.state, now)
                 .and_then(|t| (t - now).to_std().ok())
-                .unwrap_or(settings.tick);
-            wake = tokio::time::Instant::now() + due.min(settings.tick);
-        }
+                .unwrap_or(self.tick);
+            tokio::time::Instant::now() + due.min(self.tick)
+        });
         if matches!(input, Input::Tick) {
-            metrics.observe(&engine, &state, now);
-            metrics.observe_provider(provider.kind(), &provider.stats());
-            metrics.observe_alerts(&alerts.stats());
+            self.metrics.observe(&self.engine, &self.state, now);
+            self.metrics
+                .observe_provider(self.provider.kind(), &self.provider.stats());
+            self.metrics.observe_alerts(&self.alerts.stats());
         }
         // Only after the engine knows it leads, so the read's report is not taken as a standby's.
-        if matches!(&input, Input::Leadership(l) if l.is_leader) {
-            let _ = refresh_tx.try_send(());
+        if matches!(input, Input::Leadership(l) if l.is_leader) {
+            let _ = self.refresh_tx.try_send(());
         }
-        notes.note(now, &commands);
+        self.api.notes.note(now, &commands);
         if let Some(id) = override_id {
-            notes.took_override(id, &commands);
+            self.api.notes.took_override(id, &commands);
         }
         if matches!(input, Input::Override(_)) {
-            snapshot_tx.send_replace(Arc::new(notes.with_state(&state)));
+            let snap = Arc::new(self.api.notes.with_state(&self.state));
+            self.api.snapshot_tx.send_replace(snap);
         }
-        let epoch = lease_handle.is_acting_now();
-        let mut commands = commands;
-        if epoch.is_some() && epoch != edge_told_in {
+        let epoch = self.lease.is_acting_now().map(Epoch);
+        if epoch.is_some() && epoch != self.edge_told_in {
             // A new term: tell the edge how things stand under this epoch, even if the engine
             // decided everything while we were still standby (or before we led at all).
-            edge_told_in = epoch;
+            self.edge_told_in = epoch;
             if !commands.iter().any(|c| matches!(c, Command::NotifyEdge(_))) {
-                commands.push(Command::NotifyEdge(Engine::edge_notice(&state)));
+                commands.push(Command::NotifyEdge(Engine::edge_notice(&self.state)));
             }
         }
         for cmd in commands {
             if let Command::Alert(a) = &cmd {
                 // The engine decided this alert is ours to send: a standby's alerts about
                 // names and sites come back wrapped as audit records, never as alerts.
-                alerts.send(a);
+                self.alerts.send(a);
             }
             if let Command::SetRecord(set) = &cmd {
-                issued.note(&set.namespace, set.generation);
+                self.issued.note(&set.namespace, set.generation);
             }
-            dispatch(cmd, epoch, &settings.id, &audit_sink, &apply_tx, &edge).await;
+            dispatch(
+                cmd,
+                epoch,
+                &self.controller,
+                &self.audit,
+                &self.apply_tx,
+                &self.edge,
+            )
+            .await;
         }
+        wake
     }
-
-    // Stop deciding first, then release the lease so the standby can act at once.
-    tasks_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), applier_task).await;
-    lease_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), intake_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), audit_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
-    Ok(())
 }
 
 async fn dispatch(
     cmd: Command,
-    epoch: Option<u64>,
+    epoch: Option<Epoch>,
     controller: &str,
     audit: &AuditSink,
     apply_tx: &mpsc::Sender<crate::engine::SetRecord>,
@@ -507,12 +721,12 @@ async fn dispatch(
         }
         Command::NotifyEdge(notice) => {
             if let Some(epoch) = epoch {
-                let n = crate::edge::notification(&notice, controller, epoch, Utc::now());
+                let n = crate::edge::notification(&notice, controller, epoch.get(), Utc::now());
                 edge.deliverer.notify(&n);
                 // Off the engine loop: a slow bus must not hold decisions up. Receivers and the
                 // KV order notices by (epoch, generation), so a late one changes nothing.
                 let (client, store) = (edge.client.clone(), edge.store.clone());
-                tokio::spawn(async move {
+                edge.tasks.spawn(async move {
                     if let Ok(body) = serde_json::to_vec(&n)
                         && let Err(e) = client.publish(EDGE_SUBJECT, body.into()).await
                     {
@@ -535,6 +749,8 @@ struct EdgeOut {
     client: async_nats::Client,
     store: async_nats::jetstream::kv::Store,
     deliverer: crate::edge::WebhookDeliverer,
+    /// Where the publishes run, tracked with the rest of `run`'s tasks.
+    tasks: Tasks,
 }
 
 /// Writes an alert to the journal at the level its severity says (critical as an error,
@@ -579,7 +795,7 @@ async fn watch_leadership(
             last = Some(view);
             let change = LeadershipChange {
                 is_leader: view.0,
-                epoch: view.1,
+                epoch: Epoch(view.1),
             };
             if tx.send(Input::Leadership(change)).await.is_err() {
                 break;
@@ -588,25 +804,6 @@ async fn watch_leadership(
         tokio::select! {
             _ = stop.cancelled() => break,
             r = watch.changed() => if r.is_err() { break },
-        }
-    }
-}
-
-/// Aborts the tracked tasks when dropped, so a dropped `run` leaves nothing behind.
-#[derive(Default)]
-struct TaskGuard(Vec<tokio::task::AbortHandle>);
-
-impl TaskGuard {
-    fn track<T>(&mut self, handle: tokio::task::JoinHandle<T>) -> tokio::task::JoinHandle<T> {
-        self.0.push(handle.abort_handle());
-        handle
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
         }
     }
 }

@@ -61,7 +61,7 @@ pub async fn plan(
         now,
         &Input::Leadership(LeadershipChange {
             is_leader: true,
-            epoch: 0,
+            epoch: crate::engine::Epoch(0),
         }),
     );
 
@@ -77,7 +77,9 @@ pub async fn plan(
             written: None,
             namespace: name.clone(),
             target: record.content,
-            generation: record.marker.map(|m| m.generation),
+            generation: record
+                .marker
+                .map(|m| crate::engine::Generation(m.generation)),
         };
         commands.extend(engine.step(&mut state, now, &Input::Provider(report)));
     }

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use sitewarden_shared::config::{ConfigError, KeyPath, Source, duration};
 use sitewarden_shared::nats::NatsSettings;
 
-use crate::config::raw::RawConfig;
 use crate::ha::clock::LeaseClock;
 use crate::provider::config::{ProviderConfig, RawProvider};
+use crate::settings_file::{ConfigFile, RawRuntime};
 
 /// `[controller]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -164,9 +164,14 @@ fn hostname() -> String {
 }
 
 impl RuntimeSettings {
-    /// Validates the runtime sections of `src`.
+    /// Parses `src` and validates its runtime sections only (the binary loads the whole file
+    /// once with [`ConfigFile::load`]; this is for tools and tests that need this half alone).
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
-        let raw: RawConfig = src.parse()?;
+        ConfigFile::load_runtime(src)
+    }
+
+    /// Validates the runtime sections already deserialized from `src`.
+    pub fn from_raw(src: &Source, raw: RawRuntime) -> Result<Self, ConfigError> {
         let root = KeyPath::root();
         let c = raw.controller.unwrap_or_default();
         let at = root.key("controller");
@@ -241,17 +246,7 @@ impl RuntimeSettings {
             Duration::from_secs(5),
         )?;
 
-        let nats = raw
-            .nats
-            .unwrap_or_default()
-            .validate(src, &root.key("nats"))?;
-        if nats.js_api_prefix().is_some() {
-            return Err(src.error(
-                &root.key("nats").key("js_api_prefix"),
-                "js_api_prefix is for agents in an account of their own; the controllers' \
-                 account holds sitewarden's streams, so remove it here",
-            ));
-        }
+        let nats = controller_nats(src, &root, raw.nats)?;
         let provider = match raw.provider {
             Some(p) => p.validate(src, &root.key("provider"))?,
             None => RawProvider::default().validate(src, &root.key("provider"))?,
@@ -270,38 +265,7 @@ impl RuntimeSettings {
             .unwrap_or_default()
             .validate(src, &root.key("api"))?;
         let edge = crate::edge::validate(src, &root.key("edge"), &raw.edge.unwrap_or_default())?;
-        let p = raw.propagation.unwrap_or_default();
-        let pat = root.key("propagation");
-        let default_servers = match &provider.kind {
-            crate::provider::config::ProviderKind::Builtin(d) => {
-                let mut a = d.listen;
-                if a.ip().is_unspecified() {
-                    a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                }
-                vec![a]
-            }
-            crate::provider::config::ProviderKind::Rfc2136(r) => vec![r.server],
-            _ => Vec::new(),
-        };
-        let alert_after_ttls = p.alert_after_ttls.unwrap_or(3);
-        if !(1..=100).contains(&alert_after_ttls) {
-            return Err(src.error(&pat.key("alert_after_ttls"), "use 1 to 100"));
-        }
-        let poll_interval = p.poll_interval.unwrap_or(Duration::from_secs(1));
-        if poll_interval < Duration::from_millis(100) {
-            return Err(src.error(&pat.key("poll_interval"), "use at least 100ms"));
-        }
-        let check_every = p.check_every.unwrap_or(Duration::from_secs(300));
-        if check_every < Duration::from_secs(10) {
-            return Err(src.error(&pat.key("check_every"), "use at least 10s"));
-        }
-        let propagation = PropagationSettings {
-            servers: p.servers.unwrap_or(default_servers),
-            alert_after_ttls,
-            poll_interval,
-            resolver: p.resolver,
-            check_every,
-        };
+        let propagation = propagation(src, &root, raw.propagation, &provider)?;
         let slack = raw
             .slack
             .map(|s| s.validate(src, &root.key("slack")))
@@ -327,4 +291,64 @@ impl RuntimeSettings {
             lease,
         })
     }
+}
+
+/// `[propagation]`: which authoritative servers to watch after a change (default: the built-in
+/// DNS's own listener, or the RFC 2136 server) and how.
+fn propagation(
+    src: &Source,
+    root: &KeyPath,
+    raw: Option<RawPropagation>,
+    provider: &ProviderConfig,
+) -> Result<PropagationSettings, ConfigError> {
+    let p = raw.unwrap_or_default();
+    let pat = root.key("propagation");
+    let default_servers = match &provider.kind {
+        crate::provider::config::ProviderKind::Builtin(d) => {
+            let mut a = d.listen;
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            vec![a]
+        }
+        crate::provider::config::ProviderKind::Rfc2136(r) => vec![r.server],
+        _ => Vec::new(),
+    };
+    let alert_after_ttls = p.alert_after_ttls.unwrap_or(3);
+    if !(1..=100).contains(&alert_after_ttls) {
+        return Err(src.error(&pat.key("alert_after_ttls"), "use 1 to 100"));
+    }
+    let poll_interval = p.poll_interval.unwrap_or(Duration::from_secs(1));
+    if poll_interval < Duration::from_millis(100) {
+        return Err(src.error(&pat.key("poll_interval"), "use at least 100ms"));
+    }
+    let check_every = p.check_every.unwrap_or(Duration::from_secs(300));
+    if check_every < Duration::from_secs(10) {
+        return Err(src.error(&pat.key("check_every"), "use at least 10s"));
+    }
+    Ok(PropagationSettings {
+        servers: p.servers.unwrap_or(default_servers),
+        alert_after_ttls,
+        poll_interval,
+        resolver: p.resolver,
+        check_every,
+    })
+}
+
+/// `[nats]` for a controller: as for any client, and without `js_api_prefix` (the controllers'
+/// account holds the streams).
+fn controller_nats(
+    src: &Source,
+    root: &KeyPath,
+    raw: Option<sitewarden_shared::nats::NatsConfig>,
+) -> Result<NatsSettings, ConfigError> {
+    let nats = raw.unwrap_or_default().validate(src, &root.key("nats"))?;
+    if nats.js_api_prefix().is_some() {
+        return Err(src.error(
+            &root.key("nats").key("js_api_prefix"),
+            "js_api_prefix is for agents in an account of their own; the controllers' \
+             account holds sitewarden's streams, so remove it here",
+        ));
+    }
+    Ok(nats)
 }

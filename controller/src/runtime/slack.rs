@@ -294,8 +294,8 @@ async fn command(AxState(s): AxState<SlackState>, req: Request) -> Response {
                 );
             }
             let action = match &w {
-                Write::Create(c) => c.action(Utc::now()),
-                Write::Release(r) => r.action(),
+                Write::Create(c) => api::create_action(c, Utc::now()),
+                Write::Release(r) => api::release_action(r),
             };
             let (action, why) = match action.and_then(|a| Ok((a, api::reason(w.reason())?))) {
                 Ok(x) => x,

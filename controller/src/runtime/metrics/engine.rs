@@ -163,16 +163,10 @@ pub struct EngineMetrics {
     observer_age: Family<ObserverLabels, Gauge<f64, AtomicU64>>,
     observer_fresh: Family<ObserverLabels, Gauge>,
     agent_silent: Family<AgentLabel, Gauge>,
-    site_verdict: Family<VerdictLabels, Gauge>,
-    site_verdict_code: Family<SiteLabel, Gauge>,
-    site_falling: Family<SiteLabel, Gauge>,
-    site_drained: Family<SiteLabel, Gauge>,
-    namespace_target: Family<TargetLabels, Gauge>,
-    namespace_pending: Family<NamespaceLabel, Gauge>,
-    namespace_pinned: Family<NamespaceLabel, Gauge>,
-    namespace_frozen: Family<NamespaceLabel, Gauge>,
-    decisions: Family<DecisionLabels, Counter>,
-    changes: Family<DecisionLabels, Counter>,
+    /// Per-site series.
+    sites: SiteSeries,
+    /// Per-name series.
+    names: NameSeries,
     generation: Gauge,
     admitted: Counter,
     ignored: Counter,
@@ -180,118 +174,173 @@ pub struct EngineMetrics {
     seen: Mutex<Seen>,
 }
 
+/// Registers `metric` under `name` with `help` and gives it back for the caller to keep.
+fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// The per-site series (`sitewarden_controller_site_*`).
+#[derive(Debug)]
+struct SiteSeries {
+    verdict: Family<VerdictLabels, Gauge>,
+    verdict_code: Family<SiteLabel, Gauge>,
+    falling: Family<SiteLabel, Gauge>,
+    drained: Family<SiteLabel, Gauge>,
+}
+
+impl SiteSeries {
+    fn register(registry: &mut Registry) -> Self {
+        let verdict = registered(
+            registry,
+            "site_verdict",
+            "1 for a site's current verdict (up, degraded, down, unknown), 0 for the others",
+            Family::<VerdictLabels, Gauge>::default(),
+        );
+        let verdict_code = registered(
+            registry,
+            "site_verdict_code",
+            "A site's verdict as a number: 0 unknown, 1 up, 2 degraded, 3 down",
+            Family::<SiteLabel, Gauge>::default(),
+        );
+        let falling = registered(
+            registry,
+            "site_falling",
+            "1 while a serving site trends down (no name is moved to it)",
+            Family::<SiteLabel, Gauge>::default(),
+        );
+        let drained = registered(
+            registry,
+            "site_drained",
+            "1 while an operator drains the site",
+            Family::<SiteLabel, Gauge>::default(),
+        );
+        Self {
+            verdict,
+            verdict_code,
+            falling,
+            drained,
+        }
+    }
+}
+
+/// The per-name series (`sitewarden_controller_namespace_*`).
+#[derive(Debug)]
+struct NameSeries {
+    target: Family<TargetLabels, Gauge>,
+    pending: Family<NamespaceLabel, Gauge>,
+    pinned: Family<NamespaceLabel, Gauge>,
+    frozen: Family<NamespaceLabel, Gauge>,
+    decisions: Family<DecisionLabels, Counter>,
+    changes: Family<DecisionLabels, Counter>,
+}
+
+impl NameSeries {
+    fn register(registry: &mut Registry) -> Self {
+        let target = registered(
+            registry,
+            "namespace_target",
+            "Always 1: where a managed name points (current), where the engine wants it (desired) and the rule of the latest decision",
+            Family::<TargetLabels, Gauge>::default(),
+        );
+        let pending = registered(
+            registry,
+            "namespace_change_pending",
+            "1 while a record change is issued and not yet confirmed by the provider",
+            Family::<NamespaceLabel, Gauge>::default(),
+        );
+        let pinned = registered(
+            registry,
+            "namespace_pinned",
+            "1 while an operator pins the name",
+            Family::<NamespaceLabel, Gauge>::default(),
+        );
+        let frozen = registered(
+            registry,
+            "namespace_frozen",
+            "1 while automatic changes of the name are frozen (by name or for all)",
+            Family::<NamespaceLabel, Gauge>::default(),
+        );
+        let decisions = registered(
+            registry,
+            "namespace_decisions",
+            "Decisions about a managed name (a move or a new reason to stay), by rule",
+            Family::<DecisionLabels, Counter>::default(),
+        );
+        let changes = registered(
+            registry,
+            "namespace_changes",
+            "Record changes the engine issued for a managed name, by rule",
+            Family::<DecisionLabels, Counter>::default(),
+        );
+        Self {
+            target,
+            pending,
+            pinned,
+            frozen,
+            decisions,
+            changes,
+        }
+    }
+}
+
 impl EngineMetrics {
     /// Registers the engine-derived metrics; engine refusals go to `rejected` (stage `engine`).
     pub fn register(registry: &mut Registry, rejected: Family<RejectLabels, Counter>) -> Self {
-        let check_results = Family::<CheckOutcomeLabels, Counter>::default();
-        registry.register(
+        let check_results = registered(
+            registry,
             "check_results",
             "Check results admitted by the engine, by observer, target site, server, check and outcome",
-            check_results.clone(),
+            Family::<CheckOutcomeLabels, Counter>::default(),
         );
-        let check_latency = Family::<CheckLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(LATENCY_BUCKETS)
-        });
-        registry.register(
+        let check_latency = registered(
+            registry,
             "check_latency_seconds",
             "Latency of admitted check results as the observer measured it",
-            check_latency.clone(),
+            Family::<CheckLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(LATENCY_BUCKETS)
+            }),
         );
-        let observer_age = Family::<ObserverLabels, Gauge<f64, AtomicU64>>::default();
-        registry.register(
+        let observer_age = registered(
+            registry,
             "observer_result_age_seconds",
             "Seconds since the newest result of an observer's check (any server), in engine time",
-            observer_age.clone(),
+            Family::<ObserverLabels, Gauge<f64, AtomicU64>>::default(),
         );
-        let observer_fresh = Family::<ObserverLabels, Gauge>::default();
-        registry.register(
+        let observer_fresh = registered(
+            registry,
             "observer_fresh",
             "1 while an observer's check has a result newer than stale_after, else 0",
-            observer_fresh.clone(),
+            Family::<ObserverLabels, Gauge>::default(),
         );
-        let agent_silent = Family::<AgentLabel, Gauge>::default();
-        registry.register(
+        let agent_silent = registered(
+            registry,
             "agent_silent",
             "1 while an agent's heartbeats have stopped (an agent-silent alert is active)",
-            agent_silent.clone(),
+            Family::<AgentLabel, Gauge>::default(),
         );
-        let site_verdict = Family::<VerdictLabels, Gauge>::default();
-        registry.register(
-            "site_verdict",
-            "1 for a site's current verdict (up, degraded, down, unknown), 0 for the others",
-            site_verdict.clone(),
-        );
-        let site_verdict_code = Family::<SiteLabel, Gauge>::default();
-        registry.register(
-            "site_verdict_code",
-            "A site's verdict as a number: 0 unknown, 1 up, 2 degraded, 3 down",
-            site_verdict_code.clone(),
-        );
-        let site_falling = Family::<SiteLabel, Gauge>::default();
-        registry.register(
-            "site_falling",
-            "1 while a serving site trends down (no name is moved to it)",
-            site_falling.clone(),
-        );
-        let site_drained = Family::<SiteLabel, Gauge>::default();
-        registry.register(
-            "site_drained",
-            "1 while an operator drains the site",
-            site_drained.clone(),
-        );
-        let namespace_target = Family::<TargetLabels, Gauge>::default();
-        registry.register(
-            "namespace_target",
-            "Always 1: where a managed name points (current), where the engine wants it (desired) and the rule of the latest decision",
-            namespace_target.clone(),
-        );
-        let namespace_pending = Family::<NamespaceLabel, Gauge>::default();
-        registry.register(
-            "namespace_change_pending",
-            "1 while a record change is issued and not yet confirmed by the provider",
-            namespace_pending.clone(),
-        );
-        let namespace_pinned = Family::<NamespaceLabel, Gauge>::default();
-        registry.register(
-            "namespace_pinned",
-            "1 while an operator pins the name",
-            namespace_pinned.clone(),
-        );
-        let namespace_frozen = Family::<NamespaceLabel, Gauge>::default();
-        registry.register(
-            "namespace_frozen",
-            "1 while automatic changes of the name are frozen (by name or for all)",
-            namespace_frozen.clone(),
-        );
-        let decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register(
-            "namespace_decisions",
-            "Decisions about a managed name (a move or a new reason to stay), by rule",
-            decisions.clone(),
-        );
-        let changes = Family::<DecisionLabels, Counter>::default();
-        registry.register(
-            "namespace_changes",
-            "Record changes the engine issued for a managed name, by rule",
-            changes.clone(),
-        );
-        let generation = Gauge::default();
-        registry.register(
+        let sites = SiteSeries::register(registry);
+        let names = NameSeries::register(registry);
+        let generation = registered(
+            registry,
             "generation",
             "Latest record-plan generation issued or seen in a provider's marker",
-            generation.clone(),
+            Gauge::default(),
         );
-        let admitted = Counter::default();
-        registry.register(
+        let admitted = registered(
+            registry,
             "events_admitted",
             "Agent events that also passed the engine's admission rules",
-            admitted.clone(),
+            Counter::default(),
         );
-        let ignored = Counter::default();
-        registry.register(
+        let ignored = registered(
+            registry,
             "observations_ignored",
             "Admitted observations of a protocol no site counts (kept out of verdicts)",
-            ignored.clone(),
+            Counter::default(),
         );
         Self {
             check_results,
@@ -301,16 +350,8 @@ impl EngineMetrics {
             observer_age,
             observer_fresh,
             agent_silent,
-            site_verdict,
-            site_verdict_code,
-            site_falling,
-            site_drained,
-            namespace_target,
-            namespace_pending,
-            namespace_pinned,
-            namespace_frozen,
-            decisions,
-            changes,
+            sites,
+            names,
             generation,
             admitted,
             ignored,
@@ -392,7 +433,8 @@ impl EngineMetrics {
                 Verdict::Down,
                 Verdict::Unknown,
             ] {
-                self.site_verdict
+                self.sites
+                    .verdict
                     .get_or_create(&VerdictLabels {
                         site: site.to_string(),
                         verdict: v.to_string().to_ascii_lowercase(),
@@ -402,18 +444,21 @@ impl EngineMetrics {
             let label = SiteLabel {
                 site: site.to_string(),
             };
-            self.site_verdict_code
+            self.sites
+                .verdict_code
                 .get_or_create(&label)
                 .set(verdict_code(s.verdict));
-            self.site_falling
+            self.sites
+                .falling
                 .get_or_create(&label)
                 .set(i64::from(s.falling));
-            self.site_drained
+            self.sites
+                .drained
                 .get_or_create(&label)
                 .set(i64::from(state.overrides.is_drained(site)));
         }
         self.generation
-            .set(i64::try_from(state.generation).unwrap_or(i64::MAX));
+            .set(i64::try_from(state.generation.get()).unwrap_or(i64::MAX));
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
@@ -425,13 +470,16 @@ impl EngineMetrics {
             let label = NamespaceLabel {
                 namespace: name.clone(),
             };
-            self.namespace_pending
+            self.names
+                .pending
                 .get_or_create(&label)
                 .set(i64::from(ns.pending.is_some()));
-            self.namespace_pinned
+            self.names
+                .pinned
                 .get_or_create(&label)
                 .set(i64::from(state.overrides.pins.contains_key(name)));
-            self.namespace_frozen
+            self.names
+                .frozen
                 .get_or_create(&label)
                 .set(i64::from(state.overrides.freeze_of(name).is_some()));
             let prev = seen.namespaces.entry(name.clone()).or_default();
@@ -452,16 +500,17 @@ impl EngineMetrics {
                     .map_or_else(|| "none".into(), |d| rule_label(d.evidence.rule)),
             };
             if prev.target.as_ref() != Some(&target) {
-                self.namespace_target.get_or_create(&target).set(1);
+                self.names.target.get_or_create(&target).set(1);
                 if let Some(old) = prev.target.replace(target) {
-                    self.namespace_target.remove(&old);
+                    self.names.target.remove(&old);
                 }
             }
             if let Some(d) = &ns.decision
                 && prev.decision_at != Some(d.evidence.at)
             {
                 prev.decision_at = Some(d.evidence.at);
-                self.decisions
+                self.names
+                    .decisions
                     .get_or_create(&DecisionLabels {
                         namespace: name.clone(),
                         rule: rule_label(d.evidence.rule),
@@ -472,7 +521,8 @@ impl EngineMetrics {
                 && prev.change_at != Some(c.evidence.at)
             {
                 prev.change_at = Some(c.evidence.at);
-                self.changes
+                self.names
+                    .changes
                     .get_or_create(&DecisionLabels {
                         namespace: name.clone(),
                         rule: rule_label(c.evidence.rule),

@@ -64,8 +64,13 @@ async fn trial() -> anyhow::Result<f64> {
             ExchangeServer::start(ExchangeOptions::new(&format!("EXCH-{i}.CONTOSO.LOCAL"))).await?,
         );
     }
-    let addrs = sitewarden_tests::lab::four(cas.iter().map(ExchangeServer::addr));
-    let agents = rig::Agents::start(&nats.url(), "1s", "1s", |_| addrs)?;
+    let addrs = sitewarden_tests::two_site::four(cas.iter().map(ExchangeServer::addr));
+    let agents = rig::Agents::start(
+        &nats.url(),
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+        |_| addrs,
+    )?;
     let rec = Recorder::new();
     rec.inner
         .insert(NAME, "mail-rr.example.com", Some(rig::SEED_COMMENT));
@@ -75,7 +80,7 @@ async fn trial() -> anyhow::Result<f64> {
         &nats.url(),
         &http.to_string(),
         "kind = \"memory\"",
-    ) + &sitewarden_tests::lab::two_site_decisions("", NAME);
+    ) + &sitewarden_tests::two_site::decisions(None, NAME).render();
     let ctl = InProcess::start(&toml, Some(rec.clone() as Arc<dyn DnsProvider>))?;
     ctl.acting(Duration::from_secs(30)).await?;
     rig::sites_up(&ctl.metrics, &["site1", "site2"], Duration::from_secs(60)).await?;

@@ -127,11 +127,13 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// `[policy]` lines: the interval and `fall`; `rise` and `stale_after` keep their
-    /// defaults.
-    fn toml(&self) -> String {
-        let ms = self.interval.as_millis();
-        format!("interval = \"{ms}ms\"\nfall = {fall}", fall = self.fall)
+    /// `[policy]`: the interval and `fall`; `rise` and `stale_after` keep their defaults.
+    fn table(&self) -> sitewarden_tests::config_toml::Policy {
+        sitewarden_tests::config_toml::Policy {
+            interval: Some(self.interval),
+            fall: Some(self.fall),
+            ..Default::default()
+        }
     }
 }
 
@@ -302,10 +304,9 @@ async fn start_sitewarden(
             witness_proxies.push(p);
         }
     }
-    let interval = format!("{}ms", policy.interval.as_millis());
     // The agent's default timeout: 1 s, at most the interval.
-    let timeout = format!("{}ms", policy.interval.as_millis().min(1000));
-    let agents = rig::Agents::start(&nats.url(), &interval, &timeout, |site| {
+    let timeout = policy.interval.min(Duration::from_secs(1));
+    let agents = rig::Agents::start(&nats.url(), policy.interval, timeout, |site| {
         if site == "witness" {
             witness_view
         } else {
@@ -317,8 +318,11 @@ async fn start_sitewarden(
         "kind = \"builtin\"\nzone = \"{ZONE}\"\nlisten = \"{dns}\"\nnameservers = [\"ns1.{ZONE}\"]\nsoa_email = \"hostmaster@example.com\"\n"
     );
     let toml = rig::controller_head("bench-peers", &nats.url(), "off", &provider)
-        + &sitewarden_tests::lab::two_site_decisions(&policy.toml(), NAME)
-            .replace("ttl = \"60s\"", &format!("ttl = \"{ttl}s\""));
+        + &{
+            let mut decisions = sitewarden_tests::two_site::decisions(Some(policy.table()), NAME);
+            decisions.namespaces[0].ttl = Some(Duration::from_secs(ttl.into()));
+            decisions.render()
+        };
     let controller = InProcess::start(&toml, None)?;
     controller.acting(Duration::from_secs(30)).await?;
     // Both sites Up (after `rise` passing rounds), as a site that has served for a while is.

@@ -18,6 +18,8 @@ use sitewarden_controller::runtime::metrics::Metrics;
 use sitewarden_controller::runtime::settings::RuntimeSettings;
 use sitewarden_controller::runtime::{self, Runtime};
 use sitewarden_shared::config::Source;
+use sitewarden_tests::config_toml::NatsTable;
+use sitewarden_tests::two_site;
 use tokio_util::sync::CancellationToken;
 
 /// The marker every seeded record carries, so the controller may change it.
@@ -149,7 +151,7 @@ pub async fn sites_up(metrics: &Metrics, sites: &[&str], deadline: Duration) -> 
     .await
 }
 
-/// The two-site lab's three agents (site1, site2 and the witness) running in this process:
+/// The two-site layout's three agents (site1, site2 and the witness) running in this process:
 /// ActiveSync probes of the four servers every `interval`.
 pub struct Agents {
     stop: CancellationToken,
@@ -161,26 +163,22 @@ impl Agents {
     /// `site` reaches them (directly, or through proxies).
     pub fn start(
         nats: &str,
-        interval: &str,
-        timeout: &str,
+        interval: Duration,
+        timeout: Duration,
         view: impl Fn(&str) -> [SocketAddr; 4],
     ) -> anyhow::Result<Self> {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
-        for (id, site) in [
-            ("site1-agent1", "site1"),
-            ("site2-agent1", "site2"),
-            ("witness-agent1", "witness"),
-        ] {
-            let toml = sitewarden_tests::lab::two_site_agent(
+        for (id, site) in two_site::AGENTS {
+            let toml = two_site::agent(
                 id,
                 site,
-                &format!("\"{nats}\""),
+                NatsTable::servers([nats]),
                 &view(site),
                 interval,
                 timeout,
-                "",
-            );
+            )
+            .render();
             let config = AgentConfig::from_source(&Source::inline("bench-agent.toml", &toml))
                 .map_err(|e| anyhow::anyhow!("agent config: {e}"))?;
             tasks.push(tokio::spawn(sitewarden_agent::run::run(
@@ -201,9 +199,7 @@ impl Agents {
 }
 
 /// A free loopback address.
-pub fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], sitewarden_tests::nats_server::free_port()))
-}
+pub use sitewarden_tests::free_addr;
 
 /// `[controller]`, `[nats]`, `[provider]` and `[ha]` for an in-process controller.
 pub fn controller_head(id: &str, nats: &str, listen: &str, provider: &str) -> String {

@@ -67,7 +67,7 @@ async fn trial(lease_s: u64, binary: &Path) -> anyhow::Result<f64> {
         let http = rig::free_addr();
         let toml = rig::controller_head(id, &nats.url(), &http.to_string(), "kind = \"memory\"")
             + &format!("\n[ha]\nlease = \"{lease_s}s\"\n")
-            + &sitewarden_tests::lab::two_site_decisions("", "mail.example.com");
+            + &sitewarden_tests::two_site::decisions(None, "mail.example.com").render();
         let path = dir.path().join(format!("{id}.toml"));
         std::fs::write(&path, toml)?;
         let log = std::fs::File::create(dir.path().join(format!("{id}.log")))?;

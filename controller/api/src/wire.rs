@@ -1,0 +1,176 @@
+//! The wire types of the operator API: request bodies and answers, with one definition for the
+//! controller that serves them and the CLI that reads them. Answers default every field a
+//! controller of another version might leave out, so a CLI keeps working across an upgrade of
+//! the pair; audit records (`recent`, `records`) stay JSON until they have a type of their own.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sitewarden_contract::SiteId;
+use sitewarden_engine::Explanation;
+use sitewarden_engine::evidence::SiteEvidence;
+use sitewarden_engine::overrides::Overrides;
+
+/// `POST /api/v1/overrides`: pin, drain, freeze or fail back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOverride {
+    /// `pin`, `drain`, `freeze` or `failback`.
+    pub action: String,
+    /// The managed name (pin, failback, freeze of one name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The target (pin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The site (drain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// How long it holds (`30m`, `4h`); none = until released.
+    #[serde(default, rename = "for")]
+    pub for_: Option<String>,
+    /// Why (required, audited).
+    pub reason: String,
+}
+
+/// `POST /api/v1/overrides/release`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseOverride {
+    /// `pin`, `drain` or `freeze`.
+    pub kind: String,
+    /// The namespace (pin, freeze of one name), the site (drain); absent for a freeze of all.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Why (required, audited).
+    pub reason: String,
+}
+
+/// `GET /api/v1/whoami`: the holder and role of the token used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// The token's holder (`[[api.tokens]] name`); none for an anonymous read.
+    pub name: Option<String>,
+    /// `read` or `admin`; none for an anonymous read.
+    pub role: Option<String>,
+}
+
+/// Every 4xx/5xx answer: what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What is wrong and what to do.
+    pub error: String,
+}
+
+/// The lease as the answering controller sees it (`leader` in [`Status`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderView {
+    /// The answering controller's id.
+    pub controller: String,
+    /// `leader`, `standby` or `unknown` (its bus is unreachable).
+    pub role: String,
+    /// Whether the answering controller acts now.
+    #[serde(default)]
+    pub acting: bool,
+    /// The leader's id, when known.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// The answering controller's epoch while it leads.
+    #[serde(default)]
+    pub epoch: Option<u64>,
+}
+
+/// One site in [`Status`]: its verdict and the evidence for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteStatus {
+    /// The site.
+    pub site: SiteId,
+    /// Verdict, since when, drained, and per component the observers' view.
+    pub evidence: SiteEvidence,
+}
+
+/// One managed name in [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceStatus {
+    /// The managed name.
+    pub name: String,
+    /// Its targets, most preferred first.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// The most preferred target.
+    #[serde(default)]
+    pub preferred: Option<String>,
+    /// What the record holds.
+    #[serde(default)]
+    pub current: Option<String>,
+    /// Where the engine wants it (the pending or decided target, else the current one).
+    #[serde(default)]
+    pub desired: Option<String>,
+    /// Why: the engine's whole explanation.
+    pub explanation: Explanation,
+}
+
+/// One DAG in [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DagStatus {
+    /// The DAG's name.
+    pub dag: String,
+    /// The site holding its mounted databases, when known.
+    #[serde(default)]
+    pub active_site: Option<SiteId>,
+    /// Databases by site when they are mounted in more than one (a split DAG).
+    #[serde(default)]
+    pub split: BTreeMap<SiteId, Vec<String>>,
+}
+
+/// `GET /api/v1/status`: what the answering controller believes, all at one engine time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The engine time the answer describes.
+    pub at: DateTime<Utc>,
+    /// The lease as the answering controller sees it.
+    pub leader: LeaderView,
+    /// Every site.
+    #[serde(default)]
+    pub sites: Vec<SiteStatus>,
+    /// Every managed name.
+    #[serde(default)]
+    pub namespaces: Vec<NamespaceStatus>,
+    /// Every DAG the controller has heard of.
+    #[serde(default)]
+    pub dags: Vec<DagStatus>,
+    /// The active overrides.
+    #[serde(default)]
+    pub overrides: Overrides,
+    /// The latest decisions, alerts and overrides (audit records, newest last).
+    #[serde(default)]
+    pub recent: Vec<serde_json::Value>,
+}
+
+/// `GET /api/v1/namespaces/{name}/explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainAnswer {
+    /// The engine's explanation.
+    pub explanation: Explanation,
+    /// The same as text, as `sitewarden explain` prints it.
+    pub text: String,
+}
+
+/// `GET /api/v1/overrides`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverridesAnswer {
+    /// The active overrides.
+    #[serde(default)]
+    pub overrides: Overrides,
+}
+
+/// `GET /api/v1/history`: audit records from `since` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryAnswer {
+    /// Where the read started.
+    pub since: DateTime<Utc>,
+    /// The records, oldest first.
+    #[serde(default)]
+    pub records: Vec<serde_json::Value>,
+}

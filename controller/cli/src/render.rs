@@ -1,0 +1,465 @@
+//! Human views of the API's JSON: the status page, history lines, overrides and the plan.
+//!
+//! The status page reads the typed answer ([`Status`], shared with the server, whose fields
+//! default when a controller of another version leaves them out); the rest still reads
+//! `serde_json::Value`s as the API serves them, so a missing field shows as `-`, never as a
+//! crash. Every value read from the JSON goes through [`text`], which
+//! escapes it for the terminal ([`sitewarden_contract::terminal::line`]); table cells are escaped
+//! again on the way in (a no-op for escaped text), so nothing from the bus or the API reaches
+//! the terminal raw.
+
+use serde_json::Value;
+use sitewarden_api::wire::Status;
+use sitewarden_contract::terminal;
+
+use super::table::{Cell, Table, Tone};
+
+/// A time as `2026-11-24 03:00:12Z`, or `-`.
+pub fn when(v: &Value) -> String {
+    v.as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%SZ")
+                .to_string()
+        })
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// A JSON value as one line of terminal-safe text (`-` for null).
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => terminal::line(s),
+        Value::Null => "-".to_owned(),
+        other => terminal::line(&other.to_string()),
+    }
+}
+
+/// One line about a site's evidence: what is not Up and who says so.
+pub fn site_summary(evidence: &Value) -> String {
+    let components = evidence["components"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if components.is_empty() {
+        return "no servers probed".to_owned();
+    }
+    let up = components.iter().filter(|c| c["result"] == "up").count();
+    let mut parts = vec![format!("{up}/{} components up", components.len())];
+    for c in components.iter().filter(|c| c["result"] != "up") {
+        let failing: Vec<String> = c["observers"]
+            .as_array()
+            .map(|obs| {
+                obs.iter()
+                    .filter(|o| o["status"] == "failing")
+                    .map(|o| {
+                        let mut s = format!("{}/{}", text(&o["agent"]), text(&o["check"]));
+                        if let Some(e) = o["error"].as_str() {
+                            s.push_str(&format!(" {}", terminal::line(e)));
+                        }
+                        s
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut part = format!(
+            "{} {} {}",
+            text(&c["server"]),
+            text(&c["protocol"]),
+            text(&c["result"])
+        );
+        if !failing.is_empty() {
+            part.push_str(&format!(" (failing: {})", failing.join(", ")));
+        }
+        parts.push(part);
+    }
+    if evidence["falling"] == true {
+        parts.push("falling".to_owned());
+    }
+    parts.join("; ")
+}
+
+/// An enum or id as the API writes it (`down`, `move_away_from_down`), escaped for the terminal.
+fn word<T: serde::Serialize>(v: &T) -> String {
+    text(&serde_json::to_value(v).unwrap_or(Value::Null))
+}
+
+/// An optional string, escaped, or `-`.
+fn opt(v: Option<&str>) -> String {
+    v.map_or_else(|| "-".to_owned(), terminal::line)
+}
+
+/// A time as `2026-11-24 03:00:12Z`.
+fn at(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+/// The `sitewarden status` page.
+pub fn status(s: &Status, colour: bool) -> String {
+    let mut out = String::new();
+    let l = &s.leader;
+    out.push_str(&format!(
+        "leader {} (epoch {}); answered by {} ({}) at {}\n\n",
+        opt(l.leader.as_deref()),
+        l.epoch.map_or_else(|| "-".to_owned(), |e| e.to_string()),
+        terminal::line(&l.controller),
+        terminal::line(&l.role),
+        at(s.at),
+    ));
+    let mut sites = Table::new(&["SITE", "VERDICT", "SINCE", "EVIDENCE"]);
+    for site in &s.sites {
+        let e = &site.evidence;
+        let mut verdict = word(&e.verdict);
+        let mut tone = Tone::of_verdict(&verdict);
+        if e.drained {
+            verdict.push_str(" (drained)");
+            tone = Tone::Warn;
+        }
+        sites.row(vec![
+            word(&site.site).into(),
+            Cell::toned(verdict, tone),
+            e.since.map_or_else(|| "-".to_owned(), at).into(),
+            site_summary(&serde_json::to_value(e).unwrap_or(Value::Null)).into(),
+        ]);
+    }
+    out.push_str(&sites.render(colour));
+    out.push('\n');
+    let mut names = Table::new(&["NAMESPACE", "CURRENT", "PREFERRED", "RULE", "NOTE"]);
+    for ns in &s.namespaces {
+        let decision = ns.explanation.decision.as_ref();
+        let tone = if ns.current == ns.preferred {
+            Tone::Good
+        } else {
+            Tone::Warn
+        };
+        let mut current_cell = opt(ns.current.as_deref());
+        if let Some(desired) = ns
+            .desired
+            .as_deref()
+            .filter(|d| Some(*d) != ns.current.as_deref())
+        {
+            current_cell.push_str(&format!(" -> {}", terminal::line(desired)));
+        }
+        names.row(vec![
+            terminal::line(&ns.name).into(),
+            Cell::toned(current_cell, tone),
+            opt(ns.preferred.as_deref()).into(),
+            decision
+                .map_or_else(|| "-".to_owned(), |d| word(&d.evidence.rule))
+                .into(),
+            decision
+                .map_or_else(|| "-".to_owned(), |d| terminal::line(&d.evidence.note))
+                .into(),
+        ]);
+    }
+    out.push_str(&names.render(colour));
+    if !s.dags.is_empty() {
+        let mut t = Table::new(&["DAG", "ACTIVE SITE", "SPLIT"]);
+        for d in &s.dags {
+            // A DAG mounted in more than one site: "site1: DB01; site2: DB02".
+            let split: Vec<String> = d
+                .split
+                .iter()
+                .map(|(site, dbs)| {
+                    let dbs: Vec<String> = dbs.iter().map(|db| terminal::line(db)).collect();
+                    format!("{}: {}", word(site), dbs.join(", "))
+                })
+                .collect();
+            let split = if split.is_empty() {
+                "-".to_owned()
+            } else {
+                split.join("; ")
+            };
+            t.row(vec![
+                terminal::line(&d.dag).into(),
+                d.active_site
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), word)
+                    .into(),
+                split.into(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&t.render(colour));
+    }
+    let o = overrides(
+        &serde_json::to_value(&s.overrides).unwrap_or(Value::Null),
+        colour,
+    );
+    out.push('\n');
+    out.push_str(&o);
+    out
+}
+
+/// The active overrides as a table, or a line saying there are none.
+pub fn overrides(o: &Value, colour: bool) -> String {
+    let mut t = Table::new(&["OVERRIDE", "SUBJECT", "WHO", "UNTIL", "WHY"]);
+    let hold_row = |kind: &str, subject: String, hold: &Value| -> Vec<Cell> {
+        vec![
+            Cell::toned(kind, Tone::Warn),
+            subject.into(),
+            text(&hold["who"]).into(),
+            if hold["expires"].is_null() {
+                "released by hand".into()
+            } else {
+                when(&hold["expires"]).into()
+            },
+            text(&hold["why"]).into(),
+        ]
+    };
+    for (name, pin) in o["pins"].as_object().into_iter().flatten() {
+        t.row(hold_row(
+            "pin",
+            format!("{} -> {}", terminal::line(name), text(&pin["target"])),
+            &pin["hold"],
+        ));
+    }
+    for (site, hold) in o["drains"].as_object().into_iter().flatten() {
+        t.row(hold_row("drain", terminal::line(site), hold));
+    }
+    for (scope, hold) in o["freezes"].as_object().into_iter().flatten() {
+        let subject = if scope == "*" {
+            "every namespace".to_owned()
+        } else {
+            terminal::line(scope)
+        };
+        t.row(hold_row("freeze", subject, hold));
+    }
+    if t.is_empty() {
+        "no overrides: every name follows the rules\n".to_owned()
+    } else {
+        t.render(colour)
+    }
+}
+
+/// One sentence for an audit or recent event (`{"kind": …}`).
+pub fn event_summary(e: &Value) -> String {
+    match e["kind"].as_str().unwrap_or("") {
+        "decision" => format!(
+            "{}: {} -> {} (rule {}: {})",
+            text(&e["namespace"]),
+            text(&e["from"]),
+            text(&e["to"]),
+            text(&e["evidence"]["rule"]),
+            text(&e["evidence"]["note"])
+        ),
+        "verdict" => format!(
+            "site {}: {} -> {}",
+            text(&e["site"]),
+            text(&e["from"]),
+            text(&e["to"])
+        ),
+        "dag_active_site" => format!(
+            "DAG {}: active site {} -> {}",
+            text(&e["dag"]),
+            text(&e["from"]),
+            text(&e["to"])
+        ),
+        "override" => format!(
+            "{} by {}: {}",
+            action_words(&e["action"]),
+            text(&e["who"]),
+            text(&e["why"])
+        ),
+        "override_rejected" => format!(
+            "refused {} by {}: {}",
+            action_words(&e["request"]["action"]),
+            text(&e["request"]["who"]),
+            text(&e["reason"])
+        ),
+        "override_expired" => format!("expired: {}", text(&e["what"])),
+        "alert" => format!(
+            "[{}] {}: {}",
+            text(&e["alert"]["severity"]),
+            text(&e["alert"]["subject"]),
+            text(&e["alert"]["text"])
+        ),
+        "leadership" => format!(
+            "{} (epoch {})",
+            if e["is_leader"] == true {
+                "became leader"
+            } else {
+                "stopped leading"
+            },
+            text(&e["epoch"])
+        ),
+        _ => {
+            let mut rest = e.clone();
+            if let Some(m) = rest.as_object_mut() {
+                m.remove("kind");
+                m.remove("evidence");
+            }
+            let s = text(&rest);
+            if s.chars().count() > 160 {
+                s.chars().take(157).collect::<String>() + "..."
+            } else {
+                s
+            }
+        }
+    }
+}
+
+/// An override action in words (`pin mail.example.com to mail-site2.example.com`).
+pub fn action_words(a: &Value) -> String {
+    let until = |a: &Value| {
+        if a["expires"].is_null() {
+            String::new()
+        } else {
+            format!(" until {}", when(&a["expires"]))
+        }
+    };
+    let scope = |s: &Value| match s {
+        Value::String(all) if all == "all" => "every namespace".to_owned(),
+        Value::Object(m) => m
+            .get("namespace")
+            .map(text)
+            .unwrap_or_else(|| "every namespace".to_owned()),
+        other => text(other),
+    };
+    match a["action"].as_str().unwrap_or("") {
+        "pin" => format!(
+            "pin {} to {}{}",
+            text(&a["namespace"]),
+            text(&a["target"]),
+            until(a)
+        ),
+        "drain" => format!("drain {}{}", text(&a["site"]), until(a)),
+        "freeze" => format!("freeze {}{}", scope(&a["scope"]), until(a)),
+        "failback" => format!("fail back {}", text(&a["namespace"])),
+        "release" => {
+            let w = &a["what"];
+            match w["kind"].as_str().unwrap_or("") {
+                "pin" => format!("release the pin on {}", text(&w["namespace"])),
+                "drain" => format!("release the drain of {}", text(&w["site"])),
+                "freeze" => format!("release the freeze of {}", scope(&w["scope"])),
+                _ => format!("release {}", text(w)),
+            }
+        }
+        _ => text(a),
+    }
+}
+
+/// The tone of an event line.
+fn event_tone(e: &Value) -> Tone {
+    match e["kind"].as_str().unwrap_or("") {
+        "verdict" => Tone::of_verdict(e["to"].as_str().unwrap_or("")),
+        "alert" => match e["alert"]["severity"].as_str().unwrap_or("") {
+            "critical" => Tone::Bad,
+            "warning" => Tone::Warn,
+            _ => Tone::Plain,
+        },
+        "override" | "override_expired" => Tone::Warn,
+        "override_rejected" => Tone::Bad,
+        _ => Tone::Plain,
+    }
+}
+
+/// `sitewarden history`: one line per record, oldest first.
+pub fn history(h: &Value, colour: bool) -> String {
+    let mut t = Table::new(&["AT", "CONTROLLER", "EVENT", "WHAT"]);
+    for r in h["records"].as_array().into_iter().flatten() {
+        let e = &r["event"];
+        t.row(vec![
+            when(&r["at"]).into(),
+            text(&r["controller"]).into(),
+            Cell::toned(text(&e["kind"]), event_tone(e)),
+            event_summary(e).into(),
+        ]);
+    }
+    if t.is_empty() {
+        format!("no audit records since {}\n", when(&h["since"]))
+    } else {
+        t.render(colour)
+    }
+}
+
+/// `sitewarden plan`: for each namespace, where it points, where the engine wants it and why.
+pub fn plan_json(s: &Value) -> Value {
+    let names: Vec<Value> = s["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|ns| {
+            let ev = &ns["explanation"]["decision"]["evidence"];
+            serde_json::json!({
+                "namespace": ns["name"],
+                "current": ns["current"],
+                "desired": ns["desired"],
+                "preferred": ns["preferred"],
+                "change": ns["current"] != ns["desired"],
+                "rule": ev["rule"],
+                "note": ev["note"],
+            })
+        })
+        .collect();
+    serde_json::json!({"at": s["at"], "leader": s["leader"], "namespaces": names})
+}
+
+/// The plan as text.
+pub fn plan(p: &Value, colour: bool) -> String {
+    let mut t = Table::new(&["NAMESPACE", "CURRENT", "DESIRED", "CHANGE", "RULE", "NOTE"]);
+    for n in p["namespaces"].as_array().into_iter().flatten() {
+        let change = n["change"] == true;
+        t.row(vec![
+            text(&n["namespace"]).into(),
+            text(&n["current"]).into(),
+            text(&n["desired"]).into(),
+            if change {
+                Cell::toned("yes", Tone::Warn)
+            } else {
+                Cell::toned("no", Tone::Good)
+            },
+            text(&n["rule"]).into(),
+            text(&n["note"]).into(),
+        ]);
+    }
+    format!(
+        "the engine's view on {} (leader {}); for a full replay from the bus run\n`sitewarden-controller plan --config controller.toml` on a controller host\n\n{}",
+        text(&p["leader"]["controller"]),
+        text(&p["leader"]["leader"]),
+        t.render(colour)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_down_site_names_its_failing_observers() {
+        let e = json!({"verdict": "down", "components": [
+            {"server": "cas1", "protocol": "activesync", "result": "down", "observers": [
+                {"agent": "site2-agent1", "check": "eas-x", "status": "failing", "error": "connect_refused"},
+                {"agent": "witness-agent1", "check": "eas-x", "status": "passing"}
+            ]},
+            {"server": "cas2", "protocol": "activesync", "result": "up", "observers": []}
+        ]});
+        let s = site_summary(&e);
+        assert_eq!(
+            s,
+            "1/2 components up; cas1 activesync down (failing: site2-agent1/eas-x connect_refused)"
+        );
+    }
+
+    #[test]
+    fn overrides_and_events_read_as_sentences() {
+        let o = json!({"pins": {"mail.example.com": {"target": "mail-site2.example.com",
+            "hold": {"who": "alice", "why": "CHG-1", "since": "2026-01-01T00:00:00Z", "expires": null}}},
+            "drains": {}, "freezes": {"*": {"who": "bob", "why": "storm", "expires": "2026-01-01T01:00:00Z"}}});
+        let text = overrides(&o, false);
+        assert!(
+            text.contains("mail.example.com -> mail-site2.example.com  alice"),
+            "{text}"
+        );
+        assert!(text.contains("every namespace"), "{text}");
+        let e = json!({"kind": "override", "who": "alice", "why": "CHG-1",
+            "action": {"action": "release", "what": {"kind": "freeze", "scope": "all"}}});
+        assert_eq!(
+            event_summary(&e),
+            "release the freeze of every namespace by alice: CHG-1"
+        );
+        let v = json!({"kind": "verdict", "site": "site1", "from": "up", "to": "down"});
+        assert_eq!(event_summary(&v), "site site1: up -> down");
+    }
+}

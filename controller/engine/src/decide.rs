@@ -1,0 +1,351 @@
+//! Turning plans into commands: namespace evaluation, ticks, overrides, provider and leadership.
+//!
+//! `evaluate_all` plans every namespace (see `namespace::plan`) and, for each, issues a
+//! `SetRecord` when the target must change, audits every new decision with its evidence, and
+//! raises or clears the namespace's alert once per condition. Provider reports move a pending
+//! change to applied (or drop it on failure, to be retried on the next tick); leadership changes
+//! switch between acting and recording what would have been done.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use sitewarden_contract::SiteId;
+
+use super::command::{Alert, AlertKind, Audit, AuditEvent, Command, SetRecord, Severity};
+use super::evidence::{Evidence, Rule};
+use super::explain::site_evidence;
+use super::input::{LeadershipChange, OverrideRequest};
+use super::namespace::{Decision, Pending, Plan, World, plan};
+use super::overrides::Effect;
+use super::{Engine, State};
+
+impl Engine {
+    /// Site pairs that see each other Down while each sees itself Up.
+    fn partitions(&self, state: &State) -> BTreeSet<(SiteId, SiteId)> {
+        let mut out = BTreeSet::new();
+        for (a, sa) in &state.sites {
+            for (b, sb) in state
+                .sites
+                .range::<SiteId, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+            {
+                if sa.seen_down_by.contains(b)
+                    && sb.seen_down_by.contains(a)
+                    && sa.seen_up_by.contains(a)
+                    && sb.seen_up_by.contains(b)
+                {
+                    out.insert((a.clone(), b.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Notes when a total outage (every site Down) starts and ends; its end opens the settle
+    /// window (`stale_after`) in which no name is moved away from a Down site.
+    fn track_total_outage(&self, state: &mut State, now: DateTime<Utc>) {
+        let mut any = false;
+        let mut all_down = true;
+        for (id, cfg) in &self.config.sites {
+            if cfg.has_client_access() {
+                any = true;
+                all_down &= state
+                    .sites
+                    .get(id)
+                    .is_some_and(|s| s.verdict == super::Verdict::Down);
+            }
+        }
+        if any && all_down {
+            state.all_down_since.get_or_insert(now);
+        } else if state.all_down_since.take().is_some() {
+            state.settle_until = now.checked_add_signed(self.stale_after);
+        }
+    }
+
+    /// Plans every namespace and emits commands; returns the rule chosen for `manual_failback`.
+    pub(super) fn evaluate_all(
+        &self,
+        state: &mut State,
+        now: DateTime<Utc>,
+        manual_failback: Option<&str>,
+        out: &mut Vec<Command>,
+    ) -> Option<Rule> {
+        let partitions = self.partitions(state);
+        let startup = self.in_startup_grace(state, now);
+        self.track_total_outage(state, now);
+        let settling = state.settle_until.filter(|u| now < *u);
+        let mut manual_rule = None;
+        for (name, cfg) in &self.config.namespaces {
+            let manual = manual_failback == Some(name.as_str());
+            let plan = {
+                let world = World {
+                    config: &self.config,
+                    sites: &state.sites,
+                    overrides: &state.overrides,
+                    dags: &state.dags,
+                    partitions: &partitions,
+                    now,
+                    startup,
+                    settling,
+                };
+                let Some(ns) = state.namespaces.get(name) else {
+                    continue;
+                };
+                plan(name, cfg, ns, &world, manual)
+            };
+            if manual {
+                manual_rule = Some(plan.rule);
+            }
+            self.apply_plan(state, now, name, plan, out);
+        }
+        manual_rule
+    }
+
+    fn apply_plan(
+        &self,
+        state: &mut State,
+        now: DateTime<Utc>,
+        name: &str,
+        plan: Plan,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(cfg) = self.config.namespaces.get(name) else {
+            return;
+        };
+        let Some(ns) = state.namespaces.get(name) else {
+            return;
+        };
+        let plan = held_back(plan, ns.retry.as_ref(), now);
+        let from = ns.effective().map(str::to_owned);
+        let to = plan.to.clone().or_else(|| from.clone());
+        let new_decision = ns
+            .decision
+            .as_ref()
+            .is_none_or(|d| d.evidence.rule != plan.rule || d.to != to || plan.to.is_some());
+        let alert_changed = ns.alert != plan.alert.as_ref().map(|_| plan.rule);
+        if !new_decision && !alert_changed {
+            return;
+        }
+        let mut sites = BTreeMap::new();
+        for site in self.sites_of_namespace(cfg) {
+            let ev = site_evidence(&self.config, state, &site, now, self.stale_after, false);
+            sites.insert(site, ev);
+        }
+        let evidence = Evidence {
+            rule: plan.rule,
+            at: now,
+            note: plan.note.clone(),
+            sites,
+        };
+        if let Some(target) = &plan.to {
+            state.generation = state.generation.next();
+            let generation = state.generation;
+            out.push(Command::Alert(Alert {
+                severity: Severity::Info,
+                kind: AlertKind::DnsDecided,
+                subject: name.to_owned(),
+                text: format!(
+                    "{name}: moving from {} to {target} ({}; generation {generation}, epoch {})",
+                    from.as_deref().unwrap_or("nothing"),
+                    plan.rule.word(),
+                    state.leadership.epoch
+                ),
+                evidence: Some(evidence.clone()),
+            }));
+            out.push(Command::SetRecord(SetRecord {
+                namespace: name.to_owned(),
+                target: target.clone(),
+                ttl_secs: cfg.ttl.as_secs(),
+                reason: plan.rule,
+                generation,
+                epoch: state.leadership.epoch,
+                evidence: evidence.clone(),
+            }));
+        }
+        let leader = state.leadership.is_leader;
+        let Some(ns) = state.namespaces.get_mut(name) else {
+            return;
+        };
+        if let Some(target) = &plan.to {
+            ns.last_change_at = Some(now);
+            if leader {
+                ns.pending = Some(Pending {
+                    target: target.clone(),
+                    generation: state.generation,
+                    issued_at: now,
+                });
+            } else {
+                // The standby assumes the leader did the same; provider reports correct it.
+                ns.current = Some(target.clone());
+                ns.pending = None;
+            }
+        }
+        if alert_changed {
+            match &plan.alert {
+                Some(a) => out.push(Command::Alert(Alert {
+                    severity: a.severity,
+                    kind: a.kind,
+                    subject: name.to_owned(),
+                    text: format!("{name}: {}", plan.note),
+                    evidence: Some(evidence.clone()),
+                })),
+                None if ns.alert.is_some() => out.push(Command::Alert(Alert {
+                    severity: Severity::Info,
+                    kind: AlertKind::Resolved,
+                    subject: name.to_owned(),
+                    text: format!("{name}: resolved; {}", plan.note),
+                    evidence: Some(evidence.clone()),
+                })),
+                None => {}
+            }
+            ns.alert = plan.alert.as_ref().map(|_| plan.rule);
+        }
+        if new_decision {
+            out.push(Command::Audit(Audit {
+                at: now,
+                event: AuditEvent::Decision {
+                    namespace: name.to_owned(),
+                    from: from.clone(),
+                    to: to.clone(),
+                    evidence: evidence.clone(),
+                },
+            }));
+            let decision = Decision { from, to, evidence };
+            if plan.to.is_some() {
+                ns.last_change = Some(decision.clone());
+            }
+            ns.decision = Some(decision);
+        }
+    }
+
+    pub(super) fn on_tick(&self, state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>) {
+        let (expired, undrained) = state.overrides.expire(now);
+        for what in expired {
+            out.push(Command::Audit(Audit {
+                at: now,
+                event: AuditEvent::OverrideExpired { what },
+            }));
+        }
+        for site in undrained {
+            if let Some(s) = state.sites.get_mut(&site) {
+                s.undrained_at = Some(now);
+            }
+        }
+        self.tick_health(state, now, out);
+        self.evaluate_all(state, now, None, out);
+    }
+
+    pub(super) fn on_override(
+        &self,
+        state: &mut State,
+        now: DateTime<Utc>,
+        req: &OverrideRequest,
+        out: &mut Vec<Command>,
+    ) {
+        let effect = match state.overrides.apply(&self.config, req, now) {
+            Ok(e) => e,
+            Err(reason) => {
+                out.push(Command::Audit(Audit {
+                    at: now,
+                    event: AuditEvent::OverrideRejected {
+                        request: req.clone(),
+                        reason,
+                    },
+                }));
+                return;
+            }
+        };
+        if let Effect::Undrained(site) = &effect
+            && let Some(s) = state.sites.get_mut(site)
+        {
+            s.undrained_at = Some(now);
+        }
+        // An operator acting on a name hands it back to sitewarden: what the record holds now
+        // becomes the starting point, and a failed change may be tried at once.
+        if let Some(name) = req.action.namespace()
+            && let Some(ns) = state.namespaces.get_mut(&name.to_ascii_lowercase())
+        {
+            if ns.drift.take().is_some()
+                && let Some((Some(content), Some(g))) = ns.seen.clone()
+            {
+                ns.written = Some((g, content));
+            }
+            if let Some(r) = ns.retry.as_mut() {
+                r.not_before = now;
+            }
+        }
+        let manual = match &effect {
+            Effect::Failback(ns) => Some(ns.as_str()),
+            _ => None,
+        };
+        let mut planned = Vec::new();
+        let rule = self.evaluate_all(state, now, manual, &mut planned);
+        if manual.is_some() && rule != Some(Rule::ManualFailback) {
+            let reason = format!(
+                "nothing to fail back to (rule {:?}): the name is already on its most preferred Up candidate, or that candidate is not Up, or an override holds it",
+                rule.unwrap_or(Rule::Steady)
+            );
+            out.push(Command::Audit(Audit {
+                at: now,
+                event: AuditEvent::OverrideRejected {
+                    request: req.clone(),
+                    reason,
+                },
+            }));
+        } else {
+            out.push(Command::Audit(Audit {
+                at: now,
+                event: AuditEvent::Override(req.clone()),
+            }));
+        }
+        out.extend(planned);
+    }
+
+    pub(super) fn on_leadership(
+        &self,
+        state: &mut State,
+        now: DateTime<Utc>,
+        l: LeadershipChange,
+        out: &mut Vec<Command>,
+    ) {
+        let was = state.leadership.is_leader;
+        self.leadership_alert(state, now, was, l, out);
+        state.leadership = super::state::Leadership {
+            is_leader: l.is_leader,
+            epoch: l.epoch,
+        };
+        out.push(Command::Audit(Audit {
+            at: now,
+            event: AuditEvent::Leadership {
+                is_leader: l.is_leader,
+                epoch: l.epoch,
+            },
+        }));
+        if was && !l.is_leader {
+            // The new leader completes or supersedes what we left pending.
+            for ns in state.namespaces.values_mut() {
+                ns.pending = None;
+            }
+        }
+    }
+}
+
+/// A change the retry schedule holds back waits: the plan becomes "stay", and the decision
+/// says until when.
+fn held_back(plan: Plan, retry: Option<&crate::retry::Retry>, now: DateTime<Utc>) -> Plan {
+    match (&plan.to, retry) {
+        (Some(to), Some(r)) if r.holds(to, now) => super::namespace::stay(
+            Rule::RetryWait,
+            format!(
+                "{}: moving to {to} failed {} time{} ({}: {}); next attempt at {}",
+                plan.note,
+                r.attempts,
+                if r.attempts == 1 { "" } else { "s" },
+                r.class.word(),
+                r.error,
+                r.not_before
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ),
+        _ => plan,
+    }
+}

@@ -1,0 +1,254 @@
+//! "Why does mail.example.com point there?": evidence builders and the explanation type.
+//!
+//! [`site_evidence`] gathers a site's verdict with its components and observers from the state;
+//! decisions keep a short form (observers only for components that are not Up), `explain` the
+//! full one. [`Explanation`] renders as plain text for the CLI and serializes for the API.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use sitewarden_contract::SiteId;
+
+use super::evidence::{ComponentEvidence, ObserverEvidence, SiteEvidence};
+use super::namespace::{Decision, Pending};
+use super::overrides::{Hold, Pin};
+use super::quorum::QuorumResult;
+use super::state::State;
+use super::verdict::Verdict;
+use crate::config::ControllerConfig;
+
+/// Builds the evidence for one site; `full` includes observers of Up components too.
+pub fn site_evidence(
+    config: &ControllerConfig,
+    state: &State,
+    site: &SiteId,
+    now: DateTime<Utc>,
+    stale_after: TimeDelta,
+    full: bool,
+) -> SiteEvidence {
+    let st = state.sites.get(site);
+    let mut components = Vec::new();
+    if let Some(cfg) = config.sites.get(site) {
+        for server in &cfg.servers {
+            for protocol in &cfg.protocols {
+                let Some(c) = state.components.get(server).and_then(|m| m.get(protocol)) else {
+                    continue;
+                };
+                let mut observers = Vec::new();
+                if full || c.result != QuorumResult::Up {
+                    for (agent, checks) in &c.observers {
+                        let agent_site = config.agents.get(agent).map(|a| a.site.clone());
+                        for (check, cs) in checks {
+                            observers.push(ObserverEvidence {
+                                agent: agent.clone(),
+                                site: agent_site.clone().unwrap_or_else(|| site.clone()),
+                                check: check.clone(),
+                                status: cs.status,
+                                since: cs.since,
+                                streak_started: cs.streak_started,
+                                streak: cs.streak,
+                                last_at: cs.last_at,
+                                fresh: cs.is_fresh(now, stale_after),
+                                error: cs.last_error,
+                            });
+                        }
+                    }
+                }
+                components.push(ComponentEvidence {
+                    server: server.clone(),
+                    protocol: protocol.clone(),
+                    result: c.result,
+                    since: c.since,
+                    observers,
+                });
+            }
+        }
+    }
+    SiteEvidence {
+        verdict: st.map_or(Verdict::Unknown, |s| s.verdict),
+        since: st.and_then(|s| s.since),
+        routable_since: st.and_then(|s| s.routable_since()),
+        drained: state.overrides.is_drained(site),
+        falling: st.is_some_and(|s| s.falling),
+        rising: st.is_some_and(|s| s.rising),
+        components,
+    }
+}
+
+/// Everything known about why a namespace points where it does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// The managed name.
+    pub namespace: String,
+    /// Engine time of the explanation.
+    pub at: Option<DateTime<Utc>>,
+    /// What the record holds.
+    pub current: Option<String>,
+    /// A change issued and not yet confirmed.
+    pub pending: Option<Pending>,
+    /// An active pin.
+    pub pin: Option<Pin>,
+    /// An active freeze.
+    pub freeze: Option<Hold>,
+    /// The latest decision with its evidence.
+    pub decision: Option<Decision>,
+    /// The latest change of the record with its evidence.
+    pub last_change: Option<Decision>,
+    /// Live evidence for every site the namespace depends on.
+    pub sites: BTreeMap<SiteId, SiteEvidence>,
+    /// Content the record holds that sitewarden did not write, and why it counts as drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<super::namespace::DriftSeen>,
+    /// A failed change and when it is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<super::retry::Retry>,
+    /// For a name following a DAG whose databases are active in more than one site: the split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dag_split: Option<String>,
+}
+
+fn ts(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} points at {} (as of {})",
+            self.namespace,
+            self.current.as_deref().unwrap_or("<unknown>"),
+            ts(self.at)
+        )?;
+        if let Some(p) = &self.pending {
+            writeln!(
+                f,
+                "  pending: {} (generation {}, issued {})",
+                p.target,
+                p.generation,
+                p.issued_at.to_rfc3339()
+            )?;
+        }
+        if let Some(p) = &self.pin {
+            writeln!(
+                f,
+                "  pinned to {} by {} ({}), until {}",
+                p.target,
+                p.hold.who,
+                p.hold.why,
+                ts(p.hold.expires)
+            )?;
+        }
+        if let Some(h) = &self.freeze {
+            writeln!(
+                f,
+                "  frozen by {} ({}), until {}",
+                h.who,
+                h.why,
+                ts(h.expires)
+            )?;
+        }
+        if let Some(d) = &self.drift {
+            writeln!(
+                f,
+                "  drift since {}: the record holds {}, which sitewarden did not write ({})",
+                d.since.to_rfc3339(),
+                d.found.as_deref().unwrap_or("nothing"),
+                d.why
+            )?;
+        }
+        if let Some(r) = &self.retry {
+            writeln!(
+                f,
+                "  retry: moving to {} failed {} time(s) since {} ({}: {}); next attempt at {}",
+                r.target,
+                r.attempts,
+                r.since.to_rfc3339(),
+                r.class.word(),
+                r.error,
+                r.not_before.to_rfc3339()
+            )?;
+        }
+        if let Some(split) = &self.dag_split {
+            writeln!(
+                f,
+                "  DAG split: databases are active in more than one site: {split}"
+            )?;
+        }
+        for (label, d) in [
+            ("last change", &self.last_change),
+            ("decision", &self.decision),
+        ] {
+            if let Some(d) = d {
+                writeln!(
+                    f,
+                    "  {label} at {}: rule {:?}: {} ({} -> {})",
+                    d.evidence.at.to_rfc3339(),
+                    d.evidence.rule,
+                    d.evidence.note,
+                    d.from.as_deref().unwrap_or("<unknown>"),
+                    d.to.as_deref().unwrap_or("<unknown>")
+                )?;
+            }
+        }
+        self.write_sites(f)
+    }
+}
+
+impl Explanation {
+    /// The evidence per site, component and observer (the tail of the text form).
+    fn write_sites(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (site, s) in &self.sites {
+            writeln!(
+                f,
+                "  site {site}: {} since {}{}",
+                s.verdict,
+                ts(s.since),
+                if s.drained { " (drained)" } else { "" },
+            )?;
+            if s.rising {
+                writeln!(
+                    f,
+                    "    rising: an observer that saw it fail passes again; names are not moved away on this evidence"
+                )?;
+            }
+            if s.falling {
+                writeln!(
+                    f,
+                    "    falling: a quorum's latest results are failures; not a destination"
+                )?;
+            }
+            for c in &s.components {
+                writeln!(
+                    f,
+                    "    {} {}: {:?} since {}",
+                    c.server,
+                    c.protocol,
+                    c.result,
+                    ts(c.since)
+                )?;
+                for o in &c.observers {
+                    writeln!(
+                        f,
+                        "      {} ({}) check {}: {:?} since {}, {} in a row since {}, last {}{}{}",
+                        o.agent,
+                        o.site,
+                        o.check,
+                        o.status,
+                        o.since.to_rfc3339(),
+                        o.streak,
+                        o.streak_started.to_rfc3339(),
+                        o.last_at.to_rfc3339(),
+                        if o.fresh { "" } else { " (stale)" },
+                        o.error
+                            .map(|e| format!(", error {e:?}"))
+                            .unwrap_or_default()
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

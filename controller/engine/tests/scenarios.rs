@@ -1,0 +1,471 @@
+//! Incident stories with virtual time: what the engine does when sites, observers and operators
+//! misbehave. Each test reads "given …, when …, then …"; the clock is a value, so ten minutes of
+//! incident take milliseconds.
+
+mod support;
+
+use sitewarden_contract::{Outcome, SiteId};
+use sitewarden_engine::Epoch;
+use sitewarden_engine::{
+    AlertKind, AuditEvent, Command, FreezeScope, OverrideAction, ReleaseTarget, Rule, Severity,
+    Verdict,
+};
+use support::{Story, config, sites_dead, t};
+
+const MAIL: &str = "mail.example.com";
+const OWA: &str = "owa.example.com";
+
+fn site(s: &str) -> SiteId {
+    SiteId::new(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn verdict(story: &Story, s: &str) -> Verdict {
+    story.state.sites[&site(s)].verdict
+}
+
+#[test]
+fn given_two_healthy_sites_then_both_are_up_and_nothing_changes() {
+    let mut story = Story::healthy(config(""));
+    story.run_until(t(600), |_| Outcome::Pass);
+    assert_eq!(verdict(&story, "site1"), Verdict::Up);
+    assert_eq!(verdict(&story, "site2"), Verdict::Up);
+    assert!(story.set_records().is_empty());
+    assert_eq!(story.target(MAIL).as_deref(), Some("mail-rr.example.com"));
+}
+
+#[test]
+fn when_one_observer_flaps_then_nothing_changes() {
+    let mut story = Story::healthy(config(""));
+    // site2's agent sees site1 fail three times, pass five times, over and over.
+    let mut round = 0u32;
+    while story.now < t(900) {
+        let failing = round % 8 < 3;
+        story.round(&|p| {
+            if p.agent == "site2-agent1" && p.to == "site1" && failing {
+                Outcome::Fail
+            } else {
+                Outcome::Pass
+            }
+        });
+        round += 1;
+    }
+    assert!(story.set_records().is_empty(), "{:?}", story.set_records());
+    assert_eq!(verdict(&story, "site1"), Verdict::Up);
+}
+
+#[test]
+fn when_one_of_two_cas_servers_dies_then_site_is_degraded_and_nothing_changes() {
+    let mut story = Story::healthy(config(""));
+    story.run_until(t(600), |p| {
+        if p.server == "cas1" {
+            Outcome::Fail
+        } else {
+            Outcome::Pass
+        }
+    });
+    assert_eq!(verdict(&story, "site1"), Verdict::Degraded);
+    assert!(story.set_records().is_empty());
+    assert_eq!(
+        story.alerts_of(AlertKind::SiteVerdict, Severity::Warning),
+        1
+    );
+}
+
+#[test]
+fn when_site1_dies_seen_inside_and_outside_then_mail_moves_within_fall_times_interval() {
+    let mut story = Story::healthy(config(""));
+    let first_failed_probe = story.now;
+    story.run_until(t(60), sites_dead(&["site1"]));
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    let (at, rec) = moves[0];
+    assert_eq!(rec.target, "mail-site2.example.com");
+    assert_eq!(rec.reason, Rule::MoveAwayFromDown);
+    assert_eq!(rec.ttl_secs, 60);
+    assert_eq!(rec.epoch, Epoch(7));
+    assert!(
+        at - first_failed_probe <= chrono::TimeDelta::seconds(6),
+        "moved at {at}"
+    );
+    assert_eq!(verdict(&story, "site1"), Verdict::Down);
+    assert_eq!(
+        story.alerts_of(AlertKind::SiteVerdict, Severity::Critical),
+        1
+    );
+    // The decision carries its evidence: site1 Down, with observers outside the site failing.
+    let site1 = &rec.evidence.sites[&site("site1")];
+    assert_eq!(site1.verdict, Verdict::Down);
+    assert!(
+        site1
+            .components
+            .iter()
+            .all(|c| c.observers.iter().any(|o| o.site.as_str() != "site1"))
+    );
+    // And explain says why in words.
+    let text = story
+        .engine
+        .explain(&story.state, MAIL)
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(text.contains("MoveAwayFromDown"), "{text}");
+    assert!(
+        text.contains("witness-agent1 (witness) check eas: Failing"),
+        "{text}"
+    );
+    assert!(text.contains("site site1: Down"), "{text}");
+}
+
+#[test]
+fn when_site1_agent_falls_silent_while_outside_observers_see_site1_healthy_then_nothing_changes() {
+    let mut story = Story::healthy(config(""));
+    story.silent.push("site1-agent1".to_owned());
+    story.run_until(t(600), |_| Outcome::Pass);
+    assert!(story.set_records().is_empty());
+    assert_eq!(verdict(&story, "site1"), Verdict::Up);
+}
+
+#[test]
+fn when_only_site1_itself_sees_site1_fail_then_it_is_not_down() {
+    let mut story = Story::healthy(config("min_observers = 1"));
+    story.silent.push("site2-agent1".to_owned());
+    story.silent.push("witness-agent1".to_owned());
+    story.run_until(t(120), sites_dead(&["site1"]));
+    assert_ne!(verdict(&story, "site1"), Verdict::Down);
+    assert!(story.set_records_for(MAIL).is_empty());
+}
+
+#[test]
+fn when_sites_are_partitioned_and_the_witness_sees_both_up_then_nothing_changes() {
+    let mut story = Story::healthy(config(""));
+    story.run_until(t(600), |p| {
+        let cross =
+            (p.from == "site1" && p.to == "site2") || (p.from == "site2" && p.to == "site1");
+        if cross { Outcome::Fail } else { Outcome::Pass }
+    });
+    assert!(story.set_records().is_empty());
+    assert_eq!(verdict(&story, "site1"), Verdict::Up);
+    assert_eq!(verdict(&story, "site2"), Verdict::Up);
+    assert_eq!(story.rule(MAIL), Some(Rule::Partition));
+    assert!(story.alerts_of(AlertKind::Partition, Severity::Warning) >= 1);
+}
+
+#[test]
+fn when_sites_are_partitioned_without_a_witness_then_nothing_changes() {
+    let mut story = Story::healthy(config(""));
+    story.silent.push("witness-agent1".to_owned());
+    story.run_until(t(600), |p| {
+        let cross =
+            (p.from == "site1" && p.to == "site2") || (p.from == "site2" && p.to == "site1");
+        if cross { Outcome::Fail } else { Outcome::Pass }
+    });
+    assert!(story.set_records().is_empty());
+    assert_eq!(verdict(&story, "site1"), Verdict::Unknown);
+}
+
+#[test]
+fn when_both_sites_die_then_nothing_changes_and_a_critical_alert_is_raised() {
+    let mut story = Story::healthy(config(""));
+    story.run_until(t(600), sites_dead(&["site1", "site2"]));
+    assert!(story.set_records().is_empty(), "{:?}", story.set_records());
+    assert_eq!(verdict(&story, "site1"), Verdict::Down);
+    assert_eq!(verdict(&story, "site2"), Verdict::Down);
+    assert_eq!(story.rule(MAIL), Some(Rule::FailStaticAllDown));
+    assert!(story.alerts_of(AlertKind::AllSitesDown, Severity::Critical) >= 1);
+}
+
+#[test]
+fn when_site1_returns_then_mail_fails_back_after_the_stable_window_and_not_before() {
+    let mut story = Story::healthy(config(""));
+    story.run_until(t(30), sites_dead(&["site1"]));
+    assert_eq!(
+        story.target(MAIL).as_deref(),
+        Some("mail-site2.example.com")
+    );
+    // site1 comes back at t=30; five passes later (t=38) it is Up again.
+    story.run_until(t(637), |_| Outcome::Pass);
+    assert_eq!(
+        story.set_records_for(MAIL).len(),
+        1,
+        "no failback before 10 min of Up"
+    );
+    assert_eq!(story.rule(MAIL), Some(Rule::FailbackPending));
+    story.run_until(t(700), |_| Outcome::Pass);
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 2);
+    let (at, rec) = moves[1];
+    assert_eq!(rec.target, "mail-rr.example.com");
+    assert_eq!(rec.reason, Rule::Failback);
+    assert!(at >= t(638) && at <= t(640), "failback at {at}");
+}
+
+#[test]
+fn given_manual_failback_then_only_an_operator_moves_mail_back() {
+    let mut story = Story::healthy(config("failback = \"manual\""));
+    story.run_until(t(30), sites_dead(&["site1"]));
+    story.run_until(t(1800), |_| Outcome::Pass);
+    assert_eq!(story.set_records_for(MAIL).len(), 1);
+    assert_eq!(story.rule(MAIL), Some(Rule::FailbackManual));
+    assert_eq!(
+        story.alerts_of(AlertKind::FailbackAvailable, Severity::Info),
+        1
+    );
+    story.operator(OverrideAction::Failback {
+        namespace: MAIL.to_owned(),
+    });
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 2);
+    assert_eq!(moves[1].1.target, "mail-rr.example.com");
+    assert_eq!(moves[1].1.reason, Rule::ManualFailback);
+    // Asking again is refused and audited, not acted on.
+    let cmds = story.operator(OverrideAction::Failback {
+        namespace: MAIL.to_owned(),
+    });
+    assert!(cmds.iter().any(
+        |c| matches!(c, Command::Audit(a) if matches!(a.event, AuditEvent::OverrideRejected { .. }))
+    ));
+}
+
+#[test]
+fn when_an_operator_pins_with_expiry_then_the_pin_wins_until_it_lapses() {
+    let mut story = Story::healthy(config(""));
+    story.operator(OverrideAction::Pin {
+        namespace: MAIL.to_owned(),
+        target: "mail-site1.example.com".to_owned(),
+        expires: Some(t(120)),
+    });
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].1.reason, Rule::Pinned);
+    // Even site1 dying does not move a pinned name; it raises an alert instead.
+    story.run_until(t(60), sites_dead(&["site1"]));
+    assert_eq!(
+        story.target(MAIL).as_deref(),
+        Some("mail-site1.example.com")
+    );
+    assert!(story.alerts_of(AlertKind::OverrideTargetDown, Severity::Warning) >= 1);
+    story.run_until(t(100), |_| Outcome::Pass);
+    assert_eq!(story.set_records_for(MAIL).len(), 1);
+    // At t=120 the pin lapses; site1 has been Up only since ~t=68, so failback waits.
+    story.run_until(t(130), |_| Outcome::Pass);
+    assert_eq!(story.rule(MAIL), Some(Rule::FailbackPending));
+    story.run_until(t(700), |_| Outcome::Pass);
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 2);
+    assert_eq!(moves[1].1.target, "mail-rr.example.com");
+    assert_eq!(moves[1].1.reason, Rule::Failback);
+}
+
+#[test]
+fn when_an_operator_drains_site1_then_mail_leaves_at_once_and_returns_after_release() {
+    let mut story = Story::healthy(config(""));
+    story.operator(OverrideAction::Drain {
+        site: site("site1"),
+        expires: None,
+    });
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].1.target, "mail-site2.example.com");
+    assert_eq!(moves[0].1.reason, Rule::MoveAwayFromDown);
+    assert!(moves[0].1.evidence.sites[&site("site1")].drained);
+    story.run_until(t(1000), |_| Outcome::Pass);
+    assert_eq!(
+        story.set_records_for(MAIL).len(),
+        1,
+        "a drained site is not failed back to"
+    );
+    story.operator(OverrideAction::Release {
+        what: ReleaseTarget::Drain {
+            site: site("site1"),
+        },
+    });
+    let released = story.now;
+    story.run_until(released + chrono::TimeDelta::seconds(590), |_| {
+        Outcome::Pass
+    });
+    assert_eq!(
+        story.set_records_for(MAIL).len(),
+        1,
+        "failback waits failback_after from the release"
+    );
+    story.run_until(released + chrono::TimeDelta::seconds(620), |_| {
+        Outcome::Pass
+    });
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 2);
+    assert_eq!(moves[1].1.target, "mail-rr.example.com");
+}
+
+#[test]
+fn when_frozen_then_even_a_dead_site_does_not_move_mail_until_release() {
+    let mut story = Story::healthy(config(""));
+    story.operator(OverrideAction::Freeze {
+        scope: FreezeScope::All,
+        expires: None,
+    });
+    story.run_until(t(120), sites_dead(&["site1"]));
+    assert!(story.set_records().is_empty());
+    assert_eq!(story.rule(MAIL), Some(Rule::Frozen));
+    assert!(story.alerts_of(AlertKind::OverrideTargetDown, Severity::Critical) >= 1);
+    story.operator(OverrideAction::Release {
+        what: ReleaseTarget::Freeze {
+            scope: FreezeScope::All,
+        },
+    });
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].1.target, "mail-site2.example.com");
+    assert_eq!(moves[0].0, t(120));
+}
+
+#[test]
+fn when_dag_fails_over_to_site2_then_owa_follows_only_once_site2_client_access_is_up() {
+    let mut story = Story::healthy(config(""));
+    // site2's servers go unobserved (its probes are lost): site2 becomes Unknown.
+    let unobserved = |p: support::Probe<'_>| {
+        if p.to == "site2" {
+            None
+        } else {
+            Some(Outcome::Pass)
+        }
+    };
+    while story.now < t(30) {
+        story.round_partial(&unobserved);
+    }
+    assert_eq!(verdict(&story, "site2"), Verdict::Unknown);
+    story.dag_site = "site2".to_owned();
+    while story.now < t(60) {
+        story.round_partial(&unobserved);
+    }
+    assert!(story.set_records_for(OWA).is_empty());
+    assert_eq!(story.rule(OWA), Some(Rule::FollowTargetNotUp));
+    // site2's probes come back; after `rise` passes it is Up and owa follows.
+    story.run_until(t(90), |_| Outcome::Pass);
+    let moves = story.set_records_for(OWA);
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].1.target, "owa-site2.example.com");
+    assert_eq!(moves[0].1.reason, Rule::FollowMailbox);
+    assert!(moves[0].0 <= t(72), "followed at {}", moves[0].0);
+    // mail never moved: site2 was Unknown, not Down.
+    assert!(story.set_records_for(MAIL).is_empty());
+}
+
+#[test]
+fn when_the_dag_moves_back_during_hold_down_then_owa_waits_for_the_hold_down() {
+    let mut story = Story::healthy(config(""));
+    story.dag_site = "site2".to_owned();
+    story.run_until(t(20), |_| Outcome::Pass);
+    let moves = story.set_records_for(OWA);
+    assert_eq!(moves.len(), 1);
+    let first = moves[0].0;
+    story.dag_site = "site1".to_owned();
+    story.run_until(first + chrono::TimeDelta::seconds(298), |_| Outcome::Pass);
+    assert_eq!(story.set_records_for(OWA).len(), 1);
+    assert_eq!(story.rule(OWA), Some(Rule::HoldDown));
+    story.run_until(first + chrono::TimeDelta::seconds(310), |_| Outcome::Pass);
+    let moves = story.set_records_for(OWA);
+    assert_eq!(moves.len(), 2);
+    assert_eq!(moves[1].1.target, "owa-site1.example.com");
+    assert!(moves[1].0 - first >= chrono::TimeDelta::seconds(300));
+}
+
+#[test]
+fn when_site1_comes_back_while_the_hold_down_runs_then_mail_stays_until_both_windows_pass() {
+    let mut story = Story::healthy(config("failback_after = \"5m\"\nhold_down = \"5m\""));
+    story.run_until(t(10), sites_dead(&["site1"]));
+    let moved = story.set_records_for(MAIL)[0].0;
+    // site1 is back at t=10, Up at ~t=18: inside the hold-down that started at `moved`.
+    story.run_until(t(300), |_| Outcome::Pass);
+    assert_eq!(story.set_records_for(MAIL).len(), 1);
+    story.run_until(t(330), |_| Outcome::Pass);
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 2);
+    assert!(moves[1].0 - moved >= chrono::TimeDelta::seconds(300));
+    // site2 now dies: moving away from a Down target is an emergency and ignores the hold-down.
+    let start = story.now;
+    story.run_until(
+        start + chrono::TimeDelta::seconds(10),
+        sites_dead(&["site2"]),
+    );
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 3);
+    assert_eq!(moves[2].1.target, "mail-site1.example.com");
+    assert_eq!(moves[2].1.reason, Rule::MoveAwayFromDown);
+}
+
+#[test]
+fn given_a_standby_then_it_decides_the_same_but_only_records_what_it_would_do() {
+    let mut story = Story::healthy(config(""));
+    story.input(sitewarden_engine::Input::Leadership(
+        sitewarden_engine::LeadershipChange {
+            is_leader: false,
+            epoch: Epoch(8),
+        },
+    ));
+    story.run_until(t(30), sites_dead(&["site1"]));
+    assert!(story.set_records().is_empty());
+    let would = story.log.iter().filter(|(_, c)| matches!(c, Command::Audit(a) if matches!(&a.event, AuditEvent::Standby(b) if matches!(**b, Command::SetRecord(_))))).count();
+    assert_eq!(would, 1);
+    // Only what the controller says about itself (its role) goes out as an alert.
+    assert!(story.log.iter().all(|(_, c)| match c {
+        Command::Audit(_) => true,
+        Command::Alert(a) => a.is_about_this_controller(),
+        _ => false,
+    }));
+    assert_eq!(
+        story.target(MAIL).as_deref(),
+        Some("mail-site2.example.com")
+    );
+}
+
+#[test]
+fn when_the_events_stream_nears_its_cap_then_one_warning_names_the_publisher_and_is_resolved() {
+    use sitewarden_engine::{Input, StreamFill};
+    let mut story = Story::healthy(config(""));
+    let fill = |bytes: u64, top: Option<(&str, u64)>| {
+        Input::EventsStream(StreamFill {
+            bytes,
+            max_bytes: 1000,
+            messages: 10,
+            max_messages: 100_000,
+            top_publisher: top.map(|(p, b)| (p.to_owned(), b)),
+        })
+    };
+    // Below the mark, at it, while it stays above, while it sinks only a little: one alert.
+    for (bytes, top) in [
+        (500, None),
+        (850, Some(("site1.site1-agent1", 900_000))),
+        (990, Some(("site1.site1-agent1", 950_000))),
+        (600, None),
+    ] {
+        story.input(fill(bytes, top));
+    }
+    let raised: Vec<_> = story
+        .alerts()
+        .into_iter()
+        .filter(|a| a.kind == AlertKind::EventsNearCap)
+        .map(|a| (a.severity, a.text.clone()))
+        .collect();
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0].0, Severity::Warning);
+    assert!(raised[0].1.contains("85%"), "{raised:?}");
+    assert!(raised[0].1.contains("site1.site1-agent1"), "{raised:?}");
+    assert_eq!(story.alerts_of(AlertKind::Resolved, Severity::Info), 0);
+    // Back under half the mark: resolved once; a new crossing alerts again.
+    story.input(fill(300, None));
+    story.input(fill(200, None));
+    assert_eq!(story.alerts_of(AlertKind::Resolved, Severity::Info), 1);
+    story.input(fill(900, None));
+    assert_eq!(
+        story.alerts_of(AlertKind::EventsNearCap, Severity::Warning),
+        2
+    );
+    // A standby's engine only audits it.
+    let mut standby = Story::healthy(config(""));
+    standby.input(Input::Leadership(sitewarden_engine::LeadershipChange {
+        is_leader: false,
+        epoch: Epoch(7),
+    }));
+    standby.log.clear();
+    standby.input(fill(950, None));
+    assert!(standby.alerts().is_empty());
+}
