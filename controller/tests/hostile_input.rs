@@ -25,11 +25,18 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// The shipped example without lines that read secrets from the environment.
+/// The shipped example without lines that read secrets from the environment, and without its
+/// `[[alerts]]` table (a sink is nothing without its URL, which is such a secret).
 fn base() -> Vec<String> {
+    let mut in_alerts = false;
     include_str!("../../examples/controller.toml")
         .lines()
-        .filter(|l| !l.contains("{ env ="))
+        .filter(|l| {
+            if l.starts_with('[') {
+                in_alerts = l.trim() == "[[alerts]]";
+            }
+            !in_alerts && !l.contains("{ env =")
+        })
         .map(str::to_owned)
         .collect()
 }

@@ -105,6 +105,50 @@ impl TlsIdentity {
         TestCa::new()?.issue(names, days_valid)
     }
 
+    /// An identity from PEM text made elsewhere (e.g. by `openssl`): the leaf certificate, its
+    /// PKCS#8 private key (`openssl genpkey` writes one) and the CA that signed it. The SAN DNS
+    /// names and the expiry are read from the certificate.
+    pub fn from_pem(cert_pem: &str, key_pem: &str, ca_pem: &str) -> anyhow::Result<Self> {
+        use rustls::pki_types::pem::PemObject;
+        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .context("the certificate file holds no PEM certificate")?;
+        let key_der = match PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .context("the key file holds no PEM private key")?
+        {
+            PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+            _ => anyhow::bail!(
+                "the key is not PKCS#8 (BEGIN PRIVATE KEY); convert it with openssl pkcs8 -topk8 -nocrypt"
+            ),
+        };
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert_der.as_ref())
+            .map_err(|e| anyhow::anyhow!("cannot parse the certificate: {e}"))?;
+        let names = parsed
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let not_after = DateTime::<Utc>::from_timestamp(parsed.validity().not_after.timestamp(), 0)
+            .context("certificate expiry out of range")?;
+        Ok(TlsIdentity {
+            ca_pem: ca_pem.to_owned(),
+            cert_pem: cert_pem.to_owned(),
+            cert_der: cert_der.into_owned(),
+            key_der,
+            names,
+            not_after,
+        })
+    }
+
     /// The CA certificate (PEM) a client must trust.
     pub fn ca_pem(&self) -> String {
         self.ca_pem.clone()

@@ -30,6 +30,11 @@ fn validate_accepts_every_example_and_exits_2_with_file_line_key_on_a_typo() {
             .args(["validate", "--config"])
             .arg(&path)
             .env("SITEWARDEN_NATS_PASSWORD", "example-only")
+            .env("SITEWARDEN_API_TOKEN", "example-only-api-token")
+            .env(
+                "SITEWARDEN_ALERT_WEBHOOK",
+                "https://hooks.example.invalid/example-only",
+            )
             .output()
             .unwrap();
         assert!(
