@@ -55,6 +55,11 @@ fn load(path: &std::path::Path) -> Result<AgentConfig, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) =
+        sitewarden_contract::manual::generate_if_asked(<Cli as clap::CommandFactory>::command)
+    {
+        return code;
+    }
     let cli = Cli::parse();
     // Escaped, never coloured; JSON with SITEWARDEN_LOG_FORMAT=json.
     sitewarden_shared::service::init_logging(sitewarden_shared::service::LogFormat::from_env());

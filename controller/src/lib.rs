@@ -11,6 +11,7 @@
 
 pub mod dns;
 pub mod edge;
+pub mod env_file;
 pub mod ha;
 pub mod notify;
 pub mod outbound;

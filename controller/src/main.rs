@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use sitewarden_controller::config::ControllerConfig;
+use sitewarden_controller::env_file;
 use sitewarden_controller::provider::config::ProviderKind;
 use sitewarden_controller::runtime::metrics::Metrics;
 use sitewarden_controller::runtime::settings::RuntimeSettings;
@@ -49,6 +50,10 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/sitewarden/controller.toml")]
         config: PathBuf,
+        /// The secrets the config names as `{ env = "…" }` (systemd's EnvironmentFile format;
+        /// default: controller.env beside the config, when there is one).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
     },
     /// Print what the leader would change now and why; changes nothing.
     Plan {
@@ -58,6 +63,10 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// The secrets the config names as `{ env = "…" }` (systemd's EnvironmentFile format;
+        /// default: controller.env beside the config, when there is one).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
     },
 }
 
@@ -71,6 +80,11 @@ fn load(path: &Path) -> Result<(ControllerConfig, RuntimeSettings), ExitCode> {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) =
+        sitewarden_contract::manual::generate_if_asked(<Cli as clap::CommandFactory>::command)
+    {
+        return code;
+    }
     let cli = Cli::parse();
     // Escaped, never coloured; JSON with SITEWARDEN_LOG_FORMAT=json.
     sitewarden_shared::service::init_logging(sitewarden_shared::service::LogFormat::from_env());
@@ -85,8 +99,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // By hand, nothing loads the unit's env file: validate and plan read it themselves.
+    if let Command::Validate { config, env_file }
+    | Command::Plan {
+        config, env_file, ..
+    } = &cli.command
+        && let Some(code) = env_file::rerun_with(env_file::path_for(config, env_file.as_deref()))
+    {
+        return code;
+    }
     match cli.command {
-        Command::Validate { config } => match load(&config) {
+        Command::Validate { config, .. } => match load(&config) {
             Ok((c, s)) => {
                 println!(
                     "{}: valid ({} sites, {} agents, {} namespaces; provider {}, lease {}s)",
@@ -101,7 +124,7 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Plan { config, json } => {
+        Command::Plan { config, json, .. } => {
             let (c, s) = match load(&config) {
                 Ok(v) => v,
                 Err(code) => return code,

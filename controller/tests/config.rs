@@ -247,3 +247,55 @@ fn the_default_ttl_is_10s_with_the_builtin_dns_and_60s_elsewhere() {
         Duration::from_secs(30)
     );
 }
+
+/// `validate` by hand reads the secrets from controller.env beside the config, as systemd
+/// would from the unit's EnvironmentFile, and never prints a value of it.
+#[test]
+fn validate_reads_the_env_file_beside_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("controller.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/controller.toml"),
+        &config,
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sitewarden-controller"))
+            .arg("validate")
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .env_remove("SITEWARDEN_NATS_PASSWORD")
+            .output()
+            .unwrap()
+    };
+    let without = run(&[]);
+    assert_eq!(without.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("SITEWARDEN_NATS_PASSWORD"));
+    std::fs::write(
+        dir.path().join("controller.env"),
+        "# as install.md writes it\nSITEWARDEN_NATS_PASSWORD=pw-one-two-three-four\n\
+         CLOUDFLARE_API_TOKEN=cf-token-one-two-three\n\
+         SITEWARDEN_API_TOKEN=\"api-token-one-two-three-four\"\n\
+         SITEWARDEN_ALERT_WEBHOOK=https://hooks.example.com/x\n",
+    )
+    .unwrap();
+    let with = run(&[]);
+    let out = String::from_utf8_lossy(&with.stdout);
+    assert_eq!(
+        with.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert!(out.contains("valid"), "{out}");
+    let bad = dir.path().join("bad.env");
+    std::fs::write(&bad, "this-line-holds-a-secret\n").unwrap();
+    let refused = run(&["--env-file", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        err.contains("line 1") && !err.contains("holds-a-secret"),
+        "{err}"
+    );
+}

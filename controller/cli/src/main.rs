@@ -14,6 +14,11 @@ use clap::Parser;
 use sitewarden_cli::{self as cli, Cli, Exit};
 
 fn main() -> ExitCode {
+    if let Some(code) =
+        sitewarden_contract::manual::generate_if_asked(<Cli as clap::CommandFactory>::command)
+    {
+        return code;
+    }
     // clap prints usage errors itself and exits 2 (0 for --help and --version).
     let args = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -87,10 +87,6 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     let Some(buckets) = set_up_bus(&js, &settings, &config, &shutdown).await else {
         return Ok(());
     };
-    http.readiness
-        .ready
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    sitewarden_shared::service::notify_ready();
     // Everything below stops on `stop`; a dropped `run` cancels it too.
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();
@@ -98,6 +94,12 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
         Some(p) => p,
         None => build_provider(&settings, &js, &tasks, &stop).await?,
     };
+    // Ready once every stream and bucket exists, the built-in zone's included: an operator who
+    // waits for /readyz (or systemd for READY=1) can create records right away.
+    http.readiness
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    sitewarden_shared::service::notify_ready();
     let (audit_sink, audit_task) = audit::spawn(
         js.clone(),
         settings.id.clone(),

@@ -16,6 +16,8 @@ pub mod edge;
 pub mod event;
 pub mod exposition;
 pub mod ids;
+#[cfg(feature = "manual")]
+pub mod manual;
 pub mod schema;
 pub mod subject;
 pub mod terminal;

@@ -414,4 +414,33 @@ fn the_documented_alerting_rules_pass_promtool_and_use_documented_metrics_only()
         unknown.is_empty(),
         "rules use undocumented metrics: {unknown:?}"
     );
+    // Every rule waits (`for:`) and points at a runbook section that exists.
+    let operations = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
+    )
+    .unwrap();
+    let anchors: BTreeSet<String> = operations
+        .lines()
+        .filter_map(|l| l.strip_prefix("## ").or_else(|| l.strip_prefix("### ")))
+        .map(|h| {
+            h.to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect()
+        })
+        .collect();
+    for rule in rules.split("      - alert: ").skip(1) {
+        let name = rule.lines().next().unwrap_or_default();
+        assert!(rule.contains("\n        for: "), "{name} has no `for:`");
+        let anchor = rule
+            .split("operations.md#")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("{name} has no runbook_url into docs/operations.md"));
+        assert!(
+            anchors.contains(anchor),
+            "{name}: docs/operations.md has no section #{anchor}"
+        );
+    }
 }
