@@ -26,6 +26,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sitewarden_controller::config::{DEFAULT_FALL, DEFAULT_RISE};
 use sitewarden_controller::provider::DnsProvider;
 use sitewarden_tests::nats_server::NatsServer;
 use tokio_util::sync::CancellationToken;
@@ -38,8 +39,8 @@ use crate::rig::{self, FLEET_AGENTS, FleetPublisher, InProcess, Recorder};
 /// deployment. `--pool` measures another size.
 pub const POOL: usize = 40;
 /// Refresh rounds after a failed side recovers before its pair is used again: the default
-/// `rise` (5) and two to spare.
-const RECOVERY_ROUNDS: u64 = 7;
+/// `rise` and two to spare.
+const RECOVERY_ROUNDS: u64 = DEFAULT_RISE as u64 + 2;
 
 pub async fn run(trials: usize, pool: usize) -> anyhow::Result<()> {
     let pairs = pool.max(1).min(trials.max(1)) + 1;
@@ -69,11 +70,13 @@ pub async fn run(trials: usize, pool: usize) -> anyhow::Result<()> {
         Some(ctl.metrics.clone()),
     );
     // Six refresh rounds (3 agents × 2 servers per pair each): every observer has risen
-    // (rise 3) and both sites of every pair are Up before the first failure.
+    // (the engine takes a first passing result as up) and both sites of every pair are Up before the first failure.
     rig::accepted(&ctl.metrics, (36 * pairs) as u64, Duration::from_secs(60)).await?;
 
-    // The failing observations of one server, in publication order.
-    let order: Vec<(&str, &str)> = (0..3).flat_map(|_| FLEET_AGENTS).collect();
+    // The failing observations of one server, in publication order: enough rounds for every
+    // agent to reach the default `fall` and one to spare (the calibration finds where the
+    // evidence completes).
+    let order: Vec<(&str, &str)> = (0..=DEFAULT_FALL).flat_map(|_| FLEET_AGENTS).collect();
     let completing = calibrate(&fleet, &rec, &order).await?;
     eprintln!(
         "decision: observation {} of {} completes the evidence",
@@ -178,5 +181,5 @@ async fn calibrate(
             return Ok(i);
         }
     }
-    anyhow::bail!("nine failing observations did not move {name}")
+    anyhow::bail!("{} failing observations did not move {name}", order.len())
 }
