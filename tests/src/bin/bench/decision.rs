@@ -60,7 +60,7 @@ pub async fn run(trials: usize, pool: usize) -> anyhow::Result<()> {
         &http.to_string(),
         "kind = \"memory\"",
     ) + &rig::fleet_decisions(pairs);
-    let ctl = InProcess::start(&toml, Some(rec.clone() as Arc<dyn DnsProvider>))?;
+    let mut ctl = InProcess::start(&toml, Some(rec.clone() as Arc<dyn DnsProvider>))?;
     ctl.acting(Duration::from_secs(30)).await?;
     let fleet = FleetPublisher::connect(&nats.url(), pairs).await?;
     let stop = CancellationToken::new();

@@ -42,7 +42,7 @@ pub async fn run(changes: usize) -> anyhow::Result<()> {
     );
     let toml = rig::controller_head("bench-dns", &nats.url(), &http.to_string(), &provider)
         + &rig::fleet_decisions(changes);
-    let ctl = InProcess::start(&toml, None)?;
+    let mut ctl = InProcess::start(&toml, None)?;
     ctl.acting(Duration::from_secs(30)).await?;
     let fleet = FleetPublisher::connect(&nats.url(), changes).await?;
     let stop = CancellationToken::new();

@@ -81,7 +81,7 @@ async fn trial() -> anyhow::Result<f64> {
         &http.to_string(),
         "kind = \"memory\"",
     ) + &sitewarden_tests::two_site::decisions(None, NAME).render();
-    let ctl = InProcess::start(&toml, Some(rec.clone() as Arc<dyn DnsProvider>))?;
+    let mut ctl = InProcess::start(&toml, Some(rec.clone() as Arc<dyn DnsProvider>))?;
     ctl.acting(Duration::from_secs(30)).await?;
     rig::sites_up(&ctl.metrics, &["site1", "site2"], Duration::from_secs(60)).await?;
     // A real failure strikes at any point of the probe cycle. Killed right after the second

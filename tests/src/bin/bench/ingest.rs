@@ -58,7 +58,7 @@ pub async fn run(messages: usize, agents: usize) -> anyhow::Result<()> {
     );
     let toml = rig::controller_head("bench-ingest", &nats.url(), "off", "kind = \"memory\"")
         + &decisions(agents);
-    let ctl = InProcess::start(&toml, Some(rec.clone() as Arc<dyn DnsProvider>))?;
+    let mut ctl = InProcess::start(&toml, Some(rec.clone() as Arc<dyn DnsProvider>))?;
     ctl.acting(Duration::from_secs(30)).await?;
 
     // The messages, built before anything is timed.

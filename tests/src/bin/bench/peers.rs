@@ -323,7 +323,7 @@ async fn start_sitewarden(
             decisions.namespaces[0].ttl = Some(Duration::from_secs(ttl.into()));
             decisions.render()
         };
-    let controller = InProcess::start(&toml, None)?;
+    let mut controller = InProcess::start(&toml, None)?;
     controller.acting(Duration::from_secs(30)).await?;
     // Both sites Up (after `rise` passing rounds), as a site that has served for a while is.
     rig::sites_up(

@@ -108,12 +108,18 @@ impl InProcess {
         })
     }
 
-    /// Waits until it holds the lease.
-    pub async fn acting(&self, deadline: Duration) -> anyhow::Result<()> {
-        sitewarden_tests::wait_for("the controller to act", deadline, || async {
-            (self.metrics.acting.get() == 1).then_some(())
+    /// Waits until it holds the lease; a controller that stopped first (a port taken, the bus
+    /// refused) is reported with its error instead of a timeout.
+    pub async fn acting(&mut self, deadline: Duration) -> anyhow::Result<()> {
+        let waited = sitewarden_tests::wait_for("the controller to act", deadline, || async {
+            (self.metrics.acting.get() == 1 || self.task.is_finished()).then_some(())
         })
-        .await
+        .await;
+        if self.task.is_finished() {
+            let ended = (&mut self.task).await;
+            anyhow::bail!("the controller stopped before it acted: {ended:?}");
+        }
+        waited
     }
 
     /// Stops it and waits briefly.
