@@ -368,8 +368,18 @@ async fn a_crashed_leader_is_replaced_after_its_window_under_a_higher_epoch() {
     })
     .await
     .unwrap();
-    let (b_acted_at, _) = monitor.first_acting(1, crashed_at).unwrap();
-    let a_stopped_at = monitor.first_idle(crashed_at).unwrap();
+    // The monitor samples every 2 ms in a task of its own; on a loaded machine it may note the
+    // change a moment after the wait above saw it.
+    let (b_acted_at, _) = wait_for("the monitor to see ctl-b act", LEASE, || async {
+        monitor.first_acting(1, crashed_at)
+    })
+    .await
+    .unwrap();
+    let a_stopped_at = wait_for("the monitor to see ctl-a stop", LEASE, || async {
+        monitor.first_idle(crashed_at)
+    })
+    .await
+    .unwrap();
     let takeover = b_acted_at - crashed_at;
     eprintln!(
         "crash takeover: ctl-a stopped acting {:?} after the crash, ctl-b acted {:?} after it \
@@ -427,7 +437,12 @@ async fn a_graceful_shutdown_hands_the_lease_over_at_once() {
     let second_epoch = wait_for("ctl-b acting", LEASE, || async { b.handle.is_acting_now() })
         .await
         .unwrap();
-    let handover = monitor.first_acting(1, stopped_at).unwrap().0 - stopped_at;
+    let handover = wait_for("the monitor to see ctl-b act", LEASE, || async {
+        monitor.first_acting(1, stopped_at)
+    })
+    .await
+    .unwrap()
+    .0 - stopped_at;
     eprintln!("graceful handover took {handover:?} (lease {LEASE:?})");
     assert!(
         handover < LEASE / 2,
