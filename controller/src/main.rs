@@ -1,4 +1,4 @@
-//! `sitewarden-controller` command line: `run`, `validate`, `plan`.
+//! `sitewarden-controller` command line: `run`, `validate`, `plan`, `zone`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (bus or provider unreachable for `plan`, a crash
 //! of `run`); 2 the configuration is invalid (nothing was started).
@@ -68,6 +68,50 @@ enum Command {
         #[arg(long)]
         env_file: Option<PathBuf>,
     },
+    /// Create, list and check the built-in DNS zone's records (`[provider] kind = "builtin"`),
+    /// with this controller's config and NATS credentials; works before the controllers start.
+    Zone {
+        /// What to do.
+        #[command(subcommand)]
+        action: ZoneAction,
+        /// Configuration file (TOML).
+        #[arg(
+            long,
+            short,
+            global = true,
+            default_value = "/etc/sitewarden/controller.toml"
+        )]
+        config: PathBuf,
+        /// The secrets the config names as `{ env = "…" }` (systemd's EnvironmentFile format;
+        /// default: controller.env beside the config, when there is one).
+        #[arg(long, global = true)]
+        env_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ZoneAction {
+    /// Print the zone as a zone file (SOA, NS and addresses from the config, CNAMEs from the
+    /// bucket), then what is missing.
+    List,
+    /// Report every managed name without a record the server answers, each with its fix
+    /// (exit 0 ready, 1 not).
+    Check,
+    /// Create each missing managed name at its first target (or the zone file's CNAME), making
+    /// the bucket if needed; a record that exists is left as it is.
+    Create {
+        /// Take the names' first targets from the CNAMEs of this zone file (RFC 1035 syntax).
+        #[arg(long)]
+        zone_file: Option<PathBuf>,
+        /// Print what would be written; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete a record that no namespace manages any more.
+    Remove {
+        /// The name, e.g. old.failover.example.com.
+        name: String,
+    },
 }
 
 fn load(path: &Path) -> Result<(ControllerConfig, RuntimeSettings), ExitCode> {
@@ -86,8 +130,17 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
-    // Escaped, never coloured; JSON with SITEWARDEN_LOG_FORMAT=json.
-    sitewarden_shared::service::init_logging(sitewarden_shared::service::LogFormat::from_env());
+    // Escaped, never coloured; JSON with SITEWARDEN_LOG_FORMAT=json. The daemon logs `info`;
+    // one-shot commands only warnings, so their answer stands out.
+    let level = if matches!(cli.command, Command::Run { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    sitewarden_shared::service::init_logging_at(
+        sitewarden_shared::service::LogFormat::from_env(),
+        level,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -102,6 +155,9 @@ fn main() -> ExitCode {
     // By hand, nothing loads the unit's env file: validate and plan read it themselves.
     if let Command::Validate { config, env_file }
     | Command::Plan {
+        config, env_file, ..
+    }
+    | Command::Zone {
         config, env_file, ..
     } = &cli.command
         && let Some(code) = env_file::rerun_with(env_file::path_for(config, env_file.as_deref()))
@@ -140,6 +196,13 @@ fn main() -> ExitCode {
                 let plan = runtime::plan::plan(c, &s, provider.as_ref()).await;
                 print_plan(plan, json)
             })
+        }
+        Command::Zone { action, config, .. } => {
+            let (c, s) = match load(&config) {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            runtime.block_on(zone(action, &c, &s))
         }
         Command::Run { config, dry_run } => {
             let (c, mut s) = match load(&config) {
@@ -180,6 +243,40 @@ fn main() -> ExitCode {
                     }
                 }
             })
+        }
+    }
+}
+
+/// Runs one `zone` action and prints its report; 2 for bad input, 1 for a bus failure or
+/// (`check`, `list`) a zone that is not ready.
+async fn zone(action: ZoneAction, c: &ControllerConfig, s: &RuntimeSettings) -> ExitCode {
+    use sitewarden_controller::dns::zone_tool::{ZoneError, ZoneTool};
+    let outcome = async {
+        let tool = ZoneTool::connect(c, s).await?;
+        match action {
+            ZoneAction::List => tool.list().await,
+            ZoneAction::Check => tool.check().await,
+            ZoneAction::Create { zone_file, dry_run } => {
+                tool.create(zone_file.as_deref(), dry_run).await
+            }
+            ZoneAction::Remove { name } => tool.remove(&name).await,
+        }
+    };
+    match outcome.await {
+        Ok(report) => {
+            print!("{}", report.text);
+            if report.problems {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                ZoneError::Input(_) => ExitCode::from(2),
+                ZoneError::Bus(_) => ExitCode::from(1),
+            }
         }
     }
 }

@@ -36,8 +36,14 @@ impl LogFormat {
 /// stderr through [`crate::terminal::LogWriter`] (control characters and bidi overrides from
 /// the network escaped), without colour codes.
 pub fn init_logging(format: LogFormat) {
+    init_logging_at(format, "info");
+}
+
+/// As [`init_logging`], with `default` as the filter when `RUST_LOG` is unset: one-shot
+/// commands log `warn` and up, so their own output is not buried in connection chatter.
+pub fn init_logging_at(format: LogFormat, default: &str) {
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)

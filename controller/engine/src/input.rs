@@ -334,7 +334,7 @@ impl FailureClass {
                 "the record of {name} has no sitewarden marker, so sitewarden only observes it; add the marker once (docs/dns.md) or set on_unmarked = \"adopt\" for {name}"
             ),
             Self::Missing => format!(
-                "the provider has no CNAME record for {name}; create it once (docs/dns.md), sitewarden changes records but never creates them"
+                "the provider has no CNAME record for {name}; create it once (docs/dns.md; with the built-in DNS: sitewarden-controller zone create), sitewarden changes records but never creates them"
             ),
             Self::Auth => "the DNS provider refuses the credentials; check the API token or keys and their scopes (docs/dns.md), then nothing else is needed: the next attempt uses them".to_owned(),
             Self::Rejected => format!(

@@ -287,30 +287,42 @@ pub fn query(name: &Name, qtype: RecordType) -> Message {
 /// RFC 1995 §4): SOA, NS, nameserver addresses, every CNAME, SOA again.
 fn transfer(zone: &Zone, records: &Records, response: &mut Message) {
     response.metadata.authoritative = true;
-    let soa = zone.soa(records, zone.apex.clone(), zone.ttl);
-    response.add_answer(soa.clone());
+    let all = zone_records(zone, records);
+    let soa = all.first().cloned();
+    for r in all {
+        response.add_answer(r);
+    }
+    // A transfer ends with the SOA it began with (RFC 5936).
+    if let Some(soa) = soa {
+        response.add_answer(soa);
+    }
+}
+
+/// Every record of the zone in transfer order: the SOA, the NS records, the nameservers'
+/// addresses, then each managed CNAME by name. Zone transfers and `sitewarden-controller zone
+/// list` both print this.
+pub fn zone_records(zone: &Zone, records: &Records) -> Vec<Record> {
+    let mut out = vec![zone.soa(records, zone.apex.clone(), zone.ttl)];
     for n in &zone.nameservers {
-        response.add_answer(Record::from_rdata(
+        out.push(Record::from_rdata(
             zone.apex.clone(),
             zone.ttl,
             RData::NS(NS(n.clone())),
         ));
     }
     for name in zone.addresses.keys() {
-        for r in zone.address_records(name, RecordType::ANY) {
-            response.add_answer(r);
-        }
+        out.extend(zone.address_records(name, RecordType::ANY));
     }
     let mut names: Vec<(&Name, &super::records::Answer)> = records.names.iter().collect();
     names.sort_by(|a, b| a.0.cmp(b.0));
     for (name, a) in names {
-        response.add_answer(Record::from_rdata(
+        out.push(Record::from_rdata(
             name.clone(),
             a.ttl,
             RData::CNAME(CNAME(a.target.clone())),
         ));
     }
-    response.add_answer(soa);
+    out
 }
 
 #[cfg(test)]

@@ -20,8 +20,10 @@
 
 pub mod answer;
 pub mod config;
+pub mod manage;
 pub mod records;
 pub mod tcp;
+pub mod zone_tool;
 
 use std::collections::BTreeMap;
 use std::io;

@@ -127,7 +127,8 @@ fn key_name(key: &str) -> Option<Name> {
     Some(n.to_lowercase())
 }
 
-fn parse_value(value: &[u8]) -> Option<Answer> {
+/// The answer a stored value gives; `None` when the server cannot answer it.
+pub(crate) fn parse_value(value: &[u8]) -> Option<Answer> {
     let r: StoredRecord = serde_json::from_slice(value).ok()?;
     let content = r.content.trim();
     let mut target = Name::from_ascii(content).ok()?;
@@ -168,7 +169,9 @@ pub async fn watch(store: kv::Store, shared: Shared, shutdown: CancellationToken
     }
 }
 
-async fn follow(store: &kv::Store, shared: &Shared) -> Result<(), String> {
+/// Every key's last entry (deletes included), read by replaying the bucket; the watch is left
+/// at the end of the replay, to follow changes from there.
+async fn replay(store: &kv::Store) -> Result<(kv::Watch, Vec<kv::Entry>), String> {
     let messages = store
         .stream
         .get_info()
@@ -180,18 +183,33 @@ async fn follow(store: &kv::Store, shared: &Shared) -> Result<(), String> {
         .watch_with_history(">")
         .await
         .map_err(|e| format!("watch: {e}"))?;
-    let mut fresh = Records::default();
+    let mut entries = Vec::new();
     if messages > 0 {
         loop {
             let Some(entry) = watch.next().await else {
                 return Err("the watch ended during the replay".into());
             };
             let entry = entry.map_err(|e| e.to_string())?;
-            fresh.apply(&entry);
-            if entry.delta == 0 {
+            let last = entry.delta == 0;
+            entries.push(entry);
+            if last {
                 break;
             }
         }
+    }
+    Ok((watch, entries))
+}
+
+/// Every key's last entry, deletes included: what the bucket holds now.
+pub async fn read_all(store: &kv::Store) -> Result<Vec<kv::Entry>, String> {
+    Ok(replay(store).await?.1)
+}
+
+async fn follow(store: &kv::Store, shared: &Shared) -> Result<(), String> {
+    let (mut watch, entries) = replay(store).await?;
+    let mut fresh = Records::default();
+    for entry in &entries {
+        fresh.apply(entry);
     }
     fresh.ready = true;
     let count = fresh.names.len();

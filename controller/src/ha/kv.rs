@@ -189,6 +189,28 @@ pub enum BucketError {
     },
 }
 
+/// Opens the KV bucket `bucket` if it exists; `None` when its stream does not (yet). Creates
+/// nothing: for tools that only read.
+pub async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+) -> Result<Option<kv::Store>, BucketError> {
+    let bus = |action: &'static str, e: &dyn std::fmt::Display| BucketError::Bus {
+        bucket: bucket.to_owned(),
+        action,
+        detail: e.to_string(),
+    };
+    match js.get_stream(format!("KV_{bucket}")).await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(bus("read the stream", &e)),
+    }
+    js.get_key_value(bucket)
+        .await
+        .map(Some)
+        .map_err(|e| bus("open the bucket", &e))
+}
+
 /// Opens the KV bucket described by `spec`, creating its backing stream first if it is missing.
 ///
 /// Idempotent and safe to race: two controllers starting together both end up with the same

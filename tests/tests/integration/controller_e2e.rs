@@ -424,21 +424,6 @@ async fn given_the_builtin_dns_when_site1_dies_then_dig_sees_mail_move_to_site2(
     let lab = lab().await;
     let dns_addr = sitewarden_tests::free_addr();
     let fqdn = "mail.failover.example.com";
-    // The record exists once (created at setup, as with any provider); sitewarden moves it.
-    {
-        let client = async_nats::connect(lab.nats.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let store = sitewarden_controller::ha::ensure_bucket(
-            &js,
-            sitewarden_controller::dns::bucket_spec(1),
-        )
-        .await
-        .unwrap();
-        sitewarden_controller::provider::builtin::BuiltinProvider::new(store)
-            .create(fqdn, "mail-rr.example.com", 60)
-            .await
-            .unwrap();
-    }
     let mut toml = controller_toml(&lab.nats.url(), "ctl-dns", false, "off");
     toml.provider = Provider::Builtin {
         zone: "failover.example.com".into(),
@@ -447,6 +432,22 @@ async fn given_the_builtin_dns_when_site1_dies_then_dig_sees_mail_move_to_site2(
         soa_email: "hostmaster@example.com".into(),
     };
     toml.decisions.namespaces[0].name = fqdn.into();
+    // The record is created once, before the controller first starts, as docs/install.md does
+    // it: `sitewarden-controller zone create` with the same config. Sitewarden then moves it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("controller.toml");
+    std::fs::write(&config, toml.render()).unwrap();
+    let created =
+        std::process::Command::new(sitewarden_tests::workspace_binary("sitewarden-controller"))
+            .args(["zone", "create", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let c = RunningController::start(&toml.render(), None);
     let metrics = &c.metrics;
     wait_for("the built-in server answers", DEADLINE, || async {

@@ -33,3 +33,4 @@ mod operator_api;
 mod propagation;
 mod rfc2136_bind;
 mod route53_moto;
+mod zone_command;
