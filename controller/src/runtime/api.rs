@@ -590,7 +590,7 @@ pub async fn read_history(
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
             deliver_policy: jetstream::consumer::DeliverPolicy::ByStartTime { start_time: start },
-            max_expires: super::intake::ORDERED_PULL_EXPIRES,
+            max_expires: super::replaying::ORDERED_PULL_EXPIRES,
             ..Default::default()
         })
         .await

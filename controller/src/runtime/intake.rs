@@ -15,24 +15,21 @@
 //! Refusals are counted by cause and logged once per cause; the engine then applies its own
 //! checks (known agent, sequence order, clock skew).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::jetstream::consumer::DeliverPolicy;
-use futures::StreamExt;
 use sitewarden_shared::event::MAX_EVENT_BYTES;
 use sitewarden_shared::subject::{self, ParsedSubject};
 use sitewarden_shared::{AgentId, DbCopySnapshot, Event, Heartbeat, Observation};
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::bus_budget::{EventsCaps, ensure_capped};
 use super::events_watch::PublisherTally;
 use super::metrics::Metrics;
+use super::replaying::{CatchUp, Delivery, Replaying, Source};
 use crate::engine::Input;
 
 /// Name of the stream holding the latest agent events.
@@ -40,9 +37,6 @@ pub const EVENTS_STREAM: &str = "SITEWARDEN_EVENTS";
 /// Events kept per subject: at least the largest `fall`/`rise` a deployment uses, so a replay
 /// rebuilds consecutive-result counters exactly (config refuses larger `fall`/`rise`).
 pub const EVENTS_HISTORY: i64 = 10;
-
-/// Expiry of the ordered consumer's pull requests; its idle heartbeat is half of it.
-pub const ORDERED_PULL_EXPIRES: Duration = Duration::from_secs(2);
 
 /// Why intake refused a message before the engine saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -170,26 +164,37 @@ pub async fn ensure_stream(
     ensure_capped(js, stream_config(replicas, max_age, caps)).await
 }
 
-/// How long a replay from the events stream may take before intake gives up on it and goes on
-/// with live events alone (a replay normally takes milliseconds).
-pub const REPLAY_DEADLINE: Duration = Duration::from_secs(10);
-/// How often intake checks whether the NATS client reconnected.
-const RECONNECT_POLL: Duration = Duration::from_millis(250);
 /// Live events held back while a replay runs; beyond this the oldest are dropped (counted).
 const MAX_HELD: usize = 200_000;
 /// A catch-up replay after a reconnect starts this long before the last live event received.
 const CATCH_UP_OVERLAP: Duration = Duration::from_secs(2);
 
+/// Where agent events come from: live on the three agent subject trees (not `sitewarden.v1.>`,
+/// which also carries the controller's own edge notices), replayed from the events stream.
+fn source() -> Source {
+    Source {
+        what: "agent events",
+        stream: EVENTS_STREAM,
+        filter: "sitewarden.v1.>".into(),
+        subjects: [
+            subject::ALL_OBSERVATIONS,
+            subject::ALL_DBCOPY,
+            subject::ALL_HEARTBEATS,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        catch_up: CatchUp::SinceLastLive(CATCH_UP_OVERLAP),
+        max_held: MAX_HELD,
+    }
+}
+
 /// Reads events until `shutdown`, sending accepted ones to the engine.
 ///
-/// Live events come from a core NATS subscription on the three agent subject trees: it follows
-/// the client through reconnects to any surviving node at once and has no server-side state to
-/// lose with a node (an ephemeral JetStream consumer lives on one node, and recovering one
-/// after its node died took async-nats up to a minute). The events stream serves replays only:
-/// at start, everything it retains; after every reconnect, what arrived since shortly before the
-/// last live event, so the gap is filled. Live events are held back while a replay runs and
-/// released after it, so each agent's events reach the engine in order; replayed events an
-/// agent already delivered live are skipped here, not reported by the engine as replays.
+/// Live events and replays come through [`Replaying`]: the whole stream at start (a controller
+/// that starts or takes over has the current health picture at once), and after every
+/// reconnect what arrived since shortly before the last live event, so the gap is filled.
+/// Replayed events an agent already delivered live are skipped here, by its sequence number,
+/// not reported by the engine as replays.
 pub async fn run(
     js: jetstream::Context,
     tx: mpsc::Sender<Input>,
@@ -198,7 +203,6 @@ pub async fn run(
     publishers: Arc<PublisherTally>,
     shutdown: CancellationToken,
 ) {
-    let client = js.client();
     let mut intake = Intake {
         tx,
         metrics,
@@ -206,86 +210,29 @@ pub async fn run(
         logged: BTreeSet::new(),
         forwarded: HashMap::new(),
     };
-    let mut live = loop {
-        match subscribe(&client).await {
-            Ok(live) => break live,
-            Err(e) => {
-                tracing::warn!("cannot subscribe to agent events: {e}; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
-        }
+    let Some(mut messages) = Replaying::subscribe(js, source(), &shutdown).await else {
+        return;
     };
-    let stats = client.statistics();
-    let mut connects = stats.connects.load(Ordering::Relaxed);
-    let mut replay_from: Option<DeliverPolicy> = Some(DeliverPolicy::All);
-    let mut last_live: Option<OffsetDateTime> = None;
-    let mut poll = tokio::time::interval(RECONNECT_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        if let Some(policy) = replay_from.take() {
-            let held = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                held = intake.replay(&js, policy, &mut live) => held,
-            };
-            for m in held {
-                if !intake.forward(&m.subject, &m.payload, false).await {
-                    return;
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = poll.tick() => {
-                let now = stats.connects.load(Ordering::Relaxed);
-                if now != connects {
-                    connects = now;
-                    intake.metrics.intake_catch_ups.inc();
-                    replay_from = Some(catch_up_policy(last_live));
-                    tracing::info!("NATS reconnected; catching up on agent events from the stream");
-                }
-            }
-            m = live.next() => {
-                let Some(m) = m else {
-                    tracing::error!("agent event subscription ended; intake stops");
-                    return;
-                };
-                last_live = Some(OffsetDateTime::now_utc());
+    while let Some(delivery) = messages.next(&shutdown).await {
+        let forwarded = match delivery {
+            Delivery::Live(m) => {
                 publishers.count(m.subject.as_str(), m.payload.len());
-                if !intake.forward(&m.subject, &m.payload, false).await {
-                    return;
-                }
+                intake.forward(&m.subject, &m.payload, false).await
             }
+            Delivery::Replayed(m) => intake.forward(&m.subject, &m.payload, true).await,
+            Delivery::Reconnected => {
+                intake.metrics.intake_catch_ups.inc();
+                true
+            }
+            Delivery::Dropped => {
+                intake.metrics.rejected("held_overflow");
+                true
+            }
+        };
+        if !forwarded {
+            return;
         }
     }
-}
-
-/// Where a catch-up replay starts: shortly before the last live event, or at the beginning.
-fn catch_up_policy(last_live: Option<OffsetDateTime>) -> DeliverPolicy {
-    match last_live {
-        Some(t) => DeliverPolicy::ByStartTime {
-            start_time: t - CATCH_UP_OVERLAP,
-        },
-        None => DeliverPolicy::All,
-    }
-}
-
-/// One subscription over the three agent subject trees (not `sitewarden.v1.>`, which also
-/// carries the controller's own edge notices).
-async fn subscribe(
-    client: &async_nats::Client,
-) -> Result<futures::stream::SelectAll<async_nats::Subscriber>, String> {
-    let mut all = futures::stream::SelectAll::new();
-    for s in [
-        subject::ALL_OBSERVATIONS,
-        subject::ALL_DBCOPY,
-        subject::ALL_HEARTBEATS,
-    ] {
-        all.push(client.subscribe(s).await.map_err(|e| e.to_string())?);
-    }
-    Ok(all)
 }
 
 /// Records the first refusal of each cause in the audit trail (the runtime adds controller, role
@@ -334,92 +281,6 @@ impl Intake {
                 true
             }
         }
-    }
-
-    /// Replays the events stream from `policy` up to what it held when the replay began, while
-    /// holding back live events; returns the held live events, oldest first.
-    async fn replay(
-        &mut self,
-        js: &jetstream::Context,
-        policy: DeliverPolicy,
-        live: &mut futures::stream::SelectAll<async_nats::Subscriber>,
-    ) -> VecDeque<async_nats::Message> {
-        let mut held = VecDeque::new();
-        let started = tokio::time::Instant::now();
-        let outcome = tokio::time::timeout(REPLAY_DEADLINE, async {
-            let mut stream = js
-                .get_stream(EVENTS_STREAM)
-                .await
-                .map_err(|e| format!("cannot open stream {EVENTS_STREAM}: {e}"))?;
-            let last = stream
-                .info()
-                .await
-                .map_err(|e| format!("cannot read stream {EVENTS_STREAM}: {e}"))?
-                .state
-                .last_sequence;
-            let consumer = stream
-                .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                    filter_subject: "sitewarden.v1.>".into(),
-                    deliver_policy: policy,
-                    max_expires: ORDERED_PULL_EXPIRES,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| format!("cannot create a replay consumer: {e}"))?;
-            if consumer.cached_info().num_pending == 0 {
-                return Ok(0u64);
-            }
-            let mut messages = consumer
-                .messages()
-                .await
-                .map_err(|e| format!("cannot read the replay: {e}"))?;
-            let mut n = 0u64;
-            loop {
-                tokio::select! {
-                    m = messages.next() => {
-                        let m = match m {
-                            None => return Err("replay ended early".to_owned()),
-                            Some(Err(e)) => return Err(format!("replay interrupted: {e}")),
-                            Some(Ok(m)) => m,
-                        };
-                        let (seq, pending) = m
-                            .info()
-                            .map(|i| (i.stream_sequence, i.pending))
-                            .unwrap_or((u64::MAX, 0));
-                        n += 1;
-                        if !self.forward(m.subject.as_str(), &m.payload, true).await {
-                            return Ok(n);
-                        }
-                        if seq >= last || pending == 0 {
-                            return Ok(n);
-                        }
-                    }
-                    Some(m) = live.next() => {
-                        if held.len() == MAX_HELD {
-                            held.pop_front();
-                            self.metrics.rejected("held_overflow");
-                        }
-                        held.push_back(m);
-                    }
-                }
-            }
-        })
-        .await;
-        match outcome {
-            Ok(Ok(n)) => tracing::info!(
-                events = n,
-                held = held.len(),
-                took_ms = started.elapsed().as_millis() as u64,
-                "replayed agent events from the stream"
-            ),
-            Ok(Err(e)) => tracing::warn!(
-                "replay from the events stream failed: {e}; going on with live events"
-            ),
-            Err(_) => tracing::warn!(
-                "replay from the events stream took longer than {REPLAY_DEADLINE:?}; going on with live events"
-            ),
-        }
-        held
     }
 }
 

@@ -20,6 +20,7 @@ pub mod intake;
 pub mod metrics;
 pub mod overrides;
 pub mod plan;
+pub mod replaying;
 pub mod settings;
 pub mod slack;
 pub mod tasks;

@@ -11,16 +11,15 @@
 //! reconnect, and messages are de-duplicated by their id.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::replaying::{CatchUp, Delivery, Replaying, Source};
 use crate::engine::OverrideRequest;
 
 /// The overrides stream.
@@ -83,116 +82,49 @@ pub async fn publish(js: &jetstream::Context, message: &OverrideMessage) -> Resu
         .map_err(|e| format!("NATS did not store the override: {e}"))
 }
 
-/// Feeds every override, replayed and live, to `tx` once, in order, until `shutdown`.
+/// Feeds every override, replayed and live, to `tx` once, in order, until `shutdown`. The
+/// stream is small, so every replay reads it all; ids already delivered are skipped.
 pub async fn run(
     js: jetstream::Context,
     tx: mpsc::Sender<OverrideMessage>,
     shutdown: CancellationToken,
 ) {
-    let client = js.client();
-    let mut live = loop {
-        match client.subscribe(OVERRIDES_SUBJECT).await {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!("cannot subscribe to overrides: {e}; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
-        }
+    let source = Source {
+        what: "overrides",
+        stream: OVERRIDES_STREAM,
+        filter: OVERRIDES_SUBJECT.into(),
+        subjects: vec![OVERRIDES_SUBJECT.into()],
+        catch_up: CatchUp::All,
+        max_held: MAX_HELD,
     };
-    let stats = client.statistics();
-    let mut connects = stats.connects.load(Ordering::Relaxed);
+    let Some(mut messages) = Replaying::subscribe(js, source, &shutdown).await else {
+        return;
+    };
     let mut seen = Seen::default();
-    let mut replay = true;
-    let mut poll = tokio::time::interval(Duration::from_millis(250));
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        if std::mem::take(&mut replay) {
-            let replayed = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = tokio::time::timeout(super::intake::REPLAY_DEADLINE, read_all(&js)) => r,
-            };
-            match replayed {
-                Ok(Ok(messages)) => {
-                    for m in messages {
-                        if seen.first(&m.id) && tx.send(m).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!("cannot replay overrides: {e}; retrying on the next poll");
-                    replay = true;
-                }
-                Err(_) => {
-                    tracing::warn!("replaying overrides timed out; retrying on the next poll");
-                    replay = true;
+    while let Some(delivery) = messages.next(&shutdown).await {
+        let m = match delivery {
+            Delivery::Live(m) | Delivery::Replayed(m) => m,
+            Delivery::Reconnected => continue,
+            Delivery::Dropped => {
+                tracing::warn!(
+                    "an override arrived while {MAX_HELD} were held back during a replay; it is read again at the next replay"
+                );
+                continue;
+            }
+        };
+        match serde_json::from_slice::<OverrideMessage>(&m.payload) {
+            Ok(o) => {
+                if seen.first(&o.id) && tx.send(o).await.is_err() {
+                    return;
                 }
             }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = poll.tick() => {
-                let now = stats.connects.load(Ordering::Relaxed);
-                if now != connects {
-                    connects = now;
-                    replay = true;
-                }
-            }
-            m = live.next() => {
-                let Some(m) = m else { return };
-                match serde_json::from_slice::<OverrideMessage>(&m.payload) {
-                    Ok(o) => {
-                        if seen.first(&o.id) && tx.send(o).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => tracing::warn!("ignored an unreadable override message: {e}"),
-                }
-            }
+            Err(e) => tracing::warn!("ignored an unreadable override message: {e}"),
         }
     }
 }
 
-/// Everything the stream holds, oldest first.
-async fn read_all(js: &jetstream::Context) -> Result<Vec<OverrideMessage>, String> {
-    let mut stream = js
-        .get_stream(OVERRIDES_STREAM)
-        .await
-        .map_err(|e| e.to_string())?;
-    let info = stream.info().await.map_err(|e| e.to_string())?;
-    if info.state.messages == 0 {
-        return Ok(Vec::new());
-    }
-    let last = info.state.last_sequence;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: OVERRIDES_SUBJECT.into(),
-            max_expires: super::intake::ORDERED_PULL_EXPIRES,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    while let Some(m) = messages.next().await {
-        let m = m.map_err(|e| e.to_string())?;
-        let (seq, pending) = m
-            .info()
-            .map(|i| (i.stream_sequence, i.pending))
-            .unwrap_or((u64::MAX, 0));
-        match serde_json::from_slice::<OverrideMessage>(&m.payload) {
-            Ok(o) => out.push(o),
-            Err(e) => tracing::warn!("ignored an unreadable override message #{seq}: {e}"),
-        }
-        if seq >= last || pending == 0 {
-            break;
-        }
-    }
-    Ok(out)
-}
+/// Live overrides held back during a replay (operators issue a handful a day).
+const MAX_HELD: usize = 10_000;
 
 /// Ids already delivered, bounded.
 #[derive(Default)]
