@@ -298,9 +298,16 @@ impl Engine {
             && j.verdict != Verdict::Down
             && state.sites.get(site).is_some_and(|s| s.alerted.is_none());
         let already = state.sites.get(site).and_then(|s| s.alerted);
-        if !quiet && already != Some(j.verdict) && (already.is_some() || j.verdict != Verdict::Up) {
+        let alert =
+            !quiet && already != Some(j.verdict) && (already.is_some() || j.verdict != Verdict::Up);
+        // Down and Up are news at once; Degraded and Unknown once they have held (`alert_settled`).
+        let settles = matches!(j.verdict, Verdict::Degraded | Verdict::Unknown);
+        if alert && !settles {
             out.push(verdict_alert(site, j.verdict, evidence.clone()));
-            if let Some(st) = state.sites.get_mut(site) {
+        }
+        if let Some(st) = state.sites.get_mut(site) {
+            st.alert_pending = (alert && settles).then_some(now);
+            if alert && !settles {
                 st.alerted = Some(j.verdict);
             }
         }
@@ -316,6 +323,46 @@ impl Engine {
         true
     }
 
+    /// Alerts each Degraded or Unknown verdict that has held for one probe interval (see
+    /// [`crate::verdict::SiteState::alert_pending`]).
+    fn alert_settled(&self, state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>) {
+        let settle = self.settle();
+        let due: Vec<SiteId> = state
+            .sites
+            .iter()
+            .filter(|(_, s)| s.alert_pending.is_some_and(|at| now - at >= settle))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for site in due {
+            let ev = site_evidence(&self.config, state, &site, now, self.stale_after, false);
+            let Some(st) = state.sites.get_mut(&site) else {
+                continue;
+            };
+            st.alert_pending = None;
+            if st.alerted == Some(st.verdict) {
+                continue;
+            }
+            let since = st.since.unwrap_or(now);
+            let evidence = Evidence {
+                rule: Rule::Steady,
+                at: now,
+                note: format!(
+                    "site {site} is {} since {}",
+                    st.verdict,
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                sites: BTreeMap::from([(site.clone(), ev)]),
+            };
+            st.alerted = Some(st.verdict);
+            out.push(verdict_alert(&site, st.verdict, evidence));
+        }
+    }
+
+    /// How long a Degraded or Unknown verdict holds before it is alerted: one probe interval.
+    pub(crate) fn settle(&self) -> TimeDelta {
+        TimeDelta::from_std(self.config.policy.interval).unwrap_or(TimeDelta::seconds(10))
+    }
+
     /// Alerts, once, every site still not Up when the start-up grace has ended.
     fn alert_after_grace(&self, state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>) {
         if self.in_startup_grace(state, now) {
@@ -327,11 +374,18 @@ impl Engine {
             .filter(|(_, s)| s.alerted.is_none() && s.verdict != Verdict::Up)
             .map(|(id, _)| id.clone())
             .collect();
+        let settle = self.settle();
         for site in due {
             let ev = site_evidence(&self.config, state, &site, now, self.stale_after, false);
             let Some(st) = state.sites.get_mut(&site) else {
                 continue;
             };
+            // A Degraded or Unknown that has not held for a probe interval yet settles first.
+            let since = st.since.unwrap_or(now);
+            if st.verdict != Verdict::Down && now - since < settle {
+                st.alert_pending = Some(since);
+                continue;
+            }
             let evidence = Evidence {
                 rule: Rule::Steady,
                 at: now,
@@ -411,6 +465,7 @@ impl Engine {
         for site in &sites {
             changed |= self.rejudge(state, now, site, out);
         }
+        self.alert_settled(state, now, out);
         let verdicts_changed = state.sites.values().map(|s| s.verdict).ne(before);
         let mut dags_changed = false;
         for d in state.dags.values_mut() {

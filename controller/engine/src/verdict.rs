@@ -76,6 +76,11 @@ pub struct SiteState {
     /// The verdict last alerted (`None`: none yet; start-up is quiet).
     #[serde(default)]
     pub alerted: Option<Verdict>,
+    /// Since when a Degraded or Unknown verdict waits to be alerted: it is alerted only once it
+    /// has held for one probe interval, so a site whose servers fall one by one within a round
+    /// raises Down alone, not a "clients are still served" warning beside it.
+    #[serde(default)]
+    pub alert_pending: Option<DateTime<Utc>>,
     /// Observer sites that see this site entirely Down for some protocol.
     pub seen_down_by: BTreeSet<SiteId>,
     /// Observer sites that see every component of this site passing.
@@ -93,6 +98,7 @@ impl SiteState {
             falling: false,
             rising: false,
             alerted: None,
+            alert_pending: None,
             seen_down_by: BTreeSet::new(),
             seen_up_by: BTreeSet::new(),
         }

@@ -2,7 +2,7 @@
 //!
 //! Time-driven rules are staleness (an observer's latest result growing old), agent silence, a
 //! DAG's snapshot growing old, override expiries, failback windows, hold-downs, the retry
-//! schedule and the end of the start-up grace. [`Engine::next_wake`] returns the earliest of
+//! schedule, the end of the start-up grace and a Degraded or Unknown verdict's alert settling. [`Engine::next_wake`] returns the earliest of
 //! their deadlines after `now`, so the runtime can sleep until then or the next input instead of
 //! recounting on a fixed beat. Deadlines are computed generously (a deadline that turns out to
 //! change nothing costs one idle tick); none is ever missed.
@@ -26,6 +26,10 @@ impl Engine {
         at(state
             .started_at
             .and_then(|s| s.checked_add_signed(self.startup_grace)));
+        for s in state.sites.values() {
+            at(s.alert_pending
+                .and_then(|t| t.checked_add_signed(self.settle())));
+        }
         for protos in state.components.values() {
             for c in protos.values() {
                 for checks in c.observers.values() {

@@ -20,8 +20,8 @@ use sitewarden_contract::{
 };
 use sitewarden_engine::config::ControllerConfig;
 use sitewarden_engine::{
-    Command, Engine, Input, LeadershipChange, OverrideAction, OverrideRequest, ProviderReport,
-    ReleaseTarget, State,
+    AlertKind, Command, Engine, Input, LeadershipChange, OverrideAction, OverrideRequest,
+    ProviderReport, ReleaseTarget, Severity, State,
 };
 
 const AGENTS: [(&str, &str); 3] = [
@@ -250,6 +250,25 @@ proptest! {
         for (now, input) in inputs(&ops) {
             let cmds = engine.step(&mut state, now, &input);
             let any_serving = state.sites.values().any(|s| s.verdict.is_serving());
+            let settle = TimeDelta::from_std(engine.config().policy.interval).unwrap_or_default();
+            let mut verdict_alerts: BTreeMap<&str, usize> = BTreeMap::new();
+            for c in &cmds {
+                let Command::Alert(a) = c else { continue };
+                if a.kind != AlertKind::SiteVerdict {
+                    continue;
+                }
+                *verdict_alerts.entry(a.subject.as_str()).or_default() += 1;
+                // A Degraded or Unknown alert names a verdict that still holds and has held for
+                // one probe interval: never a passing state on the way to Down or Up.
+                if a.severity == Severity::Warning {
+                    let st = state.sites.iter().find(|(id, _)| id.as_str() == a.subject).map(|(_, s)| s);
+                    let held = st.and_then(|s| s.since).is_some_and(|since| now - since >= settle);
+                    prop_assert!(held, "{} alerted before it settled: {a:?}", a.subject);
+                }
+            }
+            for (site, n) in verdict_alerts {
+                prop_assert!(n <= 1, "{n} verdict alerts for {site} in one step");
+            }
             for c in &cmds {
                 let Command::SetRecord(r) = c else { continue };
                 let ns = &engine.config().namespaces[&r.namespace];

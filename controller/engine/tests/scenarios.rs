@@ -92,6 +92,14 @@ fn when_site1_dies_seen_inside_and_outside_then_mail_moves_within_fall_times_int
         story.alerts_of(AlertKind::SiteVerdict, Severity::Critical),
         1
     );
+    // The servers fell one by one within a round: the passing Degraded is not news, and a
+    // "clients are still served" warning beside the Down would contradict it.
+    assert_eq!(
+        story.alerts_of(AlertKind::SiteVerdict, Severity::Warning),
+        0,
+        "{:?}",
+        story.alerts()
+    );
     // The decision carries its evidence: site1 Down, with observers outside the site failing.
     let site1 = &rec.evidence.sites[&site("site1")];
     assert_eq!(site1.verdict, Verdict::Down);
