@@ -2,7 +2,9 @@
 //!
 //! Names start with `sitewarden_agent_` and follow Prometheus conventions (base units, counters
 //! end in `_total`, checked by `promtool check metrics`); `docs/metrics.md` lists them. Labels are
-//! configuration ids (check, server, site), so their cardinality is bounded by the config.
+//! configuration ids (check, server, site), so their cardinality is bounded by the config. The
+//! page also carries `sitewarden_agent_build_info` and the unprefixed `process_*` families
+//! (`sitewarden_shared::metrics`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -55,6 +57,7 @@ pub struct CollectLabels {
 /// Every agent metric.
 #[derive(Debug)]
 pub struct Metrics {
+    /// The whole page: the process families, and the `sitewarden_agent` sub-registry.
     registry: Registry,
     probes: Family<OutcomeLabels, Counter>,
     latency: Family<ProbeLabels, Histogram>,
@@ -82,7 +85,12 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("sitewarden_agent");
+        let mut root = Registry::default();
+        let registry = sitewarden_shared::metrics::program_registry(
+            &mut root,
+            "sitewarden_agent",
+            env!("CARGO_PKG_VERSION"),
+        );
         let probes = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "probes",
@@ -135,9 +143,9 @@ impl Metrics {
             "Pushes refused by cause",
             push_rejected.clone(),
         );
-        let edge = crate::edge::metrics::EdgeMetrics::register(&mut registry);
+        let edge = crate::edge::metrics::EdgeMetrics::register(registry);
         Self {
-            registry,
+            registry: root,
             probes,
             latency,
             cert_expiry,
@@ -205,5 +213,35 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_names_the_build_and_carries_the_unprefixed_process_families() {
+        let text = Metrics::new().encode();
+        let build = format!(
+            "sitewarden_agent_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.lines().any(|l| l == build), "no {build:?} in\n{text}");
+        for family in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_start_time_seconds",
+            "process_open_fds",
+            "process_max_fds",
+            "process_threads",
+        ] {
+            assert!(
+                text.contains(&format!("\n{family} ")),
+                "no {family} in\n{text}"
+            );
+        }
+        assert!(!text.contains("sitewarden_agent_process_"), "{text}");
     }
 }

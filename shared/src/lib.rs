@@ -1,5 +1,6 @@
 //! sitewarden's bus and server glue: NATS connections, credentials, the capped HTTP/1 accept
-//! loop and the shutdown signal, for the processes that do I/O (agent and controller runtime).
+//! loop, the metrics both `/metrics` pages share (build and process) and the shutdown signal,
+//! for the processes that do I/O (agent and controller runtime).
 //!
 //! The pure event contract lives in `sitewarden-contract` and is re-exported here, so code that
 //! already talks to the bus names one crate. Nothing here decides anything about site health.
@@ -10,6 +11,8 @@
 
 #[cfg(feature = "http-server")]
 pub mod http_server;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod nats;
 pub mod pacing;
 pub mod service;

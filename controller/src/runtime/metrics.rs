@@ -8,7 +8,9 @@
 //! observation passes through [`Metrics::observation`], the only per-event cost: a few map
 //! lookups by `&str`, no allocation once an observer × server × check has been seen.
 //! Every label value comes from the configuration (sites, servers, agents, checks, namespaces,
-//! targets) or from a fixed list, so cardinality is bounded by the config.
+//! targets) or from a fixed list, so cardinality is bounded by the config. The page also carries
+//! `sitewarden_controller_build_info` and the unprefixed `process_*` families
+//! (`sitewarden_shared::metrics`), read at scrape time.
 
 pub mod engine;
 pub mod sources;
@@ -46,6 +48,7 @@ pub struct OutcomeLabel {
 /// Every controller metric.
 #[derive(Debug)]
 pub struct Metrics {
+    /// The whole page: the process families, and the `sitewarden_controller` sub-registry.
     registry: Registry,
     /// Events accepted by intake (before the engine's own checks).
     pub events_accepted: Counter,
@@ -84,7 +87,12 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("sitewarden_controller");
+        let mut root = Registry::default();
+        let registry = sitewarden_shared::metrics::program_registry(
+            &mut root,
+            "sitewarden_controller",
+            env!("CARGO_PKG_VERSION"),
+        );
         let events_accepted = Counter::default();
         registry.register(
             "events_accepted",
@@ -162,10 +170,10 @@ impl Metrics {
             "1 while the events stream is past 80% of its byte or message cap (an events_near_cap alert is out)",
             events_stream_near_cap.clone(),
         );
-        let engine = engine::EngineMetrics::register(&mut registry, rejected.clone());
-        let sources = sources::SourceMetrics::register(&mut registry);
+        let engine = engine::EngineMetrics::register(registry, rejected.clone());
+        let sources = sources::SourceMetrics::register(registry);
         Self {
-            registry,
+            registry: root,
             events_accepted,
             rejected,
             intake_catch_ups,
@@ -281,4 +289,59 @@ fn advance(counter: &Counter, last: &mut u64, now: u64) {
         counter.inc_by(now - *last);
     }
     *last = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_formats_name_the_build_and_carry_the_unprefixed_process_families() {
+        let m = Metrics::new();
+        let build = format!(
+            "sitewarden_controller_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        let openmetrics = m.encode();
+        let (_, classic) = m.exposition(None);
+        for (format, text, lines) in [
+            (
+                "OpenMetrics",
+                &openmetrics,
+                [
+                    "# TYPE sitewarden_controller_build info",
+                    "# TYPE process_cpu_seconds counter",
+                ],
+            ),
+            (
+                "classic",
+                &classic,
+                [
+                    "# TYPE sitewarden_controller_build_info gauge",
+                    "# TYPE process_cpu_seconds_total counter",
+                ],
+            ),
+        ] {
+            for line in lines.iter().chain([&build.as_str()]) {
+                assert!(
+                    text.lines().any(|l| l == *line),
+                    "{format}: no {line:?} in\n{text}"
+                );
+            }
+            for family in [
+                "process_resident_memory_bytes",
+                "process_virtual_memory_bytes",
+                "process_start_time_seconds",
+                "process_open_fds",
+                "process_max_fds",
+                "process_threads",
+            ] {
+                assert!(
+                    text.contains(&format!("\n{family} ")),
+                    "{format}: no {family} in\n{text}"
+                );
+            }
+            assert!(!text.contains("sitewarden_controller_process_"), "{text}");
+        }
+    }
 }

@@ -2,8 +2,9 @@
 //! `sitewarden-agent` processes probing emulated Exchange sites, and a real
 //! `sitewarden-controller` process writing through the Cloudflare emulator. Once the controller
 //! has admitted events, judged site1 Up and called the DNS API, both `/metrics` pages pass
-//! `promtool check metrics` without a single complaint, and the names they expose are exactly
-//! the ones `docs/metrics.md` documents.
+//! `promtool check metrics` without a single complaint, the names they expose are exactly
+//! the ones `docs/metrics.md` documents, and each page names its build and reports a live
+//! process (`build_info`, the unprefixed `process_*` families).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -194,16 +195,73 @@ fn exposed_families(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Metric names in the first column of `docs/metrics.md`'s tables.
-fn documented(prefix: &str) -> BTreeSet<String> {
+/// Metric names in the first column of `docs/metrics.md`'s tables that start with one of
+/// `prefixes`.
+fn documented(prefixes: &[&str]) -> BTreeSet<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
     let text = std::fs::read_to_string(&path).unwrap();
     text.lines()
         .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split('`').next())
-        .filter(|n| n.starts_with(prefix))
+        .filter(|n| prefixes.iter().any(|p| n.starts_with(p)))
         .map(str::to_owned)
         .collect()
+}
+
+/// The value of the series written exactly `series` (name and labels) in an exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(key, _)| *key == series)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+/// What is wrong with a page's build and process families: `{prefix}build_info` must name this
+/// build's version with the value 1, and the `process_*` values must be those of a live process
+/// (memory in use, started within the last day, threads, open files below the limit).
+fn build_and_process_problems(who: &str, prefix: &str, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let build = format!(
+        "{prefix}build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if sample(text, &build) != Some(1.0) {
+        problems.push(format!("{who}: no `{build} 1`"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let value = |name: &str| sample(text, name).unwrap_or(f64::NAN);
+    let resident = value("process_resident_memory_bytes");
+    let open = value("process_open_fds");
+    let started = value("process_start_time_seconds");
+    for (sane, what) in [
+        (resident > 0.0, "resident memory > 0"),
+        (
+            value("process_virtual_memory_bytes") >= resident,
+            "virtual memory >= resident memory",
+        ),
+        (
+            started > now - 86_400.0 && started <= now + 5.0,
+            "started within the last day",
+        ),
+        (
+            value("process_cpu_seconds_total") >= 0.0,
+            "CPU seconds >= 0",
+        ),
+        (value("process_threads") >= 1.0, "at least one thread"),
+        (
+            open > 0.0 && open <= value("process_max_fds"),
+            "0 < open files <= the limit",
+        ),
+    ] {
+        if !sane {
+            problems.push(format!("{who}: process metrics not sane: {what}"));
+        }
+    }
+    problems
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,10 +395,13 @@ async fn given_a_running_agent_and_controller_then_promtool_finds_nothing_to_com
             ));
         }
 
-        // Every exposed family is documented, and every documented one is exposed (a label
-        // family appears with its first series; the few this lab never feeds are named above).
+        problems.extend(build_and_process_problems(who, prefix, &text));
+
+        // Every exposed family (the program's own and the process ones) is documented, and
+        // every documented one is exposed (a label family appears with its first series; the
+        // few this lab never feeds are named above).
         let exposed = exposed_families(&text);
-        let docs = documented(prefix);
+        let docs = documented(&[prefix, "process_"]);
         let undocumented: Vec<_> = exposed.difference(&docs).collect();
         let missing: Vec<_> = docs
             .difference(&exposed)
@@ -402,7 +463,7 @@ fn the_documented_alerting_rules_pass_promtool_and_use_documented_metrics_only()
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let known = documented("sitewarden_");
+    let known = documented(&["sitewarden_"]);
     let used: BTreeSet<String> = rules
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| w.starts_with("sitewarden_"))
