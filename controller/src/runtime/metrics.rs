@@ -45,6 +45,13 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// Labels of a refused Slack request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    /// `bad_timestamp`, `stale`, `bad_signature_format`, `mismatch`, `replayed`, `busy`.
+    pub cause: String,
+}
+
 /// Every controller metric.
 #[derive(Debug)]
 pub struct Metrics {
@@ -58,6 +65,7 @@ pub struct Metrics {
     /// Replayed events skipped because the agent had already delivered them live.
     pub replay_skipped: Counter,
     applies: Family<OutcomeLabel, Counter>,
+    slack_refused: Family<CauseLabel, Counter>,
     /// Audit records dropped because the queue was full.
     pub audit_dropped: Counter,
     /// Audit publishes that failed or were not acknowledged.
@@ -119,6 +127,19 @@ impl Metrics {
         );
         let applies = Family::<OutcomeLabel, Counter>::default();
         registry.register("applies", "Record changes by outcome", applies.clone());
+        let slack_refused = Family::<CauseLabel, Counter>::default();
+        registry.register(
+            "slack_refused",
+            "Slack slash-command requests refused before they were acted on, by cause",
+            slack_refused.clone(),
+        );
+        for cause in super::slack::SlackRefusal::CAUSES {
+            slack_refused
+                .get_or_create(&CauseLabel {
+                    cause: cause.into(),
+                })
+                .inc_by(0);
+        }
         let audit_dropped = Counter::default();
         registry.register(
             "audit_dropped",
@@ -179,6 +200,7 @@ impl Metrics {
             intake_catch_ups,
             replay_skipped,
             applies,
+            slack_refused,
             audit_dropped,
             audit_errors,
             acting,
@@ -210,7 +232,16 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts an apply outcome.
+    /// Counts a refused Slack request by cause ([`super::slack::SlackRefusal::cause`]).
+    pub fn slack_refused(&self, cause: &str) {
+        self.slack_refused
+            .get_or_create(&CauseLabel {
+                cause: cause.into(),
+            })
+            .inc();
+    }
+
+    /// Counts one record change handed to the applier, by outcome.
     pub fn applied(&self, outcome: &str) {
         self.applies
             .get_or_create(&OutcomeLabel {

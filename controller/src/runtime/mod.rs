@@ -23,6 +23,7 @@ pub mod plan;
 pub mod replaying;
 pub mod settings;
 pub mod slack;
+pub mod slack_guard;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -152,7 +153,8 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     // Operator overrides: from the bus (whichever controller's API took them) into the engine.
     let (override_tx, override_rx) = mpsc::channel::<overrides::OverrideMessage>(256);
     tasks.spawn(overrides::run(js.clone(), override_tx, stop.clone()));
-    let (api_link, fresh_rx) = start_api(&engine, &lease_handle, &js, &settings, &http.late_routes);
+    let routes = (&http.late_routes, &metrics);
+    let (api_link, fresh_rx) = start_api(&engine, &lease_handle, &js, &settings, routes);
     EngineLoop {
         state: engine.initial_state(),
         engine,
@@ -525,7 +527,7 @@ fn start_api(
     lease: &LeaseHandle,
     js: &jetstream::Context,
     settings: &RuntimeSettings,
-    late_routes: &http::LateRoutes,
+    (late_routes, metrics): (&http::LateRoutes, &Arc<Metrics>),
 ) -> (ApiLink, mpsc::Receiver<FreshRequest>) {
     let (snapshot_tx, snapshot_rx) =
         tokio::sync::watch::channel(Arc::new(api::Snapshot::default()));
@@ -541,7 +543,7 @@ fn start_api(
     };
     let mut routes = api::router(operator_api.clone()).merge(dashboard::routes());
     if let Some(slack) = settings.slack.clone() {
-        routes = routes.merge(slack::router(operator_api, slack));
+        routes = routes.merge(slack::router(operator_api, slack, metrics.clone()));
     }
     let _ = late_routes.set(routes);
     (

@@ -3,7 +3,9 @@
 //!
 //! Every request is checked against Slack's signing secret (signature `v0`, HMAC-SHA256 of
 //! `v0:{timestamp}:{body}`, compared in constant time) and refused when its timestamp is more
-//! than five minutes off, so a captured request cannot be replayed. Reads are open to anyone in
+//! than five minutes off; inside those five minutes a signature this controller has answered is
+//! refused the second time ([`super::slack_guard`]), so a captured request cannot be replayed to
+//! it. Refusals are counted by cause and logged at most once per cause per minute. Reads are open to anyone in
 //! the workspace who can run the command; writes only to the Slack user ids in
 //! `allowed_users`, are recorded with the Slack user as the operator, and require `--reason`.
 //! Answers come within Slack's 3-second limit: a write that takes longer is answered "accepted"
@@ -14,6 +16,7 @@
 //! the body is read, at most [`MAX_READERS`] bodies are read at once, and a request not answered
 //! within [`REQUEST_DEADLINE`] (a body trickled in) gets 408.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -30,6 +33,8 @@ use sitewarden_shared::config::secret::SecretRef;
 use sitewarden_shared::config::{ConfigError, KeyPath, Source};
 
 use super::api::{self, Api, CreateOverride, ReleaseOverride};
+use super::metrics::Metrics;
+use super::slack_guard::{Admission, RefusalLog, ReplayCache};
 
 /// Slack's replay window.
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(300);
@@ -126,6 +131,38 @@ pub enum SlackRefusal {
     /// The signature does not match.
     #[error("signature does not match: check [slack] signing_secret")]
     Mismatch,
+    /// A signed request this controller has already answered, sent again.
+    #[error("this signed request was already answered; refusing a replay")]
+    Replayed,
+    /// Too many signed requests inside the replay window to remember them all.
+    #[error(
+        "too many signed requests in the last five minutes to check for replays; try again shortly"
+    )]
+    Busy,
+}
+
+impl SlackRefusal {
+    /// Every cause, as counted in `sitewarden_controller_slack_refused_total{cause}`.
+    pub const CAUSES: [&'static str; 6] = [
+        "bad_timestamp",
+        "stale",
+        "bad_signature_format",
+        "mismatch",
+        "replayed",
+        "busy",
+    ];
+
+    /// The cause's metric label.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::BadTimestamp => "bad_timestamp",
+            Self::Stale(_) => "stale",
+            Self::BadSignatureFormat => "bad_signature_format",
+            Self::Mismatch => "mismatch",
+            Self::Replayed => "replayed",
+            Self::Busy => "busy",
+        }
+    }
 }
 
 /// What can be checked before the body is read: a timestamp inside the replay window and a
@@ -179,19 +216,36 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 #[derive(Clone)]
 struct SlackState {
     api: Api,
-    settings: std::sync::Arc<SlackSettings>,
+    settings: Arc<SlackSettings>,
     /// One permit per body being read.
-    readers: std::sync::Arc<tokio::sync::Semaphore>,
+    readers: Arc<tokio::sync::Semaphore>,
+    /// Signatures answered inside the replay window.
+    replays: Arc<ReplayCache>,
+    /// Refusals: counted, and logged once per cause per minute.
+    refusals: Arc<RefusalLog>,
+    metrics: Arc<Metrics>,
+}
+
+impl SlackState {
+    /// Counts and (at most once a minute per cause) logs a refusal, and answers 401.
+    fn refuse(&self, e: &SlackRefusal) -> Response {
+        self.metrics.slack_refused(e.cause());
+        self.refusals.note(e.cause(), &e.to_string());
+        (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response()
+    }
 }
 
 /// `POST /slack/command`.
-pub fn router(api: Api, settings: SlackSettings) -> Router {
+pub fn router(api: Api, settings: SlackSettings, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/slack/command", post(command))
         .with_state(SlackState {
             api,
-            settings: std::sync::Arc::new(settings),
-            readers: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
+            settings: Arc::new(settings),
+            readers: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
+            replays: Arc::default(),
+            refusals: Arc::default(),
+            metrics,
         })
         .layer(axum::middleware::from_fn(deadline))
 }
@@ -215,7 +269,10 @@ fn reply(text: impl Into<String>, in_channel: bool) -> Response {
     .into_response()
 }
 
-async fn command(AxState(s): AxState<SlackState>, req: Request) -> Response {
+/// Checks a request as Slack signs it, in order of cost: the headers, then the body (bounded
+/// in size and in how many are read at once), the signature, and the replay cache. Returns the
+/// body, or the answer that refuses it.
+async fn authenticate(s: &SlackState, req: Request) -> Result<axum::body::Bytes, Response> {
     let (parts, body) = req.into_parts();
     let h = |n: &str| {
         parts
@@ -224,45 +281,51 @@ async fn command(AxState(s): AxState<SlackState>, req: Request) -> Response {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
     };
-    if let Err(e) = check_headers(
+    let tag = check_headers(
         h("x-slack-request-timestamp"),
         h("x-slack-signature"),
         Utc::now(),
-    ) {
-        tracing::warn!("refused a Slack command: {e}");
-        return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
-    }
+    )
+    .map_err(|e| s.refuse(&e))?;
     let body = {
         let Ok(_reading) = s.readers.clone().try_acquire_owned() else {
-            return (
+            return Err((
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("{MAX_READERS} slash commands are being read already; try again\n"),
             )
-                .into_response();
+                .into_response());
         };
-        match axum::body::to_bytes(body, MAX_BODY).await {
-            Ok(b) => b,
-            Err(_) => {
-                return (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "the body was cut off or over {MAX_BODY} bytes (a slash command's limit)\n"
-                    ),
-                )
-                    .into_response();
-            }
-        }
+        axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body was cut off or over {MAX_BODY} bytes (a slash command's limit)\n"
+                ),
+            )
+                .into_response()
+        })?
     };
-    if let Err(e) = verify(
+    verify(
         s.settings.secret.expose_secret().as_bytes(),
         h("x-slack-request-timestamp"),
         &body,
         h("x-slack-signature"),
         Utc::now(),
-    ) {
-        tracing::warn!("refused a Slack command: {e}");
-        return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
+    )
+    .map_err(|e| s.refuse(&e))?;
+    let ts = h("x-slack-request-timestamp").trim().parse().unwrap_or(0);
+    match s.replays.admit(&tag, ts, Utc::now().timestamp()) {
+        Admission::Fresh => Ok(body),
+        Admission::Replayed => Err(s.refuse(&SlackRefusal::Replayed)),
+        Admission::Full => Err(s.refuse(&SlackRefusal::Busy)),
     }
+}
+
+async fn command(AxState(s): AxState<SlackState>, req: Request) -> Response {
+    let body = match authenticate(&s, req).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let mut text = String::new();
     let mut user_id = String::new();
     let mut user_name = String::new();

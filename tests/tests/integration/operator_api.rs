@@ -354,6 +354,24 @@ async fn slack_commands_are_signed_reads_are_open_and_writes_need_an_allowed_use
         o["overrides"]["pins"][NAME]["hold"]["who"],
         format!("slack:jo({SLACK_OPERATOR})")
     );
+    // The same signed request again inside the five minutes: refused as a replay.
+    let (status, body) = slack(a, SLACK_OPERATOR, pin, SLACK_SECRET, now).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["raw"].as_str().unwrap_or_default().contains("replay"),
+        "{body}"
+    );
+    // Refusals are counted by cause: one forged, one stale, one replayed.
+    let page = reqwest::get(format!("http://{a}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for cause in ["mismatch", "stale", "replayed"] {
+        let line = format!("sitewarden_controller_slack_refused_total{{cause=\"{cause}\"}} 1");
+        assert!(page.contains(&line), "{line} not in /metrics");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
