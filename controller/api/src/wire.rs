@@ -32,6 +32,10 @@ pub struct CreateOverride {
     pub for_: Option<String>,
     /// Why (required, audited).
     pub reason: String,
+    /// Do it even though it points a name at a target whose sites are not all Up (pin, drain);
+    /// without it such a request is refused with the reason.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// `POST /api/v1/overrides/release`.

@@ -126,6 +126,10 @@ pub struct Hold {
     /// Why (required; goes into the audit trail with your token's name).
     #[arg(long, required = true)]
     pub reason: String,
+    /// Do it even if it points a name at a site that is not Up (a pin to a Down or drained
+    /// site, a drain that leaves a name nowhere to go); refused without it.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `--reason` alone (failback, release).
@@ -278,6 +282,7 @@ fn write_body(command: &Command) -> Result<Option<(&'static str, Value)>, Failur
             site: site.cloned(),
             for_: hold.map(|h| hold_for(&h.for_)).transpose()?.flatten(),
             reason: reason(why)?,
+            force: hold.is_some_and(|h| h.force),
         };
         Ok(("overrides", to_value(&body)))
     };

@@ -14,9 +14,10 @@ use sitewarden_contract::SiteId;
 use super::command::{Alert, AlertKind, Audit, AuditEvent, Command, SetRecord, Severity};
 use super::evidence::{Evidence, Rule};
 use super::explain::site_evidence;
-use super::input::{LeadershipChange, OverrideRequest};
+use super::input::{LeadershipChange, OverrideAction, OverrideRequest};
 use super::namespace::{Decision, Pending, Plan, World, plan};
 use super::overrides::Effect;
+use super::verdict::Verdict;
 use super::{Engine, State};
 
 impl Engine {
@@ -241,7 +242,27 @@ impl Engine {
         req: &OverrideRequest,
         out: &mut Vec<Command>,
     ) {
-        let effect = match state.overrides.apply(&self.config, req, now) {
+        let danger = self.unsafe_override(state, req);
+        let checked = match &danger {
+            Some(danger) if !req.force => Err(format!(
+                "{danger}; nothing was changed. To do it anyway, repeat it with --force (API: \"force\": true)"
+            )),
+            _ => state.overrides.apply(&self.config, req, now),
+        };
+        if let (Ok(_), Some(danger)) = (&checked, danger) {
+            let subject = match &req.action {
+                OverrideAction::Drain { site, .. } => site.to_string(),
+                a => a.namespace().unwrap_or_default().to_owned(),
+            };
+            out.push(Command::Alert(Alert {
+                severity: Severity::Warning,
+                kind: AlertKind::OverrideTargetDown,
+                subject,
+                text: format!("FORCED by {} ({}): {danger}", req.who, req.why),
+                evidence: None,
+            }));
+        }
+        let effect = match checked {
             Ok(e) => e,
             Err(reason) => {
                 out.push(Command::Audit(Audit {
@@ -298,6 +319,74 @@ impl Engine {
             }));
         }
         out.extend(planned);
+    }
+
+    /// Why `req` would point a name at a target whose sites are not all serving and
+    /// undrained, if it would: a pin to such a target, or a drain that leaves a name served from
+    /// the drained site with no other such target. `None` when it is safe (AWS ARC's rule:
+    /// refuse a change that leaves clients on a dead site unless told to).
+    fn unsafe_override(&self, state: &State, req: &OverrideRequest) -> Option<String> {
+        let not_serving = |site: &SiteId, drained: Option<&SiteId>| -> Option<String> {
+            let verdict = state
+                .sites
+                .get(site)
+                .map_or(Verdict::Unknown, |s| s.verdict);
+            if drained == Some(site) || state.overrides.is_drained(site) {
+                Some(format!("{site} is drained"))
+            } else if !verdict.is_serving() {
+                Some(format!("{site} is {verdict}"))
+            } else {
+                None
+            }
+        };
+        match &req.action {
+            OverrideAction::Pin {
+                namespace, target, ..
+            } => {
+                let cfg = self
+                    .config
+                    .namespaces
+                    .get(&namespace.to_ascii_lowercase())?;
+                let sites = cfg.sites_of(&target.to_ascii_lowercase())?;
+                let why: Vec<String> = sites.iter().filter_map(|s| not_serving(s, None)).collect();
+                (!why.is_empty()).then(|| {
+                    format!(
+                        "pinning {namespace} to {target} would send its clients to a site that is not Up: {}",
+                        why.join(", ")
+                    )
+                })
+            }
+            OverrideAction::Drain { site, .. } => {
+                let stranded: Vec<&str> = self
+                    .config
+                    .namespaces
+                    .iter()
+                    .filter(|(name, cfg)| {
+                        let current = state
+                            .namespaces
+                            .get(*name)
+                            .and_then(|n| n.current.as_deref());
+                        let on_site = current
+                            .and_then(|c| cfg.sites_of(c))
+                            .is_some_and(|s| s.contains(site));
+                        on_site
+                            && !cfg.targets().iter().any(|t| {
+                                cfg.sites_of(t).is_some_and(|need| {
+                                    need.iter().all(|s| not_serving(s, Some(site)).is_none())
+                                })
+                            })
+                    })
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                (!stranded.is_empty()).then(|| {
+                    format!(
+                        "draining {site} would leave {} with nowhere to go: none of their other targets has every site it needs Up and undrained",
+                        stranded.join(", ")
+                    )
+                })
+            }
+            _ => None,
+        }
     }
 
     pub(super) fn on_leadership(

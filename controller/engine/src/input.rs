@@ -88,6 +88,10 @@ pub struct OverrideRequest {
     pub why: String,
     /// What to do.
     pub action: OverrideAction,
+    /// Do it even though it would point a name at a target whose sites are not Up (a pin to a
+    /// Down site, a drain that leaves a name nowhere to go); marked in the audit and the alert.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// What an override does.

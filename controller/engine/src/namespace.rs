@@ -269,8 +269,13 @@ pub fn plan(
     let cur = ns.effective();
     if let Some(pin) = w.overrides.pins.get(name) {
         let sites = cfg.sites_of(&pin.target).unwrap_or_default();
+        let forced = if pin.hold.forced {
+            ", forced over the safety check"
+        } else {
+            ""
+        };
         let note = format!(
-            "pinned to {} by {} ({})",
+            "pinned to {} by {} ({}){forced}",
             pin.target, pin.hold.who, pin.hold.why
         );
         let mut p = if cur == Some(pin.target.as_str()) {

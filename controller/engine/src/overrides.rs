@@ -29,6 +29,9 @@ pub struct Hold {
     pub since: DateTime<Utc>,
     /// When it lapses by itself.
     pub expires: Option<DateTime<Utc>>,
+    /// Set with `force` over the safety check (its target's sites were not all Up).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
 }
 
 /// A pin: a namespace held on one target.
@@ -98,6 +101,7 @@ impl Overrides {
                 why: req.why.clone(),
                 since: now,
                 expires: *expires,
+                forced: req.force,
             })
         };
         let known_ns = |n: &str| -> Result<String, String> {

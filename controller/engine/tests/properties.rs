@@ -223,6 +223,7 @@ fn inputs(ops: &[(u16, Op)]) -> Vec<(DateTime<Utc>, Input)> {
                     who: "prop".into(),
                     why: "test".into(),
                     action,
+                    force: false,
                 })
             }
         };

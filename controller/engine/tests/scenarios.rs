@@ -477,3 +477,77 @@ fn when_the_events_stream_nears_its_cap_then_one_warning_names_the_publisher_and
     standby.input(fill(950, None));
     assert!(standby.alerts().is_empty());
 }
+
+#[test]
+fn when_an_operator_pins_mail_to_a_down_site_then_it_is_refused_unless_forced() {
+    let mut story = Story::healthy(config(""));
+    story.run_until(t(60), sites_dead(&["site1"]));
+    assert_eq!(verdict(&story, "site1"), Verdict::Down);
+    let moves_before = story.set_records_for(MAIL).len();
+    let pin = OverrideAction::Pin {
+        namespace: MAIL.to_owned(),
+        target: "mail-site1.example.com".to_owned(),
+        expires: None,
+    };
+    let out = story.operator(pin.clone());
+    let refused = out.iter().find_map(|c| match c {
+        Command::Audit(a) => match &a.event {
+            AuditEvent::OverrideRejected { reason, .. } => Some(reason.clone()),
+            _ => None,
+        },
+        _ => None,
+    });
+    let reason = refused.expect("a pin to a Down site is refused");
+    assert!(reason.contains("site1 is Down"), "{reason}");
+    assert!(reason.contains("--force"), "says how to insist: {reason}");
+    assert_eq!(
+        story.set_records_for(MAIL).len(),
+        moves_before,
+        "nothing moved"
+    );
+
+    // Forced: done, marked in the audit (the request's force) and in a FORCED alert.
+    let out = story.operator_forced(pin);
+    assert!(out.iter().any(|c| matches!(c, Command::Audit(a)
+        if matches!(&a.event, AuditEvent::Override(r) if r.force))));
+    assert!(
+        out.iter().any(|c| matches!(c, Command::Alert(a)
+            if a.kind == AlertKind::OverrideTargetDown && a.text.starts_with("FORCED by alice"))),
+        "{out:?}"
+    );
+    assert_eq!(
+        story.target(MAIL).as_deref(),
+        Some("mail-site1.example.com")
+    );
+}
+
+#[test]
+fn when_site2_is_down_a_drain_of_site1_that_strands_mail_is_refused_unless_forced() {
+    let mut story = Story::healthy(config(""));
+    story.run_until(t(60), sites_dead(&["site2"]));
+    assert_eq!(verdict(&story, "site2"), Verdict::Down);
+    let drain = OverrideAction::Drain {
+        site: site("site1"),
+        expires: None,
+    };
+    let out = story.operator(drain.clone());
+    let refused = out.iter().any(|c| {
+        matches!(c, Command::Audit(a)
+        if matches!(&a.event, AuditEvent::OverrideRejected { reason, .. }
+            if reason.contains("draining site1 would leave") && reason.contains(MAIL)))
+    });
+    assert!(refused, "{out:?}");
+    assert!(!story.state.overrides.is_drained(&site("site1")));
+    story.operator_forced(drain);
+    assert!(story.state.overrides.is_drained(&site("site1")));
+
+    // With both sites Up, the same drain is safe and needs no force.
+    let mut healthy = Story::healthy(config(""));
+    let out = healthy.operator(OverrideAction::Drain {
+        site: site("site1"),
+        expires: None,
+    });
+    assert!(!out.iter().any(|c| matches!(c, Command::Alert(_))
+        && matches!(c, Command::Alert(a) if a.text.starts_with("FORCED"))));
+    assert!(healthy.state.overrides.is_drained(&site("site1")));
+}

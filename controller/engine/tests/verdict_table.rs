@@ -655,6 +655,7 @@ fn route_row(row: &RouteRow) -> Routing {
                 why: "table".to_owned(),
                 since: t(0),
                 expires: None,
+                forced: false,
             },
         );
     }

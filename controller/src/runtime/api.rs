@@ -727,7 +727,8 @@ async fn create_override(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let Json(body) = body.map_err(rejected)?;
     let action = create_action(&body, Utc::now())?;
-    submit(&api, caller, action, reason(&body.reason)?).await
+    let why = reason(&body.reason)?;
+    submit(&api, caller, action, why, body.force).await
 }
 
 async fn release_override(
@@ -737,7 +738,7 @@ async fn release_override(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let Json(body) = body.map_err(rejected)?;
     let action = release_action(&body)?;
-    submit(&api, caller, action, reason(&body.reason)?).await
+    submit(&api, caller, action, reason(&body.reason)?, false).await
 }
 
 /// Checks the request against the engine (on a copy of the state), stores it on the bus, and
@@ -747,9 +748,10 @@ async fn submit(
     caller: Option<Caller>,
     action: OverrideAction,
     why: String,
+    force: bool,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let who = caller.map(|c| c.name).unwrap_or_else(|| "anonymous".into());
-    let done = submit_as(api, who, action, why).await?;
+    let done = submit_as(api, who, action, why, force).await?;
     Ok(answer(&done))
 }
 
@@ -801,14 +803,21 @@ pub(crate) struct Submitted {
 
 /// Checks an override against the engine, stores it on the bus and waits (up to
 /// [`APPLY_WAIT`]) for this controller's engine's verdict on it; `who` is recorded as the
-/// operator.
+/// operator; `force` overrides the engine's safety check (a pin or drain that would point a name
+/// at a site that is not Up).
 pub(crate) async fn submit_as(
     api: &Api,
     who: String,
     action: OverrideAction,
     why: String,
+    force: bool,
 ) -> Result<Submitted, ApiError> {
-    let request = OverrideRequest { who, why, action };
+    let request = OverrideRequest {
+        who,
+        why,
+        action,
+        force,
+    };
     // The engine's own checks, on a copy: an unknown name, target or site is refused here with
     // the engine's reason, before anything is stored.
     let mut trial = api.current().await.state.clone();
@@ -920,6 +929,7 @@ mod tests {
             site: None,
             for_: Some(f.into()),
             reason: "r".into(),
+            force: false,
         }
     }
 
@@ -991,6 +1001,7 @@ mod tests {
                             site: SiteId::new("site1").unwrap(),
                         },
                     },
+                    force: false,
                 },
                 reason: reason.into(),
             },
@@ -1033,6 +1044,7 @@ mod tests {
                 action: OverrideAction::Failback {
                     namespace: "mail.example.com".into(),
                 },
+                force: false,
             },
         };
         let done = |verdict| Submitted {

@@ -366,7 +366,10 @@ async fn command(AxState(s): AxState<SlackState>, req: Request) -> Response {
             };
             let who = format!("slack:{user_name}({user_id})");
             let api = s.api.clone();
-            let job = tokio::spawn(async move { api::submit_as(&api, who, action, why).await });
+            // Chat-ops never force: a pin or drain onto a site that is not Up is refused with the
+            // reason, and forcing one takes the CLI or the API.
+            let job =
+                tokio::spawn(async move { api::submit_as(&api, who, action, why, false).await });
             match tokio::time::timeout(ANSWER_WITHIN, job).await {
                 Ok(Ok(Ok(done))) => match &done.verdict {
                     api::Verdict::Applied => reply(
@@ -519,6 +522,7 @@ fn parse(text: &str) -> Result<Parsed, String> {
                 site: site.map(str::to_owned),
                 for_: for_.clone(),
                 reason: reason.clone(),
+                force: false,
             })))
         };
     match words.as_slice() {

@@ -327,6 +327,17 @@ impl Story {
             who: "alice".to_owned(),
             why: "story".to_owned(),
             action,
+            force: false,
+        }))
+    }
+
+    /// As [`Self::operator`], past the safety check (`--force`).
+    pub fn operator_forced(&mut self, action: OverrideAction) -> Vec<Command> {
+        self.input(Input::Override(OverrideRequest {
+            who: "alice".to_owned(),
+            why: "story".to_owned(),
+            action,
+            force: true,
         }))
     }
 
