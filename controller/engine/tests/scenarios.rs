@@ -403,7 +403,7 @@ fn given_a_standby_then_it_decides_the_same_but_only_records_what_it_would_do() 
     ));
     story.run_until(t(30), sites_dead(&["site1"]));
     assert!(story.set_records().is_empty());
-    let would = story.log.iter().filter(|(_, c)| matches!(c, Command::Audit(a) if matches!(&a.event, AuditEvent::Standby(b) if matches!(**b, Command::SetRecord(_))))).count();
+    let would = story.log.iter().filter(|(_, c)| matches!(c, Command::Audit(a) if matches!(&a.event, AuditEvent::Standby { command } if matches!(**command, Command::SetRecord(_))))).count();
     assert_eq!(would, 1);
     // Only what the controller says about itself (its role) goes out as an alert.
     assert!(story.log.iter().all(|(_, c)| match c {
