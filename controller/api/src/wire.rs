@@ -1,12 +1,15 @@
 //! The wire types of the operator API: request bodies and answers, with one definition for the
 //! controller that serves them and the CLI that reads them. Answers default every field a
 //! controller of another version might leave out, so a CLI keeps working across an upgrade of
-//! the pair; audit records (`recent`, `records`) stay JSON until they have a type of their own.
+//! the pair. History records are the typed [`AuditRecord`]; `recent` in [`Status`] stays JSON
+//! (the engine's events as the engine loop saw them, without a record around them).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditRecord;
 use sitewarden_contract::SiteId;
 use sitewarden_engine::Explanation;
 use sitewarden_engine::evidence::SiteEvidence;
@@ -172,5 +175,5 @@ pub struct HistoryAnswer {
     pub since: DateTime<Utc>,
     /// The records, oldest first.
     #[serde(default)]
-    pub records: Vec<serde_json::Value>,
+    pub records: Vec<AuditRecord>,
 }

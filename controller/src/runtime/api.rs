@@ -43,7 +43,7 @@ use sitewarden_shared::config::{ConfigError, KeyPath, Source};
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::audit::AUDIT_STREAM;
+use super::audit::{AUDIT_STREAM, AuditRecord};
 use super::overrides::{self, OverrideMessage};
 use crate::engine::explain::site_evidence;
 use crate::engine::{
@@ -578,7 +578,7 @@ pub async fn read_history(
     js: &jetstream::Context,
     since: DateTime<Utc>,
     limit: usize,
-) -> Result<Vec<serde_json::Value>, String> {
+) -> Result<Vec<AuditRecord>, String> {
     let start = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(
         since.timestamp_nanos_opt().unwrap_or(0),
     ))
@@ -605,8 +605,9 @@ pub async fn read_history(
     let mut out = Vec::new();
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(3), messages.next()).await {
         let m = m.map_err(|e| e.to_string())?;
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) {
-            out.push(v);
+        // A record that is not one (not written by a sitewarden controller) is left out.
+        if let Ok(r) = serde_json::from_slice::<AuditRecord>(&m.payload) {
+            out.push(r);
         }
         if out.len() >= limit || m.info().map(|i| i.pending).unwrap_or(0) == 0 {
             break;
