@@ -127,6 +127,31 @@ struct StoredIntent {
     ns: Option<(RecordBook, u64)>,
 }
 
+/// A provider write's outcome as the audit trail says it: what the record held before and
+/// holds after, the refusal or the error in its own words (not Rust's `Debug`).
+fn outcome_words(outcome: &Result<ApplyOutcome, ProviderError>) -> String {
+    let content = |s: &crate::provider::RecordState| {
+        let holds = s.content.as_deref().unwrap_or("no CNAME");
+        match &s.marker {
+            Some(m) => format!("{holds} (marker {m})"),
+            None => holds.to_owned(),
+        }
+    };
+    match outcome {
+        Ok(ApplyOutcome::Applied { before, after }) => format!(
+            "applied: the record held {}, it now holds {}",
+            content(before),
+            content(after)
+        ),
+        Ok(ApplyOutcome::AlreadyInPlace { state }) => format!(
+            "already in place: the record holds {}; nothing was written",
+            content(state)
+        ),
+        Ok(ApplyOutcome::Refused(r)) => format!("refused: {r}; nothing was written"),
+        Err(e) => format!("failed: {e}"),
+    }
+}
+
 /// The audit event settling a write by its outcome (`applied`, `refused`, `superseded`, else
 /// `failed`, as [`Applier::classify`] names it for the metrics).
 fn settled(status: &str, s: Settlement) -> RuntimeEvent {
@@ -482,7 +507,7 @@ impl Applier {
                 namespace: name.clone(),
                 target: Some(cmd.target.clone()),
                 generation: cmd.generation,
-                outcome: Some(format!("{outcome:?}")),
+                outcome: Some(outcome_words(&outcome)),
                 why: None,
             },
         );
@@ -1427,5 +1452,20 @@ mod tests {
         };
         assert_eq!(applied, NAME);
         stop.cancel();
+    }
+
+    #[test]
+    fn a_settlement_says_its_outcome_in_words_not_debug() {
+        let failed = outcome_words(&Err(ProviderError::Transient(
+            "the write to mail.example.com succeeded but reading back shows mail-site1".into(),
+        )));
+        assert_eq!(
+            failed,
+            "failed: DNS provider call failed (will retry): the write to mail.example.com \
+             succeeded but reading back shows mail-site1"
+        );
+        let refused = outcome_words(&Ok(ApplyOutcome::Refused(Refusal::Missing)));
+        assert!(refused.starts_with("refused: "), "{refused}");
+        assert!(!refused.contains("Missing"), "{refused}");
     }
 }
