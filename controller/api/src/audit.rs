@@ -31,6 +31,17 @@ pub struct AuditRecord {
     pub event: AuditEvent,
 }
 
+/// One of the latest events in the status answer (`recent`): the event as the audit trail
+/// has it, at the engine time of the step that produced it, without the record around it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentEvent {
+    /// The engine time of the step.
+    pub at: DateTime<Utc>,
+    /// What happened: a decision, verdict change, DAG move, override or leadership change
+    /// ([`AuditEvent::Engine`]), or an alert ([`RuntimeEvent::Alert`]).
+    pub event: AuditEvent,
+}
+
 /// The recording controller's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

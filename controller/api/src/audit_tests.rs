@@ -106,3 +106,17 @@ fn a_kind_from_a_newer_controller_is_kept_whole_not_refused() {
     assert_eq!(r.event.kind(), "quorum_vote");
     assert_eq!(serde_json::to_value(&r).unwrap(), v);
 }
+
+#[test]
+fn a_recent_event_is_the_documented_event_with_its_engine_time() {
+    for v in documented()
+        .into_iter()
+        .filter(|v| matches!(v["event"]["kind"].as_str(), Some("decision" | "alert")))
+    {
+        let recent = serde_json::json!({"at": v["event"]["engine_at"].as_str().unwrap_or("2026-11-24T03:00:12Z"),
+            "event": v["event"]});
+        let r: RecentEvent = serde_json::from_value(recent.clone()).unwrap();
+        assert!(!matches!(r.event, AuditEvent::Unknown(_)), "{recent}");
+        assert_eq!(serde_json::to_value(&r).unwrap(), recent);
+    }
+}

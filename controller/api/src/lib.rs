@@ -15,5 +15,5 @@ pub mod audit;
 pub mod bounds;
 pub mod wire;
 
-pub use audit::{AuditEvent, AuditRecord, EngineAudit, Role, RuntimeEvent};
+pub use audit::{AuditEvent, AuditRecord, EngineAudit, RecentEvent, Role, RuntimeEvent};
 pub use bounds::{DurationRefused, HOLD_MAX, HOLD_MIN, SINCE_MAX, hold_duration, since_time};

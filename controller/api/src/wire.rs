@@ -1,15 +1,15 @@
 //! The wire types of the operator API: request bodies and answers, with one definition for the
 //! controller that serves them and the CLI that reads them. Answers default every field a
 //! controller of another version might leave out, so a CLI keeps working across an upgrade of
-//! the pair. History records are the typed [`AuditRecord`]; `recent` in [`Status`] stays JSON
-//! (the engine's events as the engine loop saw them, without a record around them).
+//! the pair. History records are the typed [`AuditRecord`]; `recent` in [`Status`] holds the
+//! same events without the record around them ([`RecentEvent`]).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, RecentEvent};
 use sitewarden_contract::SiteId;
 use sitewarden_engine::Explanation;
 use sitewarden_engine::evidence::SiteEvidence;
@@ -146,9 +146,9 @@ pub struct Status {
     /// The active overrides.
     #[serde(default)]
     pub overrides: Overrides,
-    /// The latest decisions, alerts and overrides (audit records, newest last).
+    /// The latest decisions, alerts and overrides (newest last).
     #[serde(default)]
-    pub recent: Vec<serde_json::Value>,
+    pub recent: Vec<RecentEvent>,
 }
 
 /// `GET /api/v1/namespaces/{name}/explain`.

@@ -32,6 +32,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sitewarden_api::audit::{AuditEvent as RecordEvent, EngineAudit, RecentEvent, RuntimeEvent};
 use sitewarden_api::bounds::{DurationRefused, hold_duration, shifted, since_time};
 pub use sitewarden_api::wire::{
     CreateOverride, DagStatus, ExplainAnswer, HistoryAnswer, LeaderView, NamespaceStatus,
@@ -204,7 +205,7 @@ pub struct Snapshot {
     /// submitted override waits for, so the API answers what the engine decided.
     pub overrides_taken: VecDeque<Taken>,
     /// The latest decisions, changes, overrides and alerts (newest last).
-    pub recent: VecDeque<serde_json::Value>,
+    pub recent: VecDeque<RecentEvent>,
 }
 
 /// How many recent events the snapshot keeps.
@@ -257,14 +258,19 @@ impl Snapshot {
                     | AuditEvent::Override(_)
                     | AuditEvent::OverrideRejected { .. }
                     | AuditEvent::OverrideExpired { .. }
-                    | AuditEvent::Leadership { .. } => serde_json::to_value(&a.event)
-                        .ok()
-                        .map(|e| serde_json::json!({"at": a.at, "event": e})),
+                    | AuditEvent::Leadership { .. } => Some(RecentEvent {
+                        at: a.at,
+                        event: RecordEvent::Engine(EngineAudit {
+                            event: a.event.clone(),
+                            engine_at: a.at,
+                        }),
+                    }),
                     _ => None,
                 },
-                Command::Alert(a) => {
-                    Some(serde_json::json!({"at": at, "event": {"kind": "alert", "alert": a}}))
-                }
+                Command::Alert(a) => Some(RecentEvent {
+                    at,
+                    event: RecordEvent::Runtime(RuntimeEvent::Alert { alert: a.clone() }),
+                }),
                 _ => None,
             };
             if let Some(v) = v {
