@@ -4,6 +4,7 @@
 //! also checks [`write_order_problems`] while its faults are on.
 //!
 //! The invariants ([`check_invariants`]):
+//! - every record reads as a kind this tree knows (no [`AuditEvent::Unknown`]);
 //! - epochs strictly increase across leadership terms, and no two controllers lead one epoch;
 //! - every committed decision (`intent`) is applied once, refused, failed (and re-planned), or
 //!   explicitly settled (`intent_superseded` / `intent_applied`) by a later epoch;
