@@ -4,6 +4,7 @@
 //! also checks [`write_order_problems`] while its faults are on.
 //!
 //! The invariants ([`check_invariants`]):
+//! - every record reads as a kind this tree knows (no [`AuditEvent::Unknown`]);
 //! - epochs strictly increase across leadership terms, and no two controllers lead one epoch;
 //! - every committed decision (`intent`) is applied once, refused, failed (and re-planned), or
 //!   explicitly settled (`intent_superseded` / `intent_applied`) by a later epoch;
@@ -24,9 +25,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use sitewarden_controller::engine::evidence::SiteEvidence;
+use sitewarden_controller::engine::observer::CheckStatus;
+use sitewarden_controller::engine::quorum::QuorumResult;
+use sitewarden_controller::engine::{AuditEvent as EngineEvent, Rule, Verdict};
 
-use crate::audit::{of_kind, summary};
+use crate::audit::{
+    AuditEvent, AuditRecord, Intent, RuntimeEvent, Settlement, became_leader, intent, intents,
+    summary,
+};
 use crate::cloudflare::Call;
 use crate::two_site::{TEST_POLICY, target_sites};
 
@@ -43,8 +50,9 @@ const MIN_OBSERVERS: usize = match TEST_POLICY.min_observers {
 
 /// Checks every invariant on `history` (audit records, stream order) and `calls` (the
 /// emulator's call log); panics naming the broken one.
-pub fn check_invariants(history: &[Value], calls: &[Call]) {
+pub fn check_invariants(history: &[AuditRecord], calls: &[Call]) {
     let mut broken = Vec::new();
+    records_known(history, &mut broken);
     epochs_increase(history, &mut broken);
     intents_settled(history, &mut broken);
     intents_have_evidence(history, &mut broken);
@@ -61,8 +69,15 @@ pub fn check_invariants(history: &[Value], calls: &[Call]) {
 
 /// Never fight people: after a record was edited by hand (`edits`: when, and the record's id),
 /// no controller writes it again unless an operator acted (an accepted override in `history`).
-pub fn check_no_fight(history: &[Value], calls: &[Call], edits: &[(tokio::time::Instant, String)]) {
-    if history.iter().any(|r| r["event"]["kind"] == "override") {
+pub fn check_no_fight(
+    history: &[AuditRecord],
+    calls: &[Call],
+    edits: &[(tokio::time::Instant, String)],
+) {
+    if history
+        .iter()
+        .any(|r| matches!(r.event.engine(), Some(EngineEvent::Override(_))))
+    {
         return;
     }
     let fights: Vec<&Call> = edits
@@ -80,12 +95,21 @@ pub fn check_no_fight(history: &[Value], calls: &[Call], edits: &[(tokio::time::
     );
 }
 
-fn epochs_increase(history: &[Value], broken: &mut Vec<String>) {
+/// Every record the controllers wrote reads back as a kind this tree knows: a record of unknown
+/// shape is a field renamed on one side only.
+fn records_known(history: &[AuditRecord], broken: &mut Vec<String>) {
+    for r in history {
+        if let AuditEvent::Unknown(v) = &r.event {
+            broken.push(format!("a record of no known kind or shape: {v}"));
+        }
+    }
+}
+
+fn epochs_increase(history: &[AuditRecord], broken: &mut Vec<String>) {
     let mut last: Option<(String, u64)> = None;
     let mut owner: HashMap<u64, String> = HashMap::new();
-    for r in of_kind(history, "leadership").filter(|r| r["event"]["is_leader"] == true) {
-        let who = r["controller"].as_str().unwrap_or("?").to_owned();
-        let epoch = r["event"]["epoch"].as_u64().unwrap_or(0);
+    for (who, epoch) in became_leader(history) {
+        let who = who.to_owned();
         if let Some(other) = owner.insert(epoch, who.clone())
             && other != who
         {
@@ -102,56 +126,72 @@ fn epochs_increase(history: &[Value], broken: &mut Vec<String>) {
     }
 }
 
-/// (epoch, generation) of an intent record.
-fn intent_key(r: &Value) -> (u64, u64) {
-    (
-        r["epoch"].as_u64().unwrap_or(0),
-        r["event"]["generation"].as_u64().unwrap_or(0),
-    )
+/// How a record settles a write: the applier's own settlement, or a later leader's.
+enum Settles<'a> {
+    /// `apply_*`, by kind (`applied`, `refused`, `failed`, `superseded`, `skipped`).
+    Apply(&'static str, &'a Settlement),
+    /// `intent_applied` (`true`) or `intent_superseded` (`false`), with the intent's epoch.
+    Later(bool, u64),
 }
 
-fn intents_settled(history: &[Value], broken: &mut Vec<String>) {
-    for (i, r) in history.iter().enumerate() {
-        if r["event"]["kind"] != "intent" {
-            continue;
+/// The settlement a record holds for `namespace`'s `generation`, if it is one.
+fn settlement<'a>(r: &'a AuditRecord, namespace: &str, generation: u64) -> Option<Settles<'a>> {
+    let (kind, s) = match r.event.runtime()? {
+        RuntimeEvent::ApplyApplied(s) => ("applied", s),
+        RuntimeEvent::ApplyRefused(s) => ("refused", s),
+        RuntimeEvent::ApplyFailed(s) => ("failed", s),
+        RuntimeEvent::ApplySuperseded(s) => ("superseded", s),
+        RuntimeEvent::ApplySkipped(s) => ("skipped", s),
+        RuntimeEvent::IntentApplied(i) | RuntimeEvent::IntentSuperseded(i) => {
+            let landed = matches!(r.event.runtime(), Some(RuntimeEvent::IntentApplied(_)));
+            return (i.namespace == namespace && i.generation.0 == generation)
+                .then_some(Settles::Later(landed, i.intent_epoch.0));
         }
-        let (epoch, generation) = intent_key(r);
-        let ns = &r["event"]["namespace"];
-        let later = &history[i + 1..];
-        let same =
-            |x: &&Value| x["event"]["namespace"] == *ns && x["event"]["generation"] == generation;
+        _ => return None,
+    };
+    (s.namespace == namespace && s.generation.0 == generation).then_some(Settles::Apply(kind, s))
+}
+
+/// The epoch a record was written under (0 when none).
+fn epoch_of(r: &AuditRecord) -> u64 {
+    r.epoch.map_or(0, |e| e.0)
+}
+
+fn intents_settled(history: &[AuditRecord], broken: &mut Vec<String>) {
+    for (i, r) in history.iter().enumerate() {
+        let Some(it) = intent(r) else {
+            continue;
+        };
+        let (epoch, generation) = (it.epoch(), it.generation);
         let by_apply = |kind: &str| {
-            later
+            history[i + 1..]
                 .iter()
-                .filter(same)
-                .filter(|x| x["event"]["kind"] == kind && x["epoch"] == epoch)
+                .filter(|x| epoch_of(x) == epoch)
+                .filter(|x| {
+                    matches!(settlement(x, it.namespace, generation), Some(Settles::Apply(k, _)) if k == kind)
+                })
                 .count()
         };
         // A later leader settles an intent it read from the state bucket; a deposed leader's own
         // record of that intent may reach the stream after it (stored once the bus is back), so
         // the whole history counts here.
-        let by_later_epoch = |kind: &str| {
+        let by_later_epoch = |landed: bool| {
             history
                 .iter()
-                .filter(same)
+                .filter(|x| epoch_of(x) > epoch)
                 .filter(|x| {
-                    x["event"]["kind"] == kind
-                        && x["event"]["intent_epoch"] == epoch
-                        && x["epoch"].as_u64().unwrap_or(0) > epoch
+                    matches!(settlement(x, it.namespace, generation), Some(Settles::Later(l, e)) if l == landed && e == epoch)
                 })
                 .count()
         };
-        let applied = by_apply("apply_applied") + by_later_epoch("intent_applied");
+        let applied = by_apply("applied") + by_later_epoch(true);
         // A failed apply settles its intent too: reported, and re-planned under a new generation
         // (that nothing landed twice is the call log's check).
-        let settled = applied
-            + by_apply("apply_refused")
-            + by_apply("apply_failed")
-            + by_later_epoch("intent_superseded");
+        let settled = applied + by_apply("refused") + by_apply("failed") + by_later_epoch(false);
         if settled == 0 {
             broken.push(format!(
                 "intent epoch {epoch} generation {generation} ({}) was never applied, refused, failed or superseded",
-                r["event"]["target"]
+                it.target
             ));
         }
         if applied > 1 {
@@ -162,52 +202,48 @@ fn intents_settled(history: &[Value], broken: &mut Vec<String>) {
     }
 }
 
-fn serving(site: &Value) -> bool {
-    matches!(site["verdict"].as_str(), Some("up" | "degraded")) && site["drained"] != true
+fn serving(site: &SiteEvidence) -> bool {
+    matches!(site.verdict, Verdict::Up | Verdict::Degraded) && !site.drained
 }
 
 /// A site Down by a quorum of fresh failing observers, one of them outside the site.
-fn down_by_quorum(name: &str, site: &Value) -> bool {
-    if site["verdict"] != "down" {
+fn down_by_quorum(name: &str, site: &SiteEvidence) -> bool {
+    if site.verdict != Verdict::Down {
         return false;
     }
-    site["components"].as_array().is_some_and(|components| {
-        components.iter().any(|c| {
-            let failing: Vec<&Value> = c["observers"]
-                .as_array()
-                .map(|o| {
-                    o.iter()
-                        .filter(|o| o["status"] == "failing" && o["fresh"] == true)
-                        .collect()
-                })
-                .unwrap_or_default();
-            c["result"] == "down"
-                && failing.len() >= MIN_OBSERVERS
-                && failing.iter().any(|o| o["site"] != name)
-        })
+    site.components.iter().any(|c| {
+        let failing: Vec<_> = c
+            .observers
+            .iter()
+            .filter(|o| o.status == CheckStatus::Failing && o.fresh)
+            .collect();
+        c.result == QuorumResult::Down
+            && failing.len() >= MIN_OBSERVERS
+            && failing.iter().any(|o| o.site.as_str() != name)
     })
 }
 
-fn intents_have_evidence(history: &[Value], broken: &mut Vec<String>) {
-    for r in of_kind(history, "intent") {
-        let e = &r["event"];
-        let (epoch, generation) = intent_key(r);
-        let target = e["target"].as_str().unwrap_or("");
-        let sites = e["evidence"]["sites"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let what = format!("intent epoch {epoch} generation {generation} -> {target}");
-        match target_sites(target) {
+fn intents_have_evidence(history: &[AuditRecord], broken: &mut Vec<String>) {
+    for it in intents(history) {
+        let sites = &it.evidence.sites;
+        let what = format!(
+            "intent epoch {} generation {} -> {}",
+            it.epoch(),
+            it.generation,
+            it.target
+        );
+        match target_sites(it.target) {
             None => broken.push(format!("{what}: not a candidate")),
             Some(needed) => {
                 for s in needed {
-                    if !sites.get(s).is_some_and(serving) {
+                    let evidence = sites
+                        .iter()
+                        .find(|(id, _)| id.as_str() == s)
+                        .map(|(_, e)| e);
+                    if !evidence.is_some_and(serving) {
                         broken.push(format!(
                             "{what}: needs {s}, whose evidence is {}",
-                            sites
-                                .get(s)
-                                .map_or("missing".into(), |v| v["verdict"].to_string())
+                            evidence.map_or("missing".into(), |e| e.verdict.to_string())
                         ));
                     }
                 }
@@ -218,41 +254,35 @@ fn intents_have_evidence(history: &[Value], broken: &mut Vec<String>) {
                 "{what}: a change while every site is Down or Unknown"
             ));
         }
-        if e["reason"] == "move_away_from_down"
-            && !sites.iter().any(|(name, s)| down_by_quorum(name, s))
+        if it.reason == Rule::MoveAwayFromDown
+            && !sites
+                .iter()
+                .any(|(name, s)| down_by_quorum(name.as_str(), s))
         {
             broken.push(format!(
-                "{what}: moved away without a site Down by a quorum seen from outside: {}",
-                e["evidence"]
+                "{what}: moved away without a site Down by a quorum seen from outside: {:?}",
+                it.evidence
             ));
         }
     }
 }
 
-fn hold_down_kept(history: &[Value], broken: &mut Vec<String>) {
+fn hold_down_kept(history: &[AuditRecord], broken: &mut Vec<String>) {
     let mut last: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-    for r in of_kind(history, "intent") {
-        let e = &r["event"];
-        let ns = e["namespace"].as_str().unwrap_or("").to_owned();
-        let Some(at) = e["evidence"]["at"]
-            .as_str()
-            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-        else {
-            broken.push(format!("intent without evidence time: {e}"));
-            continue;
-        };
-        let non_emergency = matches!(e["reason"].as_str(), Some("failback" | "follow_mailbox"));
-        if non_emergency
-            && let Some(prev) = last.get(&ns)
+    for it in intents(history) {
+        let at = it.evidence.at;
+        if it.reason.is_non_emergency_change()
+            && let Some(prev) = last.get(it.namespace)
             && (at - *prev).to_std().unwrap_or_default() < HOLD_DOWN
         {
             broken.push(format!(
-                "{ns}: automatic {} change {} after the previous one (hold-down {HOLD_DOWN:?})",
-                e["reason"],
+                "{}: automatic {} change {} after the previous one (hold-down {HOLD_DOWN:?})",
+                it.namespace,
+                it.reason.word(),
                 at - *prev
             ));
         }
-        last.insert(ns, at);
+        last.insert(it.namespace.to_owned(), at);
     }
 }
 
@@ -267,9 +297,9 @@ pub fn marker(comment: &str) -> Option<(u64, u64)> {
     Some((field("epoch=")?, field("gen=")?))
 }
 
-fn writes_match_intents(history: &[Value], calls: &[Call], broken: &mut Vec<String>) {
-    let intents: HashMap<(u64, u64), &str> = of_kind(history, "intent")
-        .map(|r| (intent_key(r), r["event"]["target"].as_str().unwrap_or("")))
+fn writes_match_intents(history: &[AuditRecord], calls: &[Call], broken: &mut Vec<String>) {
+    let intents: HashMap<(u64, u64), &str> = intents(history)
+        .map(|it| ((it.epoch(), it.generation), it.target))
         .collect();
     for (c, key) in successful_writes(calls) {
         match intents.get(&key) {
@@ -282,40 +312,35 @@ fn writes_match_intents(history: &[Value], calls: &[Call], broken: &mut Vec<Stri
 
 /// Audit before effect, seen from the provider's side: every write has its `intent` and a
 /// settlement after it in the audit stream.
-fn writes_audited(history: &[Value], calls: &[Call], broken: &mut Vec<String>) {
+fn writes_audited(history: &[AuditRecord], calls: &[Call], broken: &mut Vec<String>) {
     for (c, (epoch, generation)) in successful_writes(calls) {
         let content = &c.body["content"];
-        let Some(at) = history.iter().position(|r| {
-            r["event"]["kind"] == "intent"
-                && intent_key(r) == (epoch, generation)
-                && r["event"]["target"] == *content
+        let Some((at, it)) = history.iter().enumerate().find_map(|(at, r)| {
+            intent(r)
+                .filter(|it: &Intent<'_>| {
+                    (it.epoch(), it.generation) == (epoch, generation) && *content == it.target
+                })
+                .map(|it| (at, it))
         }) else {
             broken.push(format!(
                 "a write of epoch {epoch} generation {generation} ({content}) whose intent is not in the audit trail"
             ));
             continue;
         };
-        let ns = &history[at]["event"]["namespace"];
-        let settles = |r: &Value| {
-            let e = &r["event"];
-            if e["namespace"] != *ns || e["generation"] != generation {
-                return false;
-            }
-            let own = r["epoch"] == epoch;
-            let later = r["epoch"].as_u64().unwrap_or(0) > epoch && e["intent_epoch"] == epoch;
-            match e["kind"].as_str().unwrap_or("") {
-                "apply_applied" => own,
-                // The leader could not verify (the call failed), and said so; a read-back that
-                // showed another target right after a successful write is a false failure.
-                "apply_failed" => {
-                    own && !e["outcome"]
-                        .as_str()
+        let settles = |r: &AuditRecord| match settlement(r, it.namespace, generation) {
+            Some(Settles::Apply("applied", _)) => epoch_of(r) == epoch,
+            // The leader could not verify (the call failed), and said so; a read-back that
+            // showed another target right after a successful write is a false failure.
+            Some(Settles::Apply("failed", s)) => {
+                epoch_of(r) == epoch
+                    && !s
+                        .outcome
+                        .as_deref()
                         .unwrap_or("")
                         .contains("reading back shows")
-                }
-                "intent_applied" | "intent_superseded" => later,
-                _ => false,
             }
+            Some(Settles::Later(_, intent_epoch)) => epoch_of(r) > epoch && intent_epoch == epoch,
+            _ => false,
         };
         if !history[at + 1..].iter().any(settles) {
             broken.push(format!(

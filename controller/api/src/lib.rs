@@ -11,7 +11,9 @@
 #![warn(clippy::too_many_lines, missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit;
 pub mod bounds;
 pub mod wire;
 
+pub use audit::{AuditEvent, AuditRecord, EngineAudit, RecentEvent, Role, RuntimeEvent};
 pub use bounds::{DurationRefused, HOLD_MAX, HOLD_MIN, SINCE_MAX, hold_duration, since_time};

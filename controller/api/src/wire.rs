@@ -1,12 +1,15 @@
 //! The wire types of the operator API: request bodies and answers, with one definition for the
 //! controller that serves them and the CLI that reads them. Answers default every field a
 //! controller of another version might leave out, so a CLI keeps working across an upgrade of
-//! the pair; audit records (`recent`, `records`) stay JSON until they have a type of their own.
+//! the pair. History records are the typed [`AuditRecord`]; `recent` in [`Status`] holds the
+//! same events without the record around them ([`RecentEvent`]).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditRecord, RecentEvent};
 use sitewarden_contract::SiteId;
 use sitewarden_engine::Explanation;
 use sitewarden_engine::evidence::SiteEvidence;
@@ -147,9 +150,9 @@ pub struct Status {
     /// The active overrides.
     #[serde(default)]
     pub overrides: Overrides,
-    /// The latest decisions, alerts and overrides (audit records, newest last).
+    /// The latest decisions, alerts and overrides (newest last).
     #[serde(default)]
-    pub recent: Vec<serde_json::Value>,
+    pub recent: Vec<RecentEvent>,
 }
 
 /// `GET /api/v1/namespaces/{name}/explain`.
@@ -176,5 +179,5 @@ pub struct HistoryAnswer {
     pub since: DateTime<Utc>,
     /// The records, oldest first.
     #[serde(default)]
-    pub records: Vec<serde_json::Value>,
+    pub records: Vec<AuditRecord>,
 }

@@ -31,7 +31,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 use sitewarden_api::wire::{CreateOverride, ReleaseOverride};
+use sitewarden_api::wire::{ExplainAnswer, HistoryAnswer, Status};
 use sitewarden_contract::terminal;
+use sitewarden_engine::OverrideRequest;
 
 use client::{Answer, Client};
 
@@ -336,10 +338,31 @@ fn pretty(v: &Value) -> String {
     terminal::json(&serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())) + "\n"
 }
 
+/// An answer as the typed `T`, or what to do when this CLI cannot read it (another version).
+fn typed<T: serde::de::DeserializeOwned>(
+    a: &Answer,
+    what: &str,
+    command: &str,
+) -> Result<T, Failure> {
+    serde_json::from_value(a.body.clone()).map_err(|e| {
+        Failure::new(
+            Exit::Refused,
+            format!(
+                "{} answered {what} this CLI cannot read ({e}); is it another version? \
+                 `sitewarden {command} --json` shows the answer as it is",
+                a.controller
+            ),
+        )
+    })
+}
+
 /// What a write did, in words.
 fn write_result(a: &Answer) -> String {
     let request = &a.body["request"];
-    let what = render::action_words(&request["action"]);
+    let what = serde_json::from_value::<OverrideRequest>(request.clone()).map_or_else(
+        |_| render::text(&request["action"]),
+        |r| render::action_words(&r.action),
+    );
     let id = render::text(&a.body["id"]);
     let controller = terminal::line(a.controller.as_str());
     if a.body["applied"] == true {
@@ -388,28 +411,19 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
             if cli.json {
                 return Ok(pretty(&a.body));
             }
-            let status: sitewarden_api::wire::Status = serde_json::from_value(a.body.clone())
-                .map_err(|e| {
-                    Failure::new(
-                        Exit::Refused,
-                        format!(
-                            "{} answered a status this CLI cannot read ({e}); is it another \
-                             version? `sitewarden status --json` shows the answer as it is",
-                            a.controller
-                        ),
-                    )
-                })?;
+            let status: Status = typed(&a, "a status", "status")?;
             Ok(render::status(&status, colour))
         }
         Command::Explain { name } => {
             let a = client
                 .get(&["api", "v1", "namespaces", name, "explain"], &[])
                 .await?;
-            Ok(if cli.json {
-                pretty(&a.body)
-            } else {
-                terminal::block(a.body["text"].as_str().unwrap_or_default())
-            })
+            if cli.json {
+                return Ok(pretty(&a.body));
+            }
+            // Rendered here from the typed explanation, in this CLI's words.
+            let x: ExplainAnswer = typed(&a, "an explanation", &format!("explain {name}"))?;
+            Ok(terminal::block(&x.explanation.to_string()))
         }
         Command::History { since, limit } => {
             let mut query = vec![("since", since.clone())];
@@ -417,11 +431,11 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
                 query.push(("limit", l.to_string()));
             }
             let a = client.get(&["api", "v1", "history"], &query).await?;
-            Ok(if cli.json {
-                pretty(&a.body)
-            } else {
-                render::history(&a.body, colour)
-            })
+            if cli.json {
+                return Ok(pretty(&a.body));
+            }
+            let h: HistoryAnswer = typed(&a, "a history", "history")?;
+            Ok(render::history(&h, colour))
         }
         Command::Plan => {
             let a = client.get(&["api", "v1", "status"], &[]).await?;

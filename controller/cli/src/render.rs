@@ -1,9 +1,10 @@
 //! Human views of the API's JSON: the status page, history lines, overrides and the plan.
 //!
-//! The status page reads the typed answer ([`Status`], shared with the server, whose fields
-//! default when a controller of another version leaves them out); the rest still reads
-//! `serde_json::Value`s as the API serves them, so a missing field shows as `-`, never as a
-//! crash. Every value read from the JSON goes through [`text`], which
+//! The status page, the overrides and the history ([`history`], its own module) read the typed
+//! answers ([`Status`], [`HistoryAnswer`](sitewarden_api::wire::HistoryAnswer), shared with the
+//! server, whose fields default when a controller of another version leaves them out). The plan
+//! still reads `serde_json::Value`s, so a missing field shows as `-`, never as
+//! a crash. Every string read from an answer goes through [`terminal::line`] (or [`text`]), which
 //! escapes it for the terminal ([`sitewarden_contract::terminal::line`]); table cells are escaped
 //! again on the way in (a no-op for escaped text), so nothing from the bus or the API reaches
 //! the terminal raw.
@@ -11,20 +12,13 @@
 use serde_json::Value;
 use sitewarden_api::wire::Status;
 use sitewarden_contract::terminal;
+use sitewarden_engine::overrides::{Hold, Overrides};
 
 use super::table::{Cell, Table, Tone};
 
-/// A time as `2026-11-24 03:00:12Z`, or `-`.
-pub fn when(v: &Value) -> String {
-    v.as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .format("%Y-%m-%d %H:%M:%SZ")
-                .to_string()
-        })
-        .unwrap_or_else(|| "-".to_owned())
-}
+mod history;
+
+pub use history::{action_words, event_summary, history};
 
 /// A JSON value as one line of terminal-safe text (`-` for null).
 pub fn text(v: &Value) -> String {
@@ -182,42 +176,41 @@ pub fn status(s: &Status, colour: bool) -> String {
         out.push('\n');
         out.push_str(&t.render(colour));
     }
-    let o = overrides(
-        &serde_json::to_value(&s.overrides).unwrap_or(Value::Null),
-        colour,
-    );
+    let o = overrides(&s.overrides, colour);
     out.push('\n');
     out.push_str(&o);
     out
 }
 
 /// The active overrides as a table, or a line saying there are none.
-pub fn overrides(o: &Value, colour: bool) -> String {
+pub fn overrides(o: &Overrides, colour: bool) -> String {
     let mut t = Table::new(&["OVERRIDE", "SUBJECT", "WHO", "UNTIL", "WHY"]);
-    let hold_row = |kind: &str, subject: String, hold: &Value| -> Vec<Cell> {
+    let hold_row = |kind: &str, subject: String, hold: &Hold| -> Vec<Cell> {
         vec![
             Cell::toned(kind, Tone::Warn),
             subject.into(),
-            text(&hold["who"]).into(),
-            if hold["expires"].is_null() {
-                "released by hand".into()
-            } else {
-                when(&hold["expires"]).into()
-            },
-            text(&hold["why"]).into(),
+            terminal::line(&hold.who).into(),
+            hold.expires
+                .map_or_else(|| "released by hand".to_owned(), at)
+                .into(),
+            terminal::line(&hold.why).into(),
         ]
     };
-    for (name, pin) in o["pins"].as_object().into_iter().flatten() {
+    for (name, pin) in &o.pins {
         t.row(hold_row(
             "pin",
-            format!("{} -> {}", terminal::line(name), text(&pin["target"])),
-            &pin["hold"],
+            format!(
+                "{} -> {}",
+                terminal::line(name),
+                terminal::line(&pin.target)
+            ),
+            &pin.hold,
         ));
     }
-    for (site, hold) in o["drains"].as_object().into_iter().flatten() {
-        t.row(hold_row("drain", terminal::line(site), hold));
+    for (site, hold) in &o.drains {
+        t.row(hold_row("drain", word(site), hold));
     }
-    for (scope, hold) in o["freezes"].as_object().into_iter().flatten() {
+    for (scope, hold) in &o.freezes {
         let subject = if scope == "*" {
             "every namespace".to_owned()
         } else {
@@ -227,147 +220,6 @@ pub fn overrides(o: &Value, colour: bool) -> String {
     }
     if t.is_empty() {
         "no overrides: every name follows the rules\n".to_owned()
-    } else {
-        t.render(colour)
-    }
-}
-
-/// One sentence for an audit or recent event (`{"kind": …}`).
-pub fn event_summary(e: &Value) -> String {
-    match e["kind"].as_str().unwrap_or("") {
-        "decision" => format!(
-            "{}: {} -> {} (rule {}: {})",
-            text(&e["namespace"]),
-            text(&e["from"]),
-            text(&e["to"]),
-            text(&e["evidence"]["rule"]),
-            text(&e["evidence"]["note"])
-        ),
-        "verdict" => format!(
-            "site {}: {} -> {}",
-            text(&e["site"]),
-            text(&e["from"]),
-            text(&e["to"])
-        ),
-        "dag_active_site" => format!(
-            "DAG {}: active site {} -> {}",
-            text(&e["dag"]),
-            text(&e["from"]),
-            text(&e["to"])
-        ),
-        "override" => format!(
-            "{} by {}: {}",
-            action_words(&e["action"]),
-            text(&e["who"]),
-            text(&e["why"])
-        ),
-        "override_rejected" => format!(
-            "refused {} by {}: {}",
-            action_words(&e["request"]["action"]),
-            text(&e["request"]["who"]),
-            text(&e["reason"])
-        ),
-        "override_expired" => format!("expired: {}", text(&e["what"])),
-        "alert" => format!(
-            "[{}] {}: {}",
-            text(&e["alert"]["severity"]),
-            text(&e["alert"]["subject"]),
-            text(&e["alert"]["text"])
-        ),
-        "leadership" => format!(
-            "{} (epoch {})",
-            if e["is_leader"] == true {
-                "became leader"
-            } else {
-                "stopped leading"
-            },
-            text(&e["epoch"])
-        ),
-        _ => {
-            let mut rest = e.clone();
-            if let Some(m) = rest.as_object_mut() {
-                m.remove("kind");
-                m.remove("evidence");
-            }
-            let s = text(&rest);
-            if s.chars().count() > 160 {
-                s.chars().take(157).collect::<String>() + "..."
-            } else {
-                s
-            }
-        }
-    }
-}
-
-/// An override action in words (`pin mail.example.com to mail-site2.example.com`).
-pub fn action_words(a: &Value) -> String {
-    let until = |a: &Value| {
-        if a["expires"].is_null() {
-            String::new()
-        } else {
-            format!(" until {}", when(&a["expires"]))
-        }
-    };
-    let scope = |s: &Value| match s {
-        Value::String(all) if all == "all" => "every namespace".to_owned(),
-        Value::Object(m) => m
-            .get("namespace")
-            .map(text)
-            .unwrap_or_else(|| "every namespace".to_owned()),
-        other => text(other),
-    };
-    match a["action"].as_str().unwrap_or("") {
-        "pin" => format!(
-            "pin {} to {}{}",
-            text(&a["namespace"]),
-            text(&a["target"]),
-            until(a)
-        ),
-        "drain" => format!("drain {}{}", text(&a["site"]), until(a)),
-        "freeze" => format!("freeze {}{}", scope(&a["scope"]), until(a)),
-        "failback" => format!("fail back {}", text(&a["namespace"])),
-        "release" => {
-            let w = &a["what"];
-            match w["kind"].as_str().unwrap_or("") {
-                "pin" => format!("release the pin on {}", text(&w["namespace"])),
-                "drain" => format!("release the drain of {}", text(&w["site"])),
-                "freeze" => format!("release the freeze of {}", scope(&w["scope"])),
-                _ => format!("release {}", text(w)),
-            }
-        }
-        _ => text(a),
-    }
-}
-
-/// The tone of an event line.
-fn event_tone(e: &Value) -> Tone {
-    match e["kind"].as_str().unwrap_or("") {
-        "verdict" => Tone::of_verdict(e["to"].as_str().unwrap_or("")),
-        "alert" => match e["alert"]["severity"].as_str().unwrap_or("") {
-            "critical" => Tone::Bad,
-            "warning" => Tone::Warn,
-            _ => Tone::Plain,
-        },
-        "override" | "override_expired" => Tone::Warn,
-        "override_rejected" => Tone::Bad,
-        _ => Tone::Plain,
-    }
-}
-
-/// `sitewarden history`: one line per record, oldest first.
-pub fn history(h: &Value, colour: bool) -> String {
-    let mut t = Table::new(&["AT", "CONTROLLER", "EVENT", "WHAT"]);
-    for r in h["records"].as_array().into_iter().flatten() {
-        let e = &r["event"];
-        t.row(vec![
-            when(&r["at"]).into(),
-            text(&r["controller"]).into(),
-            Cell::toned(text(&e["kind"]), event_tone(e)),
-            event_summary(e).into(),
-        ]);
-    }
-    if t.is_empty() {
-        format!("no audit records since {}\n", when(&h["since"]))
     } else {
         t.render(colour)
     }
@@ -443,23 +295,18 @@ mod tests {
     }
 
     #[test]
-    fn overrides_and_events_read_as_sentences() {
-        let o = json!({"pins": {"mail.example.com": {"target": "mail-site2.example.com",
+    fn overrides_read_as_a_table() {
+        let o: Overrides = serde_json::from_value(json!({"pins": {"mail.example.com": {"target": "mail-site2.example.com",
             "hold": {"who": "alice", "why": "CHG-1", "since": "2026-01-01T00:00:00Z", "expires": null}}},
-            "drains": {}, "freezes": {"*": {"who": "bob", "why": "storm", "expires": "2026-01-01T01:00:00Z"}}});
+            "drains": {}, "freezes": {"*": {"who": "bob", "why": "storm", "since": "2026-01-01T00:00:00Z",
+            "expires": "2026-01-01T01:00:00Z"}}}))
+        .unwrap();
         let text = overrides(&o, false);
         assert!(
             text.contains("mail.example.com -> mail-site2.example.com  alice"),
             "{text}"
         );
         assert!(text.contains("every namespace"), "{text}");
-        let e = json!({"kind": "override", "who": "alice", "why": "CHG-1",
-            "action": {"action": "release", "what": {"kind": "freeze", "scope": "all"}}});
-        assert_eq!(
-            event_summary(&e),
-            "release the freeze of every namespace by alice: CHG-1"
-        );
-        let v = json!({"kind": "verdict", "site": "site1", "from": "up", "to": "down"});
-        assert_eq!(event_summary(&v), "site site1: up -> down");
+        assert!(text.contains("2026-01-01 01:00:00Z"), "{text}");
     }
 }

@@ -226,6 +226,10 @@ pub enum AuditEvent {
         /// Lease revision.
         epoch: Epoch,
     },
-    /// The standby would have issued this command.
-    Standby(Box<Command>),
+    /// The standby would have issued this command. A field of its own, not flattened: an
+    /// alert's own `kind` would otherwise clash with the event's `kind`.
+    Standby {
+        /// The command, with its own `command` tag.
+        command: Box<Command>,
+    },
 }

@@ -109,8 +109,23 @@ pub struct Explanation {
     pub dag_split: Option<String>,
 }
 
+/// A time as an operator reads it: RFC 3339 to the second (`2026-11-24T03:00:12Z`).
+fn secs(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 fn ts(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+    t.map_or_else(|| "never".to_owned(), secs)
+}
+
+/// An enum as the API writes it (`move_away_from_down`, `failing`, `connect_refused`), not as
+/// Rust's `Debug` spells it.
+fn word<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_owned(),
+    }
 }
 
 impl fmt::Display for Explanation {
@@ -128,7 +143,7 @@ impl fmt::Display for Explanation {
                 "  pending: {} (generation {}, issued {})",
                 p.target,
                 p.generation,
-                p.issued_at.to_rfc3339()
+                secs(p.issued_at)
             )?;
         }
         if let Some(p) = &self.pin {
@@ -154,7 +169,7 @@ impl fmt::Display for Explanation {
             writeln!(
                 f,
                 "  drift since {}: the record holds {}, which sitewarden did not write ({})",
-                d.since.to_rfc3339(),
+                secs(d.since),
                 d.found.as_deref().unwrap_or("nothing"),
                 d.why
             )?;
@@ -165,10 +180,10 @@ impl fmt::Display for Explanation {
                 "  retry: moving to {} failed {} time(s) since {} ({}: {}); next attempt at {}",
                 r.target,
                 r.attempts,
-                r.since.to_rfc3339(),
+                secs(r.since),
                 r.class.word(),
                 r.error,
-                r.not_before.to_rfc3339()
+                secs(r.not_before)
             )?;
         }
         if let Some(split) = &self.dag_split {
@@ -184,9 +199,9 @@ impl fmt::Display for Explanation {
             if let Some(d) = d {
                 writeln!(
                     f,
-                    "  {label} at {}: rule {:?}: {} ({} -> {})",
-                    d.evidence.at.to_rfc3339(),
-                    d.evidence.rule,
+                    "  {label} at {}: rule {}: {} ({} -> {})",
+                    secs(d.evidence.at),
+                    d.evidence.rule.word(),
                     d.evidence.note,
                     d.from.as_deref().unwrap_or("<unknown>"),
                     d.to.as_deref().unwrap_or("<unknown>")
@@ -223,27 +238,27 @@ impl Explanation {
             for c in &s.components {
                 writeln!(
                     f,
-                    "    {} {}: {:?} since {}",
+                    "    {} {}: {} since {}",
                     c.server,
                     c.protocol,
-                    c.result,
+                    word(&c.result),
                     ts(c.since)
                 )?;
                 for o in &c.observers {
                     writeln!(
                         f,
-                        "      {} ({}) check {}: {:?} since {}, {} in a row since {}, last {}{}{}",
+                        "      {} ({}) check {}: {} since {}, {} in a row since {}, last {}{}{}",
                         o.agent,
                         o.site,
                         o.check,
-                        o.status,
-                        o.since.to_rfc3339(),
+                        word(&o.status),
+                        secs(o.since),
                         o.streak,
-                        o.streak_started.to_rfc3339(),
-                        o.last_at.to_rfc3339(),
+                        secs(o.streak_started),
+                        secs(o.last_at),
                         if o.fresh { "" } else { " (stale)" },
                         o.error
-                            .map(|e| format!(", error {e:?}"))
+                            .map(|e| format!(", error {}", word(&e)))
                             .unwrap_or_default()
                     )?;
                 }

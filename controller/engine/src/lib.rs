@@ -187,7 +187,9 @@ impl Engine {
                     Command::Alert(a) if a.is_about_this_controller() => Command::Alert(a),
                     other => Command::Audit(Audit {
                         at: now,
-                        event: AuditEvent::Standby(Box::new(other)),
+                        event: AuditEvent::Standby {
+                            command: Box::new(other),
+                        },
                     }),
                 })
                 .collect();

@@ -32,6 +32,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sitewarden_api::audit::{AuditEvent as RecordEvent, EngineAudit, RecentEvent, RuntimeEvent};
 use sitewarden_api::bounds::{DurationRefused, hold_duration, shifted, since_time};
 pub use sitewarden_api::wire::{
     CreateOverride, DagStatus, ExplainAnswer, HistoryAnswer, LeaderView, NamespaceStatus,
@@ -43,7 +44,7 @@ use sitewarden_shared::config::{ConfigError, KeyPath, Source};
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::audit::AUDIT_STREAM;
+use super::audit::{AUDIT_STREAM, AuditRecord};
 use super::overrides::{self, OverrideMessage};
 use crate::engine::explain::site_evidence;
 use crate::engine::{
@@ -204,7 +205,7 @@ pub struct Snapshot {
     /// submitted override waits for, so the API answers what the engine decided.
     pub overrides_taken: VecDeque<Taken>,
     /// The latest decisions, changes, overrides and alerts (newest last).
-    pub recent: VecDeque<serde_json::Value>,
+    pub recent: VecDeque<RecentEvent>,
 }
 
 /// How many recent events the snapshot keeps.
@@ -257,14 +258,19 @@ impl Snapshot {
                     | AuditEvent::Override(_)
                     | AuditEvent::OverrideRejected { .. }
                     | AuditEvent::OverrideExpired { .. }
-                    | AuditEvent::Leadership { .. } => serde_json::to_value(&a.event)
-                        .ok()
-                        .map(|e| serde_json::json!({"at": a.at, "event": e})),
+                    | AuditEvent::Leadership { .. } => Some(RecentEvent {
+                        at: a.at,
+                        event: RecordEvent::Engine(EngineAudit {
+                            event: a.event.clone(),
+                            engine_at: a.at,
+                        }),
+                    }),
                     _ => None,
                 },
-                Command::Alert(a) => {
-                    Some(serde_json::json!({"at": at, "event": {"kind": "alert", "alert": a}}))
-                }
+                Command::Alert(a) => Some(RecentEvent {
+                    at,
+                    event: RecordEvent::Runtime(RuntimeEvent::Alert { alert: a.clone() }),
+                }),
                 _ => None,
             };
             if let Some(v) = v {
@@ -578,7 +584,7 @@ pub async fn read_history(
     js: &jetstream::Context,
     since: DateTime<Utc>,
     limit: usize,
-) -> Result<Vec<serde_json::Value>, String> {
+) -> Result<Vec<AuditRecord>, String> {
     let start = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(
         since.timestamp_nanos_opt().unwrap_or(0),
     ))
@@ -605,8 +611,9 @@ pub async fn read_history(
     let mut out = Vec::new();
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(3), messages.next()).await {
         let m = m.map_err(|e| e.to_string())?;
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) {
-            out.push(v);
+        // A record that is not one (not written by a sitewarden controller) is left out.
+        if let Ok(r) = serde_json::from_slice::<AuditRecord>(&m.payload) {
+            out.push(r);
         }
         if out.len() >= limit || m.info().map(|i| i.pending).unwrap_or(0) == 0 {
             break;

@@ -39,6 +39,7 @@ use super::metrics::Metrics;
 use crate::engine::{CallStats, Epoch, FailureClass, Generation, Input, ProviderReport, SetRecord};
 use crate::ha::kv_store::KvStore;
 use crate::provider::{ApplyOutcome, Change, DnsProvider, ProviderError, Refusal};
+use sitewarden_api::audit::{AuditEvent, IntentSettlement, Role, RuntimeEvent, Settlement};
 
 /// Answers "may I act, and with which epoch?" from the lease's monotonic clock, at call time.
 pub type ActingCheck = Arc<dyn Fn() -> Option<Epoch> + Send + Sync>;
@@ -124,6 +125,42 @@ struct StoredIntent {
     revision: u64,
     /// The applied-generation entry as read before, for the compare-and-set that advances it.
     ns: Option<(RecordBook, u64)>,
+}
+
+/// A provider write's outcome as the audit trail says it: what the record held before and
+/// holds after, the refusal or the error in its own words (not Rust's `Debug`).
+fn outcome_words(outcome: &Result<ApplyOutcome, ProviderError>) -> String {
+    let content = |s: &crate::provider::RecordState| {
+        let holds = s.content.as_deref().unwrap_or("no CNAME");
+        match &s.marker {
+            Some(m) => format!("{holds} (marker {m})"),
+            None => holds.to_owned(),
+        }
+    };
+    match outcome {
+        Ok(ApplyOutcome::Applied { before, after }) => format!(
+            "applied: the record held {}, it now holds {}",
+            content(before),
+            content(after)
+        ),
+        Ok(ApplyOutcome::AlreadyInPlace { state }) => format!(
+            "already in place: the record holds {}; nothing was written",
+            content(state)
+        ),
+        Ok(ApplyOutcome::Refused(r)) => format!("refused: {r}; nothing was written"),
+        Err(e) => format!("failed: {e}"),
+    }
+}
+
+/// The audit event settling a write by its outcome (`applied`, `refused`, `superseded`, else
+/// `failed`, as [`Applier::classify`] names it for the metrics).
+fn settled(status: &str, s: Settlement) -> RuntimeEvent {
+    match status {
+        "applied" => RuntimeEvent::ApplyApplied(s),
+        "refused" => RuntimeEvent::ApplyRefused(s),
+        "superseded" => RuntimeEvent::ApplySuperseded(s),
+        _ => RuntimeEvent::ApplyFailed(s),
+    }
 }
 
 /// The report of a change that did not happen.
@@ -286,13 +323,13 @@ impl Applier {
         }
     }
 
-    fn audit(&self, epoch: Option<Epoch>, event: serde_json::Value) {
+    fn audit(&self, epoch: Option<Epoch>, event: RuntimeEvent) {
         self.audit.record(self.audit_record(epoch, event));
     }
 
     /// Audits `event` and waits until the stream has stored it: `false` means the effect that
     /// follows must not happen (see the module docs, "audit before effect").
-    async fn audit_stored(&self, epoch: Option<Epoch>, event: serde_json::Value) -> bool {
+    async fn audit_stored(&self, epoch: Option<Epoch>, event: RuntimeEvent) -> bool {
         let stored = self
             .audit
             .record_stored(self.audit_record(epoch, event))
@@ -303,13 +340,13 @@ impl Applier {
         stored
     }
 
-    fn audit_record(&self, epoch: Option<Epoch>, event: serde_json::Value) -> AuditRecord {
+    fn audit_record(&self, epoch: Option<Epoch>, event: RuntimeEvent) -> AuditRecord {
         AuditRecord {
             at: Utc::now(),
             controller: self.controller.clone(),
-            role: if epoch.is_some() { "leader" } else { "standby" },
+            role: Role::of_epoch(epoch),
             epoch,
-            event,
+            event: AuditEvent::Runtime(event),
         }
     }
 
@@ -406,7 +443,18 @@ impl Applier {
             ..intent.clone()
         };
         // Audit before effect: the settlement is in the stream before the state bucket says so.
-        let event = serde_json::json!({"kind": format!("intent_{status}"), "namespace": name, "target": intent.target, "generation": intent.generation, "intent_epoch": intent.epoch, "why": note});
+        let settlement = IntentSettlement {
+            namespace: name.to_owned(),
+            target: intent.target.clone(),
+            generation: intent.generation,
+            intent_epoch: intent.epoch,
+            why: note.clone(),
+        };
+        let event = if landed {
+            RuntimeEvent::IntentApplied(settlement)
+        } else {
+            RuntimeEvent::IntentSuperseded(settlement)
+        };
         if !self.audit_stored(Some(epoch), event).await {
             tracing::warn!(namespace = %name, "the audit stream did not store the settlement; the intent stays pending");
             return;
@@ -453,7 +501,16 @@ impl Applier {
         self.metrics.applied(status);
         // Audit before effect: the settlement is stored before the state bucket marks the intent
         // done; if it is not, the intent stays pending for a later leader to settle.
-        let settlement = serde_json::json!({"kind": format!("apply_{status}"), "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("{outcome:?}")});
+        let settlement = settled(
+            status,
+            Settlement {
+                namespace: name.clone(),
+                target: Some(cmd.target.clone()),
+                generation: cmd.generation,
+                outcome: Some(outcome_words(&outcome)),
+                why: None,
+            },
+        );
         let settlement_stored = self.audit_stored(Some(cmd.epoch), settlement).await;
         let done = RecordBook {
             status: status.into(),
@@ -486,17 +543,45 @@ impl Applier {
         let name = cmd.namespace.clone();
         if (self.acting)() != Some(cmd.epoch) {
             self.metrics.applied("not_acting");
-            self.audit(None, serde_json::json!({"kind": "apply_skipped", "namespace": name, "generation": cmd.generation, "why": "not the acting leader for this epoch"}));
+            self.audit(
+                None,
+                RuntimeEvent::ApplySkipped(Settlement {
+                    namespace: name,
+                    target: None,
+                    generation: cmd.generation,
+                    outcome: None,
+                    why: Some("not the acting leader for this epoch".into()),
+                }),
+            );
             return true;
         }
         if let Some(newer) = self.issued.newer_than(&name, cmd.generation) {
             self.metrics.applied("superseded");
-            self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_skipped", "namespace": name, "target": cmd.target, "generation": cmd.generation, "why": format!("overtaken by generation {newer} before it was started")}));
+            self.audit(
+                Some(cmd.epoch),
+                RuntimeEvent::ApplySkipped(Settlement {
+                    namespace: name,
+                    target: Some(cmd.target.clone()),
+                    generation: cmd.generation,
+                    outcome: None,
+                    why: Some(format!(
+                        "overtaken by generation {newer} before it was started"
+                    )),
+                }),
+            );
             return true;
         }
         if self.dry_run {
             self.metrics.applied("dry_run");
-            self.audit(Some(cmd.epoch), serde_json::json!({"kind": "would_apply", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason}));
+            self.audit(
+                Some(cmd.epoch),
+                RuntimeEvent::WouldApply {
+                    namespace: name.clone(),
+                    target: cmd.target.clone(),
+                    generation: cmd.generation,
+                    reason: cmd.reason,
+                },
+            );
             self.shadow
                 .insert(name.clone(), (cmd.target.clone(), cmd.generation));
             self.report(ProviderReport::Applied {
@@ -520,7 +605,16 @@ impl Applier {
         let ns = match ns {
             Ok(Some((book, _))) if book.generation >= cmd.generation => {
                 self.metrics.applied("stale_generation");
-                self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_refused", "namespace": name, "generation": cmd.generation, "why": format!("generation {} already applied", book.generation)}));
+                self.audit(
+                    Some(cmd.epoch),
+                    RuntimeEvent::ApplyRefused(Settlement {
+                        namespace: name,
+                        target: None,
+                        generation: cmd.generation,
+                        outcome: None,
+                        why: Some(format!("generation {} already applied", book.generation)),
+                    }),
+                );
                 return None;
             }
             Ok(ns) => ns,
@@ -542,7 +636,19 @@ impl Applier {
             // A new decision replaces an earlier leader's unfinished one; the provider's
             // compare-and-set below works from what the record really holds.
             self.metrics.applied("superseded");
-            self.audit(Some(cmd.epoch), serde_json::json!({"kind": "intent_superseded", "namespace": name, "target": old.target, "generation": old.generation, "intent_epoch": old.epoch, "why": format!("replaced by epoch {}'s decision (generation {}, target {})", cmd.epoch, cmd.generation, cmd.target)}));
+            self.audit(
+                Some(cmd.epoch),
+                RuntimeEvent::IntentSuperseded(IntentSettlement {
+                    namespace: name.clone(),
+                    target: old.target.clone(),
+                    generation: old.generation,
+                    intent_epoch: old.epoch,
+                    why: format!(
+                        "replaced by epoch {}'s decision (generation {}, target {})",
+                        cmd.epoch, cmd.generation, cmd.target
+                    ),
+                }),
+            );
         }
         let book = RecordBook {
             generation: cmd.generation,
@@ -554,7 +660,13 @@ impl Applier {
         };
         // The intent goes to the state bucket and to the audit stream at once (one round trip
         // instead of two on the decision's path); both must be stored before the provider write.
-        let intent_record = serde_json::json!({"kind": "intent", "namespace": name, "target": cmd.target, "generation": cmd.generation, "reason": cmd.reason, "evidence": cmd.evidence});
+        let intent_record = RuntimeEvent::Intent {
+            namespace: name.clone(),
+            target: cmd.target.clone(),
+            generation: cmd.generation,
+            reason: cmd.reason,
+            evidence: cmd.evidence.clone(),
+        };
         let (put, stored) = tokio::join!(
             self.put_over(&name, "intent", &book, old_intent.ok()),
             self.audit_stored(Some(cmd.epoch), intent_record)
@@ -565,7 +677,18 @@ impl Applier {
                 self.metrics.applied("intent_refused");
                 // Queued after the intent record (stored or still on its way), so the audit
                 // trail settles it: nothing was written.
-                self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_refused", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": format!("the intent could not be recorded in the state bucket: {e}; nothing was written")}));
+                self.audit(
+                    Some(cmd.epoch),
+                    RuntimeEvent::ApplyRefused(Settlement {
+                        namespace: name,
+                        target: Some(cmd.target.clone()),
+                        generation: cmd.generation,
+                        outcome: Some(format!(
+                            "the intent could not be recorded in the state bucket: {e}; nothing was written"
+                        )),
+                        why: None,
+                    }),
+                );
                 self.report(failed(
                     cmd,
                     e,
@@ -581,7 +704,16 @@ impl Applier {
             let why =
                 "the audit stream did not store the intent record in time; nothing was written";
             // Queued after the intent, so it settles the intent if that is stored later.
-            self.audit(Some(cmd.epoch), serde_json::json!({"kind": "apply_failed", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": why}));
+            self.audit(
+                Some(cmd.epoch),
+                RuntimeEvent::ApplyFailed(Settlement {
+                    namespace: name,
+                    target: Some(cmd.target.clone()),
+                    generation: cmd.generation,
+                    outcome: Some(why.to_owned()),
+                    why: None,
+                }),
+            );
             self.report(failed(
                 cmd,
                 why.to_owned(),
@@ -601,7 +733,16 @@ impl Applier {
         let name = &cmd.namespace;
         if (self.acting)() != Some(cmd.epoch) {
             self.metrics.applied("not_acting");
-            self.audit(None, serde_json::json!({"kind": "apply_skipped", "namespace": name, "generation": cmd.generation, "why": "lease lost before the write"}));
+            self.audit(
+                None,
+                RuntimeEvent::ApplySkipped(Settlement {
+                    namespace: name.clone(),
+                    target: None,
+                    generation: cmd.generation,
+                    outcome: None,
+                    why: Some("lease lost before the write".into()),
+                }),
+            );
             return true;
         }
         let Some(newer) = self.issued.newer_than(name, cmd.generation) else {
@@ -611,7 +752,13 @@ impl Applier {
         let why = format!(
             "overtaken by generation {newer} while its intent was being stored; nothing was written"
         );
-        let event = serde_json::json!({"kind": "apply_superseded", "namespace": name, "target": cmd.target, "generation": cmd.generation, "outcome": why});
+        let event = RuntimeEvent::ApplySuperseded(Settlement {
+            namespace: name.clone(),
+            target: Some(cmd.target.clone()),
+            generation: cmd.generation,
+            outcome: Some(why.clone()),
+            why: None,
+        });
         if self.audit_stored(Some(cmd.epoch), event).await {
             let done = RecordBook {
                 status: "superseded".into(),
@@ -920,8 +1067,8 @@ mod tests {
         let stop = CancellationToken::new();
         let publish = move |_n: u64, body: axum::body::Bytes| {
             let open = open.clone();
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let kind = v["event"]["kind"].as_str().unwrap_or("").to_owned();
+            let record: AuditRecord = serde_json::from_slice(&body).unwrap();
+            let kind = record.event.kind();
             kinds.lock().unwrap_or_else(|e| e.into_inner()).push(kind);
             std::future::ready(Box::pin(async move {
                 open.notified().await;
@@ -1305,5 +1452,20 @@ mod tests {
         };
         assert_eq!(applied, NAME);
         stop.cancel();
+    }
+
+    #[test]
+    fn a_settlement_says_its_outcome_in_words_not_debug() {
+        let failed = outcome_words(&Err(ProviderError::Transient(
+            "the write to mail.example.com succeeded but reading back shows mail-site1".into(),
+        )));
+        assert_eq!(
+            failed,
+            "failed: DNS provider call failed (will retry): the write to mail.example.com \
+             succeeded but reading back shows mail-site1"
+        );
+        let refused = outcome_words(&Ok(ApplyOutcome::Refused(Refusal::Missing)));
+        assert!(refused.starts_with("refused: "), "{refused}");
+        assert!(!refused.contains("Missing"), "{refused}");
     }
 }

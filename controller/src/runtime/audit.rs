@@ -24,8 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -39,21 +38,8 @@ pub const AUDIT_SUBJECT_PREFIX: &str = "sitewarden.v1.audit";
 /// the audit stream to elect a new leader after a node loss, well inside the default 10 s lease.
 pub const STORED_WAIT: Duration = Duration::from_secs(5);
 
-/// One audit record as stored.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditRecord {
-    /// When the controller recorded it.
-    pub at: DateTime<Utc>,
-    /// The controller that recorded it.
-    pub controller: String,
-    /// `leader` or `standby` at the time.
-    pub role: &'static str,
-    /// Leader epoch, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub epoch: Option<crate::engine::Epoch>,
-    /// What happened (free-form JSON from the engine or the runtime).
-    pub event: serde_json::Value,
-}
+/// One audit record as stored: the typed record the API serves and the CLI and the tests read.
+pub use sitewarden_api::audit::AuditRecord;
 
 /// Creates the audit stream if missing.
 pub async fn ensure_stream(
@@ -283,9 +269,15 @@ mod tests {
         AuditRecord {
             at: Utc::now(),
             controller: "c1".into(),
-            role: "leader",
+            role: sitewarden_api::Role::Leader,
             epoch: Some(crate::engine::Epoch(i)),
-            event: serde_json::json!({"kind": "test", "i": i}),
+            event: sitewarden_api::AuditEvent::Runtime(
+                sitewarden_api::RuntimeEvent::IntakeRejected {
+                    stage: sitewarden_api::audit::RejectStage::Intake,
+                    cause: "test".into(),
+                    example: format!("record {i}"),
+                },
+            ),
         }
     }
 

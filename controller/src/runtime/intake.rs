@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use sitewarden_api::audit::{RejectStage, RuntimeEvent};
 use sitewarden_shared::event::MAX_EVENT_BYTES;
 use sitewarden_shared::subject::{self, ParsedSubject};
 use sitewarden_shared::{AgentId, DbCopySnapshot, Event, Heartbeat, Observation};
@@ -237,7 +238,7 @@ pub async fn run(
 
 /// Records the first refusal of each cause in the audit trail (the runtime adds controller, role
 /// and epoch).
-pub type RejectAudit = Arc<dyn Fn(serde_json::Value) + Send + Sync>;
+pub type RejectAudit = Arc<dyn Fn(RuntimeEvent) + Send + Sync>;
 
 struct Intake {
     tx: mpsc::Sender<Input>,
@@ -271,12 +272,11 @@ impl Intake {
                         cause = cause.label(),
                         "refused an event (logged once per cause): {text}"
                     );
-                    (self.audit)(serde_json::json!({
-                        "kind": "input_rejected",
-                        "stage": "intake",
-                        "cause": cause.label(),
-                        "example": text,
-                    }));
+                    (self.audit)(RuntimeEvent::IntakeRejected {
+                        stage: RejectStage::Intake,
+                        cause: cause.label().to_owned(),
+                        example: text,
+                    });
                 }
                 true
             }

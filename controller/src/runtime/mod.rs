@@ -45,6 +45,7 @@ use apply::Applier;
 use audit::{AuditRecord, AuditSink};
 use metrics::Metrics;
 use settings::RuntimeSettings;
+use sitewarden_api::audit::{AuditEvent, EngineAudit, Role as AuditRole, RuntimeEvent};
 use tasks::{TaskScope, Tasks};
 
 /// The lease bucket.
@@ -351,9 +352,9 @@ fn spawn_inputs(
             sink.record(AuditRecord {
                 at: Utc::now(),
                 controller: id.clone(),
-                role: if epoch.is_some() { "leader" } else { "standby" },
+                role: AuditRole::of_epoch(epoch),
                 epoch,
-                event,
+                event: AuditEvent::Runtime(event),
             });
         })
     };
@@ -485,16 +486,15 @@ fn spawn_edge(
             sink.record(AuditRecord {
                 at: Utc::now(),
                 controller: id.clone(),
-                role: "leader",
+                role: AuditRole::Leader,
                 epoch: Some(Epoch(o.epoch)),
-                event: serde_json::json!({
-                    "kind": "edge_webhook",
-                    "endpoint": o.endpoint,
-                    "generation": o.generation,
-                    "attempts": o.attempts,
-                    "delivered": o.result.is_ok(),
-                    "error": o.result.as_ref().err().map(|e| e.to_string()),
-                    "latency_ms": o.latency.as_millis() as u64,
+                event: AuditEvent::Runtime(RuntimeEvent::EdgeWebhook {
+                    delivered: o.result.is_ok(),
+                    error: o.result.as_ref().err().map(|e| e.to_string()),
+                    endpoint: o.endpoint,
+                    generation: o.generation,
+                    attempts: o.attempts,
+                    latency_ms: u64::try_from(o.latency.as_millis()).unwrap_or(u64::MAX),
                 }),
             });
         }
@@ -699,10 +699,10 @@ async fn dispatch(
     apply_tx: &mpsc::Sender<crate::engine::SetRecord>,
     edge: &EdgeOut,
 ) {
-    let record = |event: serde_json::Value| AuditRecord {
+    let record = |event: AuditEvent| AuditRecord {
         at: Utc::now(),
         controller: controller.to_owned(),
-        role: if epoch.is_some() { "leader" } else { "standby" },
+        role: AuditRole::of_epoch(epoch),
         epoch,
         event,
     };
@@ -714,16 +714,14 @@ async fn dispatch(
         }
         Command::Alert(alert) => {
             log_alert(&alert);
-            audit.record(record(serde_json::json!({"kind": "alert", "alert": alert})));
+            audit.record(record(AuditEvent::Runtime(RuntimeEvent::Alert { alert })));
         }
         Command::Audit(a) => {
             // Flat like the runtime's own records: `event.kind` names what happened.
-            if let Ok(mut v) = serde_json::to_value(&a.event) {
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("engine_at".into(), serde_json::json!(a.at));
-                }
-                audit.record(record(v));
-            }
+            audit.record(record(AuditEvent::Engine(EngineAudit {
+                event: a.event,
+                engine_at: a.at,
+            })));
         }
         Command::NotifyEdge(notice) => {
             if let Some(epoch) = epoch {
@@ -743,9 +741,9 @@ async fn dispatch(
                     }
                 });
             }
-            audit.record(record(
-                serde_json::json!({"kind": "edge_notice", "notice": notice}),
-            ));
+            audit.record(record(AuditEvent::Runtime(RuntimeEvent::EdgeNotice {
+                notice,
+            })));
         }
     }
 }

@@ -81,17 +81,15 @@ async fn audit_alerts(
     let mut out = Vec::new();
     while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(2), messages.next()).await
     {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) {
-            let at = v["at"]
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-            if v["event"]["kind"] == "alert" && at.is_some_and(|t| t >= since) {
-                let a = &v["event"]["alert"];
-                out.push((
-                    a["severity"].as_str().unwrap_or("?").to_owned(),
-                    a["text"].as_str().unwrap_or_default().to_owned(),
-                ));
-            }
+        if let Ok(r) = serde_json::from_slice::<sitewarden_tests::audit::AuditRecord>(&m.payload)
+            && let Some(sitewarden_tests::audit::RuntimeEvent::Alert { alert }) = r.event.runtime()
+            && r.at >= since
+        {
+            let severity = serde_json::to_value(alert.severity).unwrap_or_default();
+            out.push((
+                severity.as_str().unwrap_or("?").to_owned(),
+                alert.text.clone(),
+            ));
         }
         if m.info().map(|i| i.pending).unwrap_or(0) == 0 {
             break;

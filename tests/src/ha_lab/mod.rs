@@ -511,7 +511,7 @@ impl HaLab {
 
     /// The whole audit stream so far, read through the first node that can give all of it;
     /// waits while none can (a node just lost, the stream electing a leader).
-    pub async fn history(&self) -> Vec<serde_json::Value> {
+    pub async fn history(&self) -> Vec<crate::audit::AuditRecord> {
         let urls = self.bus.urls();
         wait_for("the whole audit history", DEADLINE * 2, || async {
             for url in &urls {

@@ -29,6 +29,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures::StreamExt;
 use sitewarden_controller::config::ControllerConfig;
+use sitewarden_controller::engine::{Alert, AlertKind, Severity};
 use sitewarden_controller::ha::{BucketSpec, ensure_bucket};
 use sitewarden_controller::provider::DnsProvider;
 use sitewarden_controller::provider::budget::RetryPolicy;
@@ -38,6 +39,7 @@ use sitewarden_controller::runtime::bus_budget::EventsCaps;
 use sitewarden_controller::runtime::intake::{self, EVENTS_STREAM};
 use sitewarden_controller::runtime::{LEASE_BUCKET, STATE_BUCKET};
 use sitewarden_shared::config::Source;
+use sitewarden_tests::audit::{AuditRecord, RuntimeEvent};
 use sitewarden_tests::config_toml::{ControllerTable, ControllerToml, Ha, NatsTable, Provider};
 use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer};
 use sitewarden_tests::in_process::{RunningAgent, RunningController};
@@ -471,16 +473,14 @@ async fn flood_story(bus: Bus) {
     // The leader's engine alerted on the fill (its watch reads the stream every 5 s), naming
     // the flooding agent.
     let alert = wait_for("the events_near_cap alert", DEADLINE, || async {
-        audit_alert(&js, "events_near_cap").await
+        audit_alert(&js, AlertKind::EventsNearCap).await
     })
     .await
     .unwrap_or_else(|e| panic!("{e}: {report}"));
-    assert_eq!(alert["severity"], "warning", "{alert}\n{report}");
+    assert_eq!(alert.severity, Severity::Warning, "{alert:?}\n{report}");
     assert!(
-        alert["text"]
-            .as_str()
-            .is_some_and(|t| t.contains("site1.site1-agent1")),
-        "{alert}\n{report}"
+        alert.text.contains("site1.site1-agent1"),
+        "{alert:?}\n{report}"
     );
     assert_eq!(metrics.events_stream_near_cap.get(), 1, "{report}");
 }
@@ -521,7 +521,7 @@ fn lab_caps() -> EventsCaps {
 }
 
 /// The first alert of `kind` in the audit stream so far, if any.
-async fn audit_alert(js: &jetstream::Context, kind: &str) -> Option<serde_json::Value> {
+async fn audit_alert(js: &jetstream::Context, kind: AlertKind) -> Option<Alert> {
     let stream = js.get_stream(AUDIT_STREAM).await.ok()?;
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
@@ -533,9 +533,11 @@ async fn audit_alert(js: &jetstream::Context, kind: &str) -> Option<serde_json::
     let mut messages = consumer.messages().await.ok()?;
     while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(1), messages.next()).await
     {
-        let record: serde_json::Value = serde_json::from_slice(&m.payload).ok()?;
-        if record["event"]["kind"] == "alert" && record["event"]["alert"]["kind"] == kind {
-            return Some(record["event"]["alert"].clone());
+        let record: AuditRecord = serde_json::from_slice(&m.payload).ok()?;
+        if let Some(RuntimeEvent::Alert { alert }) = record.event.runtime()
+            && alert.kind == kind
+        {
+            return Some(alert.clone());
         }
     }
     None

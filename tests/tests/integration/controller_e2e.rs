@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sitewarden_controller::config::ControllerConfig;
+use sitewarden_controller::engine::{AuditEvent as EngineEvent, ProviderReport};
 use sitewarden_controller::provider::DnsProvider;
 use sitewarden_controller::provider::budget::RetryPolicy;
 use sitewarden_controller::provider::memory::MemoryProvider;
@@ -181,9 +182,12 @@ async fn audit_kinds(nats: &NatsServer) -> Vec<String> {
     sitewarden_tests::audit::records(&nats.url())
         .await
         .iter()
-        .map(|v| {
-            let kind = v["event"]["kind"].as_str().unwrap_or("");
-            format!("{kind} {}", v["event"])
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.event.kind(),
+                serde_json::to_value(&r.event).unwrap_or_default()
+            )
         })
         .collect()
 }
@@ -473,14 +477,20 @@ async fn given_the_builtin_dns_when_site1_dies_then_dig_sees_mail_move_to_site2(
         sitewarden_tests::audit::records(&lab.nats.url())
             .await
             .into_iter()
-            .find(|r| r["event"]["kind"] == "provider" && r["event"]["report"] == "propagation")
+            .find_map(|r| match r.event.engine()? {
+                EngineEvent::Provider(p @ ProviderReport::Propagation { .. }) => Some(p.clone()),
+                _ => None,
+            })
     })
     .await
     .unwrap();
-    assert_eq!(watched["event"]["converged"], true, "{watched}");
-    assert_eq!(
-        watched["event"]["target"], "mail-site2.example.com",
-        "{watched}"
-    );
+    let ProviderReport::Propagation {
+        converged, target, ..
+    } = &watched
+    else {
+        unreachable!("found as a propagation report")
+    };
+    assert!(*converged, "{watched:?}");
+    assert_eq!(target, "mail-site2.example.com", "{watched:?}");
     c.stop().await;
 }

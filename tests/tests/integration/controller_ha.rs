@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
+use sitewarden_controller::engine::{Alert, AlertKind};
 use sitewarden_tests::DEADLINE;
+use sitewarden_tests::audit::{RuntimeEvent, all_alerts};
 use sitewarden_tests::cloudflare::{Fault, Match};
 use sitewarden_tests::fault_proxy::Fault as ProxyFault;
 use sitewarden_tests::ha_lab::{HaLab, LEASE, LabOptions, intent, marker_epoch, record_reads};
@@ -115,8 +117,14 @@ async fn given_a_leader_that_dies_between_intent_and_apply_then_the_new_leader_a
     let settled: Vec<_> = sitewarden_tests::audit::records(&lab.bus.urls()[0])
         .await
         .into_iter()
-        .filter(|r| r["event"]["intent_epoch"] == old_epoch)
-        .map(|r| r["event"]["kind"].as_str().unwrap_or("").to_owned())
+        .filter(|r| {
+            matches!(
+                r.event.runtime(),
+                Some(RuntimeEvent::IntentApplied(i) | RuntimeEvent::IntentSuperseded(i))
+                    if i.intent_epoch.0 == old_epoch
+            )
+        })
+        .map(|r| r.event.kind())
         .collect();
     assert_eq!(
         settled,
@@ -212,24 +220,20 @@ async fn given_cloudflare_answers_429_then_500_then_the_leader_retries_and_moves
     assert_eq!(lab.controllers[0].acting().await, Some(true));
     assert_eq!(lab.controllers[0].epoch().await, Some(epoch));
     // Humans hear that the provider struggled, and that the change landed.
-    let alerts: Vec<serde_json::Value> = sitewarden_tests::audit::records(&lab.bus.urls()[0])
-        .await
-        .into_iter()
-        .filter(|r| r["event"]["kind"] == "alert")
-        .map(|r| r["event"]["alert"].clone())
-        .collect();
+    let history = sitewarden_tests::audit::records(&lab.bus.urls()[0]).await;
+    let alerts: Vec<&Alert> = all_alerts(&history).collect();
     let degraded: Vec<_> = alerts
         .iter()
-        .filter(|a| a["kind"] == "provider_degraded")
+        .filter(|a| a.kind == AlertKind::ProviderDegraded)
         .collect();
     assert_eq!(degraded.len(), 1, "{alerts:#?}");
-    let text = degraded[0]["text"].as_str().unwrap();
+    let text = &degraded[0].text;
     assert!(
         text.contains("2 retries") && text.contains("1 rate-limited"),
         "{text}"
     );
     assert!(
-        alerts.iter().any(|a| a["kind"] == "dns_applied"),
+        alerts.iter().any(|a| a.kind == AlertKind::DnsApplied),
         "{alerts:#?}"
     );
     invariants_hold(&lab).await;

@@ -12,10 +12,13 @@
 //! --soak MINUTES` runs it for as long as asked (docs/testing.md).
 
 use rand::{RngExt, SeedableRng};
-use serde_json::Value;
+use sitewarden_controller::engine::{AlertKind, Rule, Verdict};
 use sitewarden_shared::edge::SiteVerdict;
 use sitewarden_tests::DEADLINE;
-use sitewarden_tests::audit::{alerts, of_kind, summary};
+use sitewarden_tests::audit::{
+    AuditRecord, IntentSettlement, RuntimeEvent, alerts, became_leader, decision_rules, intents,
+    of_kind, refusal_causes, summary, verdict_changes,
+};
 use sitewarden_tests::exchange::Behaviour;
 use sitewarden_tests::fault_proxy::Fault as ProxyFault;
 use sitewarden_tests::ha_lab::faults::{self, Site1Probes};
@@ -31,7 +34,7 @@ const RR: &str = "mail-rr.example.com";
 const SITE2: &str = "mail-site2.example.com";
 
 /// Reads the history and checks every invariant on it; returns it for the story's own checks.
-async fn invariants_hold(lab: &HaLab) -> Vec<Value> {
+async fn invariants_hold(lab: &HaLab) -> Vec<AuditRecord> {
     let history = lab.history().await;
     let calls = lab.cf.calls();
     check_invariants(&history, &calls);
@@ -40,7 +43,11 @@ async fn invariants_hold(lab: &HaLab) -> Vec<Value> {
 }
 
 /// Waits until the audit history satisfies `pred`.
-async fn history_until(lab: &HaLab, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+async fn history_until(
+    lab: &HaLab,
+    what: &str,
+    pred: impl Fn(&[AuditRecord]) -> bool,
+) -> Vec<AuditRecord> {
     wait_for(what, DEADLINE, || async {
         let h = lab.history().await;
         pred(&h).then_some(h)
@@ -49,17 +56,16 @@ async fn history_until(lab: &HaLab, what: &str, pred: impl Fn(&[Value]) -> bool)
     .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()))
 }
 
-fn has_decision(h: &[Value], rule: &str) -> bool {
-    of_kind(h, "decision").any(|r| r["event"]["evidence"]["rule"] == rule)
+fn has_decision(h: &[AuditRecord], rule: Rule) -> bool {
+    decision_rules(h).any(|r| r == rule)
 }
 
 /// Verdict changes away from Up, or to Down or Unknown (the start brings every site from
 /// Unknown to Up, possibly by way of Degraded while the first results come in).
-fn bad_verdicts(h: &[Value]) -> Vec<&Value> {
-    of_kind(h, "verdict")
-        .filter(|r| {
-            let e = &r["event"];
-            e["from"] == "up" || e["to"] == "down" || e["to"] == "unknown"
+fn bad_verdicts(h: &[AuditRecord]) -> Vec<(&str, Verdict, Verdict)> {
+    verdict_changes(h)
+        .filter(|(_, from, to)| {
+            *from == Verdict::Up || *to == Verdict::Down || *to == Verdict::Unknown
         })
         .collect()
 }
@@ -108,7 +114,7 @@ async fn s01_given_site1_dies_then_mail_flips_once_and_does_not_fail_back_before
     // Site1 comes back at once: it is Up again, but not for `failback_after` (30 s) yet.
     lab.site1_recovers().await;
     history_until(&lab, "site1 Up again, failback pending", |h| {
-        has_decision(h, "failback_pending")
+        has_decision(h, Rule::FailbackPending)
     })
     .await;
     lab.more_events(leader, 60.0).await;
@@ -144,7 +150,7 @@ async fn s02_given_site1_flaps_every_few_seconds_then_mail_flips_at_most_once() 
     assert!(flips.len() <= 1, "at most one flip: {flips:#?}");
     let h = invariants_hold(&lab).await;
     assert!(
-        of_kind(&h, "verdict").any(|r| r["event"]["site"] == "site1" && r["event"]["to"] == "down"),
+        verdict_changes(&h).any(|(site, _, to)| site == "site1" && to == Verdict::Down),
         "the flapping was seen: {}",
         summary(&h)
     );
@@ -192,7 +198,10 @@ async fn s09_given_someone_edits_the_record_by_hand_then_drift_is_alerted_and_no
         lab.cf
             .set_record_content(NAME, by_hand, Some("edited by hand"))
     );
-    history_until(&lab, "the drift alert", |h| !alerts(h, "drift").is_empty()).await;
+    history_until(&lab, "the drift alert", |h| {
+        !alerts(h, AlertKind::Drift).is_empty()
+    })
+    .await;
     // Two more reconcile reads after the alert: the controllers looked again and left it.
     let reads = record_reads(&lab.cf);
     let cf = &lab.cf;
@@ -224,11 +233,11 @@ async fn s16_given_someone_moves_mail_to_another_candidate_by_hand_then_it_is_ne
         .and_then(|r| r.comment)
         .unwrap_or_default();
     assert!(lab.cf.set_record_content(NAME, SITE2, Some(&comment)));
-    let h = history_until(&lab, "the drift alert", |h| !alerts(h, "drift").is_empty()).await;
-    let text = alerts(&h, "drift")[0]["text"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    let h = history_until(&lab, "the drift alert", |h| {
+        !alerts(h, AlertKind::Drift).is_empty()
+    })
+    .await;
+    let text = alerts(&h, AlertKind::Drift)[0].text.clone();
     assert!(text.contains("did not write"), "{text}");
     // Past failback_after (30 s) with both sites Up and the record read every 5 s by each
     // controller (14 reads: at least 35 s): a failback to mail-rr would have come by now.
@@ -245,7 +254,7 @@ async fn s16_given_someone_moves_mail_to_another_candidate_by_hand_then_it_is_ne
     assert_eq!(lab.record().0, SITE2);
     let h = invariants_hold(&lab).await;
     assert_eq!(
-        alerts(&h, "drift").len(),
+        alerts(&h, AlertKind::Drift).len(),
         1,
         "alerted once: {}",
         summary(&h)
@@ -266,14 +275,8 @@ async fn s10_given_both_controllers_start_at_the_same_moment_then_exactly_one_le
         "standby {seen_by_standby} vs leader {epoch}"
     );
     let h = invariants_hold(&lab).await;
-    let terms: Vec<(String, u64)> = of_kind(&h, "leadership")
-        .filter(|r| r["event"]["is_leader"] == true)
-        .map(|r| {
-            (
-                r["controller"].as_str().unwrap_or("").to_owned(),
-                r["event"]["epoch"].as_u64().unwrap_or(0),
-            )
-        })
+    let terms: Vec<(String, u64)> = became_leader(&h)
+        .map(|(who, epoch)| (who.to_owned(), epoch))
         .collect();
     assert!(!terms.is_empty(), "{}", summary(&h));
     for t in &terms {
@@ -318,9 +321,7 @@ async fn s11_given_hostile_events_on_the_bus_then_they_are_refused_and_nothing_c
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
     }
-    let refused = |h: &[Value], cause: &str| {
-        of_kind(h, "input_rejected").any(|r| r["event"]["cause"] == cause)
-    };
+    let refused = |h: &[AuditRecord], cause: &str| refusal_causes(h).any(|c| c == cause);
     history_until(&lab, "every refusal audited", |h| {
         [
             "undecodable",
@@ -349,21 +350,21 @@ async fn s12_given_every_agent_stops_then_the_controllers_fail_static_and_say_so
         &lab,
         "agent_silent for every agent, then fail static",
         |h| {
-            let silent = alerts(h, "agent_silent");
+            let silent = alerts(h, AlertKind::AgentSilent);
             ["site1-agent1", "site2-agent1", "witness-agent1"]
                 .iter()
-                .all(|a| silent.iter().any(|s| s["subject"] == *a))
-                && !alerts(h, "fail_static").is_empty()
+                .all(|a| silent.iter().any(|s| s.subject == *a))
+                && !alerts(h, AlertKind::FailStatic).is_empty()
         },
     )
     .await;
     assert!(
-        of_kind(&h, "verdict").any(|r| r["event"]["to"] == "unknown"),
+        verdict_changes(&h).any(|(_, _, to)| to == Verdict::Unknown),
         "sites went Unknown, not Down: {}",
         summary(&h)
     );
     assert!(
-        !of_kind(&h, "verdict").any(|r| r["event"]["to"] == "down"),
+        !verdict_changes(&h).any(|(_, _, to)| to == Verdict::Down),
         "{}",
         summary(&h)
     );
@@ -499,7 +500,11 @@ async fn s04_given_the_leader_is_cut_off_from_nats_mid_change_then_it_stops_acti
     );
     let h = invariants_hold(&lab).await;
     assert!(
-        of_kind(&h, "intent_superseded").any(|r| r["event"]["intent_epoch"] == old_epoch),
+        h.iter().any(|r| matches!(
+            r.event.runtime(),
+            Some(RuntimeEvent::IntentSuperseded(IntentSettlement { intent_epoch, .. }))
+                if intent_epoch.0 == old_epoch
+        )),
         "the cut-off leader's intent was settled: {}",
         summary(&h)
     );
@@ -540,15 +545,14 @@ async fn s13_given_the_dag_moves_to_site2_then_the_edge_is_told_and_the_bound_na
     );
     let h = invariants_hold(&lab).await;
     assert!(
-        of_kind(&h, "intent")
-            .any(|r| r["event"]["namespace"] == OWA && r["event"]["reason"] == "follow_mailbox"),
+        intents(&h).any(|i| i.namespace == OWA && i.reason == Rule::FollowMailbox),
         "{}",
         summary(&h)
     );
     assert!(
-        alerts(&h, "dns_applied")
+        alerts(&h, AlertKind::DnsApplied)
             .iter()
-            .any(|a| a["subject"] == OWA),
+            .any(|a| a.subject == OWA),
         "the move was announced: {}",
         summary(&h)
     );

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use reqwest::StatusCode;
+use sitewarden_api::wire::HistoryAnswer;
 use sitewarden_tests::DEADLINE;
 use sitewarden_tests::wait_for;
 
@@ -173,12 +174,8 @@ async fn a_pin_made_through_either_controller_moves_the_name_and_a_release_lets_
     let (_, h, _) = get(pair.http[0], "/api/v1/history?since=10m", Some(READER))
         .await
         .unwrap();
-    let kinds: Vec<String> = h["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["event"]["kind"].as_str().unwrap_or("").to_owned())
-        .collect();
+    let h: HistoryAnswer = serde_json::from_value(h).expect("a typed history");
+    let kinds: Vec<String> = h.records.iter().map(|r| r.event.kind()).collect();
     assert!(kinds.iter().any(|k| k == "override"), "{kinds:?}");
 
     let release = r#"{"kind":"pin","subject":"mail.example.com","reason":"maintenance done"}"#;
