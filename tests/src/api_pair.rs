@@ -1,6 +1,8 @@
 //! A controller pair with `[api]` tokens and `[slack]`, in-process on a real nats-server, with
 //! one memory DNS provider holding `mail.example.com → mail-rr`: what the operator-surface tests
-//! (API, CLI, Slack) drive. No agents run, so every site stays Unknown.
+//! (API, CLI, Slack) drive. The three agents of the two-site layout probe four healthy emulated
+//! Exchange servers, and the pair is ready once both controllers see site1 and site2 Up, so an
+//! override passes the engine's safety check (a pin onto a site that is not Up is refused).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +16,10 @@ use tokio::sync::RwLockReadGuard;
 use crate::config_toml::{
     Api, ApiToken, ControllerTable, ControllerToml, Ha, NatsTable, Provider, SecretFile, Slack,
 };
-use crate::in_process::RunningController;
+use crate::exchange::{ExchangeOptions, ExchangeServer};
+use crate::in_process::{RunningAgent, RunningController};
 use crate::nats_server::NatsServer;
-use crate::two_site::{TEST_POLICY, decisions};
+use crate::two_site::{self, TEST_POLICY, decisions};
 use crate::{DEADLINE, free_addr, machine, wait_for};
 
 /// The managed name.
@@ -39,6 +42,9 @@ pub struct ApiPair {
     /// Each controller's HTTP address.
     pub http: Vec<SocketAddr>,
     _controllers: Vec<RunningController>,
+    _agents: Vec<RunningAgent>,
+    /// The four emulated client-access servers (site1: 0 and 1, site2: 2 and 3).
+    pub exchange: Vec<ExchangeServer>,
     _nats: NatsServer,
     // A pair with a 3 s lease takes its share of the machine (crate::machine).
     _machine: RwLockReadGuard<'static, ()>,
@@ -103,31 +109,71 @@ impl ApiPair {
             ));
             http.push(addr);
         }
+        let mut exchange = Vec::new();
+        for i in 0..4 {
+            let name = format!("EXCH-{i}.CONTOSO.LOCAL");
+            exchange.push(
+                ExchangeServer::start(ExchangeOptions::new(&name))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let agents = two_site::AGENTS
+            .iter()
+            .map(|(id, site)| {
+                let mut toml = two_site::agent(
+                    id,
+                    site,
+                    NatsTable::servers([nats.url()]),
+                    &two_site::four(exchange.iter().map(ExchangeServer::addr)),
+                    Duration::from_millis(500),
+                    Duration::from_millis(400),
+                );
+                toml.agent.heartbeat_interval = Some(Duration::from_millis(500));
+                RunningAgent::start(&toml.render())
+            })
+            .collect();
         let pair = Self {
             dir,
             provider,
             http,
             _controllers: controllers,
+            _agents: agents,
+            exchange,
             _nats: nats,
             _machine: machine,
         };
-        wait_for("a leader with the API up on both", DEADLINE, || async {
-            let mut acting = 0;
-            for addr in &pair.http {
-                let r = reqwest::Client::new()
-                    .get(format!("http://{addr}/api/v1/status"))
-                    .bearer_auth(READER)
-                    .send()
-                    .await
-                    .ok()?;
-                if !r.status().is_success() {
-                    return None;
+        wait_for(
+            "a leader with the API up on both, seeing both sites Up",
+            DEADLINE,
+            || async {
+                let mut acting = 0;
+                for addr in &pair.http {
+                    let r = reqwest::Client::new()
+                        .get(format!("http://{addr}/api/v1/status"))
+                        .bearer_auth(READER)
+                        .send()
+                        .await
+                        .ok()?;
+                    if !r.status().is_success() {
+                        return None;
+                    }
+                    let s: serde_json::Value = r.json().await.ok()?;
+                    let up = |site: &str| {
+                        s["sites"].as_array().is_some_and(|sites| {
+                            sites
+                                .iter()
+                                .any(|x| x["site"] == site && x["evidence"]["verdict"] == "up")
+                        })
+                    };
+                    if !(up("site1") && up("site2")) {
+                        return None;
+                    }
+                    acting += usize::from(s["leader"]["acting"] == true);
                 }
-                let s: serde_json::Value = r.json().await.ok()?;
-                acting += usize::from(s["leader"]["acting"] == true);
-            }
-            (acting == 1).then_some(())
-        })
+                (acting == 1).then_some(())
+            },
+        )
         .await
         .unwrap();
         pair

@@ -114,8 +114,8 @@ async fn status_reads_as_a_table_or_json_and_falls_through_to_the_second_control
     }
     // Aligned columns: every site's verdict starts under VERDICT.
     let at = column(&r.stdout, "SITE", "VERDICT");
-    for site in ["site1 ", "site2 ", "witness "] {
-        assert_eq!(column(&r.stdout, site, "unknown"), at, "\n{}", r.stdout);
+    for site in ["site1 ", "site2 "] {
+        assert_eq!(column(&r.stdout, site, "up"), at, "\n{}", r.stdout);
     }
     assert!(!r.stdout.contains('\x1b'), "no colour when not a TTY");
 

@@ -542,3 +542,43 @@ async fn a_refused_override_is_answered_with_the_engines_reason_and_never_applie
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_onto_a_down_site_is_refused_unless_forced_and_a_forced_one_is_marked() {
+    let pair = ApiPair::start().await;
+    let a = pair.http[0];
+    for cas in &pair.exchange[..2] {
+        cas.set(sitewarden_tests::exchange::Behaviour::Down)
+            .await
+            .unwrap();
+    }
+    wait_for("site1 Down on the controller", DEADLINE, || async {
+        let (_, s, _) = get(a, "/api/v1/status", Some(READER)).await?;
+        let down = s["sites"]
+            .as_array()?
+            .iter()
+            .any(|x| x["site"] == "site1" && x["evidence"]["verdict"] == "down");
+        down.then_some(())
+    })
+    .await
+    .unwrap();
+    let pin = r#"{"action":"pin","namespace":"mail.example.com","target":"mail-site1.example.com","reason":"CHG-9 test"}"#;
+    let (status, e, text) = post(a, "/api/v1/overrides", Some(ADMIN), pin).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    let error = e["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("site1 is Down") && error.contains("force"),
+        "{error}"
+    );
+    assert_ne!(pair.content().as_deref(), Some("mail-site1.example.com"));
+
+    let forced = pin.replace(r#""reason""#, r#""force":true,"reason""#);
+    let (status, answer, text) = post(a, "/api/v1/overrides", Some(ADMIN), &forced).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    assert_eq!(answer["request"]["force"], true, "{text}");
+    wait_for("the forced pin in DNS", DEADLINE, || async {
+        (pair.content().as_deref() == Some("mail-site1.example.com")).then_some(())
+    })
+    .await
+    .unwrap();
+}
