@@ -22,6 +22,11 @@ pub enum Rule {
     AwaitingRecord,
     /// Nothing to do: the target is the most preferred Up candidate.
     Steady,
+    /// Failed over: the name stands on a less preferred candidate because the most preferred
+    /// one needs a site that is Down or Unknown (the note says which, since when).
+    FailedOver,
+    /// As `FailedOver`, where every site keeping the name off its preferred target is drained.
+    Drained,
     /// The target needs a Down (or drained) site: move at once, hold-down does not apply.
     MoveAwayFromDown,
     /// A more preferred candidate has been Up for `failback_after`: move back.
@@ -68,6 +73,8 @@ impl Rule {
         match self {
             Rule::AwaitingRecord => "awaiting_record",
             Rule::Steady => "steady",
+            Rule::FailedOver => "failed_over",
+            Rule::Drained => "drained",
             Rule::MoveAwayFromDown => "move_away_from_down",
             Rule::Failback => "failback",
             Rule::FailbackPending => "failback_pending",

@@ -171,6 +171,28 @@ impl World<'_> {
         (self.verdict(site) == Verdict::Down && !rising) || self.overrides.is_drained(site)
     }
 
+    /// Why each of `sites` cannot be routed to now, with since when ("site1 Down since
+    /// 2026-11-24T02:48:30Z", "site1 drained by alice"); and whether every reason is a drain.
+    fn unavailable(&self, sites: &BTreeSet<SiteId>) -> (Vec<String>, bool) {
+        let mut why = Vec::new();
+        let mut all_drained = true;
+        for s in sites.iter().filter(|s| !self.routable(s)) {
+            if let Some(h) = self.overrides.drains.get(s) {
+                why.push(format!("{s} drained by {} ({})", h.who, h.why));
+                continue;
+            }
+            all_drained = false;
+            let since = self
+                .sites
+                .get(s)
+                .and_then(|st| st.since)
+                .map(|t| format!(" since {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+                .unwrap_or_default();
+            why.push(format!("{s} {}{since}", self.verdict(s)));
+        }
+        (why, all_drained && !sites.is_empty())
+    }
+
     fn all_routable(&self, sites: &BTreeSet<SiteId>) -> bool {
         sites.iter().all(|s| self.routable(s))
     }
@@ -384,6 +406,36 @@ pub(super) fn unread(name: &str, w: &World<'_>) -> Plan {
     }
 }
 
+/// Staying on `cur`, the most preferred candidate that can serve: `Steady` when it is the
+/// most preferred of all, else `FailedOver` (or `Drained`) naming what keeps the name off the
+/// preferred target, since when.
+fn standing(cur: &str, ci: usize, list: &[crate::config::Candidate], w: &World<'_>) -> Plan {
+    let Some(top) = list.first().filter(|_| ci > 0) else {
+        return stay(
+            Rule::Steady,
+            format!("{cur} is the most preferred Up candidate"),
+        );
+    };
+    let (why, drained) = w.unavailable(&top.requires);
+    let rule = if drained {
+        Rule::Drained
+    } else {
+        Rule::FailedOver
+    };
+    let why = if why.is_empty() {
+        "its sites are not all Up".to_owned()
+    } else {
+        why.join(", ")
+    };
+    stay(
+        rule,
+        format!(
+            "on {cur} instead of {}: {why}; {cur} is the most preferred candidate that can serve",
+            top.target
+        ),
+    )
+}
+
 fn candidates(
     name: &str,
     cfg: &NamespaceConfig,
@@ -462,10 +514,7 @@ fn candidates(
         );
     }
     let Some(pi) = preferred.filter(|p| *p < ci) else {
-        return stay(
-            Rule::Steady,
-            format!("{cur} is the most preferred Up candidate"),
-        );
+        return standing(cur, ci, list, w);
     };
     let p = &list[pi];
     if manual_failback {
@@ -486,10 +535,19 @@ fn candidates(
     let window = TimeDelta::from_std(cfg.failback_after).unwrap_or(TimeDelta::MAX);
     let since = w.routable_since(&p.requires);
     if since.is_none_or(|s| w.now - s < window) {
+        let eligible = since
+            .and_then(|s| s.checked_add_signed(window))
+            .map(|t| {
+                format!(
+                    "; failback eligible at {}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            })
+            .unwrap_or_default();
         return stay(
             Rule::FailbackPending,
             format!(
-                "{} is Up but not yet for failback_after; staying on {cur}",
+                "{} is Up but not yet for failback_after; staying on {cur}{eligible}",
                 p.target
             ),
         );

@@ -123,6 +123,14 @@ fn when_site1_dies_seen_inside_and_outside_then_mail_moves_within_fall_times_int
     assert!(text.contains("site site1: Down"), "{text}");
     // Times to the second, as an operator reads them: no nanoseconds, no `+00:00`.
     assert!(!text.contains("+00:00") && !text.contains(".000"), "{text}");
+    // Once moved, the name says why it is off its preferred target, and since when.
+    story.run_until(t(70), sites_dead(&["site1"]));
+    assert_eq!(story.rule(MAIL), Some(Rule::FailedOver));
+    let note = story.note(MAIL);
+    assert!(
+        note.contains("instead of mail-rr.example.com: site1 Down since 2023-"),
+        "{note}"
+    );
 }
 
 #[test]
@@ -255,9 +263,15 @@ fn when_an_operator_pins_with_expiry_then_the_pin_wins_until_it_lapses() {
     assert!(story.alerts_of(AlertKind::OverrideTargetDown, Severity::Warning) >= 1);
     story.run_until(t(100), |_| Outcome::Pass);
     assert_eq!(story.set_records_for(MAIL).len(), 1);
-    // At t=120 the pin lapses; site1 has been Up only since ~t=68, so failback waits.
+    // At t=120 the pin lapses; site1 has been Up only since ~t=68, so failback waits, and
+    // says until when.
     story.run_until(t(130), |_| Outcome::Pass);
     assert_eq!(story.rule(MAIL), Some(Rule::FailbackPending));
+    assert!(
+        story.note(MAIL).contains("failback eligible at 2023-"),
+        "{}",
+        story.note(MAIL)
+    );
     story.run_until(t(700), |_| Outcome::Pass);
     let moves = story.set_records_for(MAIL);
     assert_eq!(moves.len(), 2);
@@ -278,6 +292,12 @@ fn when_an_operator_drains_site1_then_mail_leaves_at_once_and_returns_after_rele
     assert_eq!(moves[0].1.reason, Rule::MoveAwayFromDown);
     assert!(moves[0].1.evidence.sites[&site("site1")].drained);
     story.run_until(t(1000), |_| Outcome::Pass);
+    assert_eq!(story.rule(MAIL), Some(Rule::Drained));
+    assert!(
+        story.note(MAIL).contains("site1 drained by alice (story)"),
+        "{}",
+        story.note(MAIL)
+    );
     assert_eq!(
         story.set_records_for(MAIL).len(),
         1,

@@ -382,6 +382,16 @@ impl Story {
             .and_then(|n| n.effective().map(str::to_owned))
     }
 
+    /// The note of the namespace's latest decision.
+    pub fn note(&self, ns: &str) -> String {
+        self.state
+            .namespaces
+            .get(ns)
+            .and_then(|n| n.decision.as_ref())
+            .map(|d| d.evidence.note.clone())
+            .unwrap_or_default()
+    }
+
     pub fn rule(&self, ns: &str) -> Option<Rule> {
         self.state
             .namespaces
