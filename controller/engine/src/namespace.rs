@@ -186,7 +186,12 @@ impl World<'_> {
                 .sites
                 .get(s)
                 .and_then(|st| st.since)
-                .map(|t| format!(" since {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+                .map(|t| {
+                    format!(
+                        " since {}",
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    )
+                })
                 .unwrap_or_default();
             why.push(format!("{s} {}{since}", self.verdict(s)));
         }
@@ -406,6 +411,22 @@ pub(super) fn unread(name: &str, w: &World<'_>) -> Plan {
     }
 }
 
+/// Waiting for `target` to have been Up for `failback_after`, which it will have at `eligible`.
+fn failback_pending(target: &str, cur: &str, eligible: Option<DateTime<Utc>>) -> Plan {
+    let eligible = eligible
+        .map(|t| {
+            format!(
+                "; failback eligible at {}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        })
+        .unwrap_or_default();
+    stay(
+        Rule::FailbackPending,
+        format!("{target} is Up but not yet for failback_after; staying on {cur}{eligible}"),
+    )
+}
+
 /// Staying on `cur`, the most preferred candidate that can serve: `Steady` when it is the
 /// most preferred of all, else `FailedOver` (or `Drained`) naming what keeps the name off the
 /// preferred target, since when.
@@ -535,21 +556,10 @@ fn candidates(
     let window = TimeDelta::from_std(cfg.failback_after).unwrap_or(TimeDelta::MAX);
     let since = w.routable_since(&p.requires);
     if since.is_none_or(|s| w.now - s < window) {
-        let eligible = since
-            .and_then(|s| s.checked_add_signed(window))
-            .map(|t| {
-                format!(
-                    "; failback eligible at {}",
-                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                )
-            })
-            .unwrap_or_default();
-        return stay(
-            Rule::FailbackPending,
-            format!(
-                "{} is Up but not yet for failback_after; staying on {cur}{eligible}",
-                p.target
-            ),
+        return failback_pending(
+            &p.target,
+            cur,
+            since.and_then(|s| s.checked_add_signed(window)),
         );
     }
     if !hold_down_over(ns, cfg, w.now) {
