@@ -29,6 +29,10 @@ pub struct AuditRecord {
     pub epoch: Option<Epoch>,
     /// What happened.
     pub event: AuditEvent,
+    /// Its sequence number in the audit stream: set in history answers (the cursor of
+    /// `before`/`after`), never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// One of the latest events in the status answer (`recent`): the event as the audit trail

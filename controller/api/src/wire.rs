@@ -172,12 +172,18 @@ pub struct OverridesAnswer {
     pub overrides: Overrides,
 }
 
-/// `GET /api/v1/history`: audit records from `since` on.
+/// `GET /api/v1/history`: audit records from `since` on, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryAnswer {
-    /// Where the read started.
+    /// The oldest time asked for.
     pub since: DateTime<Utc>,
-    /// The records, oldest first.
+    /// The records, newest first, each with its `seq`.
     #[serde(default)]
     pub records: Vec<AuditRecord>,
+    /// More records match than were returned: ask for `next`.
+    #[serde(default)]
+    pub truncated: bool,
+    /// The query of the next (older) page, e.g. `before=1234`; set when `truncated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }

@@ -157,9 +157,31 @@ pub enum Command {
         /// From when: a duration back from now (`15m`, `2h`) or an RFC 3339 time.
         #[arg(long, default_value = "1h")]
         since: String,
-        /// At most this many records (1 to 1000; default 200).
+        /// At most this many records (1 to 1000; default 200), newest first.
         #[arg(long)]
         limit: Option<usize>,
+        /// Only these kinds (`decision`, `verdict`, `alert`, `override`, `apply_applied`, …;
+        /// repeat or separate with commas).
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
+        /// Only records that name this (a managed name or a target).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only records that name this site.
+        #[arg(long)]
+        site: Option<String>,
+        /// Only alerts of this severity (critical, warning, info).
+        #[arg(long)]
+        severity: Option<String>,
+        /// Everything: the standby's records and the edge notices and webhooks too.
+        #[arg(long)]
+        all: bool,
+        /// The next, older page: records below this sequence number (the answer's `next`).
+        #[arg(long, value_name = "SEQ")]
+        before: Option<u64>,
+        /// Keep printing new records as they are written (every 2 s) until interrupted.
+        #[arg(long, conflicts_with = "before")]
+        follow: bool,
     },
     /// Hold a managed name on one of its targets, whatever the verdicts say.
     Pin {
@@ -257,6 +279,33 @@ fn hold_for(f: &Option<String>) -> Result<Option<String>, Failure> {
             api::hold_duration("--for", f).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
             Ok(Some(f.clone()))
         }
+    }
+}
+
+/// `history --follow`: prints the page, oldest first, then every record written since, every
+/// 2 s, until interrupted (or the controller stops answering).
+async fn follow_history(
+    client: &client::Client,
+    mut query: Vec<(&'static str, String)>,
+    first: HistoryAnswer,
+    colour: bool,
+) -> Result<String, Failure> {
+    let mut shown = first;
+    shown.records.reverse();
+    loop {
+        let newest = shown.records.iter().filter_map(|r| r.seq).max();
+        if !shown.records.is_empty() {
+            print!("{}", render::history(&shown, colour));
+        }
+        if let Some(seq) = newest {
+            query.retain(|(k, _)| *k != "after");
+            query.push(("after", seq.to_string()));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let a = client.get(&["api", "v1", "history"], &query).await?;
+        shown = typed(&a, "a history", "history")?;
+        // Newest first on the wire; a follower reads down the page, oldest first.
+        shown.records.reverse();
     }
 }
 
@@ -425,16 +474,38 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
             let x: ExplainAnswer = typed(&a, "an explanation", &format!("explain {name}"))?;
             Ok(terminal::block(&x.explanation.to_string()))
         }
-        Command::History { since, limit } => {
+        Command::History {
+            since,
+            limit,
+            kind,
+            name,
+            site,
+            severity,
+            all,
+            before,
+            follow,
+        } => {
             let mut query = vec![("since", since.clone())];
-            if let Some(l) = limit {
-                query.push(("limit", l.to_string()));
-            }
+            let mut add = |k: &'static str, v: Option<String>| {
+                if let Some(v) = v {
+                    query.push((k, v));
+                }
+            };
+            add("limit", limit.map(|l| l.to_string()));
+            add("kind", (!kind.is_empty()).then(|| kind.join(",")));
+            add("name", name.clone());
+            add("site", site.clone());
+            add("severity", severity.clone());
+            add("all", all.then(|| "true".to_owned()));
+            add("before", before.map(|b| b.to_string()));
             let a = client.get(&["api", "v1", "history"], &query).await?;
-            if cli.json {
+            if cli.json && !follow {
                 return Ok(pretty(&a.body));
             }
             let h: HistoryAnswer = typed(&a, "a history", "history")?;
+            if *follow {
+                return follow_history(&client, query, h, colour).await;
+            }
             Ok(render::history(&h, colour))
         }
         Command::Plan => {

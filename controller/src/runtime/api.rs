@@ -29,7 +29,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sitewarden_api::audit::{AuditEvent as RecordEvent, EngineAudit, RecentEvent, RuntimeEvent};
@@ -44,7 +43,6 @@ use sitewarden_shared::config::{ConfigError, KeyPath, Source};
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::audit::{AUDIT_STREAM, AuditRecord};
 use super::overrides::{self, OverrideMessage};
 use crate::engine::explain::site_evidence;
 use crate::engine::{
@@ -553,6 +551,14 @@ async fn explain(
 struct HistoryQuery {
     since: Option<String>,
     limit: Option<usize>,
+    before: Option<u64>,
+    after: Option<u64>,
+    kind: Option<String>,
+    name: Option<String>,
+    site: Option<String>,
+    severity: Option<String>,
+    controller: Option<String>,
+    all: Option<bool>,
 }
 
 /// `since` as an RFC 3339 time (not in the future) or a duration back from now (`15m`, `2h`,
@@ -573,53 +579,43 @@ async fn history(
     if limit == 0 || limit > MAX_HISTORY {
         return Err(bad(format!("limit={limit}: give 1 to {MAX_HISTORY}")));
     }
-    let records = read_history(&api.js, since, limit)
+    if let Some(s) = q.severity.as_deref()
+        && !["critical", "warning", "info"].contains(&s)
+    {
+        return Err(bad(format!("severity={s}: give critical, warning or info")));
+    }
+    let filter = super::history::Filter {
+        kinds: q
+            .kind
+            .as_deref()
+            .map(|k| {
+                k.split(',')
+                    .map(|x| x.trim().to_ascii_lowercase())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        name: q.name,
+        site: q.site,
+        severity: q.severity,
+        controller: q.controller,
+        all: q.all.unwrap_or(false),
+    };
+    let page = super::history::Page {
+        since,
+        before: q.before,
+        after: q.after,
+        limit,
+    };
+    let read = super::history::read(&api.js, page, &filter)
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e))?;
-    Ok(Json(HistoryAnswer { since, records }))
-}
-
-/// Audit records from `since` on, at most `limit` (the oldest first).
-pub async fn read_history(
-    js: &jetstream::Context,
-    since: DateTime<Utc>,
-    limit: usize,
-) -> Result<Vec<AuditRecord>, String> {
-    let start = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(
-        since.timestamp_nanos_opt().unwrap_or(0),
-    ))
-    .map_err(|e| e.to_string())?;
-    let stream = js
-        .get_stream(AUDIT_STREAM)
-        .await
-        .map_err(|e| format!("the audit stream is not readable: {e}"))?;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartTime { start_time: start },
-            max_expires: super::replaying::ORDERED_PULL_EXPIRES,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("cannot read the audit stream: {e}"))?;
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(Vec::new());
-    }
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| format!("cannot read the audit stream: {e}"))?;
-    let mut out = Vec::new();
-    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(3), messages.next()).await {
-        let m = m.map_err(|e| e.to_string())?;
-        // A record that is not one (not written by a sitewarden controller) is left out.
-        if let Ok(r) = serde_json::from_slice::<AuditRecord>(&m.payload) {
-            out.push(r);
-        }
-        if out.len() >= limit || m.info().map(|i| i.pending).unwrap_or(0) == 0 {
-            break;
-        }
-    }
-    Ok(out)
+    Ok(Json(HistoryAnswer {
+        since,
+        records: read.records,
+        truncated: read.truncated,
+        next: read.next_before.map(|b| format!("before={b}")),
+    }))
 }
 
 async fn list_overrides(AxState(api): AxState<Api>) -> Json<OverridesAnswer> {

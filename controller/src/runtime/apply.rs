@@ -347,6 +347,7 @@ impl Applier {
             role: Role::of_epoch(epoch),
             epoch,
             event: AuditEvent::Runtime(event),
+            seq: None,
         }
     }
 

@@ -278,6 +278,7 @@ mod tests {
                     example: format!("record {i}"),
                 },
             ),
+            seq: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod bus_budget;
 pub mod dashboard;
 pub mod events_watch;
+pub mod history;
 pub mod http;
 pub mod intake;
 pub mod metrics;
@@ -355,6 +356,7 @@ fn spawn_inputs(
                 role: AuditRole::of_epoch(epoch),
                 epoch,
                 event: AuditEvent::Runtime(event),
+                seq: None,
             });
         })
     };
@@ -496,6 +498,7 @@ fn spawn_edge(
                     attempts: o.attempts,
                     latency_ms: u64::try_from(o.latency.as_millis()).unwrap_or(u64::MAX),
                 }),
+                seq: None,
             });
         }
     });
@@ -705,6 +708,7 @@ async fn dispatch(
         role: AuditRole::of_epoch(epoch),
         epoch,
         event,
+        seq: None,
     };
     match cmd {
         Command::SetRecord(set) => {

@@ -582,3 +582,62 @@ async fn a_pin_onto_a_down_site_is_refused_unless_forced_and_a_forced_one_is_mar
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_newest_first_in_pages_and_filtered() {
+    let pair = ApiPair::start().await;
+    let a = pair.http[0];
+    for reason in ["first", "second"] {
+        let body = format!(r#"{{"action":"freeze","for":"1h","reason":"{reason}"}}"#);
+        let (status, _, text) = post(a, "/api/v1/overrides", Some(ADMIN), &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+    }
+    let page = |q: &'static str| async move {
+        let (status, h, text) = get(a, &format!("/api/v1/history?{q}"), Some(READER))
+            .await
+            .expect("an answer");
+        assert_eq!(status, StatusCode::OK, "{text}");
+        serde_json::from_value::<HistoryAnswer>(h).expect("a history answer")
+    };
+    let h = wait_for("both overrides in the history", DEADLINE, || async {
+        let h = page("kind=override").await;
+        (h.records.len() == 2).then_some(h)
+    })
+    .await
+    .unwrap();
+    let why = |h: &HistoryAnswer, i: usize| {
+        serde_json::to_value(&h.records[i].event).unwrap()["why"].clone()
+    };
+    assert_eq!(why(&h, 0), "second", "newest first");
+    assert_eq!(why(&h, 1), "first");
+    assert!(h.records[0].seq > h.records[1].seq);
+    assert!(!h.truncated);
+
+    // One at a time: the answer says there is more and where the next page starts.
+    let first = page("kind=override&limit=1").await;
+    assert!(first.truncated);
+    assert_eq!(why(&first, 0), "second");
+    let next = first.next.clone().expect("a cursor");
+    let (_, older, _) = get(
+        a,
+        &format!("/api/v1/history?kind=override&limit=1&{next}"),
+        Some(READER),
+    )
+    .await
+    .unwrap();
+    let older: HistoryAnswer = serde_json::from_value(older).unwrap();
+    assert_eq!(why(&older, 0), "first");
+
+    // The default view is the leader's: the standby's own records only with all=true.
+    let default = page("limit=1000").await;
+    assert!(
+        default
+            .records
+            .iter()
+            .all(|r| r.role == sitewarden_api::Role::Leader || r.event.kind() == "leadership")
+    );
+    let (status, _, _) = get(a, "/api/v1/history?severity=loud", Some(READER))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

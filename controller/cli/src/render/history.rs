@@ -332,10 +332,20 @@ pub fn history(h: &HistoryAnswer, colour: bool) -> String {
             event_summary(&r.event).into(),
         ]);
     }
+    let more = match (
+        h.truncated,
+        h.next.as_deref().and_then(|n| n.strip_prefix("before=")),
+    ) {
+        (true, Some(seq)) => format!(
+            "more records match: sitewarden history --before {} (same filters)\n",
+            terminal::line(seq)
+        ),
+        _ => String::new(),
+    };
     if t.is_empty() {
-        format!("no audit records since {}\n", at(h.since))
+        format!("no audit records since {}\n{more}", at(h.since))
     } else {
-        t.render(colour)
+        t.render(colour) + &more
     }
 }
 
@@ -378,8 +388,19 @@ mod tests {
         let h = HistoryAnswer {
             since: records[0].at,
             records,
+            truncated: true,
+            next: Some("before=1234".into()),
         };
         let page = history(&h, false);
+        assert!(
+            page.ends_with("more records match: sitewarden history --before 1234 (same filters)\n"),
+            "{page}"
+        );
+        let page: String = page
+            .lines()
+            .filter(|l| !l.starts_with("more records"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         for line in page.lines().skip(1) {
             assert!(line.starts_with("2026-11-24 03:00:12Z"), "{line}");
         }
