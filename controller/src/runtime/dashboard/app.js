@@ -445,13 +445,15 @@
 
   function addToTimeline(recent, records) {
     const incoming = [];
-    for (const r of recent) {
-      if (r && r.event) incoming.push({ at: r.at, event: r.event });
-    }
+    // Events of one engine step share a time: their order within it is the order they were
+    // made in (the history's seq, the status's list order), newest first on the page.
+    recent.forEach((r, i) => {
+      if (r && r.event) incoming.push({ at: r.at, event: r.event, o: i });
+    });
     for (const r of records) {
       // Both controllers record what their engines decide; the leader's copy is the one.
       if (!r || !r.event || r.role !== 'leader') continue;
-      incoming.push({ at: r.event.engine_at || r.at, event: r.event });
+      incoming.push({ at: r.event.engine_at || r.at, event: r.event, o: r.seq || 0 });
     }
     for (const item of incoming) {
       const e = item.event;
@@ -460,9 +462,9 @@
       const t = new Date(item.at).getTime();
       if (isNaN(t)) continue;
       const dup = timeline.some((x) => x.kind === e.kind && x.text === text && Math.abs(x.t - t) < 5000);
-      if (!dup) timeline.push({ t, kind: e.kind, text, tone: tone(e) });
+      if (!dup) timeline.push({ t, o: item.o, kind: e.kind, text, tone: tone(e) });
     }
-    timeline.sort((a, b) => b.t - a.t);
+    timeline.sort((a, b) => (b.t - a.t) || (b.o - a.o));
     timeline = timeline.slice(0, TIMELINE_KEPT);
     const items = timeline.map((x) => {
       const li = el('li', x.tone || null);
