@@ -82,12 +82,6 @@ pub fn decisions(policy: Option<Policy>, name: &str) -> Decisions {
     }
 }
 
-/// The decisions as TOML text with `[policy]` given as text (`policy`: the table's body):
-/// what the demo (`sitewarden-demo`) appends to its controllers' configuration.
-pub fn two_site_decisions(policy: &str, name: &str) -> String {
-    format!("[policy]\n{policy}\n\n{}", decisions(None, name).render())
-}
-
 /// The DAG of the layout.
 pub const DAG1: &str = "DAG1";
 
@@ -249,12 +243,6 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(config.namespaces.len(), 1, "{text}");
-    }
-
-    #[test]
-    fn the_demo_can_drop_the_ttl_from_the_text() {
-        // sitewarden-demo removes `ttl = "60s"` to get the built-in DNS's default TTL.
-        assert!(two_site_decisions("fall = 3", "mail.example.com").contains("ttl = \"60s\"\n"));
     }
 
     #[test]
