@@ -82,6 +82,23 @@ impl DagState {
             .ok_or_else(|| anyhow!("the DAG emulator has no copy {db}\\{server}"))
     }
 
+    /// Moves `db`'s active copy to `server`; see [`DagEmulator::activate`].
+    fn activate(&mut self, db: &str, server: &str) -> anyhow::Result<()> {
+        let target = self.find(db, server)?;
+        target.status = CopyStatus::Mounted;
+        target.copy_queue_length = 0;
+        target.replay_queue_length = 0;
+        let new_active = target.server.clone();
+        let database = target.database.clone();
+        if let Some(old) = self.active.insert(database.clone(), new_active.clone())
+            && !old.eq_ignore_ascii_case(&new_active)
+            && let Ok(old_copy) = self.find(&database, &old)
+        {
+            old_copy.status = CopyStatus::Healthy;
+        }
+        Ok(())
+    }
+
     fn rendered(&self, shape: Shape) -> String {
         let rows: Vec<(CopyState, Option<String>)> = self
             .copies
@@ -191,30 +208,17 @@ impl DagEmulator {
     /// does): the old active copy becomes `Healthy`, the new one `Mounted` with empty queues,
     /// and every copy's `ActiveDatabaseCopy` names `server`.
     pub fn activate(&self, db: &str, server: &str) -> anyhow::Result<()> {
-        self.change(|st| {
-            let target = st.find(db, server)?;
-            target.status = CopyStatus::Mounted;
-            target.copy_queue_length = 0;
-            target.replay_queue_length = 0;
-            let new_active = target.server.clone();
-            let database = target.database.clone();
-            if let Some(old) = st.active.insert(database.clone(), new_active.clone())
-                && !old.eq_ignore_ascii_case(&new_active)
-                && let Ok(old_copy) = st.find(&database, &old)
-            {
-                old_copy.status = CopyStatus::Healthy;
-            }
-            Ok(())
-        })
+        self.change(|st| st.activate(db, server))
     }
 
-    /// Activates every database on `server` (a datacenter switchover, when all copies exist).
+    /// Activates every database on `server` (a datacenter switchover, when all copies exist)
+    /// in one change: a collector reading meanwhile sees all databases before or all after,
+    /// never a DAG split across sites half-way (which the controller would rightly alert on).
     pub fn activate_all(&self, server: &str) -> anyhow::Result<()> {
-        let dbs: Vec<String> = self.lock().active.keys().cloned().collect();
-        for db in dbs {
-            self.activate(&db, server)?;
-        }
-        Ok(())
+        self.change(|st| {
+            let dbs: Vec<String> = st.active.keys().cloned().collect();
+            dbs.iter().try_for_each(|db| st.activate(db, server))
+        })
     }
 
     /// Sets one copy's `Status` (does not move the active copy; use [`DagEmulator::activate`]).

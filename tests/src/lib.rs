@@ -18,6 +18,8 @@
 //! structs, [`two_site`] is the brief's two-site layout on it, [`shipped_nats`] the shipped bus
 //! permissions.
 //!
+//! The demo (`src/bin/sitewarden-demo.rs`) prints a [`demo::Summary`] as its last line.
+//!
 //! Running sitewarden: [`in_process`] runs an agent inside the test process, [`api_pair`] a
 //! controller pair in-process with the operator API, [`ha_lab`] the controller pair as real
 //! processes with agents, emulated sites and fault switches; [`agent_events`], [`audit`] and
@@ -34,6 +36,7 @@ pub mod bind;
 pub mod cloudflare;
 pub mod config_toml;
 pub mod dag;
+pub mod demo;
 pub mod exchange;
 pub mod fault_proxy;
 pub mod ha_lab;
@@ -48,10 +51,6 @@ pub mod receiver;
 pub mod shipped_nats;
 pub mod signals;
 pub mod two_site;
-
-/// The two-site layout under its old name, for the demo (`src/bin/sitewarden-demo.rs`), which
-/// still calls `lab::two_site_decisions`; use [`two_site`] in new code.
-pub use two_site as lab;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -10,19 +10,29 @@
 //! mail.failover.example.com → mail-rr), site1's client-access servers die, the controller
 //! confirms and moves the CNAME to mail-site2 (timed from the fault to the DNS answer), the
 //! alert and the edge notification are shown, site1 recovers and the name fails back after the
-//! (shortened) stable window. Everything is cleaned up on exit; the last line is a JSON summary.
+//! (shortened) stable window. Before the fault, the mailbox act ([`mailbox`]): DAG1 runs in the
+//! DAG emulator behind the site1 agent's copy-status collector, the edge is told its mailboxes
+//! are active in site1, the Exchange admins move them to site2, and the edge notice and
+//! `owa.failover.example.com` (`follow = "mailbox"`) follow, timed from the switchover.
+//! Everything is cleaned up on exit; the last line is a JSON summary ([`Summary`]).
+
+#[path = "demo/mailbox.rs"]
+mod mailbox;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use mailbox::{EdgeLog, FOLLOW_NAME, FOLLOW_TARGETS};
 use sitewarden_agent::AgentConfig;
 use sitewarden_controller::config::ControllerConfig;
 use sitewarden_controller::runtime::metrics::Metrics;
 use sitewarden_controller::runtime::settings::RuntimeSettings;
 use sitewarden_controller::runtime::{self, Runtime};
 use sitewarden_shared::config::Source;
+use sitewarden_tests::dag::Shape;
+use sitewarden_tests::demo::{Summary, hundredths};
 use sitewarden_tests::dig_cname as dig;
 use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer, TestCa};
 use sitewarden_tests::nats_server::{NatsCluster, free_port};
@@ -43,15 +53,22 @@ fn say(start: Instant, text: &str) {
     println!("[{:>6.2}s] {text}", start.elapsed().as_secs_f64());
 }
 
-async fn until_dns(server: SocketAddr, want: &str, deadline: Duration) -> anyhow::Result<Duration> {
+/// Polls `dig` of `name` on `server` every 50 ms until it answers `want`; returns how long that
+/// took, or fails after `deadline`.
+async fn until_dns(
+    server: SocketAddr,
+    name: &str,
+    want: &str,
+    deadline: Duration,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     loop {
-        if dig(server, NAME) == want {
+        if dig(server, name) == want {
             return Ok(start.elapsed());
         }
         anyhow::ensure!(
             start.elapsed() < deadline,
-            "{NAME} did not become {want} within {deadline:?}"
+            "{name} did not become {want} within {deadline:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -231,11 +248,12 @@ secret = {{ file = "{edge_secret_file}" }}
         hook_file = w.hook_file,
         edge_url = w.edge_url,
         edge_secret_file = w.edge_secret_file,
-        decisions = sitewarden_tests::lab::two_site_decisions(
+        decisions = sitewarden_tests::two_site::two_site_decisions_with_dag1(
             &format!(
                 "interval = \"1s\"\nfall = {FALL}\nrise = 3\nhold_down = \"10s\"\nfailback_after = \"15s\"  # shortened for the demo (default 10m)"
             ),
-            NAME
+            NAME,
+            FOLLOW_NAME,
         )
         // The built-in DNS's default TTL (10 s), not the hosted-provider lab's 60 s.
         .replace("ttl = \"60s\"\n", ""),
@@ -328,6 +346,13 @@ async fn main() -> anyhow::Result<()> {
     let dir = private_dir()?;
     let ca_path = dir.path().join("ca.pem");
     write_secret(&ca_path, ca.pem())?;
+    // DAG1, read by the site1 agent's collector from a file the emulator rewrites on every
+    // change. Not a secret: it lives beside the private directory, not in it.
+    let dag = sitewarden_tests::two_site::dag1_emulator();
+    let dag_dir = tempfile::Builder::new()
+        .prefix("sitewarden-demo-dag1-")
+        .tempdir()?;
+    let dag_command = dag.as_command(Shape::Ps7, dag_dir.path())?;
     let mut cas = Vec::new();
     for (i, site) in ["site1", "site1", "site2", "site2"].iter().enumerate() {
         let fqdn = format!("EXCH-{}-{}.CONTOSO.LOCAL", site.to_uppercase(), i % 2 + 1);
@@ -341,7 +366,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    // The record exists once, as with any DNS provider; sitewarden only ever moves it.
+    // The records exist once, as with any DNS provider; sitewarden only ever moves them.
     {
         let js = async_nats::jetstream::new(async_nats::connect(urls.as_slice()).await?);
         let store = sitewarden_controller::ha::ensure_bucket(
@@ -349,14 +374,16 @@ async fn main() -> anyhow::Result<()> {
             sitewarden_controller::dns::bucket_spec(3),
         )
         .await?;
-        sitewarden_controller::provider::builtin::BuiltinProvider::new(store)
-            .create(
-                NAME,
-                "mail-rr.example.com",
-                u32::try_from(ttl_secs()).unwrap_or(60),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let provider = sitewarden_controller::provider::builtin::BuiltinProvider::new(store);
+        for (name, target) in [
+            (NAME, "mail-rr.example.com"),
+            (FOLLOW_NAME, FOLLOW_TARGETS[0]),
+        ] {
+            provider
+                .create(name, target, u32::try_from(ttl_secs()).unwrap_or(60))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
     }
     let alerts = Receiver::start().await?;
     let edge_hook = Receiver::start().await?;
@@ -385,10 +412,11 @@ async fn main() -> anyhow::Result<()> {
         ("site2-agent1", "site2"),
         ("witness-agent1", "witness"),
     ] {
-        let cfg = AgentConfig::from_source(&Source::inline(
-            &format!("{id}.toml"),
-            agent_toml(id, site, &nats_list(&urls, &SITES, site), &ca_str, &cas),
-        ))?;
+        let mut toml = agent_toml(id, site, &nats_list(&urls, &SITES, site), &ca_str, &cas);
+        if site == "site1" {
+            toml.push_str(&mailbox::dbcopy_toml(dag_command.clone()));
+        }
+        let cfg = AgentConfig::from_source(&Source::inline(&format!("{id}.toml"), toml))?;
         agents.push(tokio::spawn(sitewarden_agent::run::run(
             cfg,
             shutdown.clone(),
@@ -396,8 +424,14 @@ async fn main() -> anyhow::Result<()> {
     }
     say(
         start,
-        "agents started in site1, site2 and the witness; each probes both sites every 2s",
+        &format!(
+            "agents started in site1, site2 and the witness; each probes both sites every {INTERVAL_S}s, \
+             the site1 agent also reads DAG1's database copy status (DAG emulator) every 1s"
+        ),
     );
+    // Every edge notice from here on, with when it arrived (before any controller can act).
+    let edge_client = async_nats::connect(urls.as_slice()).await?;
+    let edge = EdgeLog::subscribe(&edge_client).await?;
 
     let mut controllers = Vec::new();
     for site in ["site1", "site2"] {
@@ -430,11 +464,24 @@ async fn main() -> anyhow::Result<()> {
             task,
         });
     }
-    let edge_client = async_nats::connect(urls.as_slice()).await?;
-    let mut edge = edge_client.subscribe(runtime::EDGE_SUBJECT).await?;
 
     let dns = controllers[0].dns;
-    until_dns(dns, "mail-rr.example.com", Duration::from_secs(30)).await?;
+    // Both controllers answer for the zone before the story starts, the standby too.
+    for c in &mut controllers {
+        if let Err(e) = until_dns(c.dns, NAME, "mail-rr.example.com", Duration::from_secs(30)).await
+        {
+            let why = if c.task.is_finished() {
+                match (&mut c.task).await {
+                    Ok(Ok(())) => "the controller stopped".to_owned(),
+                    Ok(Err(e)) => format!("the controller stopped: {e:#}"),
+                    Err(e) => format!("the controller stopped: {e}"),
+                }
+            } else {
+                "the controller is still starting".to_owned()
+            };
+            anyhow::bail!("{}'s built-in DNS on {}: {e}; {why}", c.id, c.dns);
+        }
+    }
     until("one acting controller", Duration::from_secs(30), || {
         controllers
             .iter()
@@ -475,6 +522,18 @@ async fn main() -> anyhow::Result<()> {
         ),
     );
 
+    let mailboxes = mailbox::act(&mailbox::Stage {
+        start,
+        dag: &dag,
+        edge: &edge,
+        dns: &controllers
+            .iter()
+            .map(|c| (c.id.clone(), c.dns))
+            .collect::<Vec<_>>(),
+        urls: &urls,
+    })
+    .await?;
+
     say(
         start,
         "FAULT: site1's client-access servers stop answering (connection refused)",
@@ -483,7 +542,7 @@ async fn main() -> anyhow::Result<()> {
     cas[0].set(Behaviour::Down).await?;
     cas[1].set(Behaviour::Down).await?;
     let failover = killed.elapsed()
-        + until_dns(dns, "mail-site2.example.com", Duration::from_secs(60)).await?;
+        + until_dns(dns, NAME, "mail-site2.example.com", Duration::from_secs(60)).await?;
     say(
         start,
         &format!(
@@ -527,11 +586,7 @@ async fn main() -> anyhow::Result<()> {
     for (severity, text) in &raised {
         say(start, &format!("  ALERT [{severity}] {text}"));
     }
-    let mut last_edge = None;
-    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), edge.next()).await {
-        last_edge = Some(String::from_utf8_lossy(&msg.payload).into_owned());
-    }
-    if let Some(e) = &last_edge {
+    if let Some(e) = edge.latest() {
         say(start, &format!("  EDGE {}: {e}", runtime::EDGE_SUBJECT));
     }
     say(
@@ -551,7 +606,7 @@ async fn main() -> anyhow::Result<()> {
     cas[0].set(Behaviour::Healthy).await?;
     cas[1].set(Behaviour::Healthy).await?;
     let failback = recovered.elapsed()
-        + until_dns(dns, "mail-rr.example.com", Duration::from_secs(90)).await?;
+        + until_dns(dns, NAME, "mail-rr.example.com", Duration::from_secs(90)).await?;
     say(
         start,
         &format!(
@@ -568,22 +623,31 @@ async fn main() -> anyhow::Result<()> {
             alerts.len()
         ),
     );
-    let alert_count = raised.len();
-    let summary = serde_json::json!({
-        "ok": true,
-        "failover_s": (failover.as_secs_f64() * 100.0).round() / 100.0,
-        "ttl_s": ttl_secs(),
-        "client_visible_worst_s": (client_worst * 100.0).round() / 100.0,
+    let summary = Summary {
+        ok: true,
+        name: NAME.into(),
+        failover_s: hundredths(failover.as_secs_f64()),
+        ttl_s: ttl_secs(),
+        client_visible_worst_s: hundredths(client_worst),
         // The first failed probe comes 0-1 interval after the fault, the fall-th one fall - 1
         // intervals later: no failover can be faster than this.
-        "floor_s": INTERVAL_S * f64::from(FALL - 1),
-        "flipped_to": "mail-site2.example.com",
-        "failback_s": (failback.as_secs_f64() * 100.0).round() / 100.0,
-        "alerts": alert_count,
-        "leader": controllers[leader].id,
-        "nats_nodes": urls.len(),
-        "edge_webhooks": edge_hook.len(),
-    });
+        floor_s: INTERVAL_S * f64::from(FALL - 1),
+        flipped_to: "mail-site2.example.com".into(),
+        failback_s: hundredths(failback.as_secs_f64()),
+        alerts: raised.len(),
+        leader: controllers[leader].id.clone(),
+        nats_nodes: urls.len(),
+        edge_webhooks: edge_hook.len(),
+        dag: sitewarden_tests::two_site::DAG1.into(),
+        mailbox_site_before: mailboxes.site_before,
+        mailbox_site_after: mailboxes.site_after,
+        follow_name: FOLLOW_NAME.into(),
+        follow_target_before: FOLLOW_TARGETS[0].into(),
+        follow_target_after: FOLLOW_TARGETS[1].into(),
+        switchover_to_edge_s: hundredths(mailboxes.to_edge.as_secs_f64()),
+        switchover_to_follow_s: hundredths(mailboxes.to_follow.as_secs_f64()),
+    };
+    let summary = serde_json::to_string(&summary)?;
     if keep {
         let http = controllers[leader].http;
         println!("{summary}");
@@ -591,12 +655,14 @@ async fn main() -> anyhow::Result<()> {
         println!("The lab keeps running (Ctrl-C stops it and cleans up). Explore:");
         println!("  dashboard:  http://{http}/#token={token}");
         for c in &controllers {
-            println!(
-                "  DNS:        dig @{} -p {} {NAME} CNAME +short   ({})",
-                c.dns.ip(),
-                c.dns.port(),
-                c.id
-            );
+            for name in [NAME, FOLLOW_NAME] {
+                println!(
+                    "  DNS:        dig @{} -p {} {name} CNAME +short   ({})",
+                    c.dns.ip(),
+                    c.dns.port(),
+                    c.id
+                );
+            }
         }
         println!(
             "  API:        curl -s -H 'Authorization: Bearer {token}' http://{http}/api/v1/status"
@@ -611,6 +677,10 @@ async fn main() -> anyhow::Result<()> {
             dir.path().display()
         );
         println!("  NATS:       {}", urls.join(" "));
+        println!(
+            "  DAG1:       {}   (the copy status the site1 agent reads)",
+            dag_command.last().map_or("", String::as_str)
+        );
         for (i, c) in cas.iter().enumerate() {
             println!(
                 "  cas{}:       https://{} (site{})",
@@ -629,7 +699,9 @@ async fn main() -> anyhow::Result<()> {
     for a in agents {
         let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
     }
+    drop(edge);
     drop(cas);
+    drop(dag);
     drop(cluster);
     say(start, "lab stopped and cleaned up");
     println!("{summary}");

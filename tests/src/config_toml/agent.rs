@@ -146,6 +146,19 @@ pub struct DbCopy {
     pub push_token: Option<SecretFile>,
 }
 
+impl DbCopy {
+    /// This collector as a `[[dbcopy]]` table alone, to append to an agent's TOML text.
+    pub fn render(&self) -> String {
+        /// An agent file holding nothing but this collector.
+        #[derive(Serialize)]
+        struct Collectors<'a> {
+            /// `[[dbcopy]]`.
+            dbcopy: [&'a DbCopy; 1],
+        }
+        render(&Collectors { dbcopy: [self] })
+    }
+}
+
 /// `[edge]` of an agent.
 #[derive(Debug, Clone, Serialize)]
 pub struct EdgeAdapter {

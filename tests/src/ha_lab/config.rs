@@ -2,15 +2,14 @@
 //! ([`crate::two_site`]) with the lab's fast policy, its wiring (provider, alert and edge
 //! webhooks) and, with [`LabOptions::dag`], DAG1 and the name that follows it.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{LEASE, LabOptions, NAME, OWA};
 use crate::config_toml::{
-    AgentToml, AlertSink, ControllerTable, ControllerToml, Dag, DbCopy, Edge, EdgeWebhook, Ha,
-    Namespace, NatsTable, Provider, SecretFile,
+    AgentToml, AlertSink, ControllerTable, ControllerToml, Edge, EdgeWebhook, Ha, NatsTable,
+    Provider, SecretFile,
 };
 use crate::two_site::{self, TEST_POLICY};
 
@@ -48,14 +47,10 @@ pub(super) fn agent(
     );
     agent.agent.heartbeat_interval = Some(Duration::from_millis(500));
     if let Some(command) = dag_command {
-        agent.dbcopy.push(DbCopy {
-            name: "dag1".into(),
-            dag: "DAG1".into(),
+        agent.dbcopy.push(two_site::dag1_collector(
             command,
-            interval: Some(Duration::from_millis(500)),
-            timeout: Some(Duration::from_secs(5)),
-            push_token: None,
-        });
+            Duration::from_millis(500),
+        ));
     }
     agent
 }
@@ -72,27 +67,8 @@ pub(super) fn controller(
 ) -> ControllerToml {
     let mut decisions = two_site::decisions(Some(TEST_POLICY), NAME);
     if opts.dag {
-        let site = |s: &str| s.to_owned();
-        decisions.dags.push(Dag {
-            name: "DAG1".into(),
-            servers: BTreeMap::from([
-                ("EX01".into(), site("site1")),
-                ("EX02".into(), site("site1")),
-                ("EX03".into(), site("site2")),
-                ("EX04".into(), site("site2")),
-            ]),
-        });
-        decisions.namespaces.push(Namespace {
-            name: OWA.into(),
-            ttl: Some(Duration::from_secs(60)),
-            follow: Some("mailbox".into()),
-            dag: Some("DAG1".into()),
-            targets: BTreeMap::from([
-                (site("site1"), "owa-site1.example.com".into()),
-                (site("site2"), "owa-site2.example.com".into()),
-            ]),
-            ..Namespace::default()
-        });
+        decisions.dags.push(two_site::dag1());
+        decisions.namespaces.push(two_site::follows_dag1(OWA));
     }
     ControllerToml {
         controller: ControllerTable {

@@ -32,7 +32,7 @@ use crate::in_process::RunningAgent;
 use crate::metrics_page::metric;
 use crate::nats_server::{NatsCluster, NatsServer};
 use crate::receiver::Receiver;
-use crate::two_site::AGENTS;
+use crate::two_site::{self, AGENTS};
 use crate::{DEADLINE, free_addr, machine, wait_for};
 use config::Wiring;
 
@@ -228,7 +228,7 @@ impl HaLab {
                 false,
                 Some(SEED_COMMENT),
             );
-            DagEmulator::two_sites(&["DB01", "DB02"], &["EX01", "EX02"], &["EX03", "EX04"])
+            two_site::dag1_emulator()
         });
         let token = dir.path().join("cloudflare.token");
         std::fs::write(&token, format!("{TOKEN}\n")).unwrap();

@@ -18,6 +18,7 @@ mod cloudflare_provider;
 mod controller_e2e;
 mod controller_ha;
 mod dashboard;
+mod demo;
 mod dns_tcp_hostile;
 mod edge_haproxy;
 mod edge_webhook;
