@@ -99,12 +99,34 @@ pub fn read_file(path: &Path, explicit: bool) -> Result<CliFile, Failure> {
         }
     };
     toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+            .map(|l| format!(" line {l}"))
+            .unwrap_or_default();
         usage(format!(
-            "CLI config {}: {}; expected `url = \"http://controller:9465\"` and `token = {{ file = \"…\" }}`",
+            "CLI config {}{line}: {}; expected `url = \"http://controller:9465\"` and `token = {{ file = \"/path/to/token\" }}` or `token = {{ env = \"VAR\" }}` (a token written into the file itself is not accepted: it would be one `cat` away from anyone who can read the file)",
             path.display(),
-            e.to_string().trim()
+            redact_quoted(e.message())
         ))
     })
+}
+
+/// `message` with every quoted string replaced: a parse error quotes the value it could not
+/// read, which may be a token.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    let mut inside = true;
+    for part in parts {
+        out.push('"');
+        out.push_str(if inside { "[value not shown]" } else { part });
+        inside = !inside;
+    }
+    out
 }
 
 /// Parses one controller URL; `host:port` gets `http://`. Credentials in the URL are refused
@@ -174,6 +196,22 @@ pub fn resolve(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_token_written_into_the_file_is_refused_without_being_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cli.toml");
+        std::fs::write(
+            &path,
+            "url = \"http://ctl-a:9465\"\ntoken = \"demo-secret-4b1d8e0c\"\n",
+        )
+        .unwrap();
+        let e = read_file(&path, true).unwrap_err().to_string();
+        assert!(!e.contains("demo-secret"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("token = { file = "), "says what to write: {e}");
+    }
+
     use super::*;
     use secrecy::ExposeSecret;
 
