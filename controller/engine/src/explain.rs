@@ -98,6 +98,9 @@ pub struct Explanation {
     pub last_change: Option<Decision>,
     /// Live evidence for every site the namespace depends on.
     pub sites: BTreeMap<SiteId, SiteEvidence>,
+    /// Observers that must agree for a server to count Down (`[policy] min_observers`).
+    #[serde(default)]
+    pub quorum: usize,
     /// Content the record holds that sitewarden did not write, and why it counts as drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<super::namespace::DriftSeen>,
@@ -208,11 +211,78 @@ impl fmt::Display for Explanation {
                 )?;
             }
         }
-        self.write_sites(f)
+        self.write_sites(f)?;
+        if let Some(next) = self.next() {
+            writeln!(f, "  next: {next}")?;
+        }
+        Ok(())
     }
 }
 
 impl Explanation {
+    /// "— 2 of 3 observers failing (2 outside site1), quorum 2"; empty without observers.
+    fn quorum_summary(&self, site: &SiteId, c: &crate::evidence::ComponentEvidence) -> String {
+        if c.observers.is_empty() {
+            return String::new();
+        }
+        let failing: Vec<_> = c
+            .observers
+            .iter()
+            .filter(|o| o.fresh && word(&o.status) == "failing")
+            .collect();
+        let outside = failing.iter().filter(|o| o.site != *site).count();
+        format!(
+            " — {} of {} observers failing ({outside} outside {site}), quorum {}",
+            failing.len(),
+            c.observers.len(),
+            self.quorum
+        )
+    }
+
+    /// What would change the name next, and when, from the latest decision.
+    fn next(&self) -> Option<String> {
+        use crate::evidence::Rule;
+        if let Some(r) = &self.retry {
+            return Some(format!(
+                "another attempt to move to {} at {}",
+                r.target,
+                secs(r.not_before)
+            ));
+        }
+        if let Some(p) = &self.pending {
+            return Some(format!(
+                "the provider confirms {} (or the change is retried)",
+                p.target
+            ));
+        }
+        let d = self.decision.as_ref()?;
+        Some(match d.evidence.rule {
+            Rule::Steady => "nothing while its sites stay Up; a site the target needs going Down moves it at once".to_owned(),
+            Rule::FailedOver | Rule::Drained => "it returns to its preferred target once that target's sites have been Up for failback_after (failback = \"auto\"), or when an operator fails it back (failback = \"manual\")".to_owned(),
+            Rule::FailbackPending => "it fails back at the time in the note above, if the sites stay Up until then".to_owned(),
+            Rule::FailbackManual => "an operator fails it back: sitewarden failback NAME --reason …".to_owned(),
+            Rule::HoldDown => "the change is made once hold_down has passed since the last one".to_owned(),
+            Rule::Pinned => format!(
+                "nothing automatic until the pin is released or lapses ({})",
+                ts(self.pin.as_ref().and_then(|p| p.hold.expires))
+            ),
+            Rule::Frozen => format!(
+                "nothing automatic until the freeze is released or lapses ({})",
+                ts(self.freeze.as_ref().and_then(|h| h.expires))
+            ),
+            Rule::FailStaticUnknown | Rule::AwaitingVerdicts | Rule::FollowDagUnknown => {
+                "it waits for the missing verdicts; Unknown never moves a name".to_owned()
+            }
+            Rule::FailStaticNoCandidate | Rule::FailStaticAllDown => {
+                "it moves as soon as a candidate's sites are Up again".to_owned()
+            }
+            Rule::FollowTargetNotUp => "it follows the mailboxes once that site's client access is Up".to_owned(),
+            Rule::Drift => "nothing until an operator pins, releases or fails it back".to_owned(),
+            Rule::RecordMissing => "nothing until the record exists (docs/dns.md)".to_owned(),
+            _ => return None,
+        })
+    }
+
     /// The evidence per site, component and observer (the tail of the text form).
     fn write_sites(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (site, s) in &self.sites {
@@ -238,23 +308,23 @@ impl Explanation {
             for c in &s.components {
                 writeln!(
                     f,
-                    "    {} {}: {} since {}",
+                    "    {} {}: {} since {}{}",
                     c.server,
                     c.protocol,
                     word(&c.result),
-                    ts(c.since)
+                    ts(c.since),
+                    self.quorum_summary(site, c)
                 )?;
                 for o in &c.observers {
                     writeln!(
                         f,
-                        "      {} ({}) check {}: {} since {}, {} in a row since {}, last {}{}{}",
+                        "      {} ({}) check {}: {} since {} ({} results in a row, the last at {}){}{}",
                         o.agent,
                         o.site,
                         o.check,
                         word(&o.status),
                         secs(o.since),
                         o.streak,
-                        secs(o.streak_started),
                         secs(o.last_at),
                         if o.fresh { "" } else { " (stale)" },
                         o.error

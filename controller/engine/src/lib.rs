@@ -219,6 +219,7 @@ impl Engine {
             decision: ns.decision.clone(),
             last_change: ns.last_change.clone(),
             sites,
+            quorum: self.config.policy.min_observers,
             drift: ns.drift.clone(),
             retry: ns.retry.clone(),
             dag_split: match &cfg.routing {

@@ -131,6 +131,21 @@ fn when_site1_dies_seen_inside_and_outside_then_mail_moves_within_fall_times_int
         note.contains("instead of mail-rr.example.com: site1 Down since 2023-"),
         "{note}"
     );
+    // explain sums up each server's quorum in a line and says what happens next.
+    let text = story
+        .engine
+        .explain(&story.state, MAIL)
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(text.contains("cas1 activesync: down since"), "{text}");
+    assert!(
+        text.contains("observers failing (2 outside site1), quorum 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  next: it returns to its preferred target"),
+        "{text}"
+    );
 }
 
 #[test]
