@@ -6,8 +6,11 @@
 //! to any surviving node at once, and it has no server-side state to lose with a node (an
 //! ephemeral JetStream consumer lives on one node). The JetStream stream serves replays only:
 //! at start, everything it retains; after every reconnect, what the [`CatchUp`] policy says, so
-//! the gap is filled. While a replay runs, live messages are held back and released after it,
-//! in order. Each publisher's messages therefore reach the reader in order, replayed ones first.
+//! the gap is filled. Live messages are held back while the replay runs and released after it,
+//! in order, so replayed history comes first. While the replay is still being opened they are
+//! held for at most [`OPEN_HOLD`]: a stream whose node just died may take the whole deadline to
+//! answer, and the engine must not go without live events meanwhile. A replayed message older than one the reader already took live is its
+//! to skip (the engine refuses out-of-order events anyway).
 //! A replay is bounded by [`REPLAY_DEADLINE`]: one that overruns is abandoned and live messages
 //! flow again. One that fails (the stream has no leader yet, a node died mid-replay) is retried
 //! at the next reconnect poll, up to [`MAX_ATTEMPTS`] times in a row, then again after the next
@@ -35,6 +38,10 @@ pub const REPLAY_DEADLINE: Duration = Duration::from_secs(10);
 pub const ORDERED_PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// Replays that may fail in a row before the reader waits for the next reconnect.
 pub const MAX_ATTEMPTS: u32 = 3;
+/// How long live messages are held back while a replay is being opened: long enough for a
+/// healthy stream (milliseconds), so replayed history still comes before what arrives live;
+/// beyond it, a stream that does not answer no longer keeps live messages from the reader.
+pub const OPEN_HOLD: Duration = Duration::from_secs(1);
 /// How often the client's reconnect counter is read.
 const RECONNECT_POLL: Duration = Duration::from_millis(250);
 
@@ -64,6 +71,14 @@ pub struct Source {
     pub max_held: usize,
 }
 
+/// What woke [`Replaying::next`] up.
+enum Woke {
+    Opened(Result<Option<Replay>, String>),
+    HoldOver,
+    Tick,
+    Live(Option<Message>),
+}
+
 /// One thing the reader is told.
 #[derive(Debug)]
 pub enum Delivery {
@@ -83,6 +98,10 @@ struct Replay {
     read: u64,
 }
 
+/// A replay being opened (stream info, consumer): live messages keep flowing meanwhile, since
+/// a stream without a leader (a node just died) can take the whole deadline to answer.
+type Opening = futures::future::BoxFuture<'static, Result<Option<Replay>, String>>;
+
 /// A live subscription with replays at start and after every reconnect.
 pub struct Replaying {
     source: Source,
@@ -92,6 +111,9 @@ pub struct Replaying {
     connects: u64,
     poll: tokio::time::Interval,
     due: Option<DeliverPolicy>,
+    opening: Option<(Opening, DeliverPolicy)>,
+    /// Live messages are held back until then while `opening`.
+    hold_until: tokio::time::Instant,
     replay: Option<Replay>,
     deadline: tokio::time::Instant,
     held: VecDeque<Message>,
@@ -133,6 +155,8 @@ impl Replaying {
             connects,
             poll,
             due: Some(DeliverPolicy::All),
+            opening: None,
+            hold_until: tokio::time::Instant::now(),
             replay: None,
             deadline: tokio::time::Instant::now(),
             held: VecDeque::new(),
@@ -146,9 +170,10 @@ impl Replaying {
     pub async fn next(&mut self, shutdown: &CancellationToken) -> Option<Delivery> {
         loop {
             if self.replay.is_none()
+                && self.opening.is_none()
                 && let Some(policy) = self.due.take()
             {
-                self.start_replay(policy, shutdown).await?;
+                self.start_replay(policy);
             }
             if self.replay.is_some() {
                 match self.step_replay(shutdown).await? {
@@ -156,12 +181,32 @@ impl Replaying {
                     None => continue,
                 }
             }
-            if let Some(m) = self.held.pop_front() {
+            let holding = self.opening.is_some() && tokio::time::Instant::now() < self.hold_until;
+            if !holding && let Some(m) = self.held.pop_front() {
                 return Some(Delivery::Live(m));
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return None,
-                _ = self.poll.tick() => {
+            let woke = {
+                let opening = &mut self.opening;
+                let live = &mut self.live;
+                let poll = &mut self.poll;
+                let hold_until = self.hold_until;
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep_until(hold_until), if holding => Woke::HoldOver,
+                    r = async {
+                        match opening.as_mut() {
+                            Some((f, _)) => f.await,
+                            None => std::future::pending().await,
+                        }
+                    } => Woke::Opened(r),
+                    _ = poll.tick() => Woke::Tick,
+                    m = live.next() => Woke::Live(m),
+                }
+            };
+            match woke {
+                Woke::Opened(r) => self.opened(r),
+                Woke::HoldOver => {}
+                Woke::Tick => {
                     if let Some(p) = self.retry.take() {
                         self.due = Some(p);
                     }
@@ -171,16 +216,25 @@ impl Replaying {
                         self.failures = 0;
                         self.retry = None;
                         self.due = Some(self.catch_up_policy());
-                        tracing::info!("NATS reconnected; catching up on {} from the stream", self.source.what);
+                        tracing::info!(
+                            "NATS reconnected; catching up on {} from the stream",
+                            self.source.what
+                        );
                         return Some(Delivery::Reconnected);
                     }
                 }
-                m = self.live.next() => {
-                    let Some(m) = m else {
-                        tracing::error!("the {} subscription ended", self.source.what);
-                        return None;
-                    };
+                Woke::Live(None) => {
+                    tracing::error!("the {} subscription ended", self.source.what);
+                    return None;
+                }
+                Woke::Live(Some(m)) => {
                     self.last_live = Some(OffsetDateTime::now_utc());
+                    if holding {
+                        if let Some(d) = self.hold(m) {
+                            return Some(d);
+                        }
+                        continue;
+                    }
                     return Some(Delivery::Live(m));
                 }
             }
@@ -196,24 +250,30 @@ impl Replaying {
         }
     }
 
-    /// Opens a replay from `policy`; on failure, schedules it again for the next poll.
-    async fn start_replay(
-        &mut self,
-        policy: DeliverPolicy,
-        shutdown: &CancellationToken,
-    ) -> Option<()> {
-        self.deadline = tokio::time::Instant::now() + REPLAY_DEADLINE;
-        let opened = tokio::select! {
-            () = shutdown.cancelled() => return None,
-            r = tokio::time::timeout_at(self.deadline, open(&self.js, &self.source, policy)) => r,
+    /// Starts opening a replay from `policy`, bounded by [`REPLAY_DEADLINE`] from now.
+    fn start_replay(&mut self, policy: DeliverPolicy) {
+        let now = tokio::time::Instant::now();
+        self.deadline = now + REPLAY_DEADLINE;
+        self.hold_until = now + OPEN_HOLD;
+        let (js, source, deadline) = (self.js.clone(), self.source.clone(), self.deadline);
+        let opening = async move {
+            tokio::time::timeout_at(deadline, open(&js, &source, policy))
+                .await
+                .unwrap_or_else(|_| Err("the stream did not answer in time".to_owned()))
         };
-        match opened {
-            Ok(Ok(Some(replay))) => self.replay = Some(replay),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => self.retry_later(policy, &e),
-            Err(_) => self.retry_later(policy, "the stream did not answer in time"),
+        self.opening = Some((Box::pin(opening), policy));
+    }
+
+    /// The replay is open (or there is nothing to replay, or it failed: retried at the next poll).
+    fn opened(&mut self, r: Result<Option<Replay>, String>) {
+        let Some((_, policy)) = self.opening.take() else {
+            return;
+        };
+        match r {
+            Ok(Some(replay)) => self.replay = Some(replay),
+            Ok(None) => self.failures = 0,
+            Err(e) => self.retry_later(policy, &e),
         }
-        Some(())
     }
 
     /// One step of the running replay: a replayed message, a held-back live one (`None`, not
@@ -257,15 +317,20 @@ impl Replaying {
             },
             Some(m) = self.live.next() => {
                 self.last_live = Some(OffsetDateTime::now_utc());
-                if self.held.len() >= self.source.max_held {
-                    self.held.pop_front();
-                    self.held.push_back(m);
-                    return Some(Some(Delivery::Dropped));
-                }
-                self.held.push_back(m);
-                Some(None)
+                Some(self.hold(m))
             }
         }
+    }
+
+    /// Holds a live message back until the replay is done; `Dropped` when the oldest held one
+    /// had to go to make room.
+    fn hold(&mut self, m: Message) -> Option<Delivery> {
+        let dropped = self.held.len() >= self.source.max_held;
+        if dropped {
+            self.held.pop_front();
+        }
+        self.held.push_back(m);
+        dropped.then_some(Delivery::Dropped)
     }
 
     fn retry_later(&mut self, policy: DeliverPolicy, why: &str) {
