@@ -262,9 +262,14 @@ proptest! {
                 // A Degraded or Unknown alert names a verdict that still holds and has held for
                 // one probe interval: never a passing state on the way to Down or Up.
                 if a.severity == Severity::Warning {
-                    let st = state.sites.iter().find(|(id, _)| id.as_str() == a.subject).map(|(_, s)| s);
-                    let held = st.and_then(|s| s.since).is_some_and(|since| now - since >= settle);
-                    prop_assert!(held, "{} alerted before it settled: {a:?}", a.subject);
+                    // As the alert's own evidence has it: the verdict's start and the alert's time.
+                    let ev = a.evidence.as_ref();
+                    let since = ev.and_then(|e| e.sites.values().next()).and_then(|s| s.since);
+                    let held = match (ev, since) {
+                        (Some(e), Some(since)) => e.at - since >= settle,
+                        _ => false,
+                    };
+                    prop_assert!(held, "{} alerted before it settled (settle {settle}): {a:?}", a.subject);
                 }
             }
             for (site, n) in verdict_alerts {
