@@ -228,15 +228,7 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert!(text.lines().any(|l| l == build), "no {build:?} in\n{text}");
-        for family in [
-            "process_cpu_seconds_total",
-            "process_resident_memory_bytes",
-            "process_virtual_memory_bytes",
-            "process_start_time_seconds",
-            "process_open_fds",
-            "process_max_fds",
-            "process_threads",
-        ] {
+        for family in sitewarden_shared::metrics::PROCESS_FAMILIES {
             assert!(
                 text.contains(&format!("\n{family} ")),
                 "no {family} in\n{text}"

@@ -359,14 +359,7 @@ mod tests {
                     "{format}: no {line:?} in\n{text}"
                 );
             }
-            for family in [
-                "process_resident_memory_bytes",
-                "process_virtual_memory_bytes",
-                "process_start_time_seconds",
-                "process_open_fds",
-                "process_max_fds",
-                "process_threads",
-            ] {
+            for family in sitewarden_shared::metrics::PROCESS_FAMILIES {
                 assert!(
                     text.contains(&format!("\n{family} ")),
                     "{format}: no {family} in\n{text}"

@@ -90,25 +90,19 @@ impl EdgeLog {
                     && (!all_up || n.verdicts.values().all(|v| *v == SiteVerdict::Up))
             })
         };
-        let start = Instant::now();
-        loop {
-            let found = self
-                .seen
+        let what = format!(
+            "an edge notice naming {site} as {DAG1}'s active site{}",
+            if all_up { " with every site Up" } else { "" }
+        );
+        sitewarden_tests::wait_for(&what, STEP_DEADLINE, || async {
+            self.seen
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .iter()
                 .find(|(at, text)| *at >= since && naming(text))
-                .cloned();
-            if let Some(found) = found {
-                return Ok(found);
-            }
-            anyhow::ensure!(
-                start.elapsed() < STEP_DEADLINE,
-                "no edge notice named {site} as {DAG1}'s active site{} within {STEP_DEADLINE:?}",
-                if all_up { " with every site Up" } else { "" }
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                .cloned()
+        })
+        .await
     }
 }
 
