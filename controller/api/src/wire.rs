@@ -15,6 +15,12 @@ use sitewarden_engine::Explanation;
 use sitewarden_engine::evidence::SiteEvidence;
 use sitewarden_engine::overrides::Overrides;
 
+/// The header naming the answering controller on every authenticated API answer.
+pub const CONTROLLER_HEADER: &str = "x-sitewarden-controller";
+/// The header with the answering controller's role (`leader`, `standby`, `unknown`): the CLI
+/// prefers the leader's answer and remembers where it found it.
+pub const ROLE_HEADER: &str = "x-sitewarden-role";
+
 /// `POST /api/v1/overrides`: pin, drain, freeze or fail back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +92,36 @@ pub struct LeaderView {
     /// The answering controller's epoch while it leads.
     #[serde(default)]
     pub epoch: Option<u64>,
+    /// The leader's epoch: this controller's own while it leads, else the one the leader's
+    /// presence record announces (none when no leader is known).
+    #[serde(default)]
+    pub leader_epoch: Option<u64>,
+}
+
+/// One controller of the pair in [`Status`], as its presence record (rewritten every
+/// `renew_every`) says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerPresence {
+    /// Its id.
+    pub controller: String,
+    /// The version it runs.
+    pub version: String,
+    /// `leader`, `standby`, `unknown` (its bus did not answer) or `stopped` (it shut down).
+    pub role: String,
+    /// Whether it acted when it last wrote.
+    #[serde(default)]
+    pub acting: bool,
+    /// Its epoch while leader.
+    #[serde(default)]
+    pub epoch: Option<u64>,
+    /// When its process started.
+    pub started_at: DateTime<Utc>,
+    /// When it last wrote (its clock).
+    pub last_seen: DateTime<Utc>,
+    /// How long ago the answering controller received that write, in milliseconds.
+    pub age_ms: u64,
+    /// Received within the lease: a controller silent for longer is gone (or cut off).
+    pub fresh: bool,
 }
 
 /// One site in [`Status`]: its verdict and the evidence for it.
@@ -147,6 +183,9 @@ pub struct Status {
     /// Every DAG the controller has heard of.
     #[serde(default)]
     pub dags: Vec<DagStatus>,
+    /// The controllers of the pair, the answering one included.
+    #[serde(default)]
+    pub controllers: Vec<ControllerPresence>,
     /// The active overrides.
     #[serde(default)]
     pub overrides: Overrides,

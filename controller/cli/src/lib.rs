@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod connection;
+pub mod leader_memory;
 pub mod render;
 pub mod table;
 

@@ -88,18 +88,53 @@ fn at(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%SZ").to_string()
 }
 
+/// `controllers: ctl-a leader (epoch 12, 0.1.0, seen 1s ago), ctl-b standby (0.1.0, seen
+/// 0s ago)`, with a silent one called out; empty when the answer has no such list.
+fn controllers_line(list: &[sitewarden_api::wire::ControllerPresence]) -> String {
+    if list.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = list
+        .iter()
+        .map(|c| {
+            let mut facts = Vec::new();
+            if let Some(e) = c.epoch {
+                facts.push(format!("epoch {e}"));
+            }
+            facts.push(terminal::line(&c.version));
+            let seen = c.age_ms / 1000;
+            facts.push(if c.fresh {
+                format!("seen {seen}s ago")
+            } else {
+                format!("SILENT for {seen}s, last seen {}", at(c.last_seen))
+            });
+            format!(
+                "{} {} ({})",
+                terminal::line(&c.controller),
+                terminal::line(&c.role),
+                facts.join(", ")
+            )
+        })
+        .collect();
+    format!("controllers: {}\n", each.join("; "))
+}
+
 /// The `sitewarden status` page.
 pub fn status(s: &Status, colour: bool) -> String {
     let mut out = String::new();
     let l = &s.leader;
     out.push_str(&format!(
-        "leader {} (epoch {}); answered by {} ({}) at {}\n\n",
+        "leader {} (epoch {}); answered by {} ({}) at {}\n",
         opt(l.leader.as_deref()),
-        l.epoch.map_or_else(|| "-".to_owned(), |e| e.to_string()),
+        l.leader_epoch
+            .or(l.epoch)
+            .map_or_else(|| "-".to_owned(), |e| e.to_string()),
         terminal::line(&l.controller),
         terminal::line(&l.role),
         at(s.at),
     ));
+    out.push_str(&controllers_line(&s.controllers));
+    out.push('\n');
     let mut sites = Table::new(&["SITE", "VERDICT", "SINCE", "EVIDENCE"]);
     for site in &s.sites {
         let e = &site.evidence;

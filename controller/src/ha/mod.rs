@@ -6,13 +6,15 @@
 //! [`lease`] is the I/O task that campaigns, renews, steps down and releases, publishing a
 //! [`Leadership`] snapshot and answering [`LeaseHandle::is_acting_now`] right before each write.
 //! [`kv`] creates buckets in a way that works on Debian's nats-server 2.9.10, [`record`] is what
-//! the lease key holds. `docs/operations.md` ("Lease and epoch") explains it for operators.
+//! the lease key holds, [`presence`] how each controller tells the other it is alive.
+//! `docs/operations.md` ("Lease and epoch") explains it for operators.
 
 pub mod clock;
 pub mod kv;
 pub mod kv_store;
 pub mod leadership;
 pub mod lease;
+pub mod presence;
 pub mod record;
 pub mod sightings;
 

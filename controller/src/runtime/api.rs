@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 use sitewarden_api::audit::{AuditEvent as RecordEvent, EngineAudit, RecentEvent, RuntimeEvent};
 use sitewarden_api::bounds::{DurationRefused, hold_duration, shifted, since_time};
 pub use sitewarden_api::wire::{
-    CreateOverride, DagStatus, ExplainAnswer, HistoryAnswer, LeaderView, NamespaceStatus,
-    OverridesAnswer, ReleaseOverride, SiteStatus, Status,
+    CONTROLLER_HEADER, ControllerPresence, CreateOverride, DagStatus, ExplainAnswer, HistoryAnswer,
+    LeaderView, NamespaceStatus, OverridesAnswer, ROLE_HEADER, ReleaseOverride, SiteStatus, Status,
 };
 use sitewarden_shared::SiteId;
 use sitewarden_shared::config::secret::SecretRef;
@@ -294,6 +294,12 @@ pub struct Api {
     pub fresh: mpsc::Sender<oneshot::Sender<Arc<Snapshot>>>,
     /// This controller's view of the lease.
     pub leadership: watch::Receiver<Leadership>,
+    /// The pair's presence records ([`crate::ha::presence`]).
+    pub presence: watch::Receiver<crate::ha::presence::Presences>,
+    /// A presence record older than this is not fresh (the lease).
+    pub stale_after: std::time::Duration,
+    /// When this process started.
+    pub started_at: DateTime<Utc>,
     /// JetStream, for overrides and history.
     pub js: jetstream::Context,
     /// Tokens and options.
@@ -356,6 +362,7 @@ pub fn router(api: Api) -> Router {
         )
         .route("/api/v1/overrides/release", post(release_override))
         .route("/api/v1/whoami", get(whoami))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), identify))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             authenticate,
@@ -363,6 +370,23 @@ pub fn router(api: Api) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api);
     routes.layer(axum::middleware::from_fn(time_limit))
+}
+
+/// Names the answering controller and its role on the answer (after authentication, so an
+/// anonymous caller learns nothing).
+async fn identify(AxState(api): AxState<Api>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let view = leader_view(&api);
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (CONTROLLER_HEADER, view.controller),
+        (ROLE_HEADER, view.role),
+    ] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    response
 }
 
 async fn time_limit(req: Request, next: Next) -> Response {
@@ -456,13 +480,41 @@ fn leader_view(api: &Api) -> LeaderView {
         Role::Standby { holder } => ("standby", holder.clone()),
         Role::Unknown => ("unknown", None),
     };
+    let leader_epoch = l.epoch.or_else(|| {
+        let holder = leader.as_deref()?;
+        api.presence.borrow().get(holder)?.record.epoch
+    });
     LeaderView {
         controller: api.controller.clone(),
         role: role.to_owned(),
         acting: l.acting,
         leader,
         epoch: l.epoch,
+        leader_epoch,
     }
+}
+
+/// The pair as the presence records say, this controller included even when its own record
+/// has not come back through the bus (which is then down: it shows as `unknown`).
+fn controllers(api: &Api) -> Vec<ControllerPresence> {
+    let now = tokio::time::Instant::now();
+    let mut out = crate::ha::presence::view(&api.presence.borrow(), now, api.stale_after);
+    if !out.iter().any(|c| c.controller == api.controller) {
+        let view = leader_view(api);
+        out.push(ControllerPresence {
+            controller: api.controller.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            role: view.role,
+            acting: view.acting,
+            epoch: view.epoch,
+            started_at: api.started_at,
+            last_seen: Utc::now(),
+            age_ms: 0,
+            fresh: true,
+        });
+        out.sort_by(|a, b| a.controller.cmp(&b.controller));
+    }
+    out
 }
 
 async fn status(AxState(api): AxState<Api>) -> Json<Status> {
@@ -515,6 +567,7 @@ async fn status(AxState(api): AxState<Api>) -> Json<Status> {
         sites,
         namespaces,
         dags,
+        controllers: controllers(&api),
         overrides: snap.state.overrides.clone(),
         recent: snap.recent.iter().cloned().collect(),
     })

@@ -32,11 +32,12 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ControllerConfig;
 use crate::engine::{Command, Engine, Epoch, Input, LeadershipChange, State};
+use crate::ha;
 use crate::ha::kv::{BucketSpec, ensure_bucket};
 use crate::ha::leadership::{LeaseHandle, Role};
 use crate::ha::lease::{Lease, LeaseConfig};
@@ -112,7 +113,7 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     );
     let audit_task = tasks.track(audit_task);
     let (lease, lease_handle) = Lease::new(
-        buckets.lease,
+        buckets.lease.clone(),
         settings.id.clone(),
         LeaseConfig::new(settings.lease),
     );
@@ -155,8 +156,9 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     // Operator overrides: from the bus (whichever controller's API took them) into the engine.
     let (override_tx, override_rx) = mpsc::channel::<overrides::OverrideMessage>(256);
     tasks.spawn(overrides::run(js.clone(), override_tx, stop.clone()));
-    let routes = (&http.late_routes, &metrics);
-    let (api_link, fresh_rx) = start_api(&engine, &lease_handle, &js, &settings, routes);
+    let presence = spawn_presence(&tasks, buckets.lease, &settings, &lease_handle, &stop);
+    let surface = (&http.late_routes, &metrics, presence);
+    let (api_link, fresh_rx) = start_api(&engine, &lease_handle, &js, &settings, surface);
     EngineLoop {
         state: engine.initial_state(),
         engine,
@@ -518,6 +520,32 @@ struct ApiLink {
     notes: api::Snapshot,
 }
 
+/// Starts writing this controller's presence record and watching the pair's (see
+/// [`ha::presence`]); both tasks stop with `stop`.
+fn spawn_presence(
+    tasks: &Tasks,
+    bucket: jetstream::kv::Store,
+    settings: &RuntimeSettings,
+    lease: &LeaseHandle,
+    stop: &CancellationToken,
+) -> watch::Receiver<ha::presence::Presences> {
+    let timing = ha::presence::PresenceTiming {
+        every: settings.lease.renew_every(),
+        stale_after: settings.lease.lease(),
+    };
+    let (rx, handles) = ha::presence::spawn(
+        bucket,
+        settings.id.clone(),
+        lease.leadership(),
+        timing,
+        stop.clone(),
+    );
+    for h in handles {
+        tasks.track(h);
+    }
+    rx
+}
+
 /// A handler's request for a copy of the state made now.
 type FreshRequest = tokio::sync::oneshot::Sender<Arc<api::Snapshot>>;
 
@@ -530,7 +558,11 @@ fn start_api(
     lease: &LeaseHandle,
     js: &jetstream::Context,
     settings: &RuntimeSettings,
-    (late_routes, metrics): (&http::LateRoutes, &Arc<Metrics>),
+    (late_routes, metrics, presence): (
+        &http::LateRoutes,
+        &Arc<Metrics>,
+        watch::Receiver<ha::presence::Presences>,
+    ),
 ) -> (ApiLink, mpsc::Receiver<FreshRequest>) {
     let (snapshot_tx, snapshot_rx) =
         tokio::sync::watch::channel(Arc::new(api::Snapshot::default()));
@@ -540,6 +572,9 @@ fn start_api(
         snapshot: snapshot_rx,
         fresh: fresh_tx,
         leadership: lease.leadership(),
+        presence,
+        stale_after: settings.lease.lease(),
+        started_at: Utc::now(),
         js: js.clone(),
         settings: Arc::new(settings.api.clone()),
         controller: settings.id.clone(),

@@ -222,6 +222,122 @@ async fn status_reads_as_a_table_or_json_and_falls_through_to_the_second_control
     assert!(r.stderr.contains("cli.toml"), "{r:?}");
 }
 
+/// Which of the pair leads, from controller 0's status: `(leader url, standby url, leader id)`.
+async fn roles(pair: &ApiPair) -> (String, String, String) {
+    let leader = wait_for("a leader both controllers agree on", DEADLINE, || async {
+        let s: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/status", pair.url(0)))
+            .bearer_auth(READER)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        s["leader"]["leader"].as_str().map(str::to_owned)
+    })
+    .await
+    .unwrap();
+    let i = usize::from(leader != "ctl-a");
+    (pair.url(i), pair.url(1 - i), leader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_prefer_the_leader_and_remember_it_past_a_black_hole() {
+    sitewarden();
+    let pair = ApiPair::start().await;
+    let (leader_url, standby_url, leader) = roles(&pair).await;
+    let standby = if leader == "ctl-a" { "ctl-b" } else { "ctl-a" };
+
+    // Asked first, the standby answers first; the leader's answer is the one printed.
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let both = format!("{standby_url},{leader_url}");
+    let env = [
+        ("SITEWARDEN_TOKEN", READER),
+        ("SITEWARDEN_URL", both.as_str()),
+    ];
+    let r = cli(h, &env, &["status"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("answered by {leader} (leader)")),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("note:"), "{r:?}");
+    let memory = h.join(".local/state/sitewarden/leaders");
+    let remembered = std::fs::read_to_string(&memory).unwrap();
+    assert_eq!(
+        remembered.lines().next(),
+        Some(format!("{leader_url}/").as_str())
+    );
+
+    // The standby alone: it names the leader and the leader's epoch (from the leader's
+    // presence record), lists both controllers, and says on stderr that it is not the leader.
+    let r = wait_for("the standby knows the leader's epoch", DEADLINE, || async {
+        let r = cli(
+            h,
+            &[],
+            &["--url", &standby_url, "--token", READER, "status"],
+        )
+        .await;
+        (r.code == 0 && !r.stdout.contains("(epoch -)")).then_some(r)
+    })
+    .await
+    .unwrap();
+    let first = r.stdout.lines().next().unwrap();
+    assert!(
+        first.starts_with(&format!("leader {leader} (epoch "))
+            && first.contains(&format!("answered by {standby} (standby)")),
+        "{r:?}"
+    );
+    let controllers = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("controllers: "))
+        .unwrap_or_else(|| panic!("no controllers line: {r:?}"));
+    assert!(
+        controllers.contains(&format!("{leader} leader (epoch "))
+            && controllers.contains(&format!("{standby} standby (")),
+        "{controllers}"
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "note: answered by {standby} (standby), not the leader"
+        )),
+        "{r:?}"
+    );
+
+    // A black hole in front of the pair: the first command waits for it a moment, finds the
+    // leader behind it and remembers it; the next one does not go near the black hole.
+    let hole = sitewarden_tests::fault_proxy::FaultProxy::start(pair.http[0])
+        .await
+        .unwrap();
+    hole.set(sitewarden_tests::fault_proxy::Fault::Blackhole);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let urls = format!("http://{},{leader_url}", hole.addr());
+    let env = [
+        ("SITEWARDEN_TOKEN", READER),
+        ("SITEWARDEN_URL", urls.as_str()),
+    ];
+    let r = cli(h, &env, &["history"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(hole.accepted(), 1, "the first command tried the black hole");
+    for _ in 0..3 {
+        let r = cli(h, &env, &["status"]).await;
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(
+            r.stdout.contains(&format!("answered by {leader} (leader)")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        hole.accepted(),
+        1,
+        "later commands ask the remembered leader first and get its answer"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pin_needs_a_reason_and_an_admin_token_then_moves_the_record() {
     sitewarden();

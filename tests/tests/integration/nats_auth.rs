@@ -626,6 +626,24 @@ async fn the_controller_user_runs_the_real_controller_and_mail_moves_when_site1_
         .unwrap();
     assert!(audit.info().await.unwrap().state.messages > 0);
 
+    // Presence: the controller writes its record into the lease bucket, and a controller user
+    // can watch every presence key (as the other controller of a pair does).
+    let lease = ensure_bucket(
+        &js,
+        BucketSpec::lease(LEASE_BUCKET, Duration::from_secs(3), 1),
+    )
+    .await
+    .unwrap();
+    let mut presence = lease.watch_with_history("presence.>").await.unwrap();
+    let seen = tokio::time::timeout(DEADLINE, presence.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.key, "presence.controller-site1");
+    let record: serde_json::Value = serde_json::from_slice(&seen.value).unwrap();
+    assert_eq!(record["role"], "leader", "{record}");
+
     // Nobody was refused anything: the shipped permissions cover all the agents and the
     // controller do.
     let log = std::fs::read_to_string(bus.nats.log_path()).unwrap();
