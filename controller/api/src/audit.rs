@@ -10,13 +10,18 @@
 //! before a DNS write and its settlement, alerts, edge notices and webhooks, refused event
 //! classes). A record of a kind this version does not know (written by a newer controller) reads
 //! as [`AuditEvent::Unknown`] instead of failing the whole history.
+//!
+//! `controller/api/schemas/audit.v1.schema.json` is the JSON Schema of [`AuditRecord`], generated
+//! from these types by [`crate::schema`]; it lists the kinds this version writes and leaves the
+//! `Unknown` arm out.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sitewarden_engine::{Alert, EdgeNotice, Epoch, Evidence, Generation, Rule};
 
 /// One audit record as stored in the stream and served by the history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditRecord {
     /// When the controller recorded it (its wall clock).
     pub at: DateTime<Utc>,
@@ -37,7 +42,7 @@ pub struct AuditRecord {
 
 /// One of the latest events in the status answer (`recent`): the event as the audit trail
 /// has it, at the engine time of the step that produced it, without the record around it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RecentEvent {
     /// The engine time of the step.
     pub at: DateTime<Utc>,
@@ -47,7 +52,7 @@ pub struct RecentEvent {
 }
 
 /// The recording controller's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// It held the lease and acted in `epoch`.
@@ -79,7 +84,7 @@ impl Role {
 ///
 /// Untagged on the wire: each variant carries its own `kind`. Reading tries the engine's
 /// events first, then the runtime's, then keeps anything else whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum AuditEvent {
     /// Decided by the engine.
@@ -88,6 +93,11 @@ pub enum AuditEvent {
     Runtime(RuntimeEvent),
     /// A kind (or shape) this version does not know, kept as it was read: opaque JSON, for a
     /// history served by a newer controller.
+    ///
+    /// Not in the published schema, which describes what this version writes: a record the
+    /// schema accepts reads as one of the known arms, and one it refuses (an unknown `kind`, a
+    /// missing or misspelled required field, a wrong type) is what lands here.
+    #[schemars(skip)]
     Unknown(serde_json::Value),
 }
 
@@ -124,7 +134,7 @@ impl AuditEvent {
 /// An event the engine decided, with the engine time it happened at: the engine's fields
 /// (`kind` and the rest, typed as [`sitewarden_engine::AuditEvent`]) flattened beside
 /// `engine_at`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EngineAudit {
     /// What the engine decided.
     #[serde(flatten)]
@@ -135,7 +145,7 @@ pub struct EngineAudit {
 
 /// An event the runtime writes: around a DNS write, for alerts and the edge, and for refused
 /// event classes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuntimeEvent {
     /// A record change is about to be written: stored before the provider write.
@@ -216,7 +226,7 @@ pub enum RuntimeEvent {
 }
 
 /// The settlement of one record change by the applier that wrote (or did not write) it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Settlement {
     /// The managed name.
     pub namespace: String,
@@ -234,7 +244,7 @@ pub struct Settlement {
 }
 
 /// A later leader's settlement of an earlier leader's pending intent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct IntentSettlement {
     /// The managed name.
     pub namespace: String,
@@ -249,7 +259,7 @@ pub struct IntentSettlement {
 }
 
 /// Where an event was refused before the engine saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectStage {
     /// The intake: it could not be decoded or checked.

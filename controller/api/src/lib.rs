@@ -13,7 +13,11 @@
 
 pub mod audit;
 pub mod bounds;
+pub mod schema;
 pub mod wire;
+
+#[cfg(test)]
+mod documented;
 
 pub use audit::{AuditEvent, AuditRecord, EngineAudit, RecentEvent, Role, RuntimeEvent};
 pub use bounds::{DurationRefused, HOLD_MAX, HOLD_MIN, SINCE_MAX, hold_duration, since_time};

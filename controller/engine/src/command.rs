@@ -8,6 +8,7 @@ use crate::order::{Epoch, Generation};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sitewarden_contract::{AgentId, SiteId};
 
@@ -17,7 +18,7 @@ use super::intake::RejectCause;
 use super::verdict::Verdict;
 
 /// One command for the runtime.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     /// Point a namespace at a target.
@@ -31,7 +32,7 @@ pub enum Command {
 }
 
 /// Point `namespace` (a CNAME) at `target`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SetRecord {
     /// The managed name.
     pub namespace: String,
@@ -50,7 +51,7 @@ pub struct SetRecord {
 }
 
 /// Edge proxy notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EdgeNotice {
     /// Monotonic notice number.
     pub generation: u64,
@@ -61,7 +62,9 @@ pub struct EdgeNotice {
 }
 
 /// How urgent an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// For the record; something resolved or may be done by hand.
@@ -73,7 +76,9 @@ pub enum Severity {
 }
 
 /// What an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// A site's verdict changed (subject: the site).
@@ -98,14 +103,15 @@ pub enum AlertKind {
     DnsDecided,
     /// A record change was applied and verified (subject: the namespace).
     DnsApplied,
-    /// The DNS provider needed retries (rate limited, 5xx, timeouts) to answer (subject: the
-    /// namespace).
+    /// The DNS provider needed retries (rate limited, 5xx, timeouts) to answer (subject:
+    /// `dns-provider`).
     ProviderDegraded,
-    /// The DNS provider refused the credentials (subject: the provider kind).
+    /// The DNS provider refused the credentials (subject: `dns-provider`).
     ProviderAuth,
-    /// This controller became or stopped being the acting leader (subject: the controller).
+    /// This controller became or stopped being the acting leader (subject: `controller`).
     Leadership,
-    /// NATS is unreachable or without JetStream quorum (subject: the controller).
+    /// NATS is unreachable or without JetStream quorum (subject: `nats`, this controller's
+    /// connection).
     BusLost,
     /// A database copy is failed, suspended or far behind (subject: the DAG).
     CopyTrouble,
@@ -129,7 +135,7 @@ pub const BUS_SUBJECT: &str = "nats";
 pub const EVENTS_SUBJECT: &str = "SITEWARDEN_EVENTS";
 
 /// A message for humans (chat-ops).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Alert {
     /// How urgent.
     pub severity: Severity,
@@ -153,7 +159,7 @@ impl Alert {
 }
 
 /// One audit record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Audit {
     /// Engine time of the event.
     pub at: DateTime<Utc>,
@@ -162,8 +168,10 @@ pub struct Audit {
 }
 
 /// What an audit record is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Its schema's name beside the API's `AuditEvent` (the record's event, engine or runtime).
+#[schemars(rename = "EngineAuditEvent")]
 pub enum AuditEvent {
     /// A namespace's decision changed (a move, or a new reason to stay).
     Decision {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sitewarden_contract::{AgentId, CheckName, ErrorClass, ServerId, SiteId};
 
@@ -15,7 +16,9 @@ use super::quorum::QuorumResult;
 use super::verdict::Verdict;
 
 /// The decision rule that produced an outcome (see `docs/engine.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// The record has not been read yet: nothing is written before it is.
@@ -109,7 +112,7 @@ impl Rule {
 }
 
 /// One observer × check as seen at the time of the evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ObserverEvidence {
     /// The agent.
     pub agent: AgentId,
@@ -134,7 +137,7 @@ pub struct ObserverEvidence {
 }
 
 /// One server × protocol of a site.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ComponentEvidence {
     /// The server.
     pub server: ServerId,
@@ -149,7 +152,7 @@ pub struct ComponentEvidence {
 }
 
 /// A site's verdict and what produced it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SiteEvidence {
     /// The verdict.
     pub verdict: Verdict,
@@ -169,7 +172,7 @@ pub struct SiteEvidence {
 }
 
 /// Why something was decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Evidence {
     /// The rule that fired.
     pub rule: Rule,

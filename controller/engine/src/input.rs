@@ -6,6 +6,7 @@
 
 use crate::order::{Epoch, Generation};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sitewarden_contract::{DbCopySnapshot, Heartbeat, Observation, SiteId};
 
@@ -80,7 +81,7 @@ pub struct BusReport {
 }
 
 /// An operator's request, audited with who and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OverrideRequest {
     /// The operator (user name or chat handle).
     pub who: String,
@@ -95,7 +96,7 @@ pub struct OverrideRequest {
 }
 
 /// What an override does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum OverrideAction {
     /// Point `namespace` at `target` whatever the verdicts say, until `expires` or a release.
@@ -157,7 +158,7 @@ impl OverrideAction {
 }
 
 /// Where a freeze applies.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FreezeScope {
     /// Every namespace.
@@ -167,7 +168,7 @@ pub enum FreezeScope {
 }
 
 /// Which override a release removes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ReleaseTarget {
     /// The pin on a namespace.
@@ -188,7 +189,7 @@ pub enum ReleaseTarget {
 }
 
 /// What the DNS provider reported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "report", rename_all = "snake_case")]
 pub enum ProviderReport {
     /// The record currently holds `target` (`None`: no such record), written by `generation`
@@ -254,7 +255,7 @@ pub enum ProviderReport {
 }
 
 /// API calls one apply took, as the provider's client counted them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CallStats {
     /// Calls made.
     pub calls: u32,
@@ -267,7 +268,7 @@ pub struct CallStats {
 }
 
 /// Why a record change failed; the engine picks the retry schedule and the alert from it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "class", rename_all = "snake_case")]
 pub enum FailureClass {
     /// The record carries no sitewarden marker and the name does not adopt unmarked records.

@@ -8,6 +8,7 @@
 //! `started_at`) resets its sequence floor, because a new process numbers from the start.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sitewarden_contract::SCHEMA_VERSION;
 use sitewarden_contract::event::EventMeta;
@@ -16,7 +17,9 @@ use super::state::AgentState;
 use crate::config::{AgentConfig, ControllerConfig};
 
 /// Why an event was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectCause {
     /// `schema_version` is not 1.

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The leader lease's fencing token (0: no lease held yet).
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(transparent)]
+#[derive(JsonSchema)]
 pub struct Epoch(pub u64);
 
 /// The number of a record plan (0: none issued yet).
@@ -22,6 +24,7 @@ pub struct Epoch(pub u64);
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(transparent)]
+#[derive(JsonSchema)]
 pub struct Generation(pub u64);
 
 impl Epoch {

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sitewarden_contract::{AgentId, CheckName, SiteId};
 
@@ -21,7 +22,7 @@ use super::observer::{CheckState, CheckStatus};
 use crate::config::AgentConfig;
 
 /// What the quorum of fresh observers says about one server × protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QuorumResult {
     /// A quorum says passing.

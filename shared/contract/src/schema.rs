@@ -2,7 +2,7 @@
 //!
 //! `shared/contract/schemas/*.json` are committed so third parties can validate events without Rust; the
 //! test `schemas_are_fresh` fails when they differ from what the types generate. Regenerate with
-//! `SITEWARDEN_UPDATE_SCHEMAS=1 cargo test -p sitewarden-shared schemas_are_fresh`.
+//! `SITEWARDEN_UPDATE_SCHEMAS=1 cargo test -p sitewarden-contract schemas_are_fresh`.
 
 use schemars::{JsonSchema, schema_for};
 
@@ -41,7 +41,7 @@ mod tests {
             let committed = std::fs::read_to_string(&path).unwrap_or_default();
             assert!(
                 committed == text,
-                "{} is stale; run SITEWARDEN_UPDATE_SCHEMAS=1 cargo test -p sitewarden-shared schemas_are_fresh",
+                "{} is stale; run SITEWARDEN_UPDATE_SCHEMAS=1 cargo test -p sitewarden-contract schemas_are_fresh",
                 path.display()
             );
         }
