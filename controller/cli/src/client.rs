@@ -57,12 +57,18 @@ impl Answer {
             .is_none_or(|(_, role)| role == "leader")
     }
 
-    /// A line for stderr when the answer did not come from the leader.
-    pub fn not_the_leader(&self) -> Option<String> {
+    /// A line for stderr when the answer did not come from the leader; `alone` when no other
+    /// controller was given to ask.
+    pub fn not_the_leader(&self, alone: bool) -> Option<String> {
         let (id, role) = self.identity.as_ref()?;
+        let why = if alone {
+            "only this controller was given; name both with --url to read from the leader"
+        } else {
+            "the leader did not answer"
+        };
         (role != "leader").then(|| {
             format!(
-                "note: answered by {} ({}), not the leader: the leader did not answer",
+                "note: answered by {} ({}), not the leader: {why}",
                 sitewarden_contract::terminal::line(id),
                 sitewarden_contract::terminal::line(role)
             )
@@ -319,7 +325,7 @@ impl Client {
         let req = self.request(Method::GET, segments, query, None);
         let answer = self.read(req).await?;
         self.remember(&answer);
-        if let Some(note) = answer.not_the_leader() {
+        if let Some(note) = answer.not_the_leader(self.connection.urls.len() < 2) {
             eprintln!("{note}");
         }
         Ok(answer)

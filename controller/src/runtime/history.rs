@@ -9,7 +9,8 @@
 //!
 //! The default view is what an operator reads during an incident: the acting leader's records
 //! (decisions, verdicts, applies, overrides, alerts) and both controllers' leadership changes.
-//! `all` adds the standby's records and the edge notices and webhooks. [`Filter`] is pure and
+//! `all` adds the standby's records, the edge notices and webhooks, and the provider's routine
+//! reports of what a record holds. [`Filter`] is pure and
 //! unit-tested.
 
 use std::time::Duration;
@@ -50,7 +51,9 @@ impl Filter {
     pub fn matches(&self, r: &AuditRecord) -> bool {
         let kind = r.event.kind();
         if !self.all
-            && (NOISE.contains(&kind.as_str()) || (r.role == Role::Standby && kind != "leadership"))
+            && (NOISE.contains(&kind.as_str())
+                || (r.role == Role::Standby && kind != "leadership")
+                || routine_read(r))
         {
             return false;
         }
@@ -71,6 +74,17 @@ impl Filter {
                 .as_deref()
                 .is_none_or(|s| has_field(&event, "severity", s))
     }
+}
+
+/// A provider report of what a record holds: the applier's routine re-read (every refresh
+/// interval, per name). Drift it reveals is audited and alerted by the engine on its own.
+fn routine_read(r: &AuditRecord) -> bool {
+    matches!(
+        r.event.engine(),
+        Some(sitewarden_engine::AuditEvent::Provider(
+            sitewarden_engine::ProviderReport::Current { .. }
+        ))
+    )
 }
 
 /// Whether any string in `v` is `needle` (ignoring case and a trailing dot).
@@ -257,6 +271,16 @@ mod tests {
             ..Filter::default()
         };
         assert!(all.matches(&record("standby", verdict("site1"))));
+        // The applier's routine re-read of a record is left out; an applied change is not.
+        let read = serde_json::json!({"kind": "provider", "report": "current",
+            "namespace": "mail.example.com", "target": "mail-rr.example.com", "generation": 3,
+            "engine_at": "2026-11-24T03:00:11Z"});
+        assert!(!f.matches(&record("leader", read.clone())));
+        assert!(all.matches(&record("leader", read)));
+        let applied = serde_json::json!({"kind": "provider", "report": "applied",
+            "namespace": "mail.example.com", "generation": 3,
+            "engine_at": "2026-11-24T03:00:11Z"});
+        assert!(f.matches(&record("leader", applied)));
     }
 
     #[test]

@@ -302,7 +302,7 @@ async fn reads_prefer_the_leader_and_remember_it_past_a_black_hole() {
     );
     assert!(
         r.stderr.contains(&format!(
-            "note: answered by {standby} (standby), not the leader"
+            "note: answered by {standby} (standby), not the leader: only this controller"
         )),
         "{r:?}"
     );

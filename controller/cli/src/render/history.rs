@@ -52,6 +52,18 @@ fn engine_summary(a: &EngineAudit) -> String {
             from,
             to,
             evidence,
+        } if from == to => format!(
+            "{}: stays on {} (rule {}: {})",
+            terminal::line(namespace),
+            opt(to.as_deref()),
+            evidence.rule.word(),
+            terminal::line(&evidence.note)
+        ),
+        EngineEvent::Decision {
+            namespace,
+            from,
+            to,
+            evidence,
         } => format!(
             "{}: {} -> {} (rule {}: {})",
             terminal::line(namespace),
@@ -134,7 +146,41 @@ fn provider_summary(r: &ProviderReport) -> String {
             class.word(),
             terminal::line(error)
         ),
-        other => fields(&serde_json::to_value(other).unwrap_or(Value::Null)),
+        ProviderReport::Propagation {
+            namespace,
+            target,
+            converged: true,
+            elapsed_ms,
+            ..
+        } => format!(
+            "{} -> {}: every watched server answers it ({elapsed_ms} ms after the apply)",
+            terminal::line(namespace),
+            terminal::line(target)
+        ),
+        ProviderReport::Propagation {
+            namespace,
+            target,
+            elapsed_ms,
+            laggards,
+            ..
+        } => format!(
+            "{} -> {}: not every watched server answers it after {elapsed_ms} ms; still answering otherwise: {}",
+            terminal::line(namespace),
+            terminal::line(target),
+            terminal::line(&laggards.join(", "))
+        ),
+        ProviderReport::TargetCheck {
+            target,
+            problem: None,
+        } => format!("target {} resolves", terminal::line(target)),
+        ProviderReport::TargetCheck {
+            target,
+            problem: Some(problem),
+        } => format!(
+            "target {} does not resolve: {}",
+            terminal::line(target),
+            terminal::line(problem)
+        ),
     }
 }
 
@@ -154,8 +200,12 @@ fn command_summary(c: &EngineCommand) -> String {
     }
 }
 
-/// An alert as `[severity] subject: text`.
+/// An alert as `[severity] subject: text`, or `[severity] text` when the text already names
+/// its subject.
 fn alert_summary(a: &Alert) -> String {
+    if a.text.contains(&a.subject) {
+        return format!("[{}] {}", word(&a.severity), terminal::line(&a.text));
+    }
     format!(
         "[{}] {}: {}",
         word(&a.severity),
@@ -407,7 +457,7 @@ mod tests {
         for expected in [
             "mail.example.com: mail-rr.example.com -> mail-site2.example.com (rule move_away_from_down: site1 is down",
             "would have: point mail.example.com at mail-site2.example.com (generation 42, rule move_away_from_down)",
-            "would have: [critical] site1: site1 is down",
+            "would have: [critical] site1 is down",
             "mail.example.com -> mail-site2.example.com (generation 42, rule move_away_from_down)",
             "mail.example.com (generation 42): generation 43 already applied",
             "pin mail.example.com to mail-site2.example.com until 2026-11-24 07:00:12Z by alice",
