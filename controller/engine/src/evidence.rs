@@ -28,9 +28,10 @@ pub enum Rule {
     /// Failed over: the name stands on a less preferred candidate because the most preferred
     /// one needs a site that is Down or Unknown (the note says which, since when).
     FailedOver,
-    /// As `FailedOver`, where every site keeping the name off its preferred target is drained.
+    /// As `FailedOver`, where every site keeping the name off its preferred target is drained;
+    /// also the move itself when the target needs a drained site (at once, no hold-down).
     Drained,
-    /// The target needs a Down (or drained) site: move at once, hold-down does not apply.
+    /// The target needs a Down site: move at once, hold-down does not apply.
     MoveAwayFromDown,
     /// A more preferred candidate has been Up for `failback_after`: move back.
     Failback,
@@ -107,7 +108,7 @@ impl Rule {
 
     /// Changes made by the engine on its own (not by an operator).
     pub fn is_automatic_change(self) -> bool {
-        self.is_non_emergency_change() || self == Rule::MoveAwayFromDown
+        self.is_non_emergency_change() || matches!(self, Rule::MoveAwayFromDown | Rule::Drained)
     }
 }
 

@@ -258,7 +258,8 @@ impl Explanation {
         let d = self.decision.as_ref()?;
         Some(match d.evidence.rule {
             Rule::Steady => "nothing while its sites stay Up; a site the target needs going Down moves it at once".to_owned(),
-            Rule::FailedOver | Rule::Drained => "it returns to its preferred target once that target's sites have been Up for failback_after (failback = \"auto\"), or when an operator fails it back (failback = \"manual\")".to_owned(),
+            Rule::FailedOver => "it returns to its preferred target once that target's sites have been Up for failback_after (failback = \"auto\"), or when an operator fails it back (failback = \"manual\")".to_owned(),
+            Rule::Drained => "it stays off its preferred target while the drain holds (`sitewarden overrides` shows until when); once the drain is released or lapses, it returns after failback_after (failback = \"auto\") or when an operator fails it back".to_owned(),
             Rule::FailbackPending => "it fails back at the time in the note above, if the sites stay Up until then".to_owned(),
             Rule::FailbackManual => "an operator fails it back: sitewarden failback NAME --reason …".to_owned(),
             Rule::HoldDown => "the change is made once hold_down has passed since the last one".to_owned(),

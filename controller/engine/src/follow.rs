@@ -87,6 +87,16 @@ pub(super) fn follow(
         );
     }
     if cur_down {
+        if let Some(h) = w.overrides.drains.get(cur_site) {
+            return change(
+                Rule::Drained,
+                t,
+                format!(
+                    "{cur} is in {cur_site}, drained by {} ({}); {dag} is active in {a}, which is Up",
+                    h.who, h.why
+                ),
+            );
+        }
         return change(
             Rule::MoveAwayFromDown,
             t,

@@ -503,12 +503,19 @@ fn candidates(
         );
     }
     if w.any_down(&cc.requires) {
+        // Say which site and why: a drain is the operator's, not an outage.
+        let (why, drained) = w.unavailable(&cc.requires);
+        let (rule, why) = if drained {
+            (Rule::Drained, why.join(", "))
+        } else {
+            (Rule::MoveAwayFromDown, why.join(", "))
+        };
         return match preferred.and_then(|p| list.get(p)) {
             Some(p) => change(
-                Rule::MoveAwayFromDown,
+                rule,
                 &p.target,
                 format!(
-                    "{cur} needs a Down site; {} is the most preferred Up candidate",
+                    "{cur} needs {why}; {} is the most preferred candidate that can serve",
                     p.target
                 ),
             ),

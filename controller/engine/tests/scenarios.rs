@@ -304,10 +304,29 @@ fn when_an_operator_drains_site1_then_mail_leaves_at_once_and_returns_after_rele
     let moves = story.set_records_for(MAIL);
     assert_eq!(moves.len(), 1);
     assert_eq!(moves[0].1.target, "mail-site2.example.com");
-    assert_eq!(moves[0].1.reason, Rule::MoveAwayFromDown);
+    // The move says it is the drain, not an outage.
+    assert_eq!(moves[0].1.reason, Rule::Drained);
     assert!(moves[0].1.evidence.sites[&site("site1")].drained);
+    assert!(
+        moves[0]
+            .1
+            .evidence
+            .note
+            .starts_with("mail-rr.example.com needs site1 drained by alice (story);"),
+        "{}",
+        moves[0].1.evidence.note
+    );
     story.run_until(t(1000), |_| Outcome::Pass);
     assert_eq!(story.rule(MAIL), Some(Rule::Drained));
+    let next = story
+        .engine
+        .explain(&story.state, MAIL)
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        next.contains("next: it stays off its preferred target while the drain holds"),
+        "{next}"
+    );
     assert!(
         story.note(MAIL).contains("site1 drained by alice (story)"),
         "{}",
