@@ -414,7 +414,10 @@ fn write_result(a: &Answer) -> String {
         |r| render::action_words(&r.action),
     );
     let id = render::text(&a.body["id"]);
-    let controller = terminal::line(a.controller.as_str());
+    let controller = match &a.identity {
+        Some((id, _)) => format!("{} at {}", terminal::line(id), a.controller),
+        None => terminal::line(a.controller.as_str()),
+    };
     if a.body["applied"] == true {
         format!("done: {what} (override {id}, applied by {controller})\n")
     } else {
