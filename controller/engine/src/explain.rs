@@ -52,6 +52,8 @@ pub fn site_evidence(
                                 last_at: cs.last_at,
                                 fresh: cs.is_fresh(now, stale_after),
                                 error: cs.last_error,
+                                http_status: cs.last_http_status,
+                                latency_ms: cs.last_latency_ms,
                             });
                         }
                     }

@@ -75,11 +75,13 @@ impl Engine {
             Some(check) => {
                 let was_fresh = check.is_fresh(now, self.stale_after);
                 let changed = check.record(o.outcome, arrived, o.error_class, p.fall, p.rise);
+                check.saw(o.http_status, o.latency_ms);
                 changed || (!was_fresh && check.is_fresh(now, self.stale_after))
             }
             None => {
                 let mut check = CheckState::first(o.outcome, arrived, o.error_class);
                 check.record(o.outcome, arrived, o.error_class, p.fall, p.rise);
+                check.saw(o.http_status, o.latency_ms);
                 component
                     .observers
                     .entry(o.agent.clone())
@@ -159,6 +161,11 @@ impl Engine {
         agent.last_heartbeat =
             Some(now.min(h.observed_at.checked_add_signed(self.skew).unwrap_or(now)));
         agent.heartbeat_interval_ms = Some(h.interval_ms);
+        if agent.version.as_deref() != Some(h.version.as_str()) {
+            agent.version = Some(h.version.clone());
+        }
+        agent.buffered = h.buffered;
+        agent.dropped_total = h.dropped_total;
         state.counters.accepted += 1;
         if agent.silent {
             agent.silent = false;

@@ -72,6 +72,51 @@ fn when_one_of_two_cas_servers_dies_then_site_is_degraded_and_nothing_changes() 
 }
 
 #[test]
+fn when_cas1_answers_500_then_the_evidence_shows_each_observers_status_code_and_latency() {
+    let mut story = Story::healthy(config(""));
+    for _ in 0..3 {
+        for (agent, from) in [
+            ("site1-agent1", "site1"),
+            ("site2-agent1", "site2"),
+            ("witness-agent1", "witness"),
+        ] {
+            let mut o = story.observation(agent, from, "site1", "cas1", Outcome::Fail);
+            o.http_status = Some(500);
+            o.latency_ms = 2345;
+            o.error_class = Some(sitewarden_contract::ErrorClass::HttpStatus);
+            story.input(sitewarden_engine::Input::Observation(o));
+        }
+        story.now += chrono::TimeDelta::seconds(2);
+    }
+    let x = story
+        .engine
+        .explain(&story.state, MAIL)
+        .unwrap_or_else(|| panic!("explained"));
+    let cas1 = x.sites[&site("site1")]
+        .components
+        .iter()
+        .find(|c| c.server.as_str() == "cas1")
+        .unwrap_or_else(|| panic!("cas1"));
+    assert_eq!(cas1.observers.len(), 3, "{cas1:?}");
+    for o in &cas1.observers {
+        assert_eq!(o.http_status, Some(500), "{o:?}");
+        assert_eq!(o.latency_ms, Some(2345), "{o:?}");
+    }
+    // The passing servers show their latest result too (the story's probes carry no status).
+    let cas2 = x.sites[&site("site1")]
+        .components
+        .iter()
+        .find(|c| c.server.as_str() == "cas2")
+        .unwrap_or_else(|| panic!("cas2"));
+    assert!(
+        cas2.observers
+            .iter()
+            .all(|o| o.http_status.is_none() && o.latency_ms == Some(12)),
+        "{cas2:?}"
+    );
+}
+
+#[test]
 fn when_site1_dies_seen_inside_and_outside_then_mail_moves_within_fall_times_interval() {
     let mut story = Story::healthy(config(""));
     let first_failed_probe = story.now;

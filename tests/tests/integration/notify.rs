@@ -102,6 +102,8 @@ fn site1_down_evidence() -> Evidence {
         last_at: t(3, 0, 19),
         fresh: true,
         error: Some(ErrorClass::Timeout),
+        http_status: None,
+        latency_ms: None,
     };
     let mut sites = BTreeMap::new();
     sites.insert(
