@@ -185,4 +185,8 @@ pub struct Evidence {
     pub note: String,
     /// The sites involved.
     pub sites: BTreeMap<SiteId, SiteEvidence>,
+    /// Rule `failback_pending`: when failback becomes eligible (the time its note names), if
+    /// the sites stay Up until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_eligible_at: Option<DateTime<Utc>>,
 }

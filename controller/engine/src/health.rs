@@ -297,6 +297,7 @@ impl Engine {
             at: now,
             note: format!("site {site} is {} (was {from})", j.verdict),
             sites: BTreeMap::from([(site.clone(), ev)]),
+            failback_eligible_at: None,
         };
         // Start-up is quiet: a site that has not been alerted about yet and is not Down raises
         // no alert inside the start-up grace (servers coming Up one at a time are not news);
@@ -359,6 +360,7 @@ impl Engine {
                     since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
                 sites: BTreeMap::from([(site.clone(), ev)]),
+                failback_eligible_at: None,
             };
             st.alerted = Some(st.verdict);
             out.push(verdict_alert(&site, st.verdict, evidence));
@@ -401,6 +403,7 @@ impl Engine {
                     st.verdict
                 ),
                 sites: BTreeMap::from([(site.clone(), ev)]),
+                failback_eligible_at: None,
             };
             st.alerted = Some(st.verdict);
             out.push(verdict_alert(&site, st.verdict, evidence));

@@ -259,6 +259,21 @@ fn when_site1_returns_then_mail_fails_back_after_the_stable_window_and_not_befor
         story.target(MAIL).as_deref(),
         Some("mail-site2.example.com")
     );
+    // The explanation holds the incident as data: off mail-rr, on mail-site2 since the move,
+    // kept off by site1 Down, no failback time yet.
+    let moved_at = story.set_records_for(MAIL)[0].0;
+    let off = off_preferred(&story).unwrap_or_else(|| panic!("off its preferred target"));
+    assert_eq!(off.preferred, "mail-rr.example.com");
+    assert_eq!(off.target, "mail-site2.example.com");
+    assert_eq!(off.since, Some(moved_at));
+    assert_eq!(off.unroutable.len(), 1, "{off:?}");
+    assert_eq!(off.unroutable[0].site, site("site1"));
+    assert_eq!(off.unroutable[0].verdict, Verdict::Down);
+    assert_eq!(
+        off.unroutable[0].since,
+        story.state.sites[&site("site1")].since
+    );
+    assert_eq!(off.failback_eligible_at, None);
     // site1 comes back at t=30; five passes later (t=38) it is Up again.
     story.run_until(t(637), |_| Outcome::Pass);
     assert_eq!(
@@ -267,6 +282,29 @@ fn when_site1_returns_then_mail_fails_back_after_the_stable_window_and_not_befor
         "no failback before 10 min of Up"
     );
     assert_eq!(story.rule(MAIL), Some(Rule::FailbackPending));
+    // Nothing keeps it off any more but the wait, and the wait ends at the time the note says.
+    let off = off_preferred(&story).unwrap_or_else(|| panic!("still off its preferred target"));
+    assert_eq!(
+        off.since,
+        Some(moved_at),
+        "the move is still the one at {moved_at}"
+    );
+    assert!(off.unroutable.is_empty(), "{off:?}");
+    let eligible = off
+        .failback_eligible_at
+        .unwrap_or_else(|| panic!("a failback time: {off:?}"));
+    assert!(
+        eligible >= t(636) && eligible <= t(640),
+        "eligible at {eligible}"
+    );
+    let words = eligible.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(
+        story
+            .note(MAIL)
+            .ends_with(&format!("failback eligible at {words}")),
+        "{}",
+        story.note(MAIL)
+    );
     story.run_until(t(700), |_| Outcome::Pass);
     let moves = story.set_records_for(MAIL);
     assert_eq!(moves.len(), 2);
@@ -274,6 +312,15 @@ fn when_site1_returns_then_mail_fails_back_after_the_stable_window_and_not_befor
     assert_eq!(rec.target, "mail-rr.example.com");
     assert_eq!(rec.reason, Rule::Failback);
     assert!(at >= t(638) && at <= t(640), "failback at {at}");
+    assert!(at >= eligible, "failback at {at}, eligible at {eligible}");
+    assert_eq!(off_preferred(&story), None, "back on its preferred target");
+}
+
+fn off_preferred(story: &Story) -> Option<sitewarden_engine::explain::OffPreferred> {
+    story
+        .engine
+        .explain(&story.state, MAIL)
+        .and_then(|x| x.off_preferred)
 }
 
 #[test]
