@@ -159,8 +159,10 @@
 
   function render(s, hist) {
     const l = s.leader || {};
+    // The leader's epoch; a standby that predates `leader_epoch` knows only its own (none).
+    const epoch = l.leader_epoch !== null && l.leader_epoch !== undefined ? l.leader_epoch : l.epoch;
     $('leader').textContent = 'leader ' + str(l.leader) +
-      (l.epoch !== null && l.epoch !== undefined ? ' · epoch ' + l.epoch : '') +
+      (epoch !== null && epoch !== undefined ? ' · epoch ' + epoch : '') +
       ' · answered by ' + str(l.controller) + ' (' + str(l.role) + ') · ' + time(s.at);
     const overrides = s.overrides || { pins: {}, drains: {}, freezes: {} };
     const incidents = P.incidents(s);
