@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditRecord, RecentEvent};
-use sitewarden_contract::SiteId;
+use sitewarden_contract::{AgentId, SiteId};
 use sitewarden_engine::Explanation;
 use sitewarden_engine::evidence::SiteEvidence;
 use sitewarden_engine::overrides::Overrides;
@@ -154,6 +154,40 @@ pub struct NamespaceStatus {
     pub explanation: Explanation,
 }
 
+/// One agent in [`Status`]: who it is, where, which build, and what its latest heartbeat said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// The agent.
+    pub agent: AgentId,
+    /// Its site.
+    pub site: SiteId,
+    /// Its build version, from its latest heartbeat (none before the first).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// When its process started, from its latest heartbeat.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When its latest heartbeat arrived, on the controller's clock.
+    #[serde(default)]
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// Milliseconds from `last_heartbeat` to the status's `at`.
+    #[serde(default)]
+    pub age_ms: Option<u64>,
+    /// The heartbeat interval it announces.
+    #[serde(default)]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Results it held unpublished (the bus was unreachable) at its latest heartbeat.
+    #[serde(default)]
+    pub buffered: u64,
+    /// Results it superseded while the bus was unreachable, since it started.
+    #[serde(default)]
+    pub dropped_total: u64,
+    /// The engine judged it silent (no heartbeat for three intervals): an `agent_silent` alert
+    /// is out.
+    #[serde(default)]
+    pub silent: bool,
+}
+
 /// One DAG in [`Status`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DagStatus {
@@ -192,6 +226,9 @@ pub struct Status {
     /// The latest decisions, alerts and overrides (newest last).
     #[serde(default)]
     pub recent: Vec<RecentEvent>,
+    /// Every configured agent, in name order.
+    #[serde(default)]
+    pub agents: Vec<AgentStatus>,
 }
 
 /// `GET /api/v1/namespaces/{name}/explain`.

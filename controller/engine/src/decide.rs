@@ -118,10 +118,12 @@ impl Engine {
         let plan = held_back(plan, ns.retry.as_ref(), now);
         let from = ns.effective().map(str::to_owned);
         let to = plan.to.clone().or_else(|| from.clone());
-        let new_decision = ns
-            .decision
-            .as_ref()
-            .is_none_or(|d| d.evidence.rule != plan.rule || d.to != to || plan.to.is_some());
+        let new_decision = ns.decision.as_ref().is_none_or(|d| {
+            d.evidence.rule != plan.rule
+                || d.to != to
+                || plan.to.is_some()
+                || d.evidence.failback_eligible_at != plan.failback_eligible_at
+        });
         let alert_changed = ns.alert != plan.alert.as_ref().map(|_| plan.rule);
         if !new_decision && !alert_changed {
             return;
@@ -136,6 +138,7 @@ impl Engine {
             at: now,
             note: plan.note.clone(),
             sites,
+            failback_eligible_at: plan.failback_eligible_at,
         };
         if let Some(target) = &plan.to {
             state.generation = state.generation.next();

@@ -135,6 +135,12 @@ pub struct ObserverEvidence {
     pub fresh: bool,
     /// The latest failure's class, if the latest result failed.
     pub error: Option<ErrorClass>,
+    /// The latest result's HTTP status, when a response arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The latest result's latency in milliseconds (connect to response or failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
 }
 
 /// One server × protocol of a site.
@@ -183,4 +189,8 @@ pub struct Evidence {
     pub note: String,
     /// The sites involved.
     pub sites: BTreeMap<SiteId, SiteEvidence>,
+    /// Rule `failback_pending`: when failback becomes eligible (the time its note names), if
+    /// the sites stay Up until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_eligible_at: Option<DateTime<Utc>>,
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sitewarden_contract::SiteId;
 
 use super::evidence::{ComponentEvidence, ObserverEvidence, SiteEvidence};
-use super::namespace::{Decision, Pending};
+use super::namespace::{Decision, NamespaceState, Pending, Unroutable, unroutable};
 use super::overrides::{Hold, Pin};
 use super::quorum::QuorumResult;
 use super::state::State;
@@ -52,6 +52,8 @@ pub fn site_evidence(
                                 last_at: cs.last_at,
                                 fresh: cs.is_fresh(now, stale_after),
                                 error: cs.last_error,
+                                http_status: cs.last_http_status,
+                                latency_ms: cs.last_latency_ms,
                             });
                         }
                     }
@@ -75,6 +77,61 @@ pub fn site_evidence(
         rising: st.is_some_and(|s| s.rising),
         components,
     }
+}
+
+/// A name that stands off its most preferred candidate: where it points, since when, what keeps
+/// it off, and when it may return. It is the incident an operator must see first (the
+/// dashboard's banner); every field is the engine's, so a reader formats it and decides nothing.
+/// Only names routed by candidates have one: a name following a DAG's mailboxes has no
+/// preferred target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffPreferred {
+    /// The most preferred candidate.
+    pub preferred: String,
+    /// Where the name points, or is about to (a pending change's target).
+    pub target: String,
+    /// Since when it has pointed there: the time of the change this engine decided. `None` when
+    /// this engine did not make that change (the record already held it when this controller
+    /// started, or someone else wrote it).
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    /// The sites the preferred candidate needs that cannot be routed to now (not Up or
+    /// Degraded, or drained). Empty once they can: the name then waits for failback (see
+    /// `failback_eligible_at`), for an operator, or for an override to end.
+    #[serde(default)]
+    pub unroutable: Vec<Unroutable>,
+    /// When failback becomes eligible, if the sites stay Up until then: the latest decision's
+    /// (rule `failback_pending`).
+    #[serde(default)]
+    pub failback_eligible_at: Option<DateTime<Utc>>,
+}
+
+/// The [`OffPreferred`] of a name routed by `candidates`, when it stands off the first of them.
+pub fn off_preferred(
+    state: &State,
+    ns: &NamespaceState,
+    candidates: &[crate::config::Candidate],
+) -> Option<OffPreferred> {
+    let preferred = candidates.first()?;
+    let target = ns.effective()?;
+    if target == preferred.target {
+        return None;
+    }
+    let since = ns
+        .last_change
+        .as_ref()
+        .filter(|c| c.to.as_deref() == Some(target))
+        .map(|c| c.evidence.at);
+    Some(OffPreferred {
+        preferred: preferred.target.clone(),
+        target: target.to_owned(),
+        since,
+        unroutable: unroutable(&state.sites, &state.overrides, &preferred.requires),
+        failback_eligible_at: ns
+            .decision
+            .as_ref()
+            .and_then(|d| d.evidence.failback_eligible_at),
+    })
 }
 
 /// Everything known about why a namespace points where it does.
@@ -110,6 +167,9 @@ pub struct Explanation {
     /// For a name following a DAG whose databases are active in more than one site: the split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dag_split: Option<String>,
+    /// Set while the name stands off its most preferred candidate: the incident in one value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_preferred: Option<OffPreferred>,
 }
 
 /// A time as an operator reads it: RFC 3339 to the second (`2026-11-24T03:00:12Z`).

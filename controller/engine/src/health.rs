@@ -75,11 +75,13 @@ impl Engine {
             Some(check) => {
                 let was_fresh = check.is_fresh(now, self.stale_after);
                 let changed = check.record(o.outcome, arrived, o.error_class, p.fall, p.rise);
+                check.saw(o.http_status, o.latency_ms);
                 changed || (!was_fresh && check.is_fresh(now, self.stale_after))
             }
             None => {
                 let mut check = CheckState::first(o.outcome, arrived, o.error_class);
                 check.record(o.outcome, arrived, o.error_class, p.fall, p.rise);
+                check.saw(o.http_status, o.latency_ms);
                 component
                     .observers
                     .entry(o.agent.clone())
@@ -159,6 +161,11 @@ impl Engine {
         agent.last_heartbeat =
             Some(now.min(h.observed_at.checked_add_signed(self.skew).unwrap_or(now)));
         agent.heartbeat_interval_ms = Some(h.interval_ms);
+        if agent.version.as_deref() != Some(h.version.as_str()) {
+            agent.version = Some(h.version.clone());
+        }
+        agent.buffered = h.buffered;
+        agent.dropped_total = h.dropped_total;
         state.counters.accepted += 1;
         if agent.silent {
             agent.silent = false;
@@ -290,6 +297,7 @@ impl Engine {
             at: now,
             note: format!("site {site} is {} (was {from})", j.verdict),
             sites: BTreeMap::from([(site.clone(), ev)]),
+            failback_eligible_at: None,
         };
         // Start-up is quiet: a site that has not been alerted about yet and is not Down raises
         // no alert inside the start-up grace (servers coming Up one at a time are not news);
@@ -352,6 +360,7 @@ impl Engine {
                     since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
                 sites: BTreeMap::from([(site.clone(), ev)]),
+                failback_eligible_at: None,
             };
             st.alerted = Some(st.verdict);
             out.push(verdict_alert(&site, st.verdict, evidence));
@@ -394,6 +403,7 @@ impl Engine {
                     st.verdict
                 ),
                 sites: BTreeMap::from([(site.clone(), ev)]),
+                failback_eligible_at: None,
             };
             st.alerted = Some(st.verdict);
             out.push(verdict_alert(&site, st.verdict, evidence));

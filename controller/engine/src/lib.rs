@@ -230,6 +230,10 @@ impl Engine {
                     .map(|d| d.split_text()),
                 crate::config::Routing::Candidates(_) => None,
             },
+            off_preferred: match &cfg.routing {
+                crate::config::Routing::Candidates(list) => explain::off_preferred(state, ns, list),
+                crate::config::Routing::FollowMailbox { .. } => None,
+            },
         })
     }
 

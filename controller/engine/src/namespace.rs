@@ -128,6 +128,46 @@ pub struct Plan {
     pub alert: Option<PlanAlert>,
     /// One sentence.
     pub note: String,
+    /// When failback becomes eligible (`failback_pending`): the time in the note, as data.
+    pub failback_eligible_at: Option<DateTime<Utc>>,
+}
+
+/// A site a target needs that cannot be routed to now, and why: its verdict since when, or
+/// the drain that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unroutable {
+    /// The site.
+    pub site: SiteId,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Since when it has had that verdict (`None`: never judged).
+    pub since: Option<DateTime<Utc>>,
+    /// Who drained it, when a drain holds it (the verdict may be Up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained_by: Option<String>,
+}
+
+/// Every site of `required` that cannot be routed to now (not Up or Degraded, or drained), in
+/// name order: what keeps a target needing them from being used.
+pub fn unroutable(
+    sites: &BTreeMap<SiteId, SiteState>,
+    overrides: &Overrides,
+    required: &BTreeSet<SiteId>,
+) -> Vec<Unroutable> {
+    required
+        .iter()
+        .filter_map(|s| {
+            let st = sites.get(s);
+            let verdict = st.map_or(Verdict::Unknown, |st| st.verdict);
+            let drain = overrides.drains.get(s);
+            (drain.is_some() || !verdict.is_serving()).then(|| Unroutable {
+                site: s.clone(),
+                verdict,
+                since: st.and_then(|st| st.since),
+                drained_by: drain.map(|h| h.who.clone()),
+            })
+        })
+        .collect()
 }
 
 /// Everything outside the namespace that a plan reads.
@@ -176,16 +216,15 @@ impl World<'_> {
     fn unavailable(&self, sites: &BTreeSet<SiteId>) -> (Vec<String>, bool) {
         let mut why = Vec::new();
         let mut all_drained = true;
-        for s in sites.iter().filter(|s| !self.routable(s)) {
+        for u in unroutable(self.sites, self.overrides, sites) {
+            let s = &u.site;
             if let Some(h) = self.overrides.drains.get(s) {
                 why.push(format!("{s} drained by {} ({})", h.who, h.why));
                 continue;
             }
             all_drained = false;
-            let since = self
-                .sites
-                .get(s)
-                .and_then(|st| st.since)
+            let since = u
+                .since
                 .map(|t| {
                     format!(
                         " since {}",
@@ -193,7 +232,7 @@ impl World<'_> {
                     )
                 })
                 .unwrap_or_default();
-            why.push(format!("{s} {}{since}", self.verdict(s)));
+            why.push(format!("{s} {}{since}", u.verdict));
         }
         (why, all_drained && !sites.is_empty())
     }
@@ -241,6 +280,7 @@ pub(super) fn stay(rule: Rule, note: String) -> Plan {
         to: None,
         alert: None,
         note,
+        failback_eligible_at: None,
     }
 }
 
@@ -250,6 +290,7 @@ pub(super) fn alerting(rule: Rule, severity: Severity, kind: AlertKind, note: St
         to: None,
         alert: Some(PlanAlert { severity, kind }),
         note,
+        failback_eligible_at: None,
     }
 }
 
@@ -273,6 +314,7 @@ pub(super) fn change(rule: Rule, to: &str, note: String) -> Plan {
         to: Some(to.to_owned()),
         alert: None,
         note,
+        failback_eligible_at: None,
     }
 }
 
@@ -413,7 +455,7 @@ pub(super) fn unread(name: &str, w: &World<'_>) -> Plan {
 
 /// Waiting for `target` to have been Up for `failback_after`, which it will have at `eligible`.
 fn failback_pending(target: &str, cur: &str, eligible: Option<DateTime<Utc>>) -> Plan {
-    let eligible = eligible
+    let words = eligible
         .map(|t| {
             format!(
                 "; failback eligible at {}",
@@ -421,10 +463,13 @@ fn failback_pending(target: &str, cur: &str, eligible: Option<DateTime<Utc>>) ->
             )
         })
         .unwrap_or_default();
-    stay(
-        Rule::FailbackPending,
-        format!("{target} is Up but not yet for failback_after; staying on {cur}{eligible}"),
-    )
+    Plan {
+        failback_eligible_at: eligible,
+        ..stay(
+            Rule::FailbackPending,
+            format!("{target} is Up but not yet for failback_after; staying on {cur}{words}"),
+        )
+    }
 }
 
 /// Staying on `cur`, the most preferred candidate that can serve: `Steady` when it is the

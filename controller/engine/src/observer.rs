@@ -39,6 +39,13 @@ pub struct CheckState {
     pub last_at: DateTime<Utc>,
     /// Error class of the latest result, when it failed.
     pub last_error: Option<ErrorClass>,
+    /// HTTP status of the latest result, when a response arrived (shown, never judged).
+    #[serde(default)]
+    pub last_http_status: Option<u16>,
+    /// Milliseconds the latest result took, connect to response or failure (shown, never
+    /// judged); `None` in a state written before it was kept.
+    #[serde(default)]
+    pub last_latency_ms: Option<u64>,
     /// When the check last went from failing to passing: for `stale_after` after that it still
     /// counts as recovering (with a small `rise` the status flips at once).
     #[serde(default)]
@@ -56,8 +63,17 @@ impl CheckState {
             streak_started: at,
             last_at: at,
             last_error: error,
+            last_http_status: None,
+            last_latency_ms: None,
             recovered_at: None,
         }
+    }
+
+    /// Keeps what the latest result saw on the wire: its HTTP status and latency. Neither
+    /// counts towards a verdict; they are there for an operator reading the evidence.
+    pub fn saw(&mut self, http_status: Option<u16>, latency_ms: u64) {
+        self.last_http_status = http_status;
+        self.last_latency_ms = Some(latency_ms);
     }
 
     /// Was failing and passes again: recovering (fewer than `rise` passes), or recovered within

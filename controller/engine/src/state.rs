@@ -53,6 +53,16 @@ pub struct AgentState {
     pub last_heartbeat: Option<DateTime<Utc>>,
     /// Its announced heartbeat interval.
     pub heartbeat_interval_ms: Option<u64>,
+    /// The agent's build version from its latest heartbeat.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Results it held unpublished (the bus was unreachable) at its latest heartbeat.
+    #[serde(default)]
+    pub buffered: u64,
+    /// Results it has superseded while the bus was unreachable, since it started, as of its
+    /// latest heartbeat.
+    #[serde(default)]
+    pub dropped_total: u64,
     /// An agent-silent alert is active.
     pub silent: bool,
 }

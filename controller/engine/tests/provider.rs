@@ -152,3 +152,48 @@ fn an_agent_that_stops_sending_heartbeats_is_alerted_once() {
             .any(|c| matches!(c, Command::Alert(a) if a.kind == AlertKind::Resolved))
     );
 }
+
+#[test]
+fn an_agents_heartbeat_keeps_its_version_and_its_bus_buffer_counters() {
+    let mut story = Story::healthy(config(""));
+    let seq = story.next_seq("site1-agent1");
+    let now = story.now;
+    story.input(Input::Heartbeat(Heartbeat {
+        schema_version: 1,
+        agent: AgentId::new("site1-agent1").unwrap_or_else(|e| panic!("{e}")),
+        site: "site1".parse().unwrap_or_else(|e| panic!("{e:?}")),
+        seq,
+        observed_at: now,
+        started_at: t(-100),
+        version: "0.4.2".into(),
+        interval_ms: 5000,
+        checks: 4,
+        buffered: 17,
+        dropped_total: 3,
+    }));
+    let a = &story.state.agents["site1-agent1"];
+    assert_eq!(a.version.as_deref(), Some("0.4.2"));
+    assert_eq!((a.buffered, a.dropped_total), (17, 3));
+    assert_eq!(a.heartbeat_interval_ms, Some(5000));
+    assert_eq!(a.last_heartbeat, Some(now));
+    assert!(!a.silent);
+}
+
+#[test]
+fn a_state_written_before_versions_and_latencies_were_kept_still_reads() {
+    let agent: sitewarden_engine::state::AgentState = serde_json::from_str(
+        r#"{"last_seq": 4, "started_at": null, "last_heartbeat": null, "heartbeat_interval_ms": null, "silent": false}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(agent.version, None);
+    assert_eq!((agent.buffered, agent.dropped_total), (0, 0));
+    let check: sitewarden_engine::observer::CheckState = serde_json::from_str(
+        r#"{"status": "passing", "since": "2026-11-24T03:00:00Z", "last_outcome": "pass", "streak": 5,
+            "streak_started": "2026-11-24T02:59:50Z", "last_at": "2026-11-24T03:00:00Z", "last_error": null}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (check.last_http_status, check.last_latency_ms),
+        (None, None)
+    );
+}

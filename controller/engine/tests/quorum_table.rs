@@ -843,6 +843,8 @@ fn check_state(seen: Seen, now: DateTime<Utc>) -> CheckState {
         streak_started: last_at,
         last_at,
         last_error: None,
+        last_http_status: None,
+        last_latency_ms: None,
         recovered_at,
     }
 }

@@ -72,6 +72,51 @@ fn when_one_of_two_cas_servers_dies_then_site_is_degraded_and_nothing_changes() 
 }
 
 #[test]
+fn when_cas1_answers_500_then_the_evidence_shows_each_observers_status_code_and_latency() {
+    let mut story = Story::healthy(config(""));
+    for _ in 0..3 {
+        for (agent, from) in [
+            ("site1-agent1", "site1"),
+            ("site2-agent1", "site2"),
+            ("witness-agent1", "witness"),
+        ] {
+            let mut o = story.observation(agent, from, "site1", "cas1", Outcome::Fail);
+            o.http_status = Some(500);
+            o.latency_ms = 2345;
+            o.error_class = Some(sitewarden_contract::ErrorClass::HttpStatus);
+            story.input(sitewarden_engine::Input::Observation(o));
+        }
+        story.now += chrono::TimeDelta::seconds(2);
+    }
+    let x = story
+        .engine
+        .explain(&story.state, MAIL)
+        .unwrap_or_else(|| panic!("explained"));
+    let cas1 = x.sites[&site("site1")]
+        .components
+        .iter()
+        .find(|c| c.server.as_str() == "cas1")
+        .unwrap_or_else(|| panic!("cas1"));
+    assert_eq!(cas1.observers.len(), 3, "{cas1:?}");
+    for o in &cas1.observers {
+        assert_eq!(o.http_status, Some(500), "{o:?}");
+        assert_eq!(o.latency_ms, Some(2345), "{o:?}");
+    }
+    // The passing servers show their latest result too (the story's probes carry no status).
+    let cas2 = x.sites[&site("site1")]
+        .components
+        .iter()
+        .find(|c| c.server.as_str() == "cas2")
+        .unwrap_or_else(|| panic!("cas2"));
+    assert!(
+        cas2.observers
+            .iter()
+            .all(|o| o.http_status.is_none() && o.latency_ms == Some(12)),
+        "{cas2:?}"
+    );
+}
+
+#[test]
 fn when_site1_dies_seen_inside_and_outside_then_mail_moves_within_fall_times_interval() {
     let mut story = Story::healthy(config(""));
     let first_failed_probe = story.now;
@@ -214,6 +259,21 @@ fn when_site1_returns_then_mail_fails_back_after_the_stable_window_and_not_befor
         story.target(MAIL).as_deref(),
         Some("mail-site2.example.com")
     );
+    // The explanation holds the incident as data: off mail-rr, on mail-site2 since the move,
+    // kept off by site1 Down, no failback time yet.
+    let moved_at = story.set_records_for(MAIL)[0].0;
+    let off = off_preferred(&story).unwrap_or_else(|| panic!("off its preferred target"));
+    assert_eq!(off.preferred, "mail-rr.example.com");
+    assert_eq!(off.target, "mail-site2.example.com");
+    assert_eq!(off.since, Some(moved_at));
+    assert_eq!(off.unroutable.len(), 1, "{off:?}");
+    assert_eq!(off.unroutable[0].site, site("site1"));
+    assert_eq!(off.unroutable[0].verdict, Verdict::Down);
+    assert_eq!(
+        off.unroutable[0].since,
+        story.state.sites[&site("site1")].since
+    );
+    assert_eq!(off.failback_eligible_at, None);
     // site1 comes back at t=30; five passes later (t=38) it is Up again.
     story.run_until(t(637), |_| Outcome::Pass);
     assert_eq!(
@@ -222,6 +282,29 @@ fn when_site1_returns_then_mail_fails_back_after_the_stable_window_and_not_befor
         "no failback before 10 min of Up"
     );
     assert_eq!(story.rule(MAIL), Some(Rule::FailbackPending));
+    // Nothing keeps it off any more but the wait, and the wait ends at the time the note says.
+    let off = off_preferred(&story).unwrap_or_else(|| panic!("still off its preferred target"));
+    assert_eq!(
+        off.since,
+        Some(moved_at),
+        "the move is still the one at {moved_at}"
+    );
+    assert!(off.unroutable.is_empty(), "{off:?}");
+    let eligible = off
+        .failback_eligible_at
+        .unwrap_or_else(|| panic!("a failback time: {off:?}"));
+    assert!(
+        eligible >= t(636) && eligible <= t(640),
+        "eligible at {eligible}"
+    );
+    let words = eligible.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(
+        story
+            .note(MAIL)
+            .ends_with(&format!("failback eligible at {words}")),
+        "{}",
+        story.note(MAIL)
+    );
     story.run_until(t(700), |_| Outcome::Pass);
     let moves = story.set_records_for(MAIL);
     assert_eq!(moves.len(), 2);
@@ -229,6 +312,15 @@ fn when_site1_returns_then_mail_fails_back_after_the_stable_window_and_not_befor
     assert_eq!(rec.target, "mail-rr.example.com");
     assert_eq!(rec.reason, Rule::Failback);
     assert!(at >= t(638) && at <= t(640), "failback at {at}");
+    assert!(at >= eligible, "failback at {at}, eligible at {eligible}");
+    assert_eq!(off_preferred(&story), None, "back on its preferred target");
+}
+
+fn off_preferred(story: &Story) -> Option<sitewarden_engine::explain::OffPreferred> {
+    story
+        .engine
+        .explain(&story.state, MAIL)
+        .and_then(|x| x.off_preferred)
 }
 
 #[test]

@@ -34,8 +34,9 @@ use serde::{Deserialize, Serialize};
 use sitewarden_api::audit::{AuditEvent as RecordEvent, EngineAudit, RecentEvent, RuntimeEvent};
 use sitewarden_api::bounds::{DurationRefused, hold_duration, shifted, since_time};
 pub use sitewarden_api::wire::{
-    CONTROLLER_HEADER, ControllerPresence, CreateOverride, DagStatus, ExplainAnswer, HistoryAnswer,
-    LeaderView, NamespaceStatus, OverridesAnswer, ROLE_HEADER, ReleaseOverride, SiteStatus, Status,
+    AgentStatus, CONTROLLER_HEADER, ControllerPresence, CreateOverride, DagStatus, ExplainAnswer,
+    HistoryAnswer, LeaderView, NamespaceStatus, OverridesAnswer, ROLE_HEADER, ReleaseOverride,
+    SiteStatus, Status,
 };
 use sitewarden_shared::SiteId;
 use sitewarden_shared::config::secret::SecretRef;
@@ -528,7 +529,9 @@ async fn status(AxState(api): AxState<Api>) -> Json<Status> {
         .keys()
         .map(|id| SiteStatus {
             site: id.clone(),
-            evidence: site_evidence(cfg, &snap.state, id, now, stale, false),
+            // Every observer of every component: the dashboard's per-server table shows the
+            // passing ones' latest results too.
+            evidence: site_evidence(cfg, &snap.state, id, now, stale, true),
         })
         .collect();
     let namespaces = cfg
@@ -570,7 +573,37 @@ async fn status(AxState(api): AxState<Api>) -> Json<Status> {
         controllers: controllers(&api),
         overrides: snap.state.overrides.clone(),
         recent: snap.recent.iter().cloned().collect(),
+        agents: agents(cfg, &snap.state, now),
     })
+}
+
+/// Every configured agent with what the engine keeps from its heartbeats, ages measured at
+/// `now` (the status's engine time).
+fn agents(
+    cfg: &crate::engine::config::ControllerConfig,
+    state: &State,
+    now: DateTime<Utc>,
+) -> Vec<AgentStatus> {
+    cfg.agents
+        .iter()
+        .map(|(id, a)| {
+            let seen = state.agents.get(id).cloned().unwrap_or_default();
+            AgentStatus {
+                agent: id.clone(),
+                site: a.site.clone(),
+                version: seen.version,
+                started_at: seen.started_at,
+                last_heartbeat: seen.last_heartbeat,
+                age_ms: seen
+                    .last_heartbeat
+                    .and_then(|t| u64::try_from((now - t).num_milliseconds()).ok()),
+                heartbeat_interval_ms: seen.heartbeat_interval_ms,
+                buffered: seen.buffered,
+                dropped_total: seen.dropped_total,
+                silent: seen.silent,
+            }
+        })
+        .collect()
 }
 
 async fn explain(
@@ -1043,6 +1076,64 @@ mod tests {
             "{}",
             e.to_string()
         );
+    }
+
+    #[test]
+    fn every_configured_agent_is_listed_with_its_latest_heartbeat_and_its_age() {
+        let cfg = crate::engine::config::ControllerConfig::load(
+            &sitewarden_shared::config::Source::inline(
+                "controller.toml",
+                include_str!("../../../examples/controller.toml"),
+            ),
+        )
+        .unwrap();
+        let engine = Engine::new(cfg.clone());
+        let mut state = engine.initial_state();
+        let id = cfg.agents.keys().next().unwrap().clone();
+        let heard = state.agents.get_mut(&id).unwrap();
+        heard.version = Some("0.4.2".into());
+        heard.last_heartbeat = Some(at("2026-11-24T02:59:58Z"));
+        heard.heartbeat_interval_ms = Some(5000);
+        heard.buffered = 7;
+        heard.dropped_total = 2;
+        let list = agents(&cfg, &state, at("2026-11-24T03:00:00.500Z"));
+        assert_eq!(list.len(), cfg.agents.len(), "{list:?}");
+        let first = &list[0];
+        assert_eq!(first.agent, id);
+        assert_eq!(first.site, cfg.agents[&id].site);
+        assert_eq!(first.version.as_deref(), Some("0.4.2"));
+        assert_eq!(first.age_ms, Some(2500));
+        assert_eq!((first.buffered, first.dropped_total), (7, 2));
+        assert_eq!(first.heartbeat_interval_ms, Some(5000));
+        // An agent never heard from is listed, with nothing to show.
+        assert!(
+            list[1..]
+                .iter()
+                .all(|a| a.version.is_none() && a.last_heartbeat.is_none() && a.age_ms.is_none())
+        );
+        // A status from a controller that predates the list reads with none.
+        let mut json = serde_json::to_value(Status {
+            at: at("2026-11-24T03:00:00Z"),
+            leader: LeaderView {
+                controller: "ctl-a".into(),
+                role: "leader".into(),
+                acting: true,
+                leader: Some("ctl-a".into()),
+                epoch: Some(7),
+                leader_epoch: Some(7),
+            },
+            sites: Vec::new(),
+            namespaces: Vec::new(),
+            dags: Vec::new(),
+            controllers: Vec::new(),
+            overrides: Default::default(),
+            recent: Vec::new(),
+            agents: list,
+        })
+        .unwrap();
+        json.as_object_mut().unwrap().remove("agents");
+        let old: Status = serde_json::from_value(json).unwrap();
+        assert!(old.agents.is_empty());
     }
 
     fn rejected_in_step(reason: &str) -> Vec<Command> {

@@ -1054,6 +1054,7 @@ mod tests {
                 at: Utc::now(),
                 note: String::new(),
                 sites: BTreeMap::new(),
+                failback_eligible_at: None,
             },
         }
     }

@@ -102,6 +102,8 @@ fn site1_down_evidence() -> Evidence {
         last_at: t(3, 0, 19),
         fresh: true,
         error: Some(ErrorClass::Timeout),
+        http_status: None,
+        latency_ms: None,
     };
     let mut sites = BTreeMap::new();
     sites.insert(
@@ -130,6 +132,7 @@ fn site1_down_evidence() -> Evidence {
         at: t(3, 0, 20),
         note: "a quorum of observers outside site1 sees imap Down on every server".into(),
         sites,
+        failback_eligible_at: None,
     }
 }
 

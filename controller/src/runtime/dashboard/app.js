@@ -1,52 +1,19 @@
 // sitewarden dashboard. Polls the operator API every 2 s with the token from sessionStorage.
-// Every value from the API reaches the page through textContent (see el()); nothing is ever
-// parsed as HTML, so site names, reasons and alert texts cannot inject markup.
+// Every value from the API reaches the page through textContent (see el() in panels.js);
+// nothing is ever parsed as HTML, so site names, reasons and alert texts cannot inject markup.
+// The panels beyond sites, names, DAGs and overrides are drawn by panels.js.
 'use strict';
 
 (() => {
+  const P = window.sitewarden;
   const TOKEN_KEY = 'sitewarden.token';
   const POLL_MS = 2000;
-  const TIMELINE_KEPT = 150;
-  const VERDICTS = ['up', 'degraded', 'down', 'unknown'];
-  const TIMELINE_KINDS = new Set([
-    'decision', 'verdict', 'dag_active_site', 'override', 'override_rejected',
-    'override_expired', 'leadership', 'alert', 'apply_applied', 'apply_failed', 'apply_refused',
-  ]);
+  const { el, str, time, verdictWord } = P;
 
   const $ = (id) => document.getElementById(id);
   let token = null;
   let role = null;
   let timer = null;
-  let timeline = [];
-
-  /** An element with a class and text content (never HTML). */
-  function el(tag, className, text) {
-    const e = document.createElement(tag);
-    if (className) e.className = className;
-    if (text !== undefined && text !== null) e.textContent = String(text);
-    return e;
-  }
-
-  function verdictWord(v) {
-    return VERDICTS.includes(v) ? v : 'unknown';
-  }
-
-  function str(v) {
-    if (v === null || v === undefined) return '-';
-    return typeof v === 'string' ? v : JSON.stringify(v);
-  }
-
-  function time(t) {
-    if (!t) return '-';
-    const d = new Date(t);
-    if (isNaN(d)) return '-';
-    return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
-  }
-
-  function clock(t) {
-    const d = new Date(t);
-    return isNaN(d) ? '-' : d.toISOString().slice(11, 19);
-  }
 
   function ago(t) {
     const d = new Date(t);
@@ -147,7 +114,9 @@
     try {
       const [status, hist] = await Promise.all([
         api('/api/v1/status'),
-        api('/api/v1/history?since=1h&limit=200').catch((e) => {
+        // The history's default view: the acting leader's records and both controllers'
+        // leadership changes, newest first; no standby, edge or webhook records.
+        api(P.timelineQuery).catch((e) => {
           if (e.status === 401) throw e;
           return null;
         }),
@@ -190,15 +159,23 @@
 
   function render(s, hist) {
     const l = s.leader || {};
+    // The leader's epoch; a standby that predates `leader_epoch` knows only its own (none).
+    const epoch = l.leader_epoch !== null && l.leader_epoch !== undefined ? l.leader_epoch : l.epoch;
     $('leader').textContent = 'leader ' + str(l.leader) +
-      (l.epoch !== null && l.epoch !== undefined ? ' · epoch ' + l.epoch : '') +
+      (epoch !== null && epoch !== undefined ? ' · epoch ' + epoch : '') +
       ' · answered by ' + str(l.controller) + ' (' + str(l.role) + ') · ' + time(s.at);
     const overrides = s.overrides || { pins: {}, drains: {}, freezes: {} };
+    const incidents = P.incidents(s);
+    $('incidents').replaceChildren(...incidents);
+    $('incidents').hidden = !incidents.length;
     renderSites(s.sites || [], overrides);
     renderNamespaces(s.namespaces || []);
+    $('servers').replaceChildren(...P.servers(s.sites || [], s.at));
+    $('agents').replaceChildren(...P.agents(s.agents));
+    $('controllers').replaceChildren(...P.controllers(s));
     renderDags(s.dags || []);
     renderOverrides(overrides);
-    addToTimeline(s.recent || [], hist ? hist.records || [] : []);
+    $('timeline').replaceChildren(...P.timeline(hist, s.recent));
   }
 
   function renderSites(sites, overrides) {
@@ -382,100 +359,6 @@
           endpoint: 'create', hold: true, body: { action: 'freeze' },
         }), true));
     }
-  }
-
-  // ---- timeline ----------------------------------------------------------------------------
-
-  function actionWords(a) {
-    if (!a) return '-';
-    const until = a.expires ? ' until ' + time(a.expires) : '';
-    const scope = (s) => (s && typeof s === 'object' && s.namespace ? s.namespace : 'every namespace');
-    switch (a.action) {
-      case 'pin': return 'pin ' + a.namespace + ' to ' + a.target + until;
-      case 'drain': return 'drain ' + a.site + until;
-      case 'freeze': return 'freeze ' + scope(a.scope) + until;
-      case 'failback': return 'fail back ' + a.namespace;
-      case 'release': {
-        const w = a.what || {};
-        if (w.kind === 'pin') return 'release the pin on ' + w.namespace;
-        if (w.kind === 'drain') return 'release the drain of ' + w.site;
-        return 'release the freeze of ' + scope(w.scope);
-      }
-      default: return str(a);
-    }
-  }
-
-  function summary(e) {
-    switch (e.kind) {
-      case 'decision': {
-        const ev = e.evidence || {};
-        return e.namespace + ': ' + str(e.from) + ' → ' + str(e.to) + ' (' + str(ev.rule) + ': ' + str(ev.note) + ')';
-      }
-      case 'verdict': return 'site ' + e.site + ': ' + e.from + ' → ' + e.to;
-      case 'dag_active_site': return 'DAG ' + e.dag + ': active site ' + str(e.from) + ' → ' + str(e.to);
-      case 'override': return actionWords(e.action) + ' by ' + e.who + ': ' + e.why;
-      case 'override_rejected': {
-        const r = e.request || {};
-        return 'refused ' + actionWords(r.action) + ' by ' + r.who + ': ' + e.reason;
-      }
-      case 'override_expired': return 'expired: ' + e.what;
-      case 'leadership': return (e.is_leader ? 'became leader' : 'stopped leading') + ' (epoch ' + e.epoch + ')';
-      case 'alert': {
-        const a = e.alert || {};
-        return '[' + a.severity + '] ' + a.subject + ': ' + a.text;
-      }
-      default: return (e.namespace ? e.namespace + ' ' : '') + (e.target ? '→ ' + e.target + ' ' : '') +
-        (e.why ? '(' + e.why + ')' : '');
-    }
-  }
-
-  function tone(e) {
-    if (e.kind === 'verdict') {
-      return { up: 't-good', degraded: 't-warn', down: 't-bad' }[e.to] || '';
-    }
-    if (e.kind === 'alert') {
-      const s = (e.alert || {}).severity;
-      return s === 'critical' ? 't-bad' : s === 'warning' ? 't-warn' : '';
-    }
-    if (e.kind === 'override_rejected' || e.kind === 'apply_failed') return 't-bad';
-    if (e.kind === 'override' || e.kind === 'override_expired') return 't-warn';
-    if (e.kind === 'apply_applied') return 't-good';
-    return '';
-  }
-
-  function addToTimeline(recent, records) {
-    const incoming = [];
-    // Events of one engine step share a time: their order within it is the order they were
-    // made in (the history's seq, the status's list order), newest first on the page.
-    recent.forEach((r, i) => {
-      if (r && r.event) incoming.push({ at: r.at, event: r.event, o: i });
-    });
-    for (const r of records) {
-      // Both controllers record what their engines decide; the leader's copy is the one.
-      if (!r || !r.event || r.role !== 'leader') continue;
-      incoming.push({ at: r.event.engine_at || r.at, event: r.event, o: r.seq || 0 });
-    }
-    for (const item of incoming) {
-      const e = item.event;
-      if (!TIMELINE_KINDS.has(e.kind)) continue;
-      const text = summary(e);
-      const t = new Date(item.at).getTime();
-      if (isNaN(t)) continue;
-      const dup = timeline.some((x) => x.kind === e.kind && x.text === text && Math.abs(x.t - t) < 5000);
-      if (!dup) timeline.push({ t, o: item.o, kind: e.kind, text, tone: tone(e) });
-    }
-    timeline.sort((a, b) => (b.t - a.t) || (b.o - a.o));
-    timeline = timeline.slice(0, TIMELINE_KEPT);
-    const items = timeline.map((x) => {
-      const li = el('li', x.tone || null);
-      li.dataset.kind = x.kind;
-      const at = el('span', 'at', clock(x.t));
-      at.title = time(x.t);
-      li.append(at, el('span', 'kind', x.kind.replace(/_/g, ' ')), el('span', 'text', x.text));
-      return li;
-    });
-    if (!items.length) items.push(el('li', 'muted', 'nothing in the last hour'));
-    $('timeline').replaceChildren(...items);
   }
 
   // ---- override dialog ---------------------------------------------------------------------
