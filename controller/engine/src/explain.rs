@@ -9,7 +9,7 @@ use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use sitewarden_contract::SiteId;
+use sitewarden_contract::{DnsName, SiteId};
 
 use super::evidence::{ComponentEvidence, ObserverEvidence, SiteEvidence};
 use super::namespace::{Decision, Pending};
@@ -81,11 +81,11 @@ pub fn site_evidence(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Explanation {
     /// The managed name.
-    pub namespace: String,
+    pub namespace: DnsName,
     /// Engine time of the explanation.
     pub at: Option<DateTime<Utc>>,
     /// What the record holds.
-    pub current: Option<String>,
+    pub current: Option<DnsName>,
     /// A change issued and not yet confirmed.
     pub pending: Option<Pending>,
     /// An active pin.

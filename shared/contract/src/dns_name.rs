@@ -97,6 +97,15 @@ impl fmt::Display for DnsName {
     }
 }
 
+/// Reads as the normalised string, so `&DnsName` goes wherever a `&str` is read; the reverse
+/// always goes through [`DnsName::new`].
+impl std::ops::Deref for DnsName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for DnsName {
     fn as_ref(&self) -> &str {
         &self.0
