@@ -45,7 +45,8 @@ pub enum DnsNameError {
     BadChar(char),
 }
 
-/// A managed name or target: validated, lowercase, without a trailing dot.
+/// A managed name or target: validated, lowercase, without a trailing dot. Read in any case,
+/// with or without a trailing dot; always written lowercase without one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(transparent)]
 #[schemars(transparent)]
