@@ -1070,6 +1070,26 @@ mod tests {
 
     const NAME: &str = "mail.example.com";
 
+    #[test]
+    fn record_content_is_read_as_a_lowercase_name_and_a_non_name_is_a_read_error() {
+        let name: DnsName = NAME.parse().unwrap();
+        let holding = |c: Option<&str>| RecordState {
+            content: c.map(str::to_owned),
+            ..RecordState::default()
+        };
+        assert_eq!(record_content(&name, &holding(None)), Ok(None));
+        assert_eq!(
+            record_content(&name, &holding(Some("Mail-Site2.Example.com."))),
+            Ok(Some("mail-site2.example.com".parse().unwrap()))
+        );
+        let e = record_content(&name, &holding(Some("not a name"))).unwrap_err();
+        assert!(!e.is_retryable(), "{e}");
+        assert!(
+            e.to_string().contains(NAME) && e.to_string().contains("\"not a name\""),
+            "{e}"
+        );
+    }
+
     fn set(target: &str, generation: u64) -> SetRecord {
         SetRecord {
             namespace: NAME.parse().unwrap(),
