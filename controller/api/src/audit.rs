@@ -18,6 +18,7 @@
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use sitewarden_contract::DnsName;
 use sitewarden_engine::{Alert, EdgeNotice, Epoch, Evidence, Generation, Rule};
 
 /// One audit record as stored in the stream and served by the history.
@@ -151,9 +152,9 @@ pub enum RuntimeEvent {
     /// A record change is about to be written: stored before the provider write.
     Intent {
         /// The managed name.
-        namespace: String,
+        namespace: DnsName,
         /// The new CNAME content.
-        target: String,
+        target: DnsName,
         /// The change's generation.
         generation: Generation,
         /// The rule that decided it.
@@ -164,9 +165,9 @@ pub enum RuntimeEvent {
     /// Dry run: the change the applier would have written.
     WouldApply {
         /// The managed name.
-        namespace: String,
+        namespace: DnsName,
         /// The new CNAME content.
-        target: String,
+        target: DnsName,
         /// The change's generation.
         generation: Generation,
         /// The rule that decided it.
@@ -229,10 +230,10 @@ pub enum RuntimeEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Settlement {
     /// The managed name.
-    pub namespace: String,
+    pub namespace: DnsName,
     /// The change's target (absent when the applier did not get as far as reading it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
+    pub target: Option<DnsName>,
     /// The change's generation.
     pub generation: Generation,
     /// What the provider answered, or why nothing was written.
@@ -247,9 +248,9 @@ pub struct Settlement {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct IntentSettlement {
     /// The managed name.
-    pub namespace: String,
+    pub namespace: DnsName,
     /// The intent's target.
-    pub target: String,
+    pub target: DnsName,
     /// The intent's generation.
     pub generation: Generation,
     /// The epoch of the leader that stored the intent.

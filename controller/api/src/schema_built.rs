@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sitewarden_contract::{AgentId, SiteId};
+use sitewarden_contract::{AgentId, DnsName, SiteId};
 use sitewarden_engine::intake::RejectCause;
 use sitewarden_engine::{
     Alert, AlertKind, Audit, AuditEvent as Engine, CallStats, Command, EdgeNotice, Epoch, Evidence,
@@ -23,6 +23,10 @@ fn at(s: &str) -> DateTime<Utc> {
 
 fn site(s: &str) -> SiteId {
     SiteId::new(s).unwrap()
+}
+
+fn dns(s: &str) -> DnsName {
+    DnsName::new(s).unwrap()
 }
 
 const NAME: &str = "mail.example.com";
@@ -81,11 +85,11 @@ fn notice() -> EdgeNotice {
 /// Every override action, a release of every override among them.
 fn overrides() -> Vec<Engine> {
     let expires = Some(at("2026-11-24T07:00:12Z"));
-    let ns = || NAME.to_owned();
+    let ns = || dns(NAME);
     [
         OverrideAction::Pin {
             namespace: ns(),
-            target: TARGET.to_owned(),
+            target: dns(TARGET),
             expires,
         },
         OverrideAction::Drain {
@@ -130,7 +134,7 @@ fn provider_reports() -> Vec<Engine> {
         elapsed_ms: 1200,
     };
     let failed = |class| ProviderReport::Failed {
-        namespace: NAME.to_owned(),
+        namespace: dns(NAME),
         generation: Generation(42),
         error: "HTTP 503 from the provider".to_owned(),
         class,
@@ -157,31 +161,31 @@ fn provider_reports() -> Vec<Engine> {
     let mut reports: Vec<ProviderReport> = classes.into_iter().map(failed).collect();
     reports.extend([
         ProviderReport::Current {
-            namespace: NAME.to_owned(),
-            target: Some(TARGET.to_owned()),
+            namespace: dns(NAME),
+            target: Some(dns(TARGET)),
             generation: Some(Generation(41)),
-            written: Some("mail-rr.example.com".to_owned()),
+            written: Some(dns("mail-rr.example.com")),
         },
         ProviderReport::Current {
-            namespace: NAME.to_owned(),
+            namespace: dns(NAME),
             target: None,
             generation: None,
             written: None,
         },
         ProviderReport::Applied {
-            namespace: NAME.to_owned(),
+            namespace: dns(NAME),
             generation: Generation(42),
             calls,
         },
         ProviderReport::Propagation {
-            namespace: NAME.to_owned(),
-            target: TARGET.to_owned(),
+            namespace: dns(NAME),
+            target: dns(TARGET),
             converged: false,
             elapsed_ms: 30_000,
             laggards: vec!["ns2.example.net answers mail-rr.example.com".to_owned()],
         },
         ProviderReport::TargetCheck {
-            target: TARGET.to_owned(),
+            target: dns(TARGET),
             problem: Some("NXDOMAIN".to_owned()),
         },
     ]);
@@ -191,8 +195,8 @@ fn provider_reports() -> Vec<Engine> {
 /// Every command, as a standby records it.
 fn standby_commands() -> Vec<Engine> {
     let set_record = SetRecord {
-        namespace: NAME.to_owned(),
-        target: TARGET.to_owned(),
+        namespace: dns(NAME),
+        target: dns(TARGET),
         ttl_secs: 60,
         reason: Rule::MoveAwayFromDown,
         generation: Generation(42),
@@ -222,13 +226,13 @@ fn standby_commands() -> Vec<Engine> {
 fn engine_events() -> Vec<Engine> {
     let mut events = vec![
         Engine::Decision {
-            namespace: NAME.to_owned(),
-            from: Some("mail-rr.example.com".to_owned()),
-            to: Some(TARGET.to_owned()),
+            namespace: dns(NAME),
+            from: Some(dns("mail-rr.example.com")),
+            to: Some(dns(TARGET)),
             evidence: evidence(Rule::MoveAwayFromDown),
         },
         Engine::Decision {
-            namespace: NAME.to_owned(),
+            namespace: dns(NAME),
             from: None,
             to: None,
             evidence: evidence(Rule::AwaitingRecord),
@@ -247,7 +251,7 @@ fn engine_events() -> Vec<Engine> {
         Engine::OverrideRejected {
             request: request(
                 OverrideAction::Failback {
-                    namespace: NAME.to_owned(),
+                    namespace: dns(NAME),
                 },
                 false,
             ),
@@ -274,30 +278,30 @@ fn engine_events() -> Vec<Engine> {
 /// Every event the runtime writes.
 fn runtime_events() -> Vec<RuntimeEvent> {
     let settlement = |target: Option<&str>, outcome: Option<&str>, why: Option<&str>| Settlement {
-        namespace: NAME.to_owned(),
-        target: target.map(str::to_owned),
+        namespace: dns(NAME),
+        target: target.map(dns),
         generation: Generation(42),
         outcome: outcome.map(str::to_owned),
         why: why.map(str::to_owned),
     };
     let intent = IntentSettlement {
-        namespace: NAME.to_owned(),
-        target: TARGET.to_owned(),
+        namespace: dns(NAME),
+        target: dns(TARGET),
         generation: Generation(42),
         intent_epoch: Epoch(6),
         why: "the record carries epoch 6's marker for generation 42".to_owned(),
     };
     vec![
         RuntimeEvent::Intent {
-            namespace: NAME.to_owned(),
-            target: TARGET.to_owned(),
+            namespace: dns(NAME),
+            target: dns(TARGET),
             generation: Generation(42),
             reason: Rule::Failback,
             evidence: evidence(Rule::Failback),
         },
         RuntimeEvent::WouldApply {
-            namespace: NAME.to_owned(),
-            target: TARGET.to_owned(),
+            namespace: dns(NAME),
+            target: dns(TARGET),
             generation: Generation(42),
             reason: Rule::Pinned,
         },

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditRecord, RecentEvent};
-use sitewarden_contract::{AgentId, SiteId};
+use sitewarden_contract::{AgentId, DnsName, SiteId};
 use sitewarden_engine::Explanation;
 use sitewarden_engine::evidence::SiteEvidence;
 use sitewarden_engine::overrides::Overrides;
@@ -137,19 +137,19 @@ pub struct SiteStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceStatus {
     /// The managed name.
-    pub name: String,
+    pub name: DnsName,
     /// Its targets, most preferred first.
     #[serde(default)]
-    pub targets: Vec<String>,
+    pub targets: Vec<DnsName>,
     /// The most preferred target.
     #[serde(default)]
-    pub preferred: Option<String>,
+    pub preferred: Option<DnsName>,
     /// What the record holds.
     #[serde(default)]
-    pub current: Option<String>,
+    pub current: Option<DnsName>,
     /// Where the engine wants it (the pending or decided target, else the current one).
     #[serde(default)]
-    pub desired: Option<String>,
+    pub desired: Option<DnsName>,
     /// Why: the engine's whole explanation.
     pub explanation: Explanation,
 }

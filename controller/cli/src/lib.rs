@@ -33,7 +33,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 use sitewarden_api::wire::{CreateOverride, ReleaseOverride};
 use sitewarden_api::wire::{ExplainAnswer, HistoryAnswer, Status};
-use sitewarden_contract::terminal;
+use sitewarden_contract::{DnsName, terminal};
 use sitewarden_engine::OverrideRequest;
 
 use client::{Answer, Client};
@@ -151,7 +151,7 @@ pub enum Command {
     /// Why a managed name points where it does.
     Explain {
         /// The managed name, e.g. mail.example.com.
-        name: String,
+        name: DnsName,
     },
     /// Decisions, verdicts, overrides and alerts from the audit trail.
     History {
@@ -187,9 +187,9 @@ pub enum Command {
     /// Hold a managed name on one of its targets, whatever the verdicts say.
     Pin {
         /// The managed name.
-        name: String,
+        name: DnsName,
         /// One of its configured targets.
-        target: String,
+        target: DnsName,
         /// How long it holds and why.
         #[command(flatten)]
         hold: Hold,
@@ -205,7 +205,7 @@ pub enum Command {
     /// Stop automatic changes of one name, or of every name when none is given.
     Freeze {
         /// The managed name (default: every name).
-        name: Option<String>,
+        name: Option<DnsName>,
         /// How long it holds and why.
         #[command(flatten)]
         hold: Hold,
@@ -213,7 +213,7 @@ pub enum Command {
     /// Move a name back to its most preferred healthy target now (manual failback).
     Failback {
         /// The managed name.
-        name: String,
+        name: DnsName,
         /// Why (audited).
         #[command(flatten)]
         reason: Reason,
@@ -236,7 +236,7 @@ pub enum Release {
     /// The pin on a name.
     Pin {
         /// The managed name.
-        name: String,
+        name: DnsName,
         /// Why (audited).
         #[command(flatten)]
         reason: Reason,
@@ -252,7 +252,7 @@ pub enum Release {
     /// The freeze of one name, or of every name when none is given.
     Freeze {
         /// The managed name (default: the freeze of every name).
-        name: Option<String>,
+        name: Option<DnsName>,
         /// Why (audited).
         #[command(flatten)]
         reason: Reason,
@@ -321,16 +321,16 @@ fn history_since(since: &str) -> Result<(), Failure> {
 /// The request body of an override command, or `None` for a read.
 fn write_body(command: &Command) -> Result<Option<(&'static str, Value)>, Failure> {
     let create = |action: &str,
-                  namespace: Option<&String>,
-                  target: Option<&String>,
+                  namespace: Option<&DnsName>,
+                  target: Option<&DnsName>,
                   site: Option<&String>,
                   hold: Option<&Hold>,
                   why: &str|
      -> Result<(&'static str, Value), Failure> {
         let body = CreateOverride {
             action: action.to_owned(),
-            namespace: namespace.cloned(),
-            target: target.cloned(),
+            namespace: namespace.map(DnsName::to_string),
+            target: target.map(DnsName::to_string),
             site: site.cloned(),
             for_: hold.map(|h| hold_for(&h.for_)).transpose()?.flatten(),
             reason: reason(why)?,
@@ -338,10 +338,10 @@ fn write_body(command: &Command) -> Result<Option<(&'static str, Value)>, Failur
         };
         Ok(("overrides", to_value(&body)))
     };
-    let release = |kind: &str, subject: Option<&String>, why: &str| {
+    let release = |kind: &str, subject: Option<&str>, why: &str| {
         let body = ReleaseOverride {
             kind: kind.to_owned(),
-            subject: subject.cloned(),
+            subject: subject.map(str::to_owned),
             reason: reason(why)?,
         };
         Ok::<_, Failure>(("release", to_value(&body)))
@@ -372,7 +372,7 @@ fn write_body(command: &Command) -> Result<Option<(&'static str, Value)>, Failur
         Command::Release { what } => match what {
             Release::Pin { name, reason: r } => release("pin", Some(name), &r.reason)?,
             Release::Drain { site, reason: r } => release("drain", Some(site), &r.reason)?,
-            Release::Freeze { name, reason: r } => release("freeze", name.as_ref(), &r.reason)?,
+            Release::Freeze { name, reason: r } => release("freeze", name.as_deref(), &r.reason)?,
         },
         _ => return Ok(None),
     }))
@@ -565,6 +565,36 @@ mod tests {
         assert_eq!(write_body(&cli.command).unwrap_err().exit, Exit::Usage);
         let cli = parse(&["drain", "site1", "--for", "soon", "--reason", "x"]).unwrap();
         assert_eq!(write_body(&cli.command).unwrap_err().exit, Exit::Usage);
+    }
+
+    #[test]
+    fn names_are_checked_and_lowercased_before_sending_and_a_non_name_exits_2() {
+        let cli = parse(&[
+            "pin",
+            "Mail.Example.COM.",
+            "MAIL-site2.example.com",
+            "--reason",
+            "x",
+        ])
+        .unwrap();
+        let (_, body) = write_body(&cli.command).unwrap().unwrap();
+        assert_eq!(body["namespace"], "mail.example.com");
+        assert_eq!(body["target"], "mail-site2.example.com");
+        for args in [
+            &[
+                "pin",
+                "mail example.com",
+                "mail-site2.example.com",
+                "--reason",
+                "x",
+            ][..],
+            &["explain", "mail/example"],
+            &["release", "pin", "a..b", "--reason", "x"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.to_string().contains("mail.example.com"), "{args:?}: {e}");
+        }
     }
 
     #[test]

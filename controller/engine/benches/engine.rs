@@ -121,8 +121,8 @@ fn warmed(engine: &Engine, rounds: u64) -> State {
         &mut state,
         now,
         &Input::Provider(ProviderReport::Current {
-            namespace: "mail.example.com".into(),
-            target: Some("mail-rr.example.com".into()),
+            namespace: "mail.example.com".parse().unwrap(),
+            target: Some("mail-rr.example.com".parse().unwrap()),
             generation: Some(Generation(0)),
             written: None,
         }),

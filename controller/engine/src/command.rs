@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sitewarden_contract::{AgentId, SiteId};
+use sitewarden_contract::{AgentId, DnsName, SiteId};
 
 use super::evidence::{Evidence, Rule};
 use super::input::{OverrideRequest, ProviderReport};
@@ -35,9 +35,9 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SetRecord {
     /// The managed name.
-    pub namespace: String,
+    pub namespace: DnsName,
     /// The new CNAME content.
-    pub target: String,
+    pub target: DnsName,
     /// TTL in seconds.
     pub ttl_secs: u64,
     /// The rule that decided it.
@@ -176,11 +176,11 @@ pub enum AuditEvent {
     /// A namespace's decision changed (a move, or a new reason to stay).
     Decision {
         /// The managed name.
-        namespace: String,
+        namespace: DnsName,
         /// Where it pointed.
-        from: Option<String>,
+        from: Option<DnsName>,
         /// Where it points now (same as `from` when staying).
-        to: Option<String>,
+        to: Option<DnsName>,
         /// Why.
         evidence: Evidence,
     },

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use sitewarden_contract::SiteId;
+use sitewarden_contract::{DnsName, SiteId};
 
 use super::command::{Alert, AlertKind, Audit, AuditEvent, Command, SetRecord, Severity};
 use super::evidence::{Evidence, Rule};
@@ -105,7 +105,7 @@ impl Engine {
         &self,
         state: &mut State,
         now: DateTime<Utc>,
-        name: &str,
+        name: &DnsName,
         plan: Plan,
         out: &mut Vec<Command>,
     ) {
@@ -116,7 +116,7 @@ impl Engine {
             return;
         };
         let plan = held_back(plan, ns.retry.as_ref(), now);
-        let from = ns.effective().map(str::to_owned);
+        let from = ns.effective().cloned();
         let to = plan.to.clone().or_else(|| from.clone());
         let new_decision = ns.decision.as_ref().is_none_or(|d| {
             d.evidence.rule != plan.rule
@@ -146,7 +146,7 @@ impl Engine {
             out.push(Command::Alert(Alert {
                 severity: Severity::Info,
                 kind: AlertKind::DnsDecided,
-                subject: name.to_owned(),
+                subject: name.to_string(),
                 text: format!(
                     "{name}: moving from {} to {target} ({}; generation {generation}, epoch {})",
                     from.as_deref().unwrap_or("nothing"),
@@ -156,7 +156,7 @@ impl Engine {
                 evidence: Some(evidence.clone()),
             }));
             out.push(Command::SetRecord(SetRecord {
-                namespace: name.to_owned(),
+                namespace: name.clone(),
                 target: target.clone(),
                 ttl_secs: cfg.ttl.as_secs(),
                 reason: plan.rule,
@@ -188,14 +188,14 @@ impl Engine {
                 Some(a) => out.push(Command::Alert(Alert {
                     severity: a.severity,
                     kind: a.kind,
-                    subject: name.to_owned(),
+                    subject: name.to_string(),
                     text: format!("{name}: {}", plan.note),
                     evidence: Some(evidence.clone()),
                 })),
                 None if ns.alert.is_some() => out.push(Command::Alert(Alert {
                     severity: Severity::Info,
                     kind: AlertKind::Resolved,
-                    subject: name.to_owned(),
+                    subject: name.to_string(),
                     text: format!("{name}: resolved; {}", plan.note),
                     evidence: Some(evidence.clone()),
                 })),
@@ -207,7 +207,7 @@ impl Engine {
             out.push(Command::Audit(Audit {
                 at: now,
                 event: AuditEvent::Decision {
-                    namespace: name.to_owned(),
+                    namespace: name.clone(),
                     from: from.clone(),
                     to: to.clone(),
                     evidence: evidence.clone(),
@@ -286,7 +286,7 @@ impl Engine {
         // An operator acting on a name hands it back to sitewarden: what the record holds now
         // becomes the starting point, and a failed change may be tried at once.
         if let Some(name) = req.action.namespace()
-            && let Some(ns) = state.namespaces.get_mut(&name.to_ascii_lowercase())
+            && let Some(ns) = state.namespaces.get_mut(name)
         {
             if ns.drift.take().is_some()
                 && let Some((Some(content), Some(g))) = ns.seen.clone()
@@ -346,11 +346,8 @@ impl Engine {
             OverrideAction::Pin {
                 namespace, target, ..
             } => {
-                let cfg = self
-                    .config
-                    .namespaces
-                    .get(&namespace.to_ascii_lowercase())?;
-                let sites = cfg.sites_of(&target.to_ascii_lowercase())?;
+                let cfg = self.config.namespaces.get(namespace)?;
+                let sites = cfg.sites_of(target)?;
                 let why: Vec<String> = sites.iter().filter_map(|s| not_serving(s, None)).collect();
                 (!why.is_empty()).then(|| {
                     format!(
@@ -365,10 +362,7 @@ impl Engine {
                     .namespaces
                     .iter()
                     .filter(|(name, cfg)| {
-                        let current = state
-                            .namespaces
-                            .get(*name)
-                            .and_then(|n| n.current.as_deref());
+                        let current = state.namespaces.get(*name).and_then(|n| n.current.as_ref());
                         let on_site = current
                             .and_then(|c| cfg.sites_of(c))
                             .is_some_and(|s| s.contains(site));

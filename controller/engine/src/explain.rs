@@ -9,7 +9,7 @@ use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use sitewarden_contract::SiteId;
+use sitewarden_contract::{DnsName, SiteId};
 
 use super::evidence::{ComponentEvidence, ObserverEvidence, SiteEvidence};
 use super::namespace::{Decision, NamespaceState, Pending, Unroutable, unroutable};
@@ -87,9 +87,9 @@ pub fn site_evidence(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OffPreferred {
     /// The most preferred candidate.
-    pub preferred: String,
+    pub preferred: DnsName,
     /// Where the name points, or is about to (a pending change's target).
-    pub target: String,
+    pub target: DnsName,
     /// Since when it has pointed there: the time of the change this engine decided. `None` when
     /// this engine did not make that change (the record already held it when this controller
     /// started, or someone else wrote it).
@@ -114,17 +114,17 @@ pub fn off_preferred(
 ) -> Option<OffPreferred> {
     let preferred = candidates.first()?;
     let target = ns.effective()?;
-    if target == preferred.target {
+    if *target == preferred.target {
         return None;
     }
     let since = ns
         .last_change
         .as_ref()
-        .filter(|c| c.to.as_deref() == Some(target))
+        .filter(|c| c.to.as_ref() == Some(target))
         .map(|c| c.evidence.at);
     Some(OffPreferred {
         preferred: preferred.target.clone(),
-        target: target.to_owned(),
+        target: target.clone(),
         since,
         unroutable: unroutable(&state.sites, &state.overrides, &preferred.requires),
         failback_eligible_at: ns
@@ -138,11 +138,11 @@ pub fn off_preferred(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Explanation {
     /// The managed name.
-    pub namespace: String,
+    pub namespace: DnsName,
     /// Engine time of the explanation.
     pub at: Option<DateTime<Utc>>,
     /// What the record holds.
-    pub current: Option<String>,
+    pub current: Option<DnsName>,
     /// A change issued and not yet confirmed.
     pub pending: Option<Pending>,
     /// An active pin.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use sitewarden_contract::SiteId;
+use sitewarden_contract::{DnsName, SiteId};
 
 use super::command::{AlertKind, Severity};
 use super::evidence::Rule;
@@ -21,18 +21,14 @@ pub(super) fn follow(
     ns: &NamespaceState,
     w: &World<'_>,
     dag: &str,
-    targets: &BTreeMap<SiteId, String>,
+    targets: &BTreeMap<SiteId, DnsName>,
 ) -> Plan {
     let active = w.dags.get(dag).and_then(|d| d.active_site.as_ref());
     let active_target = active.and_then(|a| targets.get(a).map(|t| (a, t)));
     let Some(cur) = ns.effective() else {
         return super::namespace::unread(name, w);
     };
-    let Some(cur_site) = targets
-        .iter()
-        .find(|(_, t)| t.as_str() == cur)
-        .map(|(s, _)| s)
-    else {
+    let Some(cur_site) = targets.iter().find(|(_, t)| *t == cur).map(|(s, _)| s) else {
         return alerting(
             Rule::Drift,
             Severity::Warning,

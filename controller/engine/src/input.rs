@@ -8,7 +8,7 @@ use crate::order::{Epoch, Generation};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sitewarden_contract::{DbCopySnapshot, Heartbeat, Observation, SiteId};
+use sitewarden_contract::{DbCopySnapshot, DnsName, Heartbeat, Observation, SiteId};
 
 /// One input to the engine.
 ///
@@ -102,9 +102,9 @@ pub enum OverrideAction {
     /// Point `namespace` at `target` whatever the verdicts say, until `expires` or a release.
     Pin {
         /// The managed name.
-        namespace: String,
+        namespace: DnsName,
         /// One of the namespace's configured targets.
-        target: String,
+        target: DnsName,
         /// When the pin lapses by itself.
         expires: Option<DateTime<Utc>>,
     },
@@ -130,7 +130,7 @@ pub enum OverrideAction {
     /// Move `namespace` back to its most preferred Up candidate now (manual failback).
     Failback {
         /// The managed name.
-        namespace: String,
+        namespace: DnsName,
     },
 }
 
@@ -164,7 +164,7 @@ pub enum FreezeScope {
     /// Every namespace.
     All,
     /// One namespace.
-    Namespace(String),
+    Namespace(DnsName),
 }
 
 /// Which override a release removes.
@@ -174,7 +174,7 @@ pub enum ReleaseTarget {
     /// The pin on a namespace.
     Pin {
         /// The managed name.
-        namespace: String,
+        namespace: DnsName,
     },
     /// The drain of a site.
     Drain {
@@ -196,20 +196,20 @@ pub enum ProviderReport {
     /// when our ownership marker says so.
     Current {
         /// The managed name.
-        namespace: String,
+        namespace: DnsName,
         /// The CNAME content.
-        target: Option<String>,
+        target: Option<DnsName>,
         /// Generation from our marker, if the record carries one.
         generation: Option<Generation>,
         /// What sitewarden's own books say that marker's generation wrote (`None`: no book for
         /// that generation). A record whose content differs was edited outside sitewarden.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        written: Option<String>,
+        written: Option<DnsName>,
     },
     /// A `SetRecord` of `generation` was applied and verified.
     Applied {
         /// The managed name.
-        namespace: String,
+        namespace: DnsName,
         /// The generation applied.
         generation: Generation,
         /// What the provider's API took to do it.
@@ -219,7 +219,7 @@ pub enum ProviderReport {
     /// A `SetRecord` of `generation` failed.
     Failed {
         /// The managed name.
-        namespace: String,
+        namespace: DnsName,
         /// The generation that failed.
         generation: Generation,
         /// The provider's error, for the alert.
@@ -234,9 +234,9 @@ pub enum ProviderReport {
     /// How an applied change reached the zone's authoritative servers.
     Propagation {
         /// The managed name.
-        namespace: String,
+        namespace: DnsName,
         /// The target that was applied.
-        target: String,
+        target: DnsName,
         /// Every watched server answers the target.
         converged: bool,
         /// Time from the apply until convergence, or until the watch gave up.
@@ -248,7 +248,7 @@ pub enum ProviderReport {
     /// Whether a candidate target resolves (`problem: None`: it does).
     TargetCheck {
         /// The candidate target.
-        target: String,
+        target: DnsName,
         /// Why it does not resolve.
         problem: Option<String>,
     },

@@ -42,7 +42,7 @@ mod wake;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sitewarden_contract::{ServerId, SiteId};
+use sitewarden_contract::{DnsName, ServerId, SiteId};
 
 pub use command::{Alert, AlertKind, Audit, AuditEvent, Command, EdgeNotice, SetRecord, Severity};
 pub use evidence::{Evidence, Rule};
@@ -198,10 +198,10 @@ impl Engine {
     }
 
     /// Explains where `namespace` points and why, with live evidence for its sites.
-    pub fn explain(&self, state: &State, namespace: &str) -> Option<Explanation> {
-        let name = namespace.to_ascii_lowercase();
-        let cfg = self.config.namespaces.get(&name)?;
-        let ns = state.namespaces.get(&name)?;
+    pub fn explain(&self, state: &State, namespace: &DnsName) -> Option<Explanation> {
+        let name = namespace;
+        let cfg = self.config.namespaces.get(name)?;
+        let ns = state.namespaces.get(name)?;
         let now = state.clock.unwrap_or_default();
         let mut sites = BTreeMap::new();
         for site in self.sites_of_namespace(cfg) {
@@ -214,8 +214,8 @@ impl Engine {
             at: state.clock,
             current: ns.current.clone(),
             pending: ns.pending.clone(),
-            pin: state.overrides.pins.get(&name).cloned(),
-            freeze: state.overrides.freeze_of(&name).cloned(),
+            pin: state.overrides.pins.get(name).cloned(),
+            freeze: state.overrides.freeze_of(name).cloned(),
             decision: ns.decision.clone(),
             last_change: ns.last_change.clone(),
             sites,

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use sitewarden_contract::SiteId;
+use sitewarden_contract::{DnsName, SiteId};
 
 use super::command::{AlertKind, Severity};
 use super::dag::DagState;
@@ -27,7 +27,7 @@ use crate::config::{ControllerConfig, FailbackMode, NamespaceConfig, Routing};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     /// The target asked for.
-    pub target: String,
+    pub target: DnsName,
     /// Its generation.
     pub generation: Generation,
     /// When it was issued.
@@ -38,9 +38,9 @@ pub struct Pending {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     /// Where the name pointed (or was about to) before.
-    pub from: Option<String>,
+    pub from: Option<DnsName>,
     /// Where it points after.
-    pub to: Option<String>,
+    pub to: Option<DnsName>,
     /// The rule and the facts.
     pub evidence: Evidence,
 }
@@ -49,7 +49,7 @@ pub struct Decision {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceState {
     /// What the record holds, as last reported or applied (`None`: not known yet).
-    pub current: Option<String>,
+    pub current: Option<DnsName>,
     /// A change issued and not yet confirmed.
     pub pending: Option<Pending>,
     /// When the latest change was issued (automatic or manual); starts the hold-down.
@@ -81,17 +81,17 @@ pub struct NamespaceState {
     pub propagation_slow: bool,
     /// The latest generation this engine saw applied, and the target it wrote.
     #[serde(default)]
-    pub written: Option<(Generation, String)>,
+    pub written: Option<(Generation, DnsName)>,
     /// The latest (content, marker generation) a provider reported, to tell news from repeats.
     #[serde(default)]
-    pub seen: Option<(Option<String>, Option<Generation>)>,
+    pub seen: Option<(Option<DnsName>, Option<Generation>)>,
 }
 
 /// Content found in a record that sitewarden did not write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DriftSeen {
     /// What the record holds (`None`: the record was deleted).
-    pub found: Option<String>,
+    pub found: Option<DnsName>,
     /// When it was first seen.
     pub since: DateTime<Utc>,
     /// Why it counts as drift, in words.
@@ -100,11 +100,11 @@ pub struct DriftSeen {
 
 impl NamespaceState {
     /// Where the name points or is about to point.
-    pub fn effective(&self) -> Option<&str> {
+    pub fn effective(&self) -> Option<&DnsName> {
         self.pending
             .as_ref()
-            .map(|p| p.target.as_str())
-            .or(self.current.as_deref())
+            .map(|p| &p.target)
+            .or(self.current.as_ref())
     }
 }
 
@@ -123,7 +123,7 @@ pub struct Plan {
     /// The rule that fired.
     pub rule: Rule,
     /// The new target, when the record must change.
-    pub to: Option<String>,
+    pub to: Option<DnsName>,
     /// A condition to alert on.
     pub alert: Option<PlanAlert>,
     /// One sentence.
@@ -308,10 +308,10 @@ pub(super) fn quiet_at_start(w: &World<'_>, mut plan: Plan) -> Plan {
     plan
 }
 
-pub(super) fn change(rule: Rule, to: &str, note: String) -> Plan {
+pub(super) fn change(rule: Rule, to: &DnsName, note: String) -> Plan {
     Plan {
         rule,
-        to: Some(to.to_owned()),
+        to: Some(to.clone()),
         alert: None,
         note,
         failback_eligible_at: None,
@@ -347,7 +347,7 @@ pub fn plan(
             "pinned to {} by {} ({}){forced}",
             pin.target, pin.hold.who, pin.hold.why
         );
-        let mut p = if cur == Some(pin.target.as_str()) {
+        let mut p = if cur == Some(&pin.target) {
             stay(Rule::Pinned, note)
         } else {
             change(Rule::Pinned, &pin.target, note)
@@ -514,7 +514,7 @@ fn candidates(
     let Some(cur) = ns.effective() else {
         return unread(name, w);
     };
-    let Some(ci) = list.iter().position(|c| c.target == cur) else {
+    let Some(ci) = list.iter().position(|c| &c.target == cur) else {
         if cfg.on_drift == crate::config::DriftPolicy::Enforce
             && ns.marked
             && let Some(p) = preferred.and_then(|p| list.get(p))

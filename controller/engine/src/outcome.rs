@@ -9,6 +9,7 @@
 
 use crate::order::Generation;
 use chrono::{DateTime, SecondsFormat, Utc};
+use sitewarden_contract::DnsName;
 
 use super::command::{
     Alert, AlertKind, Audit, AuditEvent, BUS_SUBJECT, Command, EVENTS_SUBJECT, Severity,
@@ -91,8 +92,8 @@ impl Engine {
                 elapsed_ms,
                 laggards,
             } => {
-                let name = namespace.to_ascii_lowercase();
-                let Some(ns) = state.namespaces.get_mut(&name) else {
+                let name = namespace;
+                let Some(ns) = state.namespaces.get_mut(name) else {
                     return;
                 };
                 if !converged && !ns.propagation_slow {
@@ -100,7 +101,7 @@ impl Engine {
                     out.push(alert(
                         AlertKind::PropagationSlow,
                         Severity::Warning,
-                        &name,
+                        name,
                         format!(
                             "{name} → {target} is not served by every authoritative server after {} s: {}",
                             elapsed_ms / 1000,
@@ -110,44 +111,41 @@ impl Engine {
                 } else if *converged && ns.propagation_slow {
                     ns.propagation_slow = false;
                     out.push(resolved(
-                        &name,
+                        name,
                         format!("{name} → {target}: every authoritative server answers it now"),
                     ));
                 }
             }
-            ProviderReport::TargetCheck { target, problem } => {
-                let target = target.to_ascii_lowercase();
-                match problem {
-                    Some(p) if state.unresolvable.get(&target) != Some(p) => {
-                        state.unresolvable.insert(target.clone(), p.clone());
-                        out.push(alert(
+            ProviderReport::TargetCheck { target, problem } => match problem {
+                Some(p) if state.unresolvable.get(target) != Some(p) => {
+                    state.unresolvable.insert(target.clone(), p.clone());
+                    out.push(alert(
                             AlertKind::TargetUnresolvable,
                             Severity::Warning,
-                            &target,
+                            target,
                             format!(
                                 "candidate target {target} does not resolve: {p}; a failover there would send clients nowhere"
                             ),
                         ));
-                    }
-                    None if state.unresolvable.remove(&target).is_some() => {
-                        out.push(resolved(
-                            &target,
-                            format!("candidate target {target} resolves again"),
-                        ));
-                    }
-                    _ => {}
                 }
-            }
+                None if state.unresolvable.remove(target).is_some() => {
+                    out.push(resolved(
+                        target,
+                        format!("candidate target {target} resolves again"),
+                    ));
+                }
+                _ => {}
+            },
         }
     }
 
     /// Why the content a record holds is not sitewarden's, if it is not.
     fn not_ours(
         &self,
-        name: &str,
-        target: &str,
+        name: &DnsName,
+        target: &DnsName,
         generation: Option<Generation>,
-        written: Option<&str>,
+        written: Option<&DnsName>,
         ns: &super::namespace::NamespaceState,
     ) -> Option<String> {
         let cfg = self.config.namespaces.get(name)?;
@@ -166,7 +164,7 @@ impl Engine {
             .written
             .as_ref()
             .filter(|(g, _)| Some(*g) == generation)
-            .map(|(_, t)| t.as_str());
+            .map(|(_, t)| t);
         if let (Some(g), Some((ours, _))) = (generation, ns.written.as_ref())
             && g < *ours
         {
@@ -175,7 +173,7 @@ impl Engine {
             ));
         }
         match (generation, written.or(mine)) {
-            (Some(g), Some(w)) if !w.eq_ignore_ascii_case(target) => Some(format!(
+            (Some(g), Some(w)) if w != target => Some(format!(
                 "generation {g} wrote {w}, the marker was kept and the content changed by hand"
             )),
             _ => None,
@@ -187,24 +185,24 @@ impl Engine {
         &self,
         state: &mut State,
         now: DateTime<Utc>,
-        namespace: &str,
-        target: &Option<String>,
+        namespace: &DnsName,
+        target: &Option<DnsName>,
         generation: Option<Generation>,
-        written: &Option<String>,
+        written: &Option<DnsName>,
         out: &mut Vec<Command>,
     ) {
         if let Some(g) = generation {
             state.generation = state.generation.max(g);
         }
-        let name = namespace.to_ascii_lowercase();
-        let target = target.as_ref().map(|t| t.to_ascii_lowercase());
-        let Some(ns) = state.namespaces.get(&name) else {
+        let name = namespace;
+        let target = target.clone();
+        let Some(ns) = state.namespaces.get(name) else {
             return;
         };
         let why = target
-            .as_deref()
-            .and_then(|t| self.not_ours(&name, t, generation, written.as_deref(), ns));
-        let Some(ns) = state.namespaces.get_mut(&name) else {
+            .as_ref()
+            .and_then(|t| self.not_ours(name, t, generation, written.as_ref(), ns));
+        let Some(ns) = state.namespaces.get_mut(name) else {
             return;
         };
         let seen = (target.clone(), generation);
@@ -282,13 +280,13 @@ impl Engine {
     fn on_applied(
         &self,
         state: &mut State,
-        namespace: &str,
+        namespace: &DnsName,
         generation: Generation,
         calls: CallStats,
         out: &mut Vec<Command>,
     ) {
-        let name = namespace.to_ascii_lowercase();
-        let Some(ns) = state.namespaces.get_mut(&name) else {
+        let name = namespace;
+        let Some(ns) = state.namespaces.get_mut(name) else {
             return;
         };
         let Some(p) = ns.pending.take_if(|p| p.generation == generation) else {
@@ -305,7 +303,7 @@ impl Engine {
         out.push(alert(
             AlertKind::DnsApplied,
             Severity::Warning,
-            &name,
+            name,
             format!(
                 "{name} now points at {} (was {}); applied and verified in {} ms with {} API call{}",
                 p.target,
@@ -317,7 +315,7 @@ impl Engine {
         ));
         if cleared.is_some() {
             out.push(resolved(
-                &name,
+                name,
                 format!(
                     "{name}: the change to {} applied after earlier failures",
                     p.target
@@ -330,7 +328,7 @@ impl Engine {
                 "the DNS provider accepts the credentials again".to_owned(),
             ));
         }
-        self.provider_calls(state, calls, &name, out);
+        self.provider_calls(state, calls, name, out);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -338,15 +336,15 @@ impl Engine {
         &self,
         state: &mut State,
         now: DateTime<Utc>,
-        namespace: &str,
+        namespace: &DnsName,
         generation: Generation,
         error: &str,
         class: FailureClass,
         out: &mut Vec<Command>,
         calls: CallStats,
     ) {
-        let name = namespace.to_ascii_lowercase();
-        let Some(ns) = state.namespaces.get_mut(&name) else {
+        let name = namespace;
+        let Some(ns) = state.namespaces.get_mut(name) else {
             return;
         };
         let Some(p) = ns.pending.take_if(|p| p.generation == generation) else {
@@ -370,7 +368,7 @@ impl Engine {
         let text = format!(
             "{name}: changing to {} failed ({condition}): {error}. {}. Next attempt at {}",
             p.target,
-            class.fix(&name),
+            class.fix(name),
             secs(next)
         );
         match class {
@@ -387,16 +385,11 @@ impl Engine {
             }
             _ if ns.apply_alert.as_deref() != Some(condition.as_str()) => {
                 ns.apply_alert = Some(condition);
-                out.push(alert(
-                    AlertKind::ApplyFailed,
-                    Severity::Warning,
-                    &name,
-                    text,
-                ));
+                out.push(alert(AlertKind::ApplyFailed, Severity::Warning, name, text));
             }
             _ => {}
         }
-        self.provider_calls(state, calls, &name, out);
+        self.provider_calls(state, calls, name, out);
         // Re-plan now, so the decision (and `explain`) says when the next attempt is due.
         self.evaluate_all(state, now, None, out);
     }

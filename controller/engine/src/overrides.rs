@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sitewarden_contract::SiteId;
+use sitewarden_contract::{DnsName, SiteId};
 
 use super::input::{FreezeScope, OverrideAction, OverrideRequest, ReleaseTarget};
 use crate::config::ControllerConfig;
@@ -38,7 +38,7 @@ pub struct Hold {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pin {
     /// The pinned target.
-    pub target: String,
+    pub target: DnsName,
     /// Who, why, until when.
     pub hold: Hold,
 }
@@ -47,7 +47,7 @@ pub struct Pin {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overrides {
     /// Pins by namespace.
-    pub pins: BTreeMap<String, Pin>,
+    pub pins: BTreeMap<DnsName, Pin>,
     /// Drains by site.
     pub drains: BTreeMap<SiteId, Hold>,
     /// Freezes by namespace, or [`FREEZE_ALL`].
@@ -60,7 +60,7 @@ pub enum Effect {
     /// Re-evaluate namespaces.
     Reevaluate,
     /// Re-evaluate, and fail `namespace` back to its most preferred Up candidate.
-    Failback(String),
+    Failback(DnsName),
     /// A drain of this site was released: failback windows restart from now.
     Undrained(SiteId),
 }
@@ -68,7 +68,7 @@ pub enum Effect {
 fn scope_key(scope: &FreezeScope) -> String {
     match scope {
         FreezeScope::All => FREEZE_ALL.to_owned(),
-        FreezeScope::Namespace(n) => n.to_ascii_lowercase(),
+        FreezeScope::Namespace(n) => n.to_string(),
     }
 }
 
@@ -104,12 +104,11 @@ impl Overrides {
                 forced: req.force,
             })
         };
-        let known_ns = |n: &str| -> Result<String, String> {
-            let n = n.to_ascii_lowercase();
-            if config.namespaces.contains_key(&n) {
-                Ok(n)
+        let known_ns = |n: &DnsName| -> Result<DnsName, String> {
+            if config.namespaces.contains_key(n) {
+                Ok(n.clone())
             } else {
-                Err(format!("unknown namespace {n:?}"))
+                Err(format!("unknown namespace \"{n}\""))
             }
         };
         match &req.action {
@@ -119,15 +118,15 @@ impl Overrides {
                 expires,
             } => {
                 let ns = known_ns(namespace)?;
-                let target = target.to_ascii_lowercase();
                 let ok = config
                     .namespaces
                     .get(&ns)
-                    .is_some_and(|c| c.targets().contains(&target.as_str()));
+                    .is_some_and(|c| c.targets().contains(&target));
                 if !ok {
-                    return Err(format!("{target:?} is not a configured target of {ns}"));
+                    return Err(format!("\"{target}\" is not a configured target of {ns}"));
                 }
                 let hold = hold(expires)?;
+                let target = target.clone();
                 self.pins.insert(ns, Pin { target, hold });
                 Ok(Effect::Reevaluate)
             }
@@ -154,7 +153,7 @@ impl Overrides {
             OverrideAction::Release { what } => match what {
                 ReleaseTarget::Pin { namespace } => self
                     .pins
-                    .remove(&namespace.to_ascii_lowercase())
+                    .remove(namespace)
                     .map(|_| Effect::Reevaluate)
                     .ok_or_else(|| format!("{namespace} is not pinned")),
                 ReleaseTarget::Drain { site } => self

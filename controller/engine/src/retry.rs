@@ -14,6 +14,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+use sitewarden_contract::DnsName;
 
 use super::input::FailureClass;
 use crate::config::Policy;
@@ -22,7 +23,7 @@ use crate::config::Policy;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retry {
     /// The target whose change failed.
-    pub target: String,
+    pub target: DnsName,
     /// Why it failed, the latest time.
     pub class: FailureClass,
     /// The provider's error text, the latest time.
@@ -81,14 +82,14 @@ pub fn wait(policy: &Policy, class: FailureClass, attempts: u32, seed: &mut u64)
 pub fn after_failure(
     policy: &Policy,
     previous: Option<&Retry>,
-    target: &str,
+    target: &DnsName,
     class: FailureClass,
     error: &str,
     now: DateTime<Utc>,
     seed: &mut u64,
 ) -> Retry {
     let (attempts, since) = match previous {
-        Some(r) if r.target == target => (r.attempts.saturating_add(1), r.since),
+        Some(r) if &r.target == target => (r.attempts.saturating_add(1), r.since),
         _ => (1, now),
     };
     let mut step = wait(policy, class, attempts, seed);
@@ -102,7 +103,7 @@ pub fn after_failure(
         .checked_add_signed(step)
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     Retry {
-        target: target.to_owned(),
+        target: target.clone(),
         class,
         error: error.to_owned(),
         attempts,

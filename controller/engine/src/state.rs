@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sitewarden_contract::{AgentId, ServerId, SiteId};
+use sitewarden_contract::{AgentId, DnsName, ServerId, SiteId};
 
 use super::dag::DagState;
 use super::intake::Counters;
@@ -101,7 +101,7 @@ pub struct State {
     pub settle_until: Option<DateTime<Utc>>,
     /// Candidate targets that do not resolve, with the problem last alerted.
     #[serde(default)]
-    pub unresolvable: BTreeMap<String, String>,
+    pub unresolvable: BTreeMap<DnsName, String>,
     /// Leader or standby, and the epoch.
     pub leadership: Leadership,
     /// Last record-plan generation issued (or seen in a provider's marker).
@@ -117,7 +117,7 @@ pub struct State {
     /// Per DAG: where mailboxes are active.
     pub dags: BTreeMap<String, DagState>,
     /// Per namespace: where it points and why.
-    pub namespaces: BTreeMap<String, NamespaceState>,
+    pub namespaces: BTreeMap<DnsName, NamespaceState>,
     /// Operator pins, drains and freezes.
     pub overrides: Overrides,
     /// Accepted and refused event counts.

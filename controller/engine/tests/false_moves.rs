@@ -208,7 +208,7 @@ fn given_a_cold_start_where_site2_never_reports_then_mail_stays_and_one_alert_sa
 fn when_the_record_is_missing_then_nothing_is_issued_and_one_alert_names_the_fix() {
     let mut story = Story::healthy(config(""));
     story.input(Input::Provider(ProviderReport::Current {
-        namespace: MAIL.into(),
+        namespace: MAIL.parse().unwrap(),
         target: None,
         generation: None,
         written: None,

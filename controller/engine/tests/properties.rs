@@ -99,8 +99,8 @@ fn inputs(ops: &[(u16, Op)]) -> Vec<(DateTime<Utc>, Input)> {
         (
             now,
             Input::Provider(ProviderReport::Current {
-                namespace: "mail.example.com".into(),
-                target: Some("mail-rr.example.com".into()),
+                namespace: "mail.example.com".parse().unwrap(),
+                target: Some("mail-rr.example.com".parse().unwrap()),
                 generation: Some(Generation(0)),
                 written: None,
             }),
@@ -108,8 +108,8 @@ fn inputs(ops: &[(u16, Op)]) -> Vec<(DateTime<Utc>, Input)> {
         (
             now,
             Input::Provider(ProviderReport::Current {
-                namespace: "owa.example.com".into(),
-                target: Some("owa-site1.example.com".into()),
+                namespace: "owa.example.com".parse().unwrap(),
+                target: Some("owa-site1.example.com".parse().unwrap()),
                 generation: Some(Generation(0)),
                 written: None,
             }),
@@ -199,7 +199,7 @@ fn inputs(ops: &[(u16, Op)]) -> Vec<(DateTime<Utc>, Input)> {
                     out.push((
                         now,
                         Input::Provider(ProviderReport::Applied {
-                            namespace: ns.into(),
+                            namespace: ns.parse().unwrap(),
                             generation: sitewarden_engine::Generation(last_gen),
                             calls: Default::default(),
                         }),
@@ -247,7 +247,7 @@ proptest! {
         let engine = Engine::new(cfg());
         let mut state = engine.initial_state();
         let hold = TimeDelta::seconds(20);
-        let mut last_change: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        let mut last_change: BTreeMap<sitewarden_contract::DnsName, DateTime<Utc>> = BTreeMap::new();
         for (now, input) in inputs(&ops) {
             let cmds = engine.step(&mut state, now, &input);
             let any_serving = state.sites.values().any(|s| s.verdict.is_serving());

@@ -22,7 +22,7 @@ fn a_failed_apply_is_alerted_once_and_retried_on_the_backoff_schedule_with_a_new
     assert_eq!(story.set_records_for(MAIL).len(), 1);
     let failed_at = story.now;
     story.input(Input::Provider(ProviderReport::Failed {
-        namespace: MAIL.into(),
+        namespace: MAIL.parse().unwrap(),
         generation: first.generation,
         error: "HTTP 502".into(),
         class: FailureClass::Transient,
@@ -43,13 +43,13 @@ fn a_failed_apply_is_alerted_once_and_retried_on_the_backoff_schedule_with_a_new
     assert!(retry.generation > first.generation);
     // A late acknowledgement of the failed generation changes nothing; the retry's does.
     story.input(Input::Provider(ProviderReport::Applied {
-        namespace: MAIL.into(),
+        namespace: MAIL.parse().unwrap(),
         generation: first.generation,
         calls: Default::default(),
     }));
     assert!(story.state.namespaces[MAIL].pending.is_some());
     story.input(Input::Provider(ProviderReport::Applied {
-        namespace: MAIL.into(),
+        namespace: MAIL.parse().unwrap(),
         generation: retry.generation,
         calls: Default::default(),
     }));
@@ -86,8 +86,8 @@ fn with_on_drift_enforce_a_hand_edit_of_our_record_is_put_back() {
     let mut story = Story::healthy(enforcing());
     // Someone points our record elsewhere but leaves the marker comment in place.
     story.input(Input::Provider(ProviderReport::Current {
-        namespace: MAIL.into(),
-        target: Some("somewhere-else.example.com".into()),
+        namespace: MAIL.parse().unwrap(),
+        target: Some("somewhere-else.example.com".parse().unwrap()),
         generation: Some(Generation(7)),
         written: None,
     }));
@@ -111,8 +111,8 @@ fn with_on_drift_enforce_a_record_without_our_marker_is_still_only_observed() {
 fn a_marker_generation_from_the_provider_raises_ours() {
     let mut story = Story::healthy(config(""));
     story.input(Input::Provider(ProviderReport::Current {
-        namespace: MAIL.into(),
-        target: Some("mail-rr.example.com".into()),
+        namespace: MAIL.parse().unwrap(),
+        target: Some("mail-rr.example.com".parse().unwrap()),
         generation: Some(Generation(41)),
         written: None,
     }));

@@ -86,8 +86,8 @@ proptest! {
                 _ => Outcome::Pass,
             };
             while story.now < end {
-                let before: Vec<(String, Option<String>)> = story.state.namespaces.iter()
-                    .map(|(n, ns)| (n.clone(), ns.effective().map(str::to_owned))).collect();
+                let before: Vec<(sitewarden_contract::DnsName, Option<sitewarden_contract::DnsName>)> = story.state.namespaces.iter()
+                    .map(|(n, ns)| (n.clone(), ns.effective().cloned())).collect();
                 let logged = story.log.len();
                 story.round(&world);
                 for (_, c) in &story.log[logged..] {

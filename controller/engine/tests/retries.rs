@@ -29,8 +29,11 @@ fn play(
     let mut attempts = Vec::new();
     while story.now < end {
         story.round(&world);
-        let new: Vec<(DateTime<Utc>, sitewarden_engine::Generation, String)> = story.set_records()
-            [answered..]
+        let new: Vec<(
+            DateTime<Utc>,
+            sitewarden_engine::Generation,
+            sitewarden_contract::DnsName,
+        )> = story.set_records()[answered..]
             .iter()
             .map(|(at, r)| (*at, r.generation, r.namespace.clone()))
             .collect();
@@ -182,10 +185,10 @@ fn when_a_human_moves_mail_to_another_candidate_then_it_is_never_moved_back_by_i
     // dashboard and keeps our comment (generation 0's marker, which wrote mail-rr).
     story.run_until(t(700), |_| Outcome::Pass);
     story.input(Input::Provider(ProviderReport::Current {
-        namespace: MAIL.into(),
-        target: Some("mail-site2.example.com".into()),
+        namespace: MAIL.parse().unwrap(),
+        target: Some("mail-site2.example.com".parse().unwrap()),
         generation: Some(Generation(0)),
-        written: Some("mail-rr.example.com".into()),
+        written: Some("mail-rr.example.com".parse().unwrap()),
     }));
     let attempts = play(&mut story, t(700 + 3600), |_| Outcome::Pass, |_| None);
     assert!(attempts.is_empty(), "{attempts:?}");
@@ -197,7 +200,7 @@ fn when_a_human_moves_mail_to_another_candidate_then_it_is_never_moved_back_by_i
     // An operator hands the name back: a failback moves it to the preferred candidate.
     story.run_until(t(4500), |_| Outcome::Pass);
     story.operator(OverrideAction::Failback {
-        namespace: MAIL.into(),
+        namespace: MAIL.parse().unwrap(),
     });
     let moves = story.set_records_for(MAIL);
     assert_eq!(
@@ -227,8 +230,8 @@ fn when_propagation_is_slow_then_one_alert_and_one_resolved() {
     let mut story = Story::healthy(config(""));
     let slow = |converged| {
         Input::Provider(ProviderReport::Propagation {
-            namespace: MAIL.into(),
-            target: "mail-rr.example.com".into(),
+            namespace: MAIL.parse().unwrap(),
+            target: "mail-rr.example.com".parse().unwrap(),
             converged,
             elapsed_ms: 120_000,
             laggards: vec!["ns2.example.net (last answer mail-site1)".into()],

@@ -10,7 +10,7 @@ use sitewarden_engine::{
     AlertKind, AuditEvent, Command, FreezeScope, OverrideAction, ReleaseTarget, Rule, Severity,
     Verdict,
 };
-use support::{Story, config, sites_dead, t};
+use support::{Story, config, config_from, config_text, sites_dead, t};
 
 const MAIL: &str = "mail.example.com";
 const OWA: &str = "owa.example.com";
@@ -90,7 +90,7 @@ fn when_cas1_answers_500_then_the_evidence_shows_each_observers_status_code_and_
     }
     let x = story
         .engine
-        .explain(&story.state, MAIL)
+        .explain(&story.state, &MAIL.parse().unwrap())
         .unwrap_or_else(|| panic!("explained"));
     let cas1 = x.sites[&site("site1")]
         .components
@@ -114,6 +114,41 @@ fn when_cas1_answers_500_then_the_evidence_shows_each_observers_status_code_and_
             .all(|o| o.http_status.is_none() && o.latency_ms == Some(12)),
         "{cas2:?}"
     );
+}
+
+#[test]
+fn given_a_mixed_case_name_and_target_in_config_when_site1_dies_then_mail_moves_by_its_lowercase_name()
+ {
+    // The operator wrote the name and a target in mixed case with a trailing dot; the provider
+    // and the API speak lowercase. All of them must mean the same record.
+    let text = config_text("")
+        .replace(
+            "name = \"mail.example.com\"",
+            "name = \"Mail.Example.COM.\"",
+        )
+        .replace("\"mail-site2.example.com\"", "\"MAIL-Site2.Example.com\"");
+    let cfg = config_from(&text);
+    assert!(
+        cfg.namespaces.contains_key(MAIL),
+        "{:?}",
+        cfg.namespaces.keys()
+    );
+    let mut story = Story::healthy(cfg);
+    assert_eq!(story.target(MAIL).as_deref(), Some("mail-rr.example.com"));
+    story.run_until(t(60), sites_dead(&["site1"]));
+    let moves = story.set_records_for(MAIL);
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(moves[0].1.namespace, MAIL);
+    assert_eq!(moves[0].1.target, "mail-site2.example.com");
+    // The provider confirms in lowercase: the change settles, nothing is seen as drift.
+    assert_eq!(
+        story.target(MAIL).as_deref(),
+        Some("mail-site2.example.com")
+    );
+    let explained = story
+        .engine
+        .explain(&story.state, &"MAIL.example.com".parse().unwrap());
+    assert!(explained.is_some_and(|e| e.drift.is_none()));
 }
 
 #[test]
@@ -157,7 +192,7 @@ fn when_site1_dies_seen_inside_and_outside_then_mail_moves_within_fall_times_int
     // And explain says why in words.
     let text = story
         .engine
-        .explain(&story.state, MAIL)
+        .explain(&story.state, &MAIL.parse().unwrap())
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(text.contains("rule move_away_from_down: "), "{text}");
@@ -179,7 +214,7 @@ fn when_site1_dies_seen_inside_and_outside_then_mail_moves_within_fall_times_int
     // explain sums up each server's quorum in a line and says what happens next.
     let text = story
         .engine
-        .explain(&story.state, MAIL)
+        .explain(&story.state, &MAIL.parse().unwrap())
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(text.contains("cas1 activesync: down since"), "{text}");
@@ -319,7 +354,7 @@ fn when_site1_returns_then_mail_fails_back_after_the_stable_window_and_not_befor
 fn off_preferred(story: &Story) -> Option<sitewarden_engine::explain::OffPreferred> {
     story
         .engine
-        .explain(&story.state, MAIL)
+        .explain(&story.state, &MAIL.parse().unwrap())
         .and_then(|x| x.off_preferred)
 }
 
@@ -335,7 +370,7 @@ fn given_manual_failback_then_only_an_operator_moves_mail_back() {
         1
     );
     story.operator(OverrideAction::Failback {
-        namespace: MAIL.to_owned(),
+        namespace: MAIL.parse().unwrap(),
     });
     let moves = story.set_records_for(MAIL);
     assert_eq!(moves.len(), 2);
@@ -343,7 +378,7 @@ fn given_manual_failback_then_only_an_operator_moves_mail_back() {
     assert_eq!(moves[1].1.reason, Rule::ManualFailback);
     // Asking again is refused and audited, not acted on.
     let cmds = story.operator(OverrideAction::Failback {
-        namespace: MAIL.to_owned(),
+        namespace: MAIL.parse().unwrap(),
     });
     assert!(cmds.iter().any(
         |c| matches!(c, Command::Audit(a) if matches!(a.event, AuditEvent::OverrideRejected { .. }))
@@ -354,8 +389,8 @@ fn given_manual_failback_then_only_an_operator_moves_mail_back() {
 fn when_an_operator_pins_with_expiry_then_the_pin_wins_until_it_lapses() {
     let mut story = Story::healthy(config(""));
     story.operator(OverrideAction::Pin {
-        namespace: MAIL.to_owned(),
-        target: "mail-site1.example.com".to_owned(),
+        namespace: MAIL.parse().unwrap(),
+        target: "mail-site1.example.com".parse().unwrap(),
         expires: Some(t(120)),
     });
     let moves = story.set_records_for(MAIL);
@@ -412,7 +447,7 @@ fn when_an_operator_drains_site1_then_mail_leaves_at_once_and_returns_after_rele
     assert_eq!(story.rule(MAIL), Some(Rule::Drained));
     let next = story
         .engine
-        .explain(&story.state, MAIL)
+        .explain(&story.state, &MAIL.parse().unwrap())
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
@@ -633,8 +668,8 @@ fn when_an_operator_pins_mail_to_a_down_site_then_it_is_refused_unless_forced() 
     assert_eq!(verdict(&story, "site1"), Verdict::Down);
     let moves_before = story.set_records_for(MAIL).len();
     let pin = OverrideAction::Pin {
-        namespace: MAIL.to_owned(),
-        target: "mail-site1.example.com".to_owned(),
+        namespace: MAIL.parse().unwrap(),
+        target: "mail-site1.example.com".parse().unwrap(),
         expires: None,
     };
     let out = story.operator(pin.clone());

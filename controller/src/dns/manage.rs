@@ -22,6 +22,7 @@ use hickory_proto::serialize::txt::Parser;
 
 use super::records::{StoredRecord, record_key};
 use crate::config::ControllerConfig;
+use sitewarden_contract::DnsName;
 
 /// The command that creates missing records, as printed in fixes.
 pub const CREATE_COMMAND: &str = "sitewarden-controller zone create";
@@ -118,24 +119,19 @@ pub fn wanted(
                         "namespace {ns_name:?} has no target to start at"
                     )));
                 };
-                (
-                    first.trim_end_matches('.').to_ascii_lowercase(),
-                    Origin::Config,
-                )
+                ((*first).clone(), Origin::Config)
             }
         };
-        if !targets
-            .iter()
-            .any(|t| t.trim_end_matches('.').eq_ignore_ascii_case(&content))
-        {
+        if !targets.contains(&&content) {
+            let listed: Vec<&str> = targets.iter().map(|t| t.as_str()).collect();
             return Err(InputError(format!(
                 "the zone file points {key} at {content}, which is none of its targets in controller.toml ({}); sitewarden would treat it as changed by hand",
-                targets.join(", ")
+                listed.join(", ")
             )));
         }
         out.push(Wanted {
             key,
-            content,
+            content: content.to_string(),
             ttl: u32::try_from(ns.ttl.as_secs()).unwrap_or(u32::MAX),
             origin,
         });
@@ -161,8 +157,8 @@ pub fn wanted(
 /// The managed CNAMEs of a zone file, by bucket key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ZoneFile {
-    /// CNAME owner key → target (lower case, no trailing dot).
-    pub cnames: BTreeMap<String, String>,
+    /// CNAME owner key → target.
+    pub cnames: BTreeMap<String, DnsName>,
     /// Records of other types, which the built-in server answers from `[provider]` instead.
     pub ignored: usize,
 }
@@ -208,8 +204,13 @@ pub fn parse_zone_file(text: &str, path: &Path, zone: &str) -> Result<ZoneFile, 
                 path.display()
             )));
         };
-        out.cnames
-            .insert(key, target.trim_end_matches('.').to_ascii_lowercase());
+        let target = DnsName::new(&target).map_err(|e| {
+            InputError(format!(
+                "{}: {owner} points at {target:?}, which is not a DNS name: it {e}",
+                path.display()
+            ))
+        })?;
+        out.cnames.insert(key, target);
     }
     Ok(out)
 }
@@ -332,11 +333,9 @@ pub fn check(config: &ControllerConfig, bucket: Option<&Bucket>) -> Vec<Finding>
             }),
             Some(Present::Record { record, .. }) => {
                 let content = record.content.trim_end_matches('.');
-                if !ns
-                    .targets()
-                    .iter()
-                    .any(|t| t.trim_end_matches('.').eq_ignore_ascii_case(content))
-                {
+                let is_target =
+                    DnsName::new(content).is_ok_and(|c| ns.targets().iter().any(|t| **t == c));
+                if !is_target {
                     findings.push(Finding::NotATarget {
                         key,
                         content: content.to_owned(),

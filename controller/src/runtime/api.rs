@@ -38,6 +38,7 @@ pub use sitewarden_api::wire::{
     HistoryAnswer, LeaderView, NamespaceStatus, OverridesAnswer, ROLE_HEADER, ReleaseOverride,
     SiteStatus, Status,
 };
+use sitewarden_contract::DnsName;
 use sitewarden_shared::SiteId;
 use sitewarden_shared::config::secret::SecretRef;
 use sitewarden_shared::config::{ConfigError, KeyPath, Source};
@@ -546,8 +547,8 @@ async fn status(AxState(api): AxState<Api>) -> Json<Status> {
                 .or_else(|| x.current.clone());
             Some(NamespaceStatus {
                 name: name.clone(),
-                targets: ns.targets().into_iter().map(str::to_owned).collect(),
-                preferred: ns.targets().first().map(|t| (*t).to_owned()),
+                targets: ns.targets().into_iter().cloned().collect(),
+                preferred: ns.targets().first().map(|t| (*t).clone()),
                 current: x.current.clone(),
                 desired,
                 explanation: x,
@@ -611,7 +612,10 @@ async fn explain(
     Path(name): Path<String>,
 ) -> Result<Json<ExplainAnswer>, ApiError> {
     let snap = api.current().await;
-    let x = api.engine.explain(&snap.state, &name).ok_or_else(|| {
+    let found = DnsName::new(&name)
+        .ok()
+        .and_then(|n| api.engine.explain(&snap.state, &n));
+    let x = found.ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             format!(
@@ -620,7 +624,7 @@ async fn explain(
                     .config()
                     .namespaces
                     .keys()
-                    .cloned()
+                    .map(DnsName::as_str)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -731,6 +735,11 @@ fn site(s: &str) -> Result<SiteId, ApiError> {
     SiteId::new(s).map_err(|e| bad(format!("`site`: {e}")))
 }
 
+/// A managed name or target from a request body, checked and normalised at the edge.
+fn dns_name(field: &str, s: &str) -> Result<DnsName, ApiError> {
+    DnsName::new(s.trim()).map_err(|e| bad(format!("`{field}`: {s:?} {e}")))
+}
+
 pub(crate) fn reason(r: &str) -> Result<String, ApiError> {
     let r = r.trim();
     if r.is_empty() {
@@ -755,8 +764,8 @@ pub(crate) fn create_action(
     };
     Ok(match req.action.as_str() {
         "pin" => OverrideAction::Pin {
-            namespace: need(&req.namespace, "namespace", "pin")?.to_owned(),
-            target: need(&req.target, "target", "pin")?.to_owned(),
+            namespace: dns_name("namespace", need(&req.namespace, "namespace", "pin")?)?,
+            target: dns_name("target", need(&req.target, "target", "pin")?)?,
             expires,
         },
         "drain" => OverrideAction::Drain {
@@ -765,13 +774,15 @@ pub(crate) fn create_action(
         },
         "freeze" => OverrideAction::Freeze {
             scope: match &req.namespace {
-                Some(n) if !n.trim().is_empty() => FreezeScope::Namespace(n.clone()),
+                Some(n) if !n.trim().is_empty() => {
+                    FreezeScope::Namespace(dns_name("namespace", n)?)
+                }
                 _ => FreezeScope::All,
             },
             expires,
         },
         "failback" => OverrideAction::Failback {
-            namespace: need(&req.namespace, "namespace", "failback")?.to_owned(),
+            namespace: dns_name("namespace", need(&req.namespace, "namespace", "failback")?)?,
         },
         other => {
             return Err(bad(format!(
@@ -786,7 +797,7 @@ pub(crate) fn release_action(req: &ReleaseOverride) -> Result<OverrideAction, Ap
     {
         let what = match req.kind.as_str() {
             "pin" => ReleaseTarget::Pin {
-                namespace: need(&req.subject, "subject", "releasing a pin")?.to_owned(),
+                namespace: dns_name("subject", need(&req.subject, "subject", "releasing a pin")?)?,
             },
             "drain" => ReleaseTarget::Drain {
                 site: site(need(&req.subject, "subject", "releasing a drain")?)?,
@@ -794,7 +805,7 @@ pub(crate) fn release_action(req: &ReleaseOverride) -> Result<OverrideAction, Ap
             "freeze" => ReleaseTarget::Freeze {
                 scope: match &req.subject {
                     Some(n) if !n.trim().is_empty() && n != "*" => {
-                        FreezeScope::Namespace(n.clone())
+                        FreezeScope::Namespace(dns_name("subject", n)?)
                     }
                     _ => FreezeScope::All,
                 },
@@ -1046,6 +1057,40 @@ mod tests {
     }
 
     #[test]
+    fn a_pin_takes_names_in_any_case_and_refuses_a_non_name_with_a_400_naming_the_field() {
+        let now = at("2026-11-24T03:00:00Z");
+        let mut req = pin_for("1h");
+        req.namespace = Some("Mail.Example.COM.".into());
+        req.target = Some("MAIL-site2.example.com".into());
+        let OverrideAction::Pin {
+            namespace, target, ..
+        } = create_action(&req, now).unwrap()
+        else {
+            panic!("not a pin")
+        };
+        assert_eq!(namespace.as_str(), "mail.example.com");
+        assert_eq!(target.as_str(), "mail-site2.example.com");
+        for (field, bad) in [
+            ("namespace", "mail example.com"),
+            ("target", "mail..example.com"),
+        ] {
+            let mut req = pin_for("1h");
+            if field == "namespace" {
+                req.namespace = Some(bad.into());
+            } else {
+                req.target = Some(bad.into());
+            }
+            let e = create_action(&req, now).unwrap_err();
+            assert_eq!(e.0, StatusCode::BAD_REQUEST, "{}", e.1);
+            assert!(
+                e.1.contains(&format!("`{field}`")) && e.1.contains("mail.example.com"),
+                "{}",
+                e.1
+            );
+        }
+    }
+
+    #[test]
     fn since_beyond_400_days_or_in_the_future_is_a_422_and_never_overflows() {
         let now = at("2026-11-24T03:00:00Z");
         for s in ["401d", "1000000y", "500000000y"] {
@@ -1189,7 +1234,7 @@ mod tests {
                 who: "alice".into(),
                 why: "r".into(),
                 action: OverrideAction::Failback {
-                    namespace: "mail.example.com".into(),
+                    namespace: "mail.example.com".parse().unwrap(),
                 },
                 force: false,
             },

@@ -38,8 +38,30 @@ use super::audit::{AuditRecord, AuditSink};
 use super::metrics::Metrics;
 use crate::engine::{CallStats, Epoch, FailureClass, Generation, Input, ProviderReport, SetRecord};
 use crate::ha::kv_store::KvStore;
-use crate::provider::{ApplyOutcome, Change, DnsProvider, ProviderError, Refusal};
+use crate::provider::{ApplyOutcome, Change, DnsProvider, ProviderError, RecordState, Refusal};
 use sitewarden_api::audit::{AuditEvent, IntentSettlement, Role, RuntimeEvent, Settlement};
+use sitewarden_contract::DnsName;
+
+/// What a record holds, as the engine takes it: the provider's CNAME content parsed into a
+/// [`DnsName`] (lowercase, no trailing dot). Content that is not a DNS name cannot be one of our
+/// targets and cannot be compared with one, so reading it fails with a message naming it
+/// instead of handing the engine something it would misread.
+pub(crate) fn record_content(
+    name: &DnsName,
+    state: &RecordState,
+) -> Result<Option<DnsName>, ProviderError> {
+    state
+        .content
+        .as_deref()
+        .map(|c| {
+            DnsName::new(c).map_err(|e| {
+                ProviderError::Rejected(format!(
+                    "the record {name} holds {c:?}, which is not a DNS name: it {e}; fix the record by hand"
+                ))
+            })
+        })
+        .transpose()
+}
 
 /// Answers "may I act, and with which epoch?" from the lease's monotonic clock, at call time.
 pub type ActingCheck = Arc<dyn Fn() -> Option<Epoch> + Send + Sync>;
@@ -51,7 +73,7 @@ pub struct RecordBook {
     /// The plan generation.
     pub generation: Generation,
     /// The CNAME target.
-    pub target: String,
+    pub target: DnsName,
     /// The epoch of the leader that wrote it.
     pub epoch: Epoch,
     /// `pending`, `applied`, `refused`, `failed` or `superseded` (intents); `applied` (ns
@@ -79,7 +101,7 @@ pub struct Applier {
     /// Decide and audit, never write to the provider.
     pub dry_run: bool,
     /// Adopt records without our marker (`on_drift = "enforce"` namespaces).
-    pub adopt_unmarked: BTreeMap<String, bool>,
+    pub adopt_unmarked: BTreeMap<DnsName, bool>,
     /// The audit trail.
     pub audit: AuditSink,
     /// This controller's id, for audit records.
@@ -89,10 +111,10 @@ pub struct Applier {
     /// Where provider reports go (the engine loop).
     pub reports: mpsc::Sender<Input>,
     /// Last content read per name, the `expected` value of the next compare-and-set.
-    pub last_seen: BTreeMap<String, Option<String>>,
+    pub last_seen: BTreeMap<DnsName, Option<String>>,
     /// Dry run: what the records would hold now, `(target, generation)`, so the engine sees the
     /// consequences of its own decisions and "would apply" is audited once, not every tick.
-    pub shadow: BTreeMap<String, (String, Generation)>,
+    pub shadow: BTreeMap<DnsName, (DnsName, Generation)>,
     /// Authoritative servers to watch after each applied change (`None` or no servers: no
     /// watch).
     pub propagation: Option<super::settings::PropagationSettings>,
@@ -108,9 +130,9 @@ pub struct Applier {
 /// and the optional candidate check through a resolver.
 pub struct Schedule {
     /// Every managed name.
-    pub names: Vec<String>,
+    pub names: Vec<DnsName>,
     /// Every candidate target, sorted and deduplicated.
-    pub targets: Vec<String>,
+    pub targets: Vec<DnsName>,
     /// How often every record is read back.
     pub reconcile_every: std::time::Duration,
     /// The resolver and interval of the candidate check, when configured.
@@ -212,7 +234,7 @@ enum Job {
 /// throttled or backing off holds up no other name.
 async fn work(
     mut applier: Applier,
-    name: String,
+    name: DnsName,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -253,7 +275,7 @@ impl Applier {
         candidates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Unbounded per name: the engine issues at most one change per name per decision, and
         // a worker skips a change already overtaken at once.
-        let mut workers: BTreeMap<String, mpsc::UnboundedSender<Job>> = BTreeMap::new();
+        let mut workers: BTreeMap<DnsName, mpsc::UnboundedSender<Job>> = BTreeMap::new();
         for name in &schedule.names {
             self.worker(&mut workers, name, &stop);
         }
@@ -289,15 +311,15 @@ impl Applier {
     /// The queue of `name`'s worker, started (tracked with `run`'s tasks) on first use.
     fn worker<'w>(
         &self,
-        workers: &'w mut BTreeMap<String, mpsc::UnboundedSender<Job>>,
-        name: &str,
+        workers: &'w mut BTreeMap<DnsName, mpsc::UnboundedSender<Job>>,
+        name: &DnsName,
         stop: &tokio_util::sync::CancellationToken,
     ) -> &'w mpsc::UnboundedSender<Job> {
-        workers.entry(name.to_owned()).or_insert_with(|| {
+        workers.entry(name.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             let applier = self.for_one_name();
             self.tasks
-                .spawn(work(applier, name.to_owned(), rx, stop.clone()));
+                .spawn(work(applier, name.clone(), rx, stop.clone()));
             tx
         })
     }
@@ -357,7 +379,7 @@ impl Applier {
 
     /// Reads the current record of `name`, settles a pending intent an earlier leader left
     /// behind, and tells the engine what is there.
-    pub async fn refresh(&mut self, name: &str) -> Result<(), ProviderError> {
+    pub async fn refresh(&mut self, name: &DnsName) -> Result<(), ProviderError> {
         // What our books say each marker generation wrote, read beside the record and bounded:
         // until the engine has the record's content it writes nothing, so a state bucket slow
         // to answer (a stream electing its leader) must not hold the content back.
@@ -375,8 +397,8 @@ impl Applier {
             took.as_secs_f64(),
         );
         let state = state?;
-        self.last_seen
-            .insert(name.to_owned(), state.content.clone());
+        let content = record_content(name, &state)?;
+        self.last_seen.insert(name.clone(), state.content.clone());
         let generation = state.marker.map(|m| Generation(m.generation));
         // The engine compares the books with the content to tell a hand edit (marker kept,
         // content changed) from our own write; without them it goes by what it accepted before.
@@ -389,8 +411,8 @@ impl Applier {
             _ => None,
         };
         self.report(ProviderReport::Current {
-            namespace: name.to_owned(),
-            target: state.content.clone(),
+            namespace: name.clone(),
+            target: content,
             generation,
             written,
         })
@@ -406,7 +428,7 @@ impl Applier {
     /// Written with this leader's epoch, so the earlier leader, should it wake up, cannot
     /// overwrite the verdict. Only the acting leader settles; its own pending intents are in
     /// flight and left alone.
-    async fn settle(&mut self, name: &str, state: &crate::provider::RecordState) {
+    async fn settle(&mut self, name: &DnsName, state: &crate::provider::RecordState) {
         let Some(epoch) = (self.acting)() else {
             return;
         };
@@ -445,7 +467,7 @@ impl Applier {
         };
         // Audit before effect: the settlement is in the stream before the state bucket says so.
         let settlement = IntentSettlement {
-            namespace: name.to_owned(),
+            namespace: name.clone(),
             target: intent.target.clone(),
             generation: intent.generation,
             intent_epoch: intent.epoch,
@@ -785,8 +807,8 @@ impl Applier {
         let stats_before = self.provider.stats();
         let started = tokio::time::Instant::now();
         let change = Change {
-            name: name.clone(),
-            target: cmd.target.clone(),
+            name: name.to_string(),
+            target: cmd.target.to_string(),
             ttl: u32::try_from(cmd.ttl_secs).ok(),
             expected: self.last_seen.get(name).cloned().flatten(),
             epoch: cmd.epoch.get(),
@@ -840,13 +862,18 @@ impl Applier {
             Ok(ApplyOutcome::Refused(r)) => {
                 if let Refusal::Drift { found } | Refusal::NotOurs { found } = r {
                     self.last_seen.insert(name.clone(), found.content.clone());
-                    self.report(ProviderReport::Current {
-                        namespace: name.clone(),
-                        target: found.content.clone(),
-                        generation: found.marker.map(|m| Generation(m.generation)),
-                        written: None,
-                    })
-                    .await;
+                    match record_content(name, found) {
+                        Ok(target) => {
+                            self.report(ProviderReport::Current {
+                                namespace: name.clone(),
+                                target,
+                                generation: found.marker.map(|m| Generation(m.generation)),
+                                written: None,
+                            })
+                            .await;
+                        }
+                        Err(e) => tracing::warn!(namespace = %name, "{e}"),
+                    }
                 }
                 (
                     "refused",
@@ -860,11 +887,11 @@ impl Applier {
     /// Watches the zone's authoritative servers in the background until all answer `target`
     /// (or the deadline, `alert_after_ttls` × TTL, passes) and reports the outcome to the engine,
     /// which audits it and decides whether to alert.
-    fn watch_propagation(&self, name: &str, target: &str, ttl_secs: u64) {
+    fn watch_propagation(&self, name: &DnsName, target: &DnsName, ttl_secs: u64) {
         let Some(p) = self.propagation.clone().filter(|p| !p.servers.is_empty()) else {
             return;
         };
-        let (name, target) = (name.to_owned(), target.to_owned());
+        let (name, target) = (name.clone(), target.clone());
         let reports = self.reports.clone();
         self.tasks.spawn(async move {
             let options = crate::provider::propagation::WatchOptions {
@@ -913,23 +940,25 @@ impl Applier {
     /// Checks that every candidate target resolves through `resolver` and reports each result to
     /// the engine, which alerts once per target that does not (a failover there would send
     /// clients nowhere). Only the acting leader checks.
-    pub async fn check_candidates(&self, resolver: std::net::SocketAddr, targets: &[String]) {
+    pub async fn check_candidates(&self, resolver: std::net::SocketAddr, targets: &[DnsName]) {
         if (self.acting)().is_none() {
             return;
         }
+        let names: Vec<String> = targets.iter().map(DnsName::to_string).collect();
         let checks = crate::provider::propagation::check_targets(
             resolver,
-            targets,
+            &names,
             std::time::Duration::from_secs(3),
         )
         .await;
-        for c in checks {
+        // One check per target, in order.
+        for (target, c) in targets.iter().zip(checks) {
             self.report(ProviderReport::TargetCheck {
                 problem: c
                     .problem
                     .as_ref()
                     .map(|p| format!("{p} (asked {resolver})")),
-                target: c.target,
+                target: target.clone(),
             })
             .await;
         }
@@ -1041,10 +1070,30 @@ mod tests {
 
     const NAME: &str = "mail.example.com";
 
+    #[test]
+    fn record_content_is_read_as_a_lowercase_name_and_a_non_name_is_a_read_error() {
+        let name: DnsName = NAME.parse().unwrap();
+        let holding = |c: Option<&str>| RecordState {
+            content: c.map(str::to_owned),
+            ..RecordState::default()
+        };
+        assert_eq!(record_content(&name, &holding(None)), Ok(None));
+        assert_eq!(
+            record_content(&name, &holding(Some("Mail-Site2.Example.com."))),
+            Ok(Some("mail-site2.example.com".parse().unwrap()))
+        );
+        let e = record_content(&name, &holding(Some("not a name"))).unwrap_err();
+        assert!(!e.is_retryable(), "{e}");
+        assert!(
+            e.to_string().contains(NAME) && e.to_string().contains("\"not a name\""),
+            "{e}"
+        );
+    }
+
     fn set(target: &str, generation: u64) -> SetRecord {
         SetRecord {
-            namespace: NAME.into(),
-            target: target.into(),
+            namespace: NAME.parse().unwrap(),
+            target: target.parse().unwrap(),
             ttl_secs: 60,
             reason: Rule::MoveAwayFromDown,
             generation: Generation(generation),
@@ -1192,7 +1241,7 @@ mod tests {
     fn book(target: &str, generation: u64, epoch: u64, status: &str) -> Vec<u8> {
         let book = RecordBook {
             generation: Generation(generation),
-            target: target.into(),
+            target: target.parse().unwrap(),
             epoch: Epoch(epoch),
             status: status.into(),
             at: Utc::now(),
@@ -1407,7 +1456,7 @@ mod tests {
         let (apply_tx, apply_rx) = mpsc::channel(8);
         let (_refresh_tx, refresh_rx) = mpsc::channel(1);
         let schedule = Schedule {
-            names: vec![NAME.to_owned(), OTHER.to_owned()],
+            names: vec![NAME.parse().unwrap(), OTHER.parse().unwrap()],
             targets: Vec::new(),
             reconcile_every: std::time::Duration::from_secs(3600),
             candidate_check: None,
@@ -1421,7 +1470,7 @@ mod tests {
             .await
             .unwrap();
         let mut owa = set("owa-site2.example.com", 2);
-        owa.namespace = OTHER.to_owned();
+        owa.namespace = OTHER.parse().unwrap();
         apply_tx.send(owa).await.unwrap();
         // The other name is applied while mail still waits at the provider.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -444,10 +444,10 @@ fn spawn_applier(
         issued: issued.clone(),
         tasks: tasks.clone(),
     };
-    let mut targets: Vec<String> = config
+    let mut targets: Vec<sitewarden_contract::DnsName> = config
         .namespaces
         .values()
-        .flat_map(|ns| ns.targets().into_iter().map(str::to_owned))
+        .flat_map(|ns| ns.targets().into_iter().cloned())
         .collect();
     targets.sort();
     targets.dedup();

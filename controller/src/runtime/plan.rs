@@ -72,11 +72,13 @@ pub async fn plan(
             .read(name)
             .await
             .map_err(|e| anyhow::anyhow!("reading {name}: {e}"))?;
-        current.insert(name.clone(), record.content.clone());
+        let content = crate::runtime::apply::record_content(name, &record)
+            .map_err(|e| anyhow::anyhow!("reading {name}: {e}"))?;
+        current.insert(name.clone(), content.clone());
         let report = ProviderReport::Current {
             written: None,
             namespace: name.clone(),
-            target: record.content,
+            target: content,
             generation: record
                 .marker
                 .map(|m| crate::engine::Generation(m.generation)),
@@ -123,13 +125,15 @@ pub async fn plan(
     }
     let changes = last
         .into_values()
-        .filter(|s| {
-            current.get(&s.namespace).cloned().flatten().as_deref() != Some(s.target.as_str())
-        })
+        .filter(|s| current.get(&s.namespace).cloned().flatten().as_ref() != Some(&s.target))
         .map(|s| PlannedChange {
-            current: current.get(&s.namespace).cloned().flatten(),
-            namespace: s.namespace,
-            target: s.target,
+            current: current
+                .get(&s.namespace)
+                .cloned()
+                .flatten()
+                .map(|c| c.to_string()),
+            namespace: s.namespace.to_string(),
+            target: s.target.to_string(),
             rule: format!("{:?}", s.reason),
         })
         .collect();

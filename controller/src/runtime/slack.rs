@@ -342,7 +342,10 @@ async fn command(AxState(s): AxState<SlackState>, req: Request) -> Response {
         Ok(Parsed::Status) => reply(status_text(&s.api).await, false),
         Ok(Parsed::Explain(name)) => {
             let snap = s.api.current().await;
-            match s.api.engine.explain(&snap.state, &name) {
+            let found = sitewarden_contract::DnsName::new(&name)
+                .ok()
+                .and_then(|n| s.api.engine.explain(&snap.state, &n));
+            match found {
                 Some(x) => reply(format!("```{x}```"), false),
                 None => reply(format!("`{name}` is not a managed name"), false),
             }

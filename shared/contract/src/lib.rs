@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod dbcopy;
+pub mod dns_name;
 pub mod edge;
 pub mod event;
 pub mod exposition;
@@ -22,6 +23,7 @@ pub mod schema;
 pub mod subject;
 pub mod terminal;
 
+pub use dns_name::{DnsName, DnsNameError};
 pub use edge::{EdgeNotification, SiteVerdict};
 pub use event::{
     ActiveSyncDetails, CheckKind, CollectOutcome, CollectVia, DbCopySnapshot, ErrorClass, Event,

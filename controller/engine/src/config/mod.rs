@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sitewarden_contract::config::{ConfigError, Source};
-use sitewarden_contract::{AgentId, CheckName, ServerId, SiteId};
+use sitewarden_contract::{AgentId, CheckName, DnsName, ServerId, SiteId};
 
 /// Default `fall`: consecutive failures before an observer × check is failing. With the 1 s
 /// interval a 3 s blip (three failures) is sat out and a dead site is Down within about 4 s.
@@ -156,7 +156,7 @@ pub struct DagConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Candidate {
     /// The CNAME target, e.g. `mail-site1.example.com`.
-    pub target: String,
+    pub target: DnsName,
     /// Sites that must all be Up (or Degraded) for this candidate to be chosen.
     pub requires: BTreeSet<SiteId>,
 }
@@ -172,7 +172,7 @@ pub enum Routing {
         /// The DAG followed.
         dag: String,
         /// Site → target; never empty.
-        targets: BTreeMap<SiteId, String>,
+        targets: BTreeMap<SiteId, DnsName>,
     },
 }
 
@@ -197,25 +197,23 @@ pub struct NamespaceConfig {
 
 impl NamespaceConfig {
     /// Every target this namespace may point at, in preference order for candidates.
-    pub fn targets(&self) -> Vec<&str> {
+    pub fn targets(&self) -> Vec<&DnsName> {
         match &self.routing {
-            Routing::Candidates(c) => c.iter().map(|c| c.target.as_str()).collect(),
-            Routing::FollowMailbox { targets, .. } => {
-                targets.values().map(|t| t.as_str()).collect()
-            }
+            Routing::Candidates(c) => c.iter().map(|c| &c.target).collect(),
+            Routing::FollowMailbox { targets, .. } => targets.values().collect(),
         }
     }
 
     /// Sites whose requirements this target depends on; `None` when it is not one of ours.
-    pub fn sites_of(&self, target: &str) -> Option<BTreeSet<SiteId>> {
+    pub fn sites_of(&self, target: &DnsName) -> Option<BTreeSet<SiteId>> {
         match &self.routing {
             Routing::Candidates(c) => c
                 .iter()
-                .find(|c| c.target == target)
+                .find(|c| &c.target == target)
                 .map(|c| c.requires.clone()),
             Routing::FollowMailbox { targets, .. } => targets
                 .iter()
-                .find(|(_, t)| t.as_str() == target)
+                .find(|(_, t)| *t == target)
                 .map(|(s, _)| BTreeSet::from([s.clone()])),
         }
     }
@@ -232,8 +230,8 @@ pub struct ControllerConfig {
     pub agents: BTreeMap<AgentId, AgentConfig>,
     /// DAGs by name.
     pub dags: BTreeMap<String, DagConfig>,
-    /// Managed names.
-    pub namespaces: BTreeMap<String, NamespaceConfig>,
+    /// Managed names (stored lowercase, so lookups are case-insensitive).
+    pub namespaces: BTreeMap<DnsName, NamespaceConfig>,
 }
 
 impl ControllerConfig {

@@ -8,32 +8,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use sitewarden_contract::SiteId;
 use sitewarden_contract::config::{ConfigError, KeyPath, Source};
+use sitewarden_contract::{DnsName, SiteId};
 
 use super::raw::RawNamespace;
 use super::validate::{failback_mode, serving_site, timing, ttl};
 use super::{Candidate, DagConfig, NamespaceConfig, Policy, Routing, SiteConfig};
 
-fn dns_name(src: &Source, key: &KeyPath, s: &str) -> Result<String, ConfigError> {
-    let ok = !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if !ok {
-        return Err(src.error(
-            key,
-            format!("{s:?} is not a DNS name; write it like \"mail.example.com\""),
-        ));
-    }
-    Ok(s.to_ascii_lowercase())
+/// Parses a managed name or target; stored lowercase without a trailing dot.
+fn dns_name(src: &Source, key: &KeyPath, s: &str) -> Result<DnsName, ConfigError> {
+    DnsName::new(s).map_err(|e| src.error(key, format!("{s:?} is not a DNS name: it {e}")))
 }
 
-/// Validates one namespace.
+/// Validates one namespace: its normalised name and configuration.
 pub(super) fn namespace(
     src: &Source,
     k: &KeyPath,
@@ -42,8 +29,8 @@ pub(super) fn namespace(
     default_ttl: Duration,
     sites: &BTreeMap<SiteId, SiteConfig>,
     dags: &BTreeMap<String, DagConfig>,
-) -> Result<NamespaceConfig, ConfigError> {
-    dns_name(src, &k.key("name"), &n.name)?;
+) -> Result<(DnsName, NamespaceConfig), ConfigError> {
+    let name = dns_name(src, &k.key("name"), &n.name)?;
     let ttl = ttl(src, &k.key("ttl"), n.ttl, default_ttl)?;
     let failback = match &n.failback {
         Some(s) => failback_mode(src, &k.key("failback"), s)?,
@@ -98,15 +85,18 @@ pub(super) fn namespace(
             ));
         }
     };
-    Ok(NamespaceConfig {
-        on_unmarked,
-        ttl,
-        routing,
-        failback,
-        failback_after,
-        hold_down,
-        on_drift,
-    })
+    Ok((
+        name,
+        NamespaceConfig {
+            on_unmarked,
+            ttl,
+            routing,
+            failback,
+            failback_after,
+            hold_down,
+            on_drift,
+        },
+    ))
 }
 
 /// The ordered model: `candidates = [...]`, each target a DNS name listed once, each needing
@@ -137,7 +127,7 @@ fn candidates(
         if out.iter().any(|o| o.target == target) {
             return Err(src.error(
                 &ck.key("target"),
-                format!("target {target:?} is listed twice"),
+                format!("target \"{target}\" is listed twice"),
             ));
         }
         if c.requires.is_empty() {
@@ -200,7 +190,7 @@ fn follow_mailbox(
         let site = serving_site(src, &tk, sites, site)?;
         let target = dns_name(src, &tk, target)?;
         if targets.values().any(|t| *t == target) {
-            return Err(src.error(&tk, format!("target {target:?} is used for two sites")));
+            return Err(src.error(&tk, format!("target \"{target}\" is used for two sites")));
         }
         targets.insert(site, target);
     }

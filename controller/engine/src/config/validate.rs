@@ -275,8 +275,9 @@ pub(super) fn validate(src: &Source, raw: RawDecision) -> Result<ControllerConfi
     let mut namespaces = BTreeMap::new();
     for (i, n) in raw.namespaces.iter().enumerate() {
         let k = root.key("namespaces").index(i);
-        let ns = super::namespaces::namespace(src, &k, n, &policy, default_ttl, &sites, &dags)?;
-        if namespaces.insert(n.name.to_ascii_lowercase(), ns).is_some() {
+        let (name, ns) =
+            super::namespaces::namespace(src, &k, n, &policy, default_ttl, &sites, &dags)?;
+        if namespaces.insert(name, ns).is_some() {
             return Err(src.error(
                 &k.key("name"),
                 format!("namespace {:?} is declared twice", n.name),

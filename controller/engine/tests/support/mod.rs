@@ -30,12 +30,17 @@ use sitewarden_engine::{
 /// before 1 s / 4 / 10): they keep those unless `extra_policy` sets its own, so each story's
 /// clock reads as written. The shipped defaults are checked in `config.rs`.
 pub fn config(extra_policy: &str) -> ControllerConfig {
+    config_from(&config_text(extra_policy))
+}
+
+/// The TOML behind [`config`], for stories that edit it.
+pub fn config_text(extra_policy: &str) -> String {
     let kept: String = [("fall", "fall = 3\n"), ("rise", "rise = 5\n")]
         .iter()
         .filter(|(key, _)| !extra_policy.contains(&format!("{key} =")))
         .map(|(_, line)| *line)
         .collect();
-    let text = format!(
+    format!(
         r#"
 [policy]
 interval = "2s"
@@ -82,8 +87,12 @@ follow = "mailbox"
 dag = "DAG1"
 targets = {{ site1 = "owa-site1.example.com", site2 = "owa-site2.example.com" }}
 "#
-    );
-    match ControllerConfig::from_toml("story.toml", &text) {
+    )
+}
+
+/// Parses a story's configuration, failing the test with the error.
+pub fn config_from(text: &str) -> ControllerConfig {
+    match ControllerConfig::from_toml("story.toml", text) {
         Ok(c) => c,
         Err(e) => panic!("{e}"),
     }
@@ -159,8 +168,8 @@ impl Story {
 
     pub fn report_current(&mut self, ns: &str, target: &str) {
         self.input(Input::Provider(ProviderReport::Current {
-            namespace: ns.to_owned(),
-            target: Some(target.to_owned()),
+            namespace: ns.parse().unwrap(),
+            target: Some(target.parse().unwrap()),
             generation: Some(Generation(0)),
             written: None,
         }));
@@ -169,8 +178,8 @@ impl Story {
     /// The provider reports `ns` holding `target` without our ownership marker.
     pub fn report_unmarked(&mut self, ns: &str, target: &str) {
         self.input(Input::Provider(ProviderReport::Current {
-            namespace: ns.to_owned(),
-            target: Some(target.to_owned()),
+            namespace: ns.parse().unwrap(),
+            target: Some(target.parse().unwrap()),
             generation: None,
             written: None,
         }));
@@ -379,7 +388,7 @@ impl Story {
         self.state
             .namespaces
             .get(ns)
-            .and_then(|n| n.effective().map(str::to_owned))
+            .and_then(|n| n.effective().map(|t| t.to_string()))
     }
 
     /// The note of the namespace's latest decision.

@@ -465,10 +465,10 @@ impl EngineMetrics {
         let seen = &mut *seen;
         self.admission(&state.counters, &mut seen.counters);
         seen.namespaces
-            .retain(|name, _| config.namespaces.contains_key(name));
+            .retain(|name, _| config.namespaces.contains_key(name.as_str()));
         for (name, ns) in &state.namespaces {
             let label = NamespaceLabel {
-                namespace: name.clone(),
+                namespace: name.to_string(),
             };
             self.names
                 .pending
@@ -482,16 +482,23 @@ impl EngineMetrics {
                 .frozen
                 .get_or_create(&label)
                 .set(i64::from(state.overrides.freeze_of(name).is_some()));
-            let prev = seen.namespaces.entry(name.clone()).or_default();
-            let current = ns.current.clone().unwrap_or_else(|| "none".into());
+            let prev = seen.namespaces.entry(name.to_string()).or_default();
+            let current = ns
+                .current
+                .as_ref()
+                .map_or_else(|| "none".into(), |c| c.to_string());
             let desired = ns
                 .pending
                 .as_ref()
-                .map(|p| p.target.clone())
-                .or_else(|| ns.decision.as_ref().and_then(|d| d.to.clone()))
+                .map(|p| p.target.to_string())
+                .or_else(|| {
+                    ns.decision
+                        .as_ref()
+                        .and_then(|d| d.to.as_ref().map(|t| t.to_string()))
+                })
                 .unwrap_or_else(|| current.clone());
             let target = TargetLabels {
-                namespace: name.clone(),
+                namespace: name.to_string(),
                 current,
                 desired,
                 rule: ns
@@ -512,7 +519,7 @@ impl EngineMetrics {
                 self.names
                     .decisions
                     .get_or_create(&DecisionLabels {
-                        namespace: name.clone(),
+                        namespace: name.to_string(),
                         rule: rule_label(d.evidence.rule),
                     })
                     .inc();
@@ -524,7 +531,7 @@ impl EngineMetrics {
                 self.names
                     .changes
                     .get_or_create(&DecisionLabels {
-                        namespace: name.clone(),
+                        namespace: name.to_string(),
                         rule: rule_label(c.evidence.rule),
                     })
                     .inc();
