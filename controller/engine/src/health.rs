@@ -497,7 +497,10 @@ impl Engine {
                     severity: Severity::Warning,
                     kind: AlertKind::AgentSilent,
                     subject: id.to_string(),
-                    text: format!("agent {id} sent no heartbeat since {}", last.to_rfc3339()),
+                    text: format!(
+                        "agent {id} sent no heartbeat since {}",
+                        last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
                     evidence: None,
                 }));
             }

@@ -270,7 +270,8 @@ window.sitewarden = (() => {
     switch (e.kind) {
       case 'decision': {
         const ev = e.evidence || {};
-        return e.namespace + ': ' + str(e.from) + ' → ' + str(e.to) + ' (rule ' + str(ev.rule) + ': ' + str(ev.note) + ')';
+        const move = e.from === e.to ? 'stays on ' + str(e.to) : str(e.from) + ' → ' + str(e.to);
+        return e.namespace + ': ' + move + ' (rule ' + str(ev.rule) + ': ' + str(ev.note) + ')';
       }
       case 'verdict': return 'site ' + e.site + ': ' + e.from + ' → ' + e.to;
       case 'dag_active_site': return 'DAG ' + e.dag + ': active site ' + str(e.from) + ' → ' + str(e.to);
@@ -284,7 +285,9 @@ window.sitewarden = (() => {
         (e.is_leader ? 'became leader' : 'stopped leading') + ' (epoch ' + e.epoch + ')';
       case 'alert': {
         const a = e.alert || {};
-        return '[' + a.severity + '] ' + a.subject + ': ' + a.text;
+        // As the CLI: no subject in front of a text that already names it.
+        const text = str(a.text);
+        return '[' + a.severity + '] ' + (text.includes(a.subject) ? '' : a.subject + ': ') + text;
       }
       case 'intent_applied':
       case 'intent_superseded':
