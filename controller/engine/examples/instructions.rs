@@ -127,8 +127,12 @@ fn warmed(engine: &Engine, rounds: u64) -> State {
         &mut state,
         now,
         &Input::Provider(ProviderReport::Current {
-            namespace: "mail.example.com".into(),
-            target: Some("mail-rr.example.com".into()),
+            namespace: "mail.example.com".parse().unwrap_or_else(|e| panic!("{e}")),
+            target: Some(
+                "mail-rr.example.com"
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
             generation: Some(Generation(0)),
             written: None,
         }),
