@@ -129,6 +129,11 @@ pub struct ObserverEvidence {
     pub streak_started: DateTime<Utc>,
     /// Length of that streak.
     pub streak: u32,
+    /// The outcome of that streak's results: a streak of failures under a status still
+    /// `passing` is a check on its way down (fewer than `fall` yet). `None` in evidence written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streak_outcome: Option<sitewarden_contract::Outcome>,
     /// Its latest result's `observed_at`.
     pub last_at: DateTime<Utc>,
     /// Whether that result is recent enough to count.

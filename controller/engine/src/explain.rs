@@ -49,6 +49,7 @@ pub fn site_evidence(
                                 since: cs.since,
                                 streak_started: cs.streak_started,
                                 streak: cs.streak,
+                                streak_outcome: Some(cs.last_outcome),
                                 last_at: cs.last_at,
                                 fresh: cs.is_fresh(now, stale_after),
                                 error: cs.last_error,
@@ -170,6 +171,25 @@ pub struct Explanation {
     /// Set while the name stands off its most preferred candidate: the incident in one value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub off_preferred: Option<OffPreferred>,
+}
+
+/// "N results in a row", or, when the streak's results disagree with the status (a check on
+/// its way down or up, short of `fall` or `rise`), "but the last N results failed since T".
+fn streak_words(o: &ObserverEvidence) -> String {
+    use sitewarden_contract::Outcome;
+    let against = match (o.streak_outcome, o.status) {
+        (Some(Outcome::Fail), s) if s != crate::observer::CheckStatus::Failing => Some("failed"),
+        (Some(Outcome::Pass), crate::observer::CheckStatus::Failing) => Some("passed"),
+        _ => None,
+    };
+    match against {
+        Some(how) => format!(
+            "but the last {} result(s) {how}, since {}",
+            o.streak,
+            secs(o.streak_started)
+        ),
+        None => format!("{} results in a row", o.streak),
+    }
 }
 
 /// A time as an operator reads it: RFC 3339 to the second (`2026-11-24T03:00:12Z`).
@@ -318,7 +338,7 @@ impl Explanation {
         let d = self.decision.as_ref()?;
         Some(match d.evidence.rule {
             Rule::Steady => "nothing while its sites stay Up; a site the target needs going Down moves it at once".to_owned(),
-            Rule::FailedOver => "it returns to its preferred target once that target's sites have been Up for failback_after (failback = \"auto\"), or when an operator fails it back (failback = \"manual\")".to_owned(),
+            Rule::FailedOver | Rule::MoveAwayFromDown => "it returns to its preferred target once that target's sites have been Up for failback_after (failback = \"auto\"), or when an operator fails it back (failback = \"manual\")".to_owned(),
             Rule::Drained => "it stays off its preferred target while the drain holds (`sitewarden overrides` shows until when); once the drain is released or lapses, it returns after failback_after (failback = \"auto\") or when an operator fails it back".to_owned(),
             Rule::FailbackPending => "it fails back at the time in the note above, if the sites stay Up until then".to_owned(),
             Rule::FailbackManual => "an operator fails it back: sitewarden failback NAME --reason …".to_owned(),
@@ -379,13 +399,13 @@ impl Explanation {
                 for o in &c.observers {
                     writeln!(
                         f,
-                        "      {} ({}) check {}: {} since {} ({} results in a row, the last at {}){}{}",
+                        "      {} ({}) check {}: {} since {} ({}, the last at {}){}{}",
                         o.agent,
                         o.site,
                         o.check,
                         word(&o.status),
                         secs(o.since),
-                        o.streak,
+                        streak_words(o),
                         secs(o.last_at),
                         if o.fresh { "" } else { " (stale)" },
                         o.error

@@ -152,6 +152,30 @@ fn given_a_mixed_case_name_and_target_in_config_when_site1_dies_then_mail_moves_
 }
 
 #[test]
+fn when_a_check_fails_fewer_times_than_fall_then_explain_says_passing_but_the_last_results_failed()
+{
+    let mut story = Story::healthy(config(""));
+    for _ in 0..2 {
+        let o = story.observation("witness-agent1", "witness", "site1", "cas1", Outcome::Fail);
+        story.input(sitewarden_engine::Input::Observation(o));
+        story.now += chrono::TimeDelta::seconds(1);
+    }
+    let text = story
+        .engine
+        .explain(&story.state, &MAIL.parse().unwrap())
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| l.contains("witness-agent1 (witness) check eas: passing since"))
+        .unwrap_or_else(|| panic!("no witness line for cas1:\n{text}"));
+    assert!(
+        line.contains("(but the last 2 result(s) failed, since "),
+        "a streak short of fall is not called a run of passes: {line}"
+    );
+}
+
+#[test]
 fn when_site1_dies_seen_inside_and_outside_then_mail_moves_within_fall_times_interval() {
     let mut story = Story::healthy(config(""));
     let first_failed_probe = story.now;
@@ -196,6 +220,10 @@ fn when_site1_dies_seen_inside_and_outside_then_mail_moves_within_fall_times_int
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(text.contains("rule move_away_from_down: "), "{text}");
+    assert!(
+        text.contains("next: it returns to its preferred target once"),
+        "{text}"
+    );
     assert!(
         text.contains("witness-agent1 (witness) check eas: failing since "),
         "{text}"

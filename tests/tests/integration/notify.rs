@@ -99,6 +99,7 @@ fn site1_down_evidence() -> Evidence {
         since: t(3, 0, 15),
         streak_started: t(3, 0, 5),
         streak: 3,
+        streak_outcome: None,
         last_at: t(3, 0, 19),
         fresh: true,
         error: Some(ErrorClass::Timeout),
