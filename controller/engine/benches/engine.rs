@@ -9,101 +9,18 @@
 //!
 //! Run: `cargo bench -p sitewarden-engine --bench engine -- --quick`.
 
-use sitewarden_engine::{Epoch, Generation};
 use std::hint::black_box;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sitewarden_contract::{
-    AgentId, CheckKind, CheckName, Observation, ObservationDetails, Outcome, ServerId, SiteId,
+use sitewarden_engine::{
+    Engine, Epoch, Generation, Input, LeadershipChange, ProviderReport, State,
 };
-use sitewarden_engine::config::ControllerConfig;
-use sitewarden_engine::{Engine, Input, LeadershipChange, ProviderReport, State};
 
-const PROTOCOLS: [&str; 5] = ["activesync", "owa", "ews", "mapi", "autodiscover"];
-const AGENTS: [(&str, &str); 5] = [
-    ("site1-a1", "site1"),
-    ("site1-a2", "site1"),
-    ("site2-a1", "site2"),
-    ("site2-a2", "site2"),
-    ("witness-a1", "witness"),
-];
+mod workload;
+use workload::{batch, config, t0};
+
 const ROUNDS_PER_BATCH: u64 = 200;
-
-fn config() -> ControllerConfig {
-    let servers = |site: &str| {
-        (1..=10)
-            .map(|i| format!("\"{site}-cas{i:02}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let protocols = PROTOCOLS.map(|p| format!("\"{p}\"")).join(", ");
-    let mut text = String::from("[policy]\ninterval = \"2s\"\n");
-    for site in ["site1", "site2"] {
-        text += &format!(
-            "[[sites]]\nname = \"{site}\"\nservers = [{}]\nprotocols = [{protocols}]\n",
-            servers(site)
-        );
-    }
-    text += "[[sites]]\nname = \"witness\"\n";
-    for (agent, site) in AGENTS {
-        text += &format!("[[agents]]\nname = \"{agent}\"\nsite = \"{site}\"\n");
-    }
-    text += "[[namespaces]]\nname = \"mail.example.com\"\ncandidates = [\n  { target = \"mail-rr.example.com\", requires = [\"site1\", \"site2\"] },\n  { target = \"mail-site1.example.com\", requires = [\"site1\"] },\n  { target = \"mail-site2.example.com\", requires = [\"site2\"] },\n]\n";
-    match ControllerConfig::from_toml("bench.toml", &text) {
-        Ok(c) => c,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()
-}
-
-/// `rounds` probe rounds starting at round `first`; `noise_per_mille` of probes fail.
-fn batch(first: u64, rounds: u64, noise_per_mille: u64) -> Vec<(DateTime<Utc>, Input)> {
-    let id = |s: &str| s.to_owned();
-    let mut out = Vec::with_capacity((rounds * 500) as usize);
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ first;
-    for round in first..first + rounds {
-        let at = t0() + TimeDelta::seconds(2 * round as i64);
-        for (ai, (agent, site)) in AGENTS.iter().enumerate() {
-            let mut seq = round * 100 + 1;
-            for target in ["site1", "site2"] {
-                for i in 1..=10 {
-                    for p in PROTOCOLS {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
-                        let fail = rng % 1000 < noise_per_mille;
-                        let o = Observation {
-                            schema_version: 1,
-                            agent: AgentId::new(id(agent)).unwrap_or_else(|e| panic!("{e}")),
-                            site: SiteId::new(id(site)).unwrap_or_else(|e| panic!("{e}")),
-                            seq,
-                            observed_at: at,
-                            target_site: SiteId::new(target).unwrap_or_else(|e| panic!("{e}")),
-                            server: ServerId::new(format!("{target}-cas{i:02}"))
-                                .unwrap_or_else(|e| panic!("{e}")),
-                            check: CheckName::new(p).unwrap_or_else(|e| panic!("{e}")),
-                            kind: CheckKind::Http,
-                            protocol: p.to_owned(),
-                            outcome: if fail { Outcome::Fail } else { Outcome::Pass },
-                            http_status: Some(200),
-                            latency_ms: 3 + ai as u64,
-                            error_class: None,
-                            error: None,
-                            details: ObservationDetails::default(),
-                        };
-                        seq += 1;
-                        out.push((at, Input::Observation(o)));
-                    }
-                }
-            }
-        }
-    }
-    out
-}
 
 /// A leader state that has digested `rounds` rounds of healthy probes.
 fn warmed(engine: &Engine, rounds: u64) -> State {
