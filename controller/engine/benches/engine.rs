@@ -13,52 +13,10 @@ use std::hint::black_box;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sitewarden_engine::{
-    Engine, Epoch, Generation, Input, LeadershipChange, ProviderReport, State,
-};
+use sitewarden_engine::{Engine, Input, State};
 
 mod workload;
-use workload::{batch, config, t0};
-
-const ROUNDS_PER_BATCH: u64 = 200;
-
-/// A leader state that has digested `rounds` rounds of healthy probes.
-fn warmed(engine: &Engine, rounds: u64) -> State {
-    let mut state = engine.initial_state();
-    let now = t0();
-    engine.step(
-        &mut state,
-        now,
-        &Input::Leadership(LeadershipChange {
-            is_leader: true,
-            epoch: Epoch(1),
-        }),
-    );
-    engine.step(
-        &mut state,
-        now,
-        &Input::Provider(ProviderReport::Current {
-            namespace: "mail.example.com".parse().unwrap(),
-            target: Some("mail-rr.example.com".parse().unwrap()),
-            generation: Some(Generation(0)),
-            written: None,
-        }),
-    );
-    let mut done = 0;
-    while done < rounds {
-        let n = (rounds - done).min(ROUNDS_PER_BATCH);
-        for (at, input) in batch(done, n, 0) {
-            engine.step(&mut state, at, &input);
-        }
-        engine.step(
-            &mut state,
-            t0() + TimeDelta::seconds(2 * (done + n) as i64),
-            &Input::Tick,
-        );
-        done += n;
-    }
-    state
-}
+use workload::{ROUNDS_PER_BATCH, batch, config, t0, warmed};
 
 fn run(engine: &Engine, state: &mut State, inputs: &[(DateTime<Utc>, Input)]) {
     for (at, input) in inputs {

@@ -14,57 +14,18 @@
 
 use std::hint::black_box;
 
-use chrono::{DateTime, TimeDelta, Utc};
-use sitewarden_engine::{
-    Engine, Epoch, Generation, Input, LeadershipChange, ProviderReport, State,
-};
+use chrono::{DateTime, Utc};
+use sitewarden_engine::{Engine, Input, State};
 
 // The bench's own workload, so the two measure the same thing.
 #[path = "../benches/workload/mod.rs"]
 mod workload;
-use workload::{batch, config, t0};
+use workload::{batch, config, warmed};
 
 /// Healthy rounds digested before the measured ones, as in the bench's `observations` group.
 const WARM_ROUNDS: u64 = 10;
 /// Rounds built for the measured loop: 400 × 500 = 200,000 observations.
 const ROUNDS: u64 = 400;
-
-/// A leader state that has digested `rounds` rounds of healthy probes.
-fn warmed(engine: &Engine, rounds: u64) -> State {
-    let mut state = engine.initial_state();
-    let now = t0();
-    engine.step(
-        &mut state,
-        now,
-        &Input::Leadership(LeadershipChange {
-            is_leader: true,
-            epoch: Epoch(1),
-        }),
-    );
-    engine.step(
-        &mut state,
-        now,
-        &Input::Provider(ProviderReport::Current {
-            namespace: "mail.example.com".parse().unwrap_or_else(|e| panic!("{e}")),
-            target: Some(
-                "mail-rr.example.com"
-                    .parse()
-                    .unwrap_or_else(|e| panic!("{e}")),
-            ),
-            generation: Some(Generation(0)),
-            written: None,
-        }),
-    );
-    for (at, input) in batch(0, rounds, 0) {
-        engine.step(&mut state, at, &input);
-    }
-    engine.step(
-        &mut state,
-        t0() + TimeDelta::seconds(2 * rounds as i64),
-        &Input::Tick,
-    );
-    state
-}
 
 /// The measured loop: one `Engine::step` per input, its commands counted so none is optimised out.
 #[inline(never)]

@@ -8,8 +8,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sitewarden_contract::{
     AgentId, CheckKind, CheckName, Observation, ObservationDetails, Outcome, ServerId, SiteId,
 };
-use sitewarden_engine::Input;
 use sitewarden_engine::config::ControllerConfig;
+use sitewarden_engine::{
+    Engine, Epoch, Generation, Input, LeadershipChange, ProviderReport, State,
+};
 
 /// The protocols each server is probed on.
 pub const PROTOCOLS: [&str; 5] = ["activesync", "owa", "ews", "mapi", "autodiscover"];
@@ -97,4 +99,49 @@ pub fn batch(first: u64, rounds: u64, noise_per_mille: u64) -> Vec<(DateTime<Utc
         }
     }
     out
+}
+
+/// Probe rounds per batch (100,000 observations).
+pub const ROUNDS_PER_BATCH: u64 = 200;
+
+/// A leader state that has digested `rounds` rounds of healthy probes.
+pub fn warmed(engine: &Engine, rounds: u64) -> State {
+    let mut state = engine.initial_state();
+    let now = t0();
+    engine.step(
+        &mut state,
+        now,
+        &Input::Leadership(LeadershipChange {
+            is_leader: true,
+            epoch: Epoch(1),
+        }),
+    );
+    engine.step(
+        &mut state,
+        now,
+        &Input::Provider(ProviderReport::Current {
+            namespace: "mail.example.com".parse().unwrap_or_else(|e| panic!("{e}")),
+            target: Some(
+                "mail-rr.example.com"
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            generation: Some(Generation(0)),
+            written: None,
+        }),
+    );
+    let mut done = 0;
+    while done < rounds {
+        let n = (rounds - done).min(ROUNDS_PER_BATCH);
+        for (at, input) in batch(done, n, 0) {
+            engine.step(&mut state, at, &input);
+        }
+        engine.step(
+            &mut state,
+            t0() + TimeDelta::seconds(2 * (done + n) as i64),
+            &Input::Tick,
+        );
+        done += n;
+    }
+    state
 }
