@@ -41,6 +41,16 @@ struct State {
     writes: u64,
     /// Record ids handed out.
     next_id: u64,
+    /// Records one batch write carries; `0` applies name by name (see
+    /// [`MemoryProvider::with_batches`]).
+    batch_limit: usize,
+    /// A batch write of more records than this is rejected as too large (a provider that
+    /// lowered its limit); `None` accepts any size.
+    accepts_at_most: Option<usize>,
+    /// Batch writes that reached the records.
+    batch_writes: u64,
+    /// Names whose writes the provider rejects (a batch carrying one is rejected as a whole).
+    refused: std::collections::HashSet<String>,
 }
 
 impl Default for MemoryProvider {
@@ -96,9 +106,34 @@ impl MemoryProvider {
             .cloned()
     }
 
-    /// Writes that reached the records so far.
+    /// Writes that reached the records so far (a batch counts once per record).
     pub fn writes(&self) -> u64 {
         self.store.lock().writes
+    }
+
+    /// Batch writes that reached the records so far.
+    pub fn batch_writes(&self) -> u64 {
+        self.store.lock().batch_writes
+    }
+
+    /// Applies many changes in batches of up to `limit` records (a listing to read, one
+    /// all-or-nothing write per batch, a listing to verify), like a provider with a batch API.
+    #[must_use]
+    pub fn with_batches(self, limit: usize) -> Self {
+        self.store.lock().batch_limit = limit;
+        self
+    }
+
+    /// Rejects every write to `name` from now on, as a provider does that finds one record of
+    /// a batch invalid: a batch carrying it is rejected as a whole.
+    pub fn reject_writes_to(&self, name: &str) {
+        self.store.lock().refused.insert(name.to_ascii_lowercase());
+    }
+
+    /// Rejects, as a whole, every batch write of more than `records` records from now on, as a
+    /// provider does that lowered its limit (`None`: any size).
+    pub fn accept_at_most(&self, records: Option<usize>) {
+        self.store.lock().accepts_at_most = records;
     }
 
     /// The next call (read or write) fails with `error`; queue several to fail several calls.
@@ -139,6 +174,12 @@ impl RecordStore for Store {
             return Err(e);
         }
         let key = current.name.to_ascii_lowercase();
+        if s.refused.contains(&key) {
+            return Err(ProviderError::Rejected(format!(
+                "the record {} is invalid",
+                current.name
+            )));
+        }
         let Some(r) = s.records.get_mut(&key) else {
             return Err(ProviderError::Rejected(format!(
                 "record {} does not exist",
@@ -152,6 +193,89 @@ impl RecordStore for Store {
             r.ttl = Some(ttl);
         }
         s.writes += 1;
+        if std::mem::take(&mut s.lose_next_write) {
+            return Err(ProviderError::Transient(
+                "connection reset before the response (emulated)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl super::batch::BatchStore for Store {
+    fn limit(&self) -> usize {
+        self.lock().batch_limit.max(1)
+    }
+
+    async fn fetch_many(
+        &self,
+        budget: &Budget,
+        names: &[String],
+    ) -> Result<Vec<RecordState>, ProviderError> {
+        budget
+            .retrying(|| async {
+                let mut s = self.lock();
+                if let Some(e) = s.failures.pop_front() {
+                    return Err(e);
+                }
+                Ok(names
+                    .iter()
+                    .map(|n| {
+                        s.records
+                            .get(&n.to_ascii_lowercase())
+                            .cloned()
+                            .unwrap_or_else(|| RecordState {
+                                name: n.clone(),
+                                ..RecordState::default()
+                            })
+                    })
+                    .collect())
+            })
+            .await
+    }
+
+    async fn write_many(&self, writes: &[(RecordState, Patch)]) -> Result<(), ProviderError> {
+        let mut s = self.lock();
+        if let Some(e) = s.failures.pop_front() {
+            return Err(e);
+        }
+        if let Some(max) = s.accepts_at_most.filter(|max| writes.len() > *max) {
+            return Err(ProviderError::Rejected(format!(
+                "413: a batch of {} records is larger than the {max} accepted",
+                writes.len()
+            )));
+        }
+        if let Some((bad, _)) = writes
+            .iter()
+            .find(|(r, _)| s.refused.contains(&r.name.to_ascii_lowercase()))
+        {
+            return Err(ProviderError::Rejected(format!(
+                "the record {} is invalid; nothing in the batch was written",
+                bad.name
+            )));
+        }
+        // All or nothing: one missing record refuses the whole batch.
+        if let Some((missing, _)) = writes
+            .iter()
+            .find(|(r, _)| !s.records.contains_key(&r.name.to_ascii_lowercase()))
+        {
+            return Err(ProviderError::Rejected(format!(
+                "record {} does not exist; nothing in the batch was written",
+                missing.name
+            )));
+        }
+        for (current, patch) in writes {
+            if let Some(r) = s.records.get_mut(&current.name.to_ascii_lowercase()) {
+                r.content = Some(patch.content.clone());
+                r.comment = Some(patch.comment.clone());
+                r.marker = Marker::parse(&patch.comment);
+                if let Some(ttl) = patch.ttl {
+                    r.ttl = Some(ttl);
+                }
+            }
+        }
+        s.writes += writes.len() as u64;
+        s.batch_writes += 1;
         if std::mem::take(&mut s.lose_next_write) {
             return Err(ProviderError::Transient(
                 "connection reset before the response (emulated)".into(),
@@ -176,6 +300,40 @@ impl DnsProvider for MemoryProvider {
 
     fn stats(&self) -> StatsSnapshot {
         self.budget.snapshot()
+    }
+
+    fn batch_limit(&self) -> usize {
+        self.store.lock().batch_limit.max(1)
+    }
+
+    fn read_many<'a>(&'a self, names: &'a [String]) -> super::BatchFuture<'a, RecordState> {
+        use super::batch::BatchStore;
+        Box::pin(async move {
+            if self.store.lock().batch_limit == 0 {
+                let mut out = Vec::with_capacity(names.len());
+                for n in names {
+                    out.push(cas::read(&*self.store, &self.budget, n).await);
+                }
+                return out;
+            }
+            match self.store.fetch_many(&self.budget, names).await {
+                Ok(states) => states.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e); names.len()],
+            }
+        })
+    }
+
+    fn apply_many<'a>(&'a self, changes: &'a [Change]) -> super::BatchFuture<'a, ApplyOutcome> {
+        Box::pin(async move {
+            if self.store.lock().batch_limit == 0 {
+                let mut out = Vec::with_capacity(changes.len());
+                for c in changes {
+                    out.push(cas::apply(&*self.store, &self.budget, c).await);
+                }
+                return out;
+            }
+            super::batch::apply_many(&*self.store, &self.budget, changes).await
+        })
     }
 }
 

@@ -23,6 +23,7 @@
 //! `[provider]` table and builds one. [`propagation`] watches a change reach every authoritative
 //! nameserver and checks that candidate targets resolve.
 
+pub mod batch;
 pub mod budget;
 pub mod builtin;
 pub mod cas;
@@ -51,6 +52,14 @@ pub use secrecy::SecretString;
 /// runtime can hold an `Arc<dyn DnsProvider>`).
 pub type ProviderFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
+
+/// The boxed future of a many-name call: one result per name, in the order asked.
+pub type BatchFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Vec<Result<T, ProviderError>>> + Send + 'a>>;
+
+/// How many one-name calls the default [`DnsProvider::apply_many`] and
+/// [`DnsProvider::read_many`] run at once.
+pub const ONE_BY_ONE_IN_FLIGHT: usize = 32;
 
 /// What a provider holds for one name, as far as a CNAME failover cares.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -256,5 +265,35 @@ pub trait DnsProvider: Send + Sync {
     /// Calls, errors by class and budget left, for the metrics layer.
     fn stats(&self) -> StatsSnapshot {
         StatsSnapshot::default()
+    }
+
+    /// The most records one write carries; `1` when the provider applies name by name.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Reads many names. The default reads them one by one, [`ONE_BY_ONE_IN_FLIGHT`] at a
+    /// time; a provider with a listing reads them in a few calls.
+    fn read_many<'a>(&'a self, names: &'a [String]) -> BatchFuture<'a, RecordState> {
+        use futures::StreamExt;
+        Box::pin(
+            futures::stream::iter(names)
+                .map(|n| self.read(n))
+                .buffered(ONE_BY_ONE_IN_FLIGHT)
+                .collect(),
+        )
+    }
+
+    /// Applies many changes, one outcome per change in order. The default applies them one by
+    /// one, [`ONE_BY_ONE_IN_FLIGHT`] at a time; a provider with a batch write implements it with
+    /// [`batch::apply_many`].
+    fn apply_many<'a>(&'a self, changes: &'a [Change]) -> BatchFuture<'a, ApplyOutcome> {
+        use futures::StreamExt;
+        Box::pin(
+            futures::stream::iter(changes)
+                .map(|c| self.apply(c))
+                .buffered(ONE_BY_ONE_IN_FLIGHT)
+                .collect(),
+        )
     }
 }
