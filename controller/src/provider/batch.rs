@@ -25,12 +25,12 @@ use std::future::Future;
 use tokio::time::Instant;
 
 use super::budget::Budget;
-use super::cas::{READ_BACK_PAUSES, RecordStore};
+use super::cas::READ_BACK_PAUSES;
 use super::decide::{Decision, Patch, decide};
 use super::{ApplyOutcome, Change, ProviderError, RecordState, Refusal};
 
 /// A provider's many-record operations; policy lives in [`apply_many`].
-pub trait BatchStore: RecordStore {
+pub trait BatchStore: Send + Sync {
     /// The most records one write may carry (Cloudflare: 200 on Free plans, 3,500 on paid;
     /// Route 53: 1,000 changes; RFC 2136: what fits one message).
     fn limit(&self) -> usize;
