@@ -89,7 +89,19 @@ pub struct RecordBook {
 /// How long a record's read waits for the state bucket's `ns.<name>` entry.
 const BOOK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Applies `SetRecord` commands for the leader.
+/// A map every task of the applier shares.
+pub type Shared<T> = Arc<std::sync::Mutex<T>>;
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How many names' bookkeeping (state bucket and audit stream round trips) a group runs at once.
+const BOOKS_IN_FLIGHT: usize = 256;
+
+/// Applies `SetRecord` commands for the leader. Clones share everything (a group of changes
+/// runs on a clone, in its own task).
+#[derive(Clone)]
 pub struct Applier {
     /// The DNS provider.
     pub provider: Arc<dyn DnsProvider>,
@@ -101,7 +113,7 @@ pub struct Applier {
     /// Decide and audit, never write to the provider.
     pub dry_run: bool,
     /// Adopt records without our marker (`on_drift = "enforce"` namespaces).
-    pub adopt_unmarked: BTreeMap<DnsName, bool>,
+    pub adopt_unmarked: Arc<BTreeMap<DnsName, bool>>,
     /// The audit trail.
     pub audit: AuditSink,
     /// This controller's id, for audit records.
@@ -111,10 +123,10 @@ pub struct Applier {
     /// Where provider reports go (the engine loop).
     pub reports: mpsc::Sender<Input>,
     /// Last content read per name, the `expected` value of the next compare-and-set.
-    pub last_seen: BTreeMap<DnsName, Option<String>>,
+    pub last_seen: Shared<BTreeMap<DnsName, Option<String>>>,
     /// Dry run: what the records would hold now, `(target, generation)`, so the engine sees the
     /// consequences of its own decisions and "would apply" is audited once, not every tick.
-    pub shadow: BTreeMap<DnsName, (DnsName, Generation)>,
+    pub shadow: Shared<BTreeMap<DnsName, (DnsName, Generation)>>,
     /// Authoritative servers to watch after each applied change (`None` or no servers: no
     /// watch).
     pub propagation: Option<super::settings::PropagationSettings>,
@@ -221,48 +233,32 @@ impl Issued {
     }
 }
 
-/// One piece of work for a name's worker.
-#[derive(Debug)]
-enum Job {
-    /// Carry out a record change.
-    Apply(SetRecord),
-    /// Read the record back (`why`: at what occasion, for the log).
-    Refresh(&'static str),
-}
-
-/// A name's worker: its own queue, worked through in order, so a name whose provider calls are
-/// throttled or backing off holds up no other name.
-async fn work(
-    mut applier: Applier,
-    name: DnsName,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        let job = tokio::select! {
-            _ = stop.cancelled() => break,
-            job = jobs.recv() => match job { Some(job) => job, None => break },
-        };
-        match job {
-            Job::Apply(cmd) => applier.apply(cmd).await,
-            Job::Refresh(why) => {
-                if let Err(e) = applier.refresh(&name).await {
-                    tracing::warn!(namespace = %name, "cannot read the record{why}: {e}");
-                }
-            }
-        }
-    }
+/// What the run loop knows of the work in flight: the names a group or a read is working on
+/// and, per such name, the newest change waiting for it.
+#[derive(Default)]
+struct Flights {
+    /// Names a running task is applying or reading.
+    busy: std::collections::BTreeSet<DnsName>,
+    /// The newest change per busy name, started when that name's task ends.
+    waiting: BTreeMap<DnsName, SetRecord>,
 }
 
 impl Applier {
-    /// Routes the engine's record changes to one worker per name (each applies its changes in
-    /// order; names do not wait for each other), asks every worker to read its record once at
-    /// start, at each takeover (`refresh`) and every `reconcile_every` (within the rate
-    /// budget), and checks the candidates through the resolver when configured; until `stop`.
+    /// Applies the engine's record changes and reads the records back, until `stop`.
+    ///
+    /// Each message on `apply_rx` is the changes of one engine step; every message already
+    /// queued is taken with it, and their changes go to the provider together
+    /// ([`DnsProvider::apply_many`]: a few batch calls on a provider with a batch API). Each
+    /// group runs in its own task, so a group stuck at the provider holds up no other name: a
+    /// later change to a name not in flight starts at once in a group of its own, and a change
+    /// to a name in flight waits for that flight (the newest one only: an older one is settled
+    /// as overtaken). Every record is read at start, at each takeover (`refresh_rx`) and every
+    /// `reconcile_every` (one [`DnsProvider::read_many`], skipping names in flight), and the
+    /// candidates are checked through the resolver when configured.
     pub async fn run(
         self,
         schedule: Schedule,
-        mut apply_rx: mpsc::Receiver<SetRecord>,
+        mut apply_rx: mpsc::Receiver<Vec<SetRecord>>,
         mut refresh_rx: mpsc::Receiver<()>,
         stop: tokio_util::sync::CancellationToken,
     ) {
@@ -273,12 +269,8 @@ impl Applier {
             .map_or(std::time::Duration::from_secs(3600), |(_, every)| every);
         let mut candidates = tokio::time::interval(check_every);
         candidates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Unbounded per name: the engine issues at most one change per name per decision, and
-        // a worker skips a change already overtaken at once.
-        let mut workers: BTreeMap<DnsName, mpsc::UnboundedSender<Job>> = BTreeMap::new();
-        for name in &schedule.names {
-            self.worker(&mut workers, name, &stop);
-        }
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<DnsName>>();
+        let mut flights = Flights::default();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -287,62 +279,93 @@ impl Applier {
                         self.check_candidates(resolver, &schedule.targets).await;
                     }
                 }
-                cmd = apply_rx.recv() => match cmd {
-                    Some(cmd) => {
-                        let name = cmd.namespace.clone();
-                        let _ = self.worker(&mut workers, &name, &stop).send(Job::Apply(cmd));
+                group = apply_rx.recv() => match group {
+                    Some(mut group) => {
+                        while let Ok(more) = apply_rx.try_recv() {
+                            group.extend(more);
+                        }
+                        self.start_group(group, &mut flights, &done_tx).await;
                     }
                     None => break,
                 },
-                Some(()) = refresh_rx.recv() => {
-                    for jobs in workers.values() {
-                        let _ = jobs.send(Job::Refresh(" at takeover"));
+                Some(done) = done_rx.recv() => {
+                    let mut next = Vec::new();
+                    for name in done {
+                        flights.busy.remove(&name);
+                        next.extend(flights.waiting.remove(&name));
                     }
+                    self.start_group(next, &mut flights, &done_tx).await;
+                }
+                Some(()) = refresh_rx.recv() => {
+                    self.start_read(&schedule.names, " at takeover", &mut flights, &done_tx);
                 }
                 _ = reconcile.tick() => {
-                    for jobs in workers.values() {
-                        let _ = jobs.send(Job::Refresh(""));
-                    }
+                    self.start_read(&schedule.names, "", &mut flights, &done_tx);
                 }
             }
         }
     }
 
-    /// The queue of `name`'s worker, started (tracked with `run`'s tasks) on first use.
-    fn worker<'w>(
+    /// Starts the changes of `group` whose names are free in one task; a change to a busy name
+    /// waits for it (the newest per name: an older one is settled here as overtaken).
+    async fn start_group(
         &self,
-        workers: &'w mut BTreeMap<DnsName, mpsc::UnboundedSender<Job>>,
-        name: &DnsName,
-        stop: &tokio_util::sync::CancellationToken,
-    ) -> &'w mpsc::UnboundedSender<Job> {
-        workers.entry(name.clone()).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let applier = self.for_one_name();
-            self.tasks
-                .spawn(work(applier, name.clone(), rx, stop.clone()));
-            tx
-        })
+        group: Vec<SetRecord>,
+        flights: &mut Flights,
+        done: &mpsc::UnboundedSender<Vec<DnsName>>,
+    ) {
+        let mut launch: BTreeMap<DnsName, SetRecord> = BTreeMap::new();
+        for cmd in group {
+            let slot = if flights.busy.contains(&cmd.namespace) {
+                &mut flights.waiting
+            } else {
+                &mut launch
+            };
+            let older = match slot.get(&cmd.namespace) {
+                Some(held) if held.generation > cmd.generation => Some(cmd),
+                _ => slot.insert(cmd.namespace.clone(), cmd),
+            };
+            if let Some(older) = older {
+                // Audited as overtaken: a newer generation of its name was issued.
+                self.skipped_before_start(&older).await;
+            }
+        }
+        if launch.is_empty() {
+            return;
+        }
+        let names: Vec<DnsName> = launch.keys().cloned().collect();
+        flights.busy.extend(names.iter().cloned());
+        let applier = self.clone();
+        let done = done.clone();
+        self.tasks.spawn(async move {
+            applier.apply_group(launch.into_values().collect()).await;
+            let _ = done.send(names);
+        });
     }
 
-    /// An applier for one name's worker: the shared parts (provider, store, lease check,
-    /// audit, metrics, reports, issued generations, tasks) and empty per-name memory.
-    fn for_one_name(&self) -> Applier {
-        Applier {
-            provider: self.provider.clone(),
-            store: self.store.clone(),
-            acting: self.acting.clone(),
-            dry_run: self.dry_run,
-            adopt_unmarked: self.adopt_unmarked.clone(),
-            audit: self.audit.clone(),
-            controller: self.controller.clone(),
-            metrics: self.metrics.clone(),
-            reports: self.reports.clone(),
-            last_seen: BTreeMap::new(),
-            shadow: BTreeMap::new(),
-            propagation: self.propagation.clone(),
-            issued: self.issued.clone(),
-            tasks: self.tasks.clone(),
+    /// Reads every record of `names` not in flight, in one task (see [`Self::refresh_many`]).
+    fn start_read(
+        &self,
+        names: &[DnsName],
+        why: &'static str,
+        flights: &mut Flights,
+        done: &mpsc::UnboundedSender<Vec<DnsName>>,
+    ) {
+        let free: Vec<DnsName> = names
+            .iter()
+            .filter(|n| !flights.busy.contains(*n))
+            .cloned()
+            .collect();
+        if free.is_empty() {
+            return;
         }
+        flights.busy.extend(free.iter().cloned());
+        let applier = self.clone();
+        let done = done.clone();
+        self.tasks.spawn(async move {
+            applier.refresh_many(&free, why).await;
+            let _ = done.send(free);
+        });
     }
 
     fn audit(&self, epoch: Option<Epoch>, event: RuntimeEvent) {
@@ -379,32 +402,62 @@ impl Applier {
 
     /// Reads the current record of `name`, settles a pending intent an earlier leader left
     /// behind, and tells the engine what is there.
-    pub async fn refresh(&mut self, name: &DnsName) -> Result<(), ProviderError> {
-        // What our books say each marker generation wrote, read beside the record and bounded:
-        // until the engine has the record's content it writes nothing, so a state bucket slow
-        // to answer (a stream electing its leader) must not hold the content back.
-        let read = async {
-            let started = tokio::time::Instant::now();
-            let state = self.provider.read(name).await;
-            (state, started.elapsed())
-        };
-        let ((state, took), book) =
-            tokio::join!(read, tokio::time::timeout(BOOK_WAIT, self.book(name, "ns")));
+    pub async fn refresh(&self, name: &DnsName) -> Result<(), ProviderError> {
+        let mut failed = self.refresh_many(std::slice::from_ref(name), "").await;
+        failed.pop().map_or(Ok(()), Err)
+    }
+
+    /// Reads the records of `names` in one [`DnsProvider::read_many`] and, per name, settles a
+    /// pending intent an earlier leader left behind and tells the engine what is there. A name
+    /// that cannot be read is logged (`why`: at what occasion) and returned with its error; it
+    /// holds up no other name.
+    pub async fn refresh_many(&self, names: &[DnsName], why: &str) -> Vec<ProviderError> {
+        use futures::StreamExt;
+        let asked: Vec<String> = names.iter().map(DnsName::to_string).collect();
+        let started = tokio::time::Instant::now();
+        let states = self.provider.read_many(&asked).await;
         self.metrics.provider_call(
             self.provider.kind(),
             "read",
-            state.is_ok(),
-            took.as_secs_f64(),
+            states.iter().all(Result::is_ok),
+            started.elapsed().as_secs_f64(),
         );
+        futures::stream::iter(names.iter().cloned().zip(states))
+            .map(|(name, state)| async move {
+                let result = self.refreshed(&name, state).await;
+                if let Err(e) = &result {
+                    tracing::warn!(namespace = %name, "cannot read the record{why}: {e}");
+                }
+                result.err()
+            })
+            .buffered(BOOKS_IN_FLIGHT)
+            .filter_map(std::future::ready)
+            .collect()
+            .await
+    }
+
+    /// What a read of `name` found, taken up: the engine is told, a pending intent settled.
+    async fn refreshed(
+        &self,
+        name: &DnsName,
+        state: Result<RecordState, ProviderError>,
+    ) -> Result<(), ProviderError> {
+        // What our books say each marker generation wrote, bounded: until the engine has the
+        // record's content it writes nothing, so a state bucket slow to answer (a stream
+        // electing its leader) must not hold the content back.
         let state = state?;
         let content = record_content(name, &state)?;
-        self.last_seen.insert(name.clone(), state.content.clone());
+        locked(&self.last_seen).insert(name.clone(), state.content.clone());
         let generation = state.marker.map(|m| Generation(m.generation));
+        let book = match generation {
+            Some(_) => Some(tokio::time::timeout(BOOK_WAIT, self.book(name, "ns")).await),
+            None => None,
+        };
         // The engine compares the books with the content to tell a hand edit (marker kept,
         // content changed) from our own write; without them it goes by what it accepted before.
         let written = match (generation, book) {
-            (Some(g), Ok(Ok(Some((book, _))))) if book.generation == g => Some(book.target),
-            (_, Err(_)) => {
+            (Some(g), Some(Ok(Ok(Some((book, _)))))) if book.generation == g => Some(book.target),
+            (_, Some(Err(_))) => {
                 tracing::warn!(namespace = %name, "the state bucket did not answer within {BOOK_WAIT:?}; the record is reported without our books");
                 None
             }
@@ -428,7 +481,7 @@ impl Applier {
     /// Written with this leader's epoch, so the earlier leader, should it wake up, cannot
     /// overwrite the verdict. Only the acting leader settles; its own pending intents are in
     /// flight and left alone.
-    async fn settle(&mut self, name: &DnsName, state: &crate::provider::RecordState) {
+    async fn settle(&self, name: &DnsName, state: &crate::provider::RecordState) {
         let Some(epoch) = (self.acting)() else {
             return;
         };
@@ -504,21 +557,81 @@ impl Applier {
         tracing::info!(namespace = %name, intent_epoch = intent.epoch.get(), "pending intent {status}: {note}");
     }
 
-    /// Applies one command; never panics, reports the outcome to the engine. In order: checks
-    /// that it is still ours to do, stores the intent (state bucket and audit trail, both before
-    /// the write), re-checks the lease and the generation, writes through the provider under the
-    /// fence, then audits and records the settlement before reporting it.
-    pub async fn apply(&mut self, cmd: SetRecord) {
-        if self.skipped_before_start(&cmd).await {
-            return;
+    /// Applies one command (a group of one; see [`Self::apply_group`]).
+    pub async fn apply(&self, cmd: SetRecord) {
+        self.apply_group(vec![cmd]).await;
+    }
+
+    /// Applies the changes of one group (at most one per name); never panics, reports every
+    /// outcome to the engine. Per change, in order: checks that it is still ours to do, stores
+    /// the intent (state bucket and audit trail, both before the write) and re-checks the lease
+    /// and the generation; then every change of an epoch goes to the provider in one
+    /// [`DnsProvider::apply_many`] under that epoch's fence; then, per change, the settlement
+    /// is audited and recorded before it is reported. The bookkeeping of different names runs
+    /// side by side ([`BOOKS_IN_FLIGHT`] at a time).
+    pub async fn apply_group(&self, group: Vec<SetRecord>) {
+        use futures::StreamExt;
+        let mut todo = Vec::with_capacity(group.len());
+        for cmd in group {
+            if !self.skipped_before_start(&cmd).await {
+                todo.push(cmd);
+            }
         }
-        let Some(intent) = self.store_intent(&cmd).await else {
-            return;
-        };
-        if self.skipped_before_write(&cmd, &intent).await {
-            return;
+        let ready: Vec<(SetRecord, StoredIntent)> = futures::stream::iter(todo)
+            .map(|cmd| async move {
+                let intent = self.store_intent(&cmd).await?;
+                if self.skipped_before_write(&cmd, &intent).await {
+                    return None;
+                }
+                Some((cmd, intent))
+            })
+            .buffered(BOOKS_IN_FLIGHT)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        // One provider call per epoch (a group spans two only across a change of leader).
+        let mut by_epoch: BTreeMap<Epoch, Vec<(SetRecord, StoredIntent)>> = BTreeMap::new();
+        for (cmd, intent) in ready {
+            by_epoch.entry(cmd.epoch).or_default().push((cmd, intent));
         }
-        let (outcome, calls) = self.write(&cmd).await;
+        for (epoch, changes) in by_epoch {
+            if self.provider.batch_limit() <= 1 {
+                // Name by name: each change settles as soon as its own call ends, so a name
+                // stuck at the provider holds up no other name of the group.
+                futures::stream::iter(changes)
+                    .map(|(cmd, intent)| async move {
+                        let (mut outcomes, calls) = self.write(epoch, &[&cmd]).await;
+                        let outcome = outcomes.pop().unwrap_or_else(|| {
+                            Err(ProviderError::Transient(
+                                "the provider gave no outcome".into(),
+                            ))
+                        });
+                        self.settle_write(cmd, intent, outcome, calls).await;
+                    })
+                    .buffer_unordered(crate::provider::ONE_BY_ONE_IN_FLIGHT)
+                    .collect::<Vec<()>>()
+                    .await;
+                continue;
+            }
+            let cmds: Vec<&SetRecord> = changes.iter().map(|(c, _)| c).collect();
+            let (outcomes, calls) = self.write(epoch, &cmds).await;
+            futures::stream::iter(changes.into_iter().zip(outcomes))
+                .map(|((cmd, intent), outcome)| self.settle_write(cmd, intent, outcome, calls))
+                .buffered(BOOKS_IN_FLIGHT)
+                .collect::<Vec<()>>()
+                .await;
+        }
+    }
+
+    /// After the provider call: audits the settlement, marks the intent and the applied
+    /// generation, watches propagation and reports to the engine.
+    async fn settle_write(
+        &self,
+        cmd: SetRecord,
+        intent: StoredIntent,
+        outcome: Result<ApplyOutcome, ProviderError>,
+        calls: CallStats,
+    ) {
         let name = cmd.namespace.clone();
         let (status, report) = self.classify(&cmd, &outcome, calls).await;
         self.metrics.applied(status);
@@ -562,7 +675,7 @@ impl Applier {
     /// A change that is not ours to start: this controller does not act in its epoch, a newer
     /// generation was issued while it queued, or this is a dry run (audited as "would apply").
     /// `true` when it was handled here.
-    async fn skipped_before_start(&mut self, cmd: &SetRecord) -> bool {
+    async fn skipped_before_start(&self, cmd: &SetRecord) -> bool {
         let name = cmd.namespace.clone();
         if (self.acting)() != Some(cmd.epoch) {
             self.metrics.applied("not_acting");
@@ -605,8 +718,7 @@ impl Applier {
                     reason: cmd.reason,
                 },
             );
-            self.shadow
-                .insert(name.clone(), (cmd.target.clone(), cmd.generation));
+            locked(&self.shadow).insert(name.clone(), (cmd.target.clone(), cmd.generation));
             self.report(ProviderReport::Applied {
                 namespace: name,
                 generation: cmd.generation,
@@ -621,7 +733,7 @@ impl Applier {
     /// Stores the intent in the state bucket and the audit stream (both before any provider
     /// write); `None` when the change must not go on (already applied, a store refused, the
     /// audit stream did not store it), which is reported or audited here.
-    async fn store_intent(&mut self, cmd: &SetRecord) -> Option<StoredIntent> {
+    async fn store_intent(&self, cmd: &SetRecord) -> Option<StoredIntent> {
         let name = cmd.namespace.clone();
         // Both entries at once: each read is a round trip to the bus on the decision's path.
         let (ns, old_intent) = tokio::join!(self.book(&name, "ns"), self.book(&name, "intent"));
@@ -752,7 +864,7 @@ impl Applier {
     /// Right before the write: the lease may have lapsed, or the engine decided again while the
     /// intent was being stored (that newer change, queued behind this one, is the one to write;
     /// the intent is settled as superseded, audited first). `true` when nothing is written.
-    async fn skipped_before_write(&mut self, cmd: &SetRecord, intent: &StoredIntent) -> bool {
+    async fn skipped_before_write(&self, cmd: &SetRecord, intent: &StoredIntent) -> bool {
         let name = &cmd.namespace;
         if (self.acting)() != Some(cmd.epoch) {
             self.metrics.applied("not_acting");
@@ -795,36 +907,43 @@ impl Applier {
         true
     }
 
-    /// The provider write, fenced on this epoch: compare-and-set on the content last read.
+    /// The provider write of `cmds`, all of `epoch`, in one [`DnsProvider::apply_many`] fenced
+    /// on that epoch: compare-and-set on the content last read. The calls spent are the
+    /// group's, reported with each change.
     async fn write(
-        &mut self,
-        cmd: &SetRecord,
-    ) -> (
-        Result<ApplyOutcome, crate::provider::ProviderError>,
-        CallStats,
-    ) {
-        let name = &cmd.namespace;
+        &self,
+        epoch: Epoch,
+        cmds: &[&SetRecord],
+    ) -> (Vec<Result<ApplyOutcome, ProviderError>>, CallStats) {
         let stats_before = self.provider.stats();
         let started = tokio::time::Instant::now();
-        let change = Change {
-            name: name.to_string(),
-            target: cmd.target.to_string(),
-            ttl: u32::try_from(cmd.ttl_secs).ok(),
-            expected: self.last_seen.get(name).cloned().flatten(),
-            epoch: cmd.epoch.get(),
-            generation: cmd.generation.get(),
-            adopt_unmarked: self.adopt_unmarked.get(name).copied().unwrap_or(false),
+        let changes: Vec<Change> = {
+            let seen = locked(&self.last_seen);
+            cmds.iter()
+                .map(|cmd| Change {
+                    name: cmd.namespace.to_string(),
+                    target: cmd.target.to_string(),
+                    ttl: u32::try_from(cmd.ttl_secs).ok(),
+                    expected: seen.get(&cmd.namespace).cloned().flatten(),
+                    epoch: cmd.epoch.get(),
+                    generation: cmd.generation.get(),
+                    adopt_unmarked: self
+                        .adopt_unmarked
+                        .get(&cmd.namespace)
+                        .copied()
+                        .unwrap_or(false),
+                })
+                .collect()
         };
         let acting = self.acting.clone();
-        let epoch = cmd.epoch;
         let fence = crate::provider::Fence::new(move || acting() == Some(epoch));
-        let outcome = crate::provider::FENCE
-            .scope(fence, self.provider.apply(&change))
+        let outcomes = crate::provider::FENCE
+            .scope(fence, self.provider.apply_many(&changes))
             .await;
         self.metrics.provider_call(
             self.provider.kind(),
             "apply",
-            outcome.is_ok(),
+            outcomes.iter().all(Result::is_ok),
             started.elapsed().as_secs_f64(),
         );
         let spent = self.provider.stats().since(&stats_before);
@@ -834,13 +953,13 @@ impl Applier {
             rate_limited: u32::try_from(spent.rate_limited).unwrap_or(u32::MAX),
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
-        (outcome, calls)
+        (outcomes, calls)
     }
 
     /// What the write's outcome means: its status word and the report for the engine. A
     /// refusal that read the record also tells the engine what the record holds.
     async fn classify(
-        &mut self,
+        &self,
         cmd: &SetRecord,
         outcome: &Result<ApplyOutcome, crate::provider::ProviderError>,
         calls: CallStats,
@@ -849,7 +968,7 @@ impl Applier {
         match outcome {
             Ok(ApplyOutcome::Applied { after, .. })
             | Ok(ApplyOutcome::AlreadyInPlace { state: after }) => {
-                self.last_seen.insert(name.clone(), after.content.clone());
+                locked(&self.last_seen).insert(name.clone(), after.content.clone());
                 (
                     "applied",
                     ProviderReport::Applied {
@@ -861,7 +980,7 @@ impl Applier {
             }
             Ok(ApplyOutcome::Refused(r)) => {
                 if let Refusal::Drift { found } | Refusal::NotOurs { found } = r {
-                    self.last_seen.insert(name.clone(), found.content.clone());
+                    locked(&self.last_seen).insert(name.clone(), found.content.clone());
                     match record_content(name, found) {
                         Ok(target) => {
                             self.report(ProviderReport::Current {
@@ -1135,13 +1254,13 @@ mod tests {
             store: None,
             acting: Arc::new(|| Some(Epoch(1))),
             dry_run: false,
-            adopt_unmarked: BTreeMap::new(),
+            adopt_unmarked: Arc::default(),
             audit,
             controller: "ctl-a".into(),
             metrics,
             reports,
-            last_seen: BTreeMap::new(),
-            shadow: BTreeMap::new(),
+            last_seen: Arc::default(),
+            shadow: Arc::default(),
             propagation: None,
             issued: Issued::default(),
             tasks: Default::default(),
@@ -1181,7 +1300,7 @@ mod tests {
     #[tokio::test]
     async fn a_change_overtaken_while_its_intent_is_stored_is_not_written() {
         let (provider, open, kinds) = seeded();
-        let (mut applier, _reports, _stop) = applier(provider.clone(), open.clone(), kinds.clone());
+        let (applier, _reports, _stop) = applier(provider.clone(), open.clone(), kinds.clone());
         let issued = applier.issued.clone();
         issued.note(NAME, Generation(1));
         let first = set("mail-site1.example.com", 1);
@@ -1193,7 +1312,7 @@ mod tests {
         arrived(&kinds, 1).await;
         issued.note(NAME, Generation(2));
         open.notify_one();
-        let mut applier = apply.await.expect("the apply task");
+        let applier = apply.await.expect("the apply task");
         assert_eq!(provider.writes(), 0, "the overtaken change was written");
         let stored = kinds.lock().unwrap_or_else(|e| e.into_inner()).clone();
         assert_eq!(stored, ["intent", "apply_superseded"]);
@@ -1208,7 +1327,7 @@ mod tests {
     async fn a_change_overtaken_before_it_starts_is_skipped_and_audited() {
         let (provider, open, kinds) = seeded();
         open.notify_one();
-        let (mut applier, _reports, _stop) = applier(provider.clone(), open, kinds.clone());
+        let (applier, _reports, _stop) = applier(provider.clone(), open, kinds.clone());
         applier.issued.note(NAME, Generation(2));
         applier.apply(set("mail-site1.example.com", 1)).await;
         assert_eq!(provider.writes(), 0);
@@ -1266,7 +1385,7 @@ mod tests {
     async fn an_applied_change_settles_its_intent_and_records_its_generation() {
         let (provider, _, _) = seeded();
         let kv = Arc::new(MemoryKv::default());
-        let (mut applier, kinds, mut reports, _stop) = applier_over(provider.clone(), kv.clone());
+        let (applier, kinds, mut reports, _stop) = applier_over(provider.clone(), kv.clone());
         applier.apply(set("mail-site2.example.com", 1)).await;
         assert_eq!(provider.writes(), 1);
         let record = provider.record(NAME).expect("the record");
@@ -1303,7 +1422,7 @@ mod tests {
             &format!("ns.{NAME}"),
             &book("mail-site1.example.com", 5, 1, "applied"),
         );
-        let (mut applier, kinds, _reports, _stop) = applier_over(provider.clone(), kv.clone());
+        let (applier, kinds, _reports, _stop) = applier_over(provider.clone(), kv.clone());
         applier.apply(set("mail-site2.example.com", 3)).await;
         assert_eq!(
             provider.writes(),
@@ -1322,7 +1441,7 @@ mod tests {
             &format!("intent.{NAME}"),
             &book("mail-site1.example.com", 1, 0, "pending"),
         );
-        let (mut applier, kinds, _reports, _stop) = applier_over(provider.clone(), kv.clone());
+        let (applier, kinds, _reports, _stop) = applier_over(provider.clone(), kv.clone());
         applier.apply(set("mail-site2.example.com", 2)).await;
         assert_eq!(provider.writes(), 1);
         let intent = read_book(&kv, &format!("intent.{NAME}"));
@@ -1345,7 +1464,7 @@ mod tests {
             &format!("intent.{NAME}"),
             &book("mail-site1.example.com", 9, 7, "applied"),
         );
-        let (mut applier, kinds, mut reports, _stop) = applier_over(provider.clone(), kv.clone());
+        let (applier, kinds, mut reports, _stop) = applier_over(provider.clone(), kv.clone());
         applier.apply(set("mail-site2.example.com", 2)).await;
         assert_eq!(provider.writes(), 0, "a fenced-out leader wrote the record");
         assert_eq!(
@@ -1466,12 +1585,12 @@ mod tests {
             .clone()
             .spawn(applier.run(schedule, apply_rx, refresh_rx, stop.clone()));
         apply_tx
-            .send(set("mail-site2.example.com", 1))
+            .send(vec![set("mail-site2.example.com", 1)])
             .await
             .unwrap();
         let mut owa = set("owa-site2.example.com", 2);
         owa.namespace = OTHER.parse().unwrap();
-        apply_tx.send(owa).await.unwrap();
+        apply_tx.send(vec![owa]).await.unwrap();
         // The other name is applied while mail still waits at the provider.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         let applied = loop {
@@ -1503,6 +1622,66 @@ mod tests {
         };
         assert_eq!(applied, NAME);
         stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_group_goes_to_a_batching_provider_in_a_few_calls_with_every_book_kept() {
+        const N: usize = 500;
+        let provider = MemoryProvider::default().with_batches(200);
+        let name = |i: usize| format!("svc{i}.example.com");
+        for i in 0..N {
+            provider.insert(
+                &name(i),
+                "site1.example.com",
+                Some("sitewarden epoch=1 gen=0"),
+            );
+        }
+        // One bad record: the provider rejects any batch carrying it.
+        provider.reject_writes_to(&name(7));
+        let kv = Arc::new(MemoryKv::default());
+        let (applier, kinds, mut reports, _stop) = applier_over(provider.clone(), kv.clone());
+        let group: Vec<SetRecord> = (0..N)
+            .map(|i| {
+                let mut cmd = set("site2.example.com", 1);
+                cmd.namespace = name(i).parse().unwrap();
+                cmd
+            })
+            .collect();
+        let drain = tokio::spawn(async move {
+            let (mut applied, mut failed) = (0, Vec::new());
+            while applied + failed.len() < N {
+                match reports.recv().await {
+                    Some(Input::Provider(ProviderReport::Applied { .. })) => applied += 1,
+                    Some(Input::Provider(ProviderReport::Failed { namespace, .. })) => {
+                        failed.push(namespace.to_string());
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            (applied, failed)
+        });
+        applier.apply_group(group).await;
+        let (applied, failed) = drain.await.unwrap();
+        assert_eq!((applied, failed), (N - 1, vec![name(7)]));
+        // A listing, three batches (200, 200, 100), the halves that isolate the bad record
+        // (200 → 100 → 50 → 25 → 12 → 6 → 3 → 1: two calls a level), a listing.
+        let calls = provider.stats().calls;
+        assert!(calls <= 2 + 3 + 2 * 8, "{calls} calls for {N} names");
+        let kinds = kinds_after(&kinds, 2 * N).await;
+        assert_eq!(kinds.iter().filter(|k| *k == "intent").count(), N);
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "apply_applied").count(),
+            N - 1
+        );
+        assert_eq!(kinds.iter().filter(|k| *k == "apply_failed").count(), 1);
+        let ns = read_book(&kv, &format!("ns.{}", name(499)));
+        assert_eq!(
+            (ns.generation, ns.status.as_str()),
+            (Generation(1), "applied")
+        );
+        let intent = read_book(&kv, &format!("intent.{}", name(7)));
+        assert_eq!(intent.status, "failed");
     }
 
     #[test]

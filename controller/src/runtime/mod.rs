@@ -398,7 +398,7 @@ struct Applied {
 
 /// The engine loop's ends of the applier.
 struct ApplierLink {
-    apply_tx: mpsc::Sender<crate::engine::SetRecord>,
+    apply_tx: mpsc::Sender<Vec<crate::engine::SetRecord>>,
     refresh_tx: mpsc::Sender<()>,
     issued: apply::Issued,
     task: tokio::task::JoinHandle<()>,
@@ -426,14 +426,16 @@ fn spawn_applier(
         store: Some(Arc::new(with.store)),
         acting: Arc::new(move || lease.is_acting_now().map(Epoch)),
         dry_run: settings.dry_run,
-        adopt_unmarked: config
-            .namespaces
-            .iter()
-            .map(|(name, ns)| {
-                let adopt = ns.on_unmarked == crate::config::UnmarkedPolicy::Adopt;
-                (name.clone(), adopt)
-            })
-            .collect(),
+        adopt_unmarked: Arc::new(
+            config
+                .namespaces
+                .iter()
+                .map(|(name, ns)| {
+                    let adopt = ns.on_unmarked == crate::config::UnmarkedPolicy::Adopt;
+                    (name.clone(), adopt)
+                })
+                .collect(),
+        ),
         audit: with.audit,
         controller: settings.id.clone(),
         metrics: with.metrics,
@@ -614,7 +616,7 @@ struct EngineLoop {
     metrics: Arc<Metrics>,
     provider: Arc<dyn DnsProvider>,
     lease: LeaseHandle,
-    apply_tx: mpsc::Sender<crate::engine::SetRecord>,
+    apply_tx: mpsc::Sender<Vec<crate::engine::SetRecord>>,
     refresh_tx: mpsc::Sender<()>,
     issued: apply::Issued,
     audit: AuditSink,
@@ -706,24 +708,23 @@ impl EngineLoop {
                 commands.push(Command::NotifyEdge(Engine::edge_notice(&self.state)));
             }
         }
+        // The record changes of one step go to the applier together, as one group.
+        let mut group = Vec::new();
         for cmd in commands {
             if let Command::Alert(a) = &cmd {
                 // The engine decided this alert is ours to send: a standby's alerts about
                 // names and sites come back wrapped as audit records, never as alerts.
                 self.alerts.send(a);
             }
-            if let Command::SetRecord(set) = &cmd {
+            if let Command::SetRecord(set) = cmd {
                 self.issued.note(&set.namespace, set.generation);
+                group.push(set);
+                continue;
             }
-            dispatch(
-                cmd,
-                epoch,
-                &self.controller,
-                &self.audit,
-                &self.apply_tx,
-                &self.edge,
-            )
-            .await;
+            dispatch(cmd, epoch, &self.controller, &self.audit, &self.edge).await;
+        }
+        if !group.is_empty() && self.apply_tx.send(group).await.is_err() {
+            tracing::error!("applier stopped; record changes dropped");
         }
         wake
     }
@@ -734,7 +735,6 @@ async fn dispatch(
     epoch: Option<Epoch>,
     controller: &str,
     audit: &AuditSink,
-    apply_tx: &mpsc::Sender<crate::engine::SetRecord>,
     edge: &EdgeOut,
 ) {
     let record = |event: AuditEvent| AuditRecord {
@@ -746,11 +746,8 @@ async fn dispatch(
         seq: None,
     };
     match cmd {
-        Command::SetRecord(set) => {
-            if apply_tx.send(set).await.is_err() {
-                tracing::error!("applier stopped; record change dropped");
-            }
-        }
+        // Sent by the caller, a step's changes together.
+        Command::SetRecord(_) => {}
         Command::Alert(alert) => {
             log_alert(&alert);
             audit.record(record(AuditEvent::Runtime(RuntimeEvent::Alert { alert })));
