@@ -16,6 +16,14 @@
 //! was then audited as a failure. The DNS servers keep reading replicas; only the provider, which
 //! decides and verifies, pays the trip to the leader.
 //!
+//! Many changes at once ([`DnsProvider::apply_many`], a mass failover): every key is read
+//! from the stream leader with [`READS_IN_FLIGHT`] requests pipelined, decided, and every
+//! compare-and-set is published in one pipelined burst before any acknowledgement is awaited —
+//! the closest a NATS 2.9 KV comes to one transaction (it has no multi-key atomic write; each key
+//! is still its own true compare-and-set). A key that lost its compare-and-set or failed softly
+//! goes through the one-name procedure (read again, decide again); the written keys are read
+//! back the same pipelined way.
+//!
 //! [`decide`]: super::decide::decide
 
 use std::sync::Arc;
@@ -30,6 +38,9 @@ use super::{
     ApplyOutcome, Change, DnsProvider, Marker, ProviderError, ProviderFuture, RecordState,
 };
 use crate::dns::records::{StoredRecord, record_key};
+
+/// Reads (and writes) of many keys sent before their answers are awaited.
+pub const READS_IN_FLIGHT: usize = 256;
 
 /// TTL of a record created without one.
 pub const DEFAULT_TTL: u32 = 60;
@@ -172,6 +183,100 @@ impl RecordStore for Kv {
     }
 }
 
+impl Kv {
+    /// Reads every name from the stream leader, [`READS_IN_FLIGHT`] at a time.
+    async fn fetch_many(
+        &self,
+        budget: &Budget,
+        names: &[String],
+    ) -> Vec<Result<RecordState, ProviderError>> {
+        use futures::StreamExt;
+        // By index: a closure over `&String` trips the compiler's `Send` inference.
+        futures::stream::iter(0..names.len())
+            .map(|i| cas::read(self, budget, &names[i]))
+            .buffered(READS_IN_FLIGHT)
+            .collect()
+            .await
+    }
+
+    /// Applies many changes: pipelined reads, decisions, one pipelined burst of
+    /// compare-and-sets, pipelined read-backs (see the module docs).
+    async fn apply_many(
+        &self,
+        budget: &Budget,
+        changes: &[Change],
+    ) -> Vec<Result<ApplyOutcome, ProviderError>> {
+        use super::decide::{Decision, decide};
+        use futures::StreamExt;
+        let names: Vec<String> = changes.iter().map(|c| c.name.clone()).collect();
+        let before = self.fetch_many(budget, &names).await;
+        let mut out: Vec<Option<Result<ApplyOutcome, ProviderError>>> = vec![None; changes.len()];
+        let mut writes = Vec::new();
+        for (i, (change, read)) in changes.iter().zip(before).enumerate() {
+            match read.map(|current| (decide(change, &current), current)) {
+                Err(e) => out[i] = Some(Err(e)),
+                Ok((Decision::InPlace, state)) => {
+                    out[i] = Some(Ok(ApplyOutcome::AlreadyInPlace { state }));
+                }
+                Ok((Decision::Refuse(r), _)) => out[i] = Some(Ok(ApplyOutcome::Refused(r))),
+                Ok((Decision::Write(patch), current)) => writes.push((i, current, patch)),
+            }
+        }
+        // The lease may have lapsed while we read: checked right before the burst.
+        if super::fenced() {
+            for (i, ..) in writes {
+                out[i] = Some(Ok(ApplyOutcome::Refused(super::Refusal::LeaseLost)));
+            }
+            return out.into_iter().flatten().collect();
+        }
+        let sent: Vec<(usize, RecordState, Result<(), ProviderError>)> =
+            futures::stream::iter(writes)
+                .map(|(i, current, patch)| async move {
+                    let result = budget.once(true, self.write(&current, &patch)).await;
+                    (i, current, result)
+                })
+                .buffered(READS_IN_FLIGHT)
+                .collect()
+                .await;
+        let mut written = Vec::new();
+        for (i, current, result) in sent {
+            match result {
+                Ok(()) => written.push((i, current)),
+                // Lost the compare-and-set or failed softly: the one-name procedure reads again
+                // and decides again, never a blind second write.
+                Err(e) if e.is_retryable() => {
+                    out[i] = Some(cas::apply(self, budget, &changes[i]).await);
+                }
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        let back: Vec<String> = written.iter().map(|(i, _)| names[*i].clone()).collect();
+        let after = self.fetch_many(budget, &back).await;
+        for ((i, before), read) in written.into_iter().zip(after) {
+            out[i] = Some(match read {
+                Err(e) => Err(e),
+                Ok(after) => match decide(&changes[i], &after) {
+                    Decision::InPlace => Ok(ApplyOutcome::Applied { before, after }),
+                    Decision::Refuse(r) => Ok(ApplyOutcome::Refused(r)),
+                    Decision::Write(_) => Err(ProviderError::Transient(format!(
+                        "the write to {} was acknowledged but reading back shows {:?}",
+                        names[i], after.content
+                    ))),
+                },
+            });
+        }
+        out.into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(ProviderError::Transient(
+                        "the change ended without an outcome".into(),
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
 impl DnsProvider for BuiltinProvider {
     fn kind(&self) -> &'static str {
         "builtin"
@@ -187,5 +292,18 @@ impl DnsProvider for BuiltinProvider {
 
     fn stats(&self) -> StatsSnapshot {
         self.budget.snapshot()
+    }
+
+    /// Many keys per burst (not one API call: see the module docs).
+    fn batch_limit(&self) -> usize {
+        READS_IN_FLIGHT
+    }
+
+    fn read_many<'a>(&'a self, names: &'a [String]) -> super::BatchFuture<'a, RecordState> {
+        Box::pin(self.store.fetch_many(&self.budget, names))
+    }
+
+    fn apply_many<'a>(&'a self, changes: &'a [Change]) -> super::BatchFuture<'a, ApplyOutcome> {
+        Box::pin(self.store.apply_many(&self.budget, changes))
     }
 }

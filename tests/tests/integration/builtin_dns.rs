@@ -528,3 +528,83 @@ async fn an_allowed_secondary_transfers_the_zone_with_dig() {
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
     stop.cancel();
 }
+
+/// A mass failover on the built-in DNS: 2,000 names move in one `apply_many`; a name edited by
+/// hand is refused as drift, a name whose record is gone is refused as missing, and neither
+/// holds up the others; the DNS server answers the new targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_names_move_in_one_burst_and_a_bad_name_holds_up_none() {
+    const N: usize = 2000;
+    let nats = NatsServer::start().await.expect("nats-server");
+    let store = bucket(&nats).await;
+    let provider = BuiltinProvider::new(store.clone());
+    let name = |i: usize| format!("svc{i}.{ZONE}");
+    for i in 0..N {
+        provider
+            .create(&name(i), "svc-site1.example.com", 60)
+            .await
+            .expect("create");
+    }
+    // A human points one name elsewhere; another record is deleted.
+    store
+        .put(
+            name(11),
+            br#"{"content":"elsewhere.example.com","ttl":60,"epoch":0,"generation":0}"#
+                .to_vec()
+                .into(),
+        )
+        .await
+        .expect("hand edit");
+    store.delete(name(12)).await.expect("delete");
+    let changes: Vec<Change> = (0..N)
+        .map(|i| Change {
+            name: name(i),
+            target: "svc-site2.example.com".into(),
+            ttl: None,
+            expected: Some("svc-site1.example.com".into()),
+            epoch: 3,
+            generation: 1,
+            adopt_unmarked: false,
+        })
+        .collect();
+    let outcomes = provider.apply_many(&changes).await;
+    let applied = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(ApplyOutcome::Applied { .. })))
+        .count();
+    assert_eq!(applied, N - 2);
+    assert!(
+        matches!(
+            &outcomes[11],
+            Ok(ApplyOutcome::Refused(Refusal::Drift { .. }))
+        ),
+        "{:?}",
+        outcomes[11]
+    );
+    assert!(
+        matches!(&outcomes[12], Ok(ApplyOutcome::Refused(Refusal::Missing))),
+        "{:?}",
+        outcomes[12]
+    );
+    let stats = provider.stats();
+    assert_eq!(
+        stats.writes,
+        (N - 2) as u64,
+        "one compare-and-set per moved name"
+    );
+    let stop = CancellationToken::new();
+    let addr = start(&config(), store, &stop).await;
+    let last = name(N - 1);
+    wait_for("the server to answer the new target", DEADLINE, || {
+        let last = last.clone();
+        async move {
+            let m = udp(addr, &query(&last, RecordType::CNAME)).await?;
+            let r = m.answers.first()?;
+            matches!(&r.data, RData::CNAME(c) if c.0.to_ascii() == "svc-site2.example.com.")
+                .then_some(())
+        }
+    })
+    .await
+    .expect("the server answers the new target");
+    stop.cancel();
+}
