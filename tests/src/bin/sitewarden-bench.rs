@@ -7,7 +7,7 @@
 //! line printed is one JSON object, so results can be tracked over time.
 //!
 //! The controller measurements (`failover`, `decision`, `ingest`, `takeover`,
-//! `controller-memory`, `controller-idle`, `dns-calls`) live in `bench/`; each also ends with one JSON line, and
+//! `controller-memory`, `controller-idle`, `dns-calls`, `mass-failover`) live in `bench/`; each also ends with one JSON line, and
 //! `scripts/bench` merges them.
 
 #[path = "bench/decision.rs"]
@@ -18,6 +18,8 @@ mod dns_calls;
 mod failover;
 #[path = "bench/ingest.rs"]
 mod ingest;
+#[path = "bench/mass.rs"]
+mod mass;
 #[path = "bench/memory.rs"]
 mod memory;
 #[path = "bench/peers.rs"]
@@ -143,6 +145,24 @@ enum What {
         #[arg(long)]
         sitewarden_only: bool,
     },
+    /// One site carries every name and dies: deciding event → last name applied and verified.
+    MassFailover {
+        /// Where the names live.
+        #[arg(long, value_enum, default_value_t = mass::Kind::Memory)]
+        provider: mass::Kind,
+        /// Records per batch write (1: the one-name path).
+        #[arg(long, default_value_t = 200)]
+        batch: usize,
+        /// Names on the site that dies.
+        #[arg(long, default_value_t = 10_000)]
+        names: usize,
+        /// Site pairs in the deployment.
+        #[arg(long, default_value_t = 20)]
+        pairs: usize,
+        /// Trials (alternating the failing side).
+        #[arg(long, default_value_t = 5)]
+        trials: usize,
+    },
     /// Cloudflare API requests per namespace change.
     DnsCalls {
         /// Namespace changes to average over.
@@ -209,6 +229,13 @@ async fn main() -> anyhow::Result<()> {
             memory::run_idle(keys, seconds, &tick, bin).await
         }
         What::DnsCalls { changes } => dns_calls::run(changes).await,
+        What::MassFailover {
+            provider,
+            batch,
+            names,
+            pairs,
+            trials,
+        } => mass::run(provider, batch, names, pairs, trials).await,
         What::Peers {
             trials,
             interval_ms,
