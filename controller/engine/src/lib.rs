@@ -23,6 +23,7 @@ pub mod dag;
 mod decide;
 pub mod evidence;
 pub mod explain;
+pub mod fold;
 mod follow;
 mod health;
 pub mod input;
@@ -178,6 +179,7 @@ impl Engine {
             Input::Bus(b) => self.on_bus(state, now, *b, &mut out),
             Input::EventsStream(f) => self.on_events_stream(state, f, &mut out),
         }
+        self.fold_alerts(state, now, matches!(input, Input::Tick), &mut out);
         if !state.leadership.is_leader && !out.is_empty() {
             out = out
                 .into_iter()

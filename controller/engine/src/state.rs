@@ -125,4 +125,7 @@ pub struct State {
     /// Per server, the certificate problem last alerted (expiring, names not covered).
     #[serde(default)]
     pub cert_trouble: BTreeMap<ServerId, String>,
+    /// A mass move whose per-name alerts are folded (see `fold`).
+    #[serde(default)]
+    pub mass: Option<crate::fold::MassMove>,
 }

@@ -238,6 +238,10 @@ fn did(k: AlertKind) -> &'static str {
 fn command(a: &Alert) -> Option<String> {
     let s = quote(&a.subject);
     let reason = "--reason \"…\"";
+    if a.subject == crate::engine::fold::MASS_SUBJECT {
+        // A mass move's alerts are about many names: the status lists those still pending.
+        return Some("sitewarden status".to_owned());
+    }
     Some(match a.kind {
         AlertKind::SiteVerdict if a.severity == Severity::Info => return None,
         AlertKind::SiteVerdict => format!("sitewarden drain {s} {reason}"),
