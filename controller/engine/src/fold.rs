@@ -139,11 +139,13 @@ impl Engine {
     }
 }
 
+/// What a group of a mass move has in common: where from, where to, by which rule.
+type Move = (String, DnsName, Rule);
+
 /// Replaces the step's `dns_decided` alerts by one per (from, to, rule) and opens (or widens)
 /// the mass move.
 fn fold_decisions(state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>) {
-    let mut groups: BTreeMap<(String, DnsName, Rule), (Vec<DnsName>, Option<Alert>)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<Move, (Vec<DnsName>, Option<Alert>)> = BTreeMap::new();
     for c in out.iter() {
         let Command::SetRecord(set) = c else {
             continue;
