@@ -211,9 +211,25 @@ pub struct Status {
     /// Every site.
     #[serde(default)]
     pub sites: Vec<SiteStatus>,
-    /// Every managed name.
+    /// The managed names listed (`?names=N`, default [`STATUS_NAMES`]; `names=all` lists
+    /// every one): those with a change pending first, then those off their preferred target,
+    /// then the rest by name.
     #[serde(default)]
     pub namespaces: Vec<NamespaceStatus>,
+    /// How many managed names there are (the listed ones and the rest).
+    #[serde(default)]
+    pub namespaces_total: usize,
+    /// How many managed names point elsewhere than their preferred target.
+    #[serde(default)]
+    pub off_preferred_total: usize,
+    /// Names whose change is decided but not applied and verified yet (in flight at the
+    /// provider, or failed and waiting for its retry), oldest first, at most
+    /// [`PENDING_LISTED`].
+    #[serde(default)]
+    pub pending: Vec<PendingName>,
+    /// How many names have a change pending (listed or not).
+    #[serde(default)]
+    pub pending_total: usize,
     /// Every DAG the controller has heard of.
     #[serde(default)]
     pub dags: Vec<DagStatus>,
@@ -229,6 +245,37 @@ pub struct Status {
     /// Every configured agent, in name order.
     #[serde(default)]
     pub agents: Vec<AgentStatus>,
+}
+
+/// Managed names a status lists unless asked for more (`?names=N` or `names=all`).
+pub const STATUS_NAMES: usize = 200;
+
+/// Pending names a status lists; `pending_total` counts them all.
+pub const PENDING_LISTED: usize = 100;
+
+/// A name in [`Status::pending`]: its change, and what it waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingName {
+    /// The managed name.
+    pub name: DnsName,
+    /// Where it is being moved.
+    pub target: DnsName,
+    /// Since when the change has been pending (issued, or first failed).
+    pub since: DateTime<Utc>,
+    /// `in_flight` (at the provider now) or `waiting` (failed; retried at `retry_at`).
+    pub state: String,
+    /// When the next attempt is due (`waiting` only).
+    #[serde(default)]
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Failed attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The last failure's class (`rate_limited`, `transient`, `drift`, …; `waiting` only).
+    #[serde(default)]
+    pub class: Option<String>,
+    /// The last failure in the provider's words (`waiting` only).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// `GET /api/v1/namespaces/{name}/explain`.

@@ -35,8 +35,8 @@ use sitewarden_api::audit::{AuditEvent as RecordEvent, EngineAudit, RecentEvent,
 use sitewarden_api::bounds::{DurationRefused, hold_duration, shifted, since_time};
 pub use sitewarden_api::wire::{
     AgentStatus, CONTROLLER_HEADER, ControllerPresence, CreateOverride, DagStatus, ExplainAnswer,
-    HistoryAnswer, LeaderView, NamespaceStatus, OverridesAnswer, ROLE_HEADER, ReleaseOverride,
-    SiteStatus, Status,
+    HistoryAnswer, LeaderView, NamespaceStatus, OverridesAnswer, PENDING_LISTED, PendingName,
+    ROLE_HEADER, ReleaseOverride, STATUS_NAMES, SiteStatus, Status,
 };
 use sitewarden_contract::DnsName;
 use sitewarden_shared::SiteId;
@@ -519,7 +519,25 @@ fn controllers(api: &Api) -> Vec<ControllerPresence> {
     out
 }
 
-async fn status(AxState(api): AxState<Api>) -> Json<Status> {
+/// `GET /api/v1/status?names=N|all`.
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    names: Option<String>,
+}
+
+async fn status(
+    AxState(api): AxState<Api>,
+    Query(q): Query<StatusQuery>,
+) -> Result<Json<Status>, ApiError> {
+    let listed = match q.names.as_deref() {
+        None => STATUS_NAMES,
+        Some("all") => usize::MAX,
+        Some(n) => n.parse::<usize>().map_err(|_| {
+            bad(format!(
+                "names={n}: give a number of names to list, or all (default {STATUS_NAMES})"
+            ))
+        })?,
+    };
     let snap = api.current().await;
     let cfg = api.engine.config();
     let now = snap.state.clock.unwrap_or_else(Utc::now);
@@ -535,10 +553,43 @@ async fn status(AxState(api): AxState<Api>) -> Json<Status> {
             evidence: site_evidence(cfg, &snap.state, id, now, stale, true),
         })
         .collect();
-    let namespaces = cfg
+    let pending = pending_names(&snap.state);
+    let off_preferred = |name: &DnsName, ns: &crate::engine::config::NamespaceConfig| {
+        let current = snap
+            .state
+            .namespaces
+            .get(name)
+            .and_then(|s| s.current.as_ref());
+        current != ns.targets().first().copied()
+    };
+    let off_preferred_total = cfg
         .namespaces
         .iter()
-        .filter_map(|(name, ns)| {
+        .filter(|(name, ns)| off_preferred(name, ns))
+        .count();
+    // Pending first, then off preferred, then the rest, each by name; only `listed` of them
+    // are explained, so a status of 10,000 names stays small unless asked for all.
+    let pending_set: std::collections::BTreeSet<&DnsName> =
+        pending.iter().map(|p| &p.name).collect();
+    let mut order: Vec<(u8, &DnsName, &crate::engine::config::NamespaceConfig)> = cfg
+        .namespaces
+        .iter()
+        .map(|(name, ns)| {
+            let rank = if pending_set.contains(name) {
+                0
+            } else if off_preferred(name, ns) {
+                1
+            } else {
+                2
+            };
+            (rank, name, ns)
+        })
+        .collect();
+    order.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let namespaces = order
+        .into_iter()
+        .take(listed)
+        .filter_map(|(_, name, ns)| {
             let x = api.engine.explain(&snap.state, name)?;
             let desired = x
                 .decision
@@ -565,17 +616,57 @@ async fn status(AxState(api): AxState<Api>) -> Json<Status> {
             split: d.split.clone(),
         })
         .collect();
-    Json(Status {
+    Ok(Json(Status {
         at: now,
         leader: leader_view(&api),
         sites,
         namespaces,
+        namespaces_total: cfg.namespaces.len(),
+        off_preferred_total,
+        pending_total: pending.len(),
+        pending: pending.into_iter().take(PENDING_LISTED).collect(),
         dags,
         controllers: controllers(&api),
         overrides: snap.state.overrides.clone(),
         recent: snap.recent.iter().cloned().collect(),
         agents: agents(cfg, &snap.state, now),
-    })
+    }))
+}
+
+/// Every name with a change decided and not yet applied and verified, oldest first: in flight
+/// at the provider (`pending`) or failed and waiting for its retry (`retry`).
+fn pending_names(state: &State) -> Vec<PendingName> {
+    let mut out: Vec<PendingName> = state
+        .namespaces
+        .iter()
+        .filter_map(|(name, ns)| {
+            if let Some(p) = &ns.pending {
+                return Some(PendingName {
+                    name: name.clone(),
+                    target: p.target.clone(),
+                    since: p.issued_at,
+                    state: "in_flight".to_owned(),
+                    retry_at: None,
+                    attempts: ns.retry.as_ref().map_or(0, |r| r.attempts),
+                    class: None,
+                    error: None,
+                });
+            }
+            let r = ns.retry.as_ref()?;
+            Some(PendingName {
+                name: name.clone(),
+                target: r.target.clone(),
+                since: r.since,
+                state: "waiting".to_owned(),
+                retry_at: Some(r.not_before),
+                attempts: r.attempts,
+                class: Some(r.class.word().to_owned()),
+                error: Some(r.error.clone()),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (a.since, &a.name).cmp(&(b.since, &b.name)));
+    out
 }
 
 /// Every configured agent with what the engine keeps from its heartbeats, ages measured at
@@ -1169,6 +1260,10 @@ mod tests {
             },
             sites: Vec::new(),
             namespaces: Vec::new(),
+            namespaces_total: 0,
+            off_preferred_total: 0,
+            pending: Vec::new(),
+            pending_total: 0,
             dags: Vec::new(),
             controllers: Vec::new(),
             overrides: Default::default(),
