@@ -48,10 +48,13 @@ pub const NAMES_PER_CONNECTION: usize = 256;
 /// Pipelined connections open at once while reading many names.
 pub const CONNECTIONS: usize = 4;
 
+/// One name as read: its DNS names and its RRsets.
+type Read = (Names, Held);
+
 /// One batched apply (or read) over RFC 2136: the provider and every RRset it read.
 pub(super) struct Pass<'a> {
     provider: &'a Rfc2136Provider,
-    reads: Reads<(Names, Held)>,
+    reads: Reads<Read>,
 }
 
 impl<'a> Pass<'a> {
@@ -112,10 +115,7 @@ impl Rfc2136Provider {
 }
 
 /// The items of one UPDATE: each write's names and RRsets exactly as read, its patch and TTL.
-fn items(
-    reads: &Reads<(Names, Held)>,
-    writes: &[(RecordState, Patch)],
-) -> Result<Vec<Item>, ProviderError> {
+fn items(reads: &Reads<Read>, writes: &[(RecordState, Patch)]) -> Result<Vec<Item>, ProviderError> {
     writes
         .iter()
         .map(|(state, patch)| {
@@ -207,9 +207,9 @@ impl BatchStore for Pass<'_> {
 }
 
 impl ConditionalStore for Pass<'_> {
-    type Held = (Names, Held);
+    type Held = Read;
 
-    fn reads(&self) -> &Reads<(Names, Held)> {
+    fn reads(&self) -> &Reads<Read> {
         &self.reads
     }
 }
@@ -222,7 +222,7 @@ mod tests {
     use hickory_proto::rr::rdata::TXT;
 
     /// The writes of `n` names `{label}{i}.example.com` from `site1` to `site2`, with their reads.
-    fn writes(n: usize, label: &str) -> (Reads<(Names, Held)>, Vec<(RecordState, Patch)>) {
+    fn writes(n: usize, label: &str) -> (Reads<Read>, Vec<(RecordState, Patch)>) {
         let zone = fqdn("example.com").unwrap();
         let reads = Reads::default();
         let mut out = Vec::new();
