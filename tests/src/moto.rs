@@ -9,8 +9,10 @@
 //! the change reached every nameserver. The front ([`Moto::endpoint_url`]) enforces both: it
 //! checks each DELETE (and each CREATE's absence) against moto's current record sets and
 //! answers `InvalidChangeBatch` as Route 53 does, and it turns the INSYNC of a fresh change into
-//! PENDING (GetChange then reports moto's INSYNC). It records every call it forwards
-//! ([`Moto::calls`]) and can answer the next change with `Throttling` ([`Moto::throttle_next`]).
+//! PENDING (GetChange then reports moto's INSYNC). It also refuses, as Route 53 does, a change
+//! batch of more than 1,000 ResourceRecord elements or 32,000 characters of values (moto
+//! accepts any size). It records every call it forwards ([`Moto::calls`]) and can answer the
+//! next change with `Throttling` ([`Moto::throttle_next`]).
 //!
 //! Administrator-side helpers ([`Moto::create_zone`], [`Moto::change`], [`Moto::record`]) talk
 //! to moto directly. moto routes requests by the SigV4 credential scope, so they send a
@@ -287,6 +289,12 @@ impl Moto {
         Ok(())
     }
 
+    /// Every record set of the zone as moto holds it, by (name without the trailing dot, lower
+    /// case; type): `(ttl, values)`. One listing, in pages.
+    pub async fn record_sets(&self, zone: &str) -> anyhow::Result<RecordSets> {
+        all_sets(&self.http, &self.moto_url(), zone).await
+    }
+
     /// The record set `name`/`kind` as moto holds it: `(ttl, values)`, or `None`.
     pub async fn record(
         &self,
@@ -392,6 +400,71 @@ fn route53_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, [("content-type", "text/xml")], body).into_response()
 }
 
+/// A zone's record sets by (bare lower-case name, type): `(ttl, values)`.
+pub type RecordSets = std::collections::HashMap<(String, String), (u32, Vec<String>)>;
+
+/// Lists every record set of `zone` from moto, following `NextRecordName`/`NextRecordType`.
+async fn all_sets(
+    http: &reqwest::Client,
+    moto_url: &str,
+    zone: &str,
+) -> anyhow::Result<RecordSets> {
+    let mut out = RecordSets::new();
+    let mut start: Option<(String, String)> = None;
+    loop {
+        let mut url =
+            reqwest::Url::parse(&format!("{moto_url}/2013-04-01/hostedzone/{zone}/rrset"))?;
+        url.query_pairs_mut().append_pair("maxitems", "300");
+        if let Some((name, kind)) = &start {
+            url.query_pairs_mut()
+                .append_pair("name", name)
+                .append_pair("type", kind);
+        }
+        let text = http
+            .get(url)
+            .header("authorization", PLACEHOLDER_AUTH)
+            .send()
+            .await?
+            .text()
+            .await?;
+        let doc = roxmltree::Document::parse(&text)?;
+        let field = |node: roxmltree::Node<'_, '_>, f: &str| {
+            node.children()
+                .find(|c| c.tag_name().name() == f)
+                .and_then(|c| c.text())
+                .map(str::to_owned)
+        };
+        for set in doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "ResourceRecordSet")
+        {
+            let (Some(name), Some(kind)) = (field(set, "Name"), field(set, "Type")) else {
+                continue;
+            };
+            let ttl = field(set, "TTL").and_then(|t| t.parse().ok()).unwrap_or(0);
+            let values = set
+                .descendants()
+                .filter(|n| n.tag_name().name() == "Value")
+                .filter_map(|n| n.text())
+                .map(str::to_owned)
+                .collect();
+            out.insert((bare(&name), kind), (ttl, values));
+        }
+        let root = doc.root_element();
+        let truncated = field(root, "IsTruncated").as_deref() == Some("true");
+        match (field(root, "NextRecordName"), field(root, "NextRecordType")) {
+            (Some(name), Some(kind)) if truncated => {
+                let next = Some((name, kind));
+                if next == start {
+                    bail!("moto listed the same page twice");
+                }
+                start = next;
+            }
+            _ => return Ok(out),
+        }
+    }
+}
+
 /// The change's record sets: `(action, name, type, ttl, values)`.
 type Planned = Vec<(String, String, String, u32, Vec<String>)>;
 
@@ -427,18 +500,44 @@ fn planned(body: &str) -> anyhow::Result<Planned> {
     Ok(out)
 }
 
-/// Checks a batch as Route 53 would: each DELETE matches the current set, each CREATE's set
-/// does not exist (after the batch's own DELETEs). `Some(message)` when refused.
+/// Route 53's limits on one change batch: ResourceRecord elements and characters of values
+/// (an UPSERT counts twice).
+const MAX_RESOURCE_RECORDS: usize = 1_000;
+const MAX_VALUE_CHARS: usize = 32_000;
+
+/// Checks a batch as Route 53 would: within the size limits, each DELETE matches the current
+/// set, each CREATE's set does not exist (after the batch's own DELETEs). `Some(message)` when
+/// refused.
 async fn refusal(
     http: &reqwest::Client,
     moto_url: &str,
     zone: &str,
     plan: &Planned,
 ) -> anyhow::Result<Option<String>> {
+    let weight = |action: &str| if action == "UPSERT" { 2 } else { 1 };
+    let records: usize = plan
+        .iter()
+        .map(|(action, .., values)| weight(action) * values.len())
+        .sum();
+    let chars: usize = plan
+        .iter()
+        .flat_map(|(action, .., values)| values.iter().map(|v| weight(action) * v.chars().count()))
+        .sum();
+    if records > MAX_RESOURCE_RECORDS {
+        return Ok(Some(format!(
+            "Number of records limit of {MAX_RESOURCE_RECORDS} exceeded."
+        )));
+    }
+    if chars > MAX_VALUE_CHARS {
+        return Ok(Some(format!(
+            "Number of characters in values limit of {MAX_VALUE_CHARS} exceeded."
+        )));
+    }
+    let sets = all_sets(http, moto_url, zone).await?;
     let mut deleted: Vec<(String, String)> = Vec::new();
     for (action, name, kind, ttl, values) in plan {
-        let now = current(http, moto_url, zone, name, kind).await?;
         let key = (bare(name), kind.clone());
+        let now = sets.get(&key).cloned();
         match action.as_str() {
             "DELETE" => {
                 let mut want = values.clone();

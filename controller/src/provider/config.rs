@@ -104,6 +104,9 @@ pub struct RawProvider {
     /// `route53`: how long to poll GetChange for INSYNC after a change (default 120s).
     #[serde(default, with = "duration::option")]
     pub insync_timeout: Option<Duration>,
+    /// `route53`, `rfc2136`: names per change batch or UPDATE when many change at once (1: one
+    /// name at a time).
+    pub batch_size: Option<usize>,
 }
 
 /// `budget = { requests = 300, per = "5m" }`.
@@ -286,6 +289,14 @@ impl RawProvider {
                     format!("only used with kind = \"{owner}\"; remove it for kind = \"{kind}\""),
                 ));
             }
+        }
+        if self.batch_size.is_some() && !matches!(kind, "route53" | "rfc2136") {
+            return Err(src.error(
+                &at.key("batch_size"),
+                format!(
+                    "only used with kind = \"route53\" or \"rfc2136\"; remove it for kind = \"{kind}\""
+                ),
+            ));
         }
         Ok(())
     }

@@ -28,6 +28,7 @@ pub mod budget;
 pub mod builtin;
 pub mod cas;
 pub mod cloudflare;
+pub mod conditional;
 pub mod config;
 pub mod decide;
 pub mod marker;

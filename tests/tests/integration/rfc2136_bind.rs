@@ -10,6 +10,12 @@
 //! marker fences us off, even when it lands between our read and our UPDATE; records without a
 //! marker are not ours unless adopted; a lapsed lease writes nothing; a dead server is a soft
 //! error after retries; and the provider builds from a `[provider]` table.
+//!
+//! Batches (`apply_many`): 500 names move in four UPDATEs between two pipelined reads; a name an
+//! administrator changes between our read and our UPDATE fails its prerequisite, which refuses
+//! the whole message, and the halves isolate it — drift, kept — while every other name moves; a
+//! wrong TSIG secret refuses the first UPDATE and nothing changes; a name outside the zone ends
+//! with its error while the rest move; `batch_size = 1` moves names one at a time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,12 +78,29 @@ fn provider_with(bind: &Bind, key_name: &str, secret: &str) -> Rfc2136Provider {
         },
         retry: fast_retry(),
         request_timeout: Duration::from_secs(5),
+        batch_size: 100,
     })
     .expect("provider")
 }
 
 fn provider(bind: &Bind) -> Rfc2136Provider {
     provider_with(bind, bind.key_name(), bind::KEY_SECRET)
+}
+
+fn batched(bind: &Bind, secret: &str, batch_size: usize) -> Rfc2136Provider {
+    Rfc2136Provider::new(Rfc2136Options {
+        server: bind.addr(),
+        zone: ZONE.into(),
+        key: TsigKey {
+            name: bind.key_name().into(),
+            algorithm: TsigAlgorithm::HmacSha256,
+            secret: SecretString::from(secret.to_owned()),
+        },
+        retry: fast_retry(),
+        request_timeout: Duration::from_secs(5),
+        batch_size,
+    })
+    .expect("provider")
 }
 
 fn change(target: &str, expected: &str, epoch: u64, generation: u64) -> Change {
@@ -455,4 +478,202 @@ async fn the_provider_builds_from_its_provider_table() {
     let out = p.apply(&change(SITE2, RR, 2, 2)).await.unwrap();
     assert!(matches!(out, ApplyOutcome::Applied { .. }), "{out:?}");
     assert_eq!(bind.cname(NAME).await.unwrap().as_deref(), Some(SITE2));
+}
+
+/// `example.com` with `n` names `svc{i} → site1` (TTL 300), each with the marker of epoch 1.
+async fn many(n: usize) -> Bind {
+    let mut records = vec![
+        "site1 IN A 192.0.2.1".to_owned(),
+        "site2 IN A 198.51.100.1".to_owned(),
+    ];
+    for i in 0..n {
+        records.push(format!("svc{i} 300 IN CNAME site1"));
+        records.push(format!(
+            "_sitewarden.svc{i} 300 IN TXT \"{}\"",
+            marker(1, 1)
+        ));
+    }
+    let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+    Bind::start(ZONE, &refs).await.expect("named starts")
+}
+
+fn svc(i: usize) -> String {
+    format!("svc{i}.example.com")
+}
+
+fn all_to(n: usize, target: &str) -> Vec<Change> {
+    (0..n)
+        .map(|i| Change {
+            name: svc(i),
+            ..change(target, "site1.example.com", 2, 2)
+        })
+        .collect()
+}
+
+fn applied(outcomes: &[Result<ApplyOutcome, ProviderError>]) -> usize {
+    outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(ApplyOutcome::Applied { .. })))
+        .count()
+}
+
+/// Reads `0..n` back with a fresh provider (pipelined) and checks every name but `skip` points
+/// at `target` under the marker of epoch 2; spot-checks a few with `dig`.
+async fn all_moved(bind: &Bind, n: usize, target: &str, skip: &[usize]) {
+    let names: Vec<String> = (0..n).map(svc).collect();
+    let states = batched(bind, bind::KEY_SECRET, 100).read_many(&names).await;
+    for (i, state) in states.iter().enumerate().filter(|(i, _)| !skip.contains(i)) {
+        let state = state.as_ref().expect("read");
+        assert!(state.points_at(target), "{}: {state:?}", svc(i));
+        assert_eq!(
+            state.marker,
+            Some(Marker {
+                epoch: 2,
+                generation: 2
+            }),
+            "{}",
+            svc(i)
+        );
+        assert_eq!(state.ttl, Some(300), "the TTL is kept");
+    }
+    for i in [0, n / 2, n - 1].into_iter().filter(|i| !skip.contains(i)) {
+        assert_eq!(bind.cname(&svc(i)).await.unwrap().as_deref(), Some(target));
+        let txt = bind.txt(&format!("_sitewarden.{}", svc(i))).await.unwrap();
+        assert_eq!(txt, [marker(2, 2)]);
+    }
+}
+
+#[tokio::test]
+async fn five_hundred_names_move_in_four_updates_between_two_pipelined_reads() {
+    let bind = many(500).await;
+    let serial = bind.serial().await.unwrap();
+    let p = batched(&bind, bind::KEY_SECRET, 125);
+    assert_eq!(p.batch_limit(), 125);
+    let outcomes = p.apply_many(&all_to(500, "site2.example.com")).await;
+    assert_eq!(
+        applied(&outcomes),
+        500,
+        "{:?}",
+        outcomes
+            .iter()
+            .find(|o| !matches!(o, Ok(ApplyOutcome::Applied { .. })))
+    );
+    let s = p.stats();
+    // Reading 500 names: two pipelined connections of up to 256 names, before and after.
+    assert_eq!((s.writes, s.calls), (4, 4 + 2 + 2), "{s:?}");
+    assert_eq!(bind.serial().await.unwrap(), serial + 4, "four UPDATEs");
+    all_moved(&bind, 500, "site2.example.com", &[]).await;
+
+    let again = p.apply_many(&all_to(500, "site2.example.com")).await;
+    assert!(
+        again
+            .iter()
+            .all(|o| matches!(o, Ok(ApplyOutcome::AlreadyInPlace { .. }))),
+        "{:?}",
+        again.first()
+    );
+    assert_eq!(bind.serial().await.unwrap(), serial + 4, "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_changed_after_our_read_is_isolated_by_halves_and_every_other_name_moves() {
+    let bind = Arc::new(many(64).await);
+    let p = batched(&bind, bind::KEY_SECRET, 64);
+    let admin = bind.clone();
+    let done = Arc::new(AtomicBool::new(false));
+    // Right before the first UPDATE goes out, an administrator points svc37 elsewhere.
+    let fence = Fence::new(move || {
+        if !done.swap(true, Ordering::SeqCst) {
+            nsupdate_blocking(
+                &admin,
+                "update delete svc37.example.com CNAME\n\
+                 update add svc37.example.com 300 CNAME mail-site1.example.com",
+            );
+        }
+        true
+    });
+    let outcomes = FENCE
+        .scope(fence, p.apply_many(&all_to(64, "site2.example.com")))
+        .await;
+    assert_eq!(applied(&outcomes), 63);
+    assert!(
+        matches!(&outcomes[37], Ok(ApplyOutcome::Refused(Refusal::Drift { found }))
+            if found.points_at(SITE1)),
+        "{:?}",
+        outcomes[37]
+    );
+    // 64 → 32 → 16 → 8 → 4 → 2 → 1: seven refused UPDATEs, six applied.
+    assert_eq!(p.stats().writes, 13);
+    all_moved(&bind, 64, "site2.example.com", &[37]).await;
+    assert_eq!(
+        bind.cname("svc37.example.com").await.unwrap().as_deref(),
+        Some(SITE1),
+        "the administrator's change stands"
+    );
+    assert_eq!(
+        bind.txt("_sitewarden.svc37.example.com").await.unwrap(),
+        [marker(1, 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_batch_signed_with_a_wrong_secret_changes_nothing() {
+    let bind = many(20).await;
+    let serial = bind.serial().await.unwrap();
+    let p = batched(&bind, bind::WRONG_SECRET, 100);
+    let outcomes = p.apply_many(&all_to(20, "site2.example.com")).await;
+    for o in &outcomes {
+        let Err(ProviderError::Auth(msg)) = o else {
+            panic!("{o:?}")
+        };
+        assert!(
+            msg.contains("BADSIG") && msg.contains(bind::KEY_NAME),
+            "{msg}"
+        );
+        assert!(!msg.contains(bind::WRONG_SECRET) && !msg.contains(bind::KEY_SECRET));
+    }
+    assert_eq!(
+        p.stats().writes,
+        1,
+        "an auth failure is neither retried nor halved"
+    );
+    assert_eq!(bind.serial().await.unwrap(), serial, "nothing was written");
+    assert_eq!(
+        bind.cname("svc5.example.com").await.unwrap().as_deref(),
+        Some("site1.example.com")
+    );
+}
+
+#[tokio::test]
+async fn a_name_outside_the_zone_ends_with_its_error_and_the_rest_move() {
+    let bind = many(5).await;
+    let p = batched(&bind, bind::KEY_SECRET, 100);
+    let mut changes = all_to(5, "site2.example.com");
+    changes[2].name = "svc2.example.org".into();
+    let outcomes = p.apply_many(&changes).await;
+    assert_eq!(applied(&outcomes), 4);
+    assert!(
+        matches!(&outcomes[2], Err(ProviderError::Rejected(m)) if m.contains("not inside the zone")),
+        "{:?}",
+        outcomes[2]
+    );
+    assert_eq!(p.stats().writes, 1);
+    all_moved(&bind, 5, "site2.example.com", &[2]).await;
+}
+
+#[tokio::test]
+async fn with_a_batch_size_of_one_names_move_one_at_a_time() {
+    let bind = many(3).await;
+    let serial = bind.serial().await.unwrap();
+    let p = batched(&bind, bind::KEY_SECRET, 1);
+    let outcomes = p.apply_many(&all_to(3, "site2.example.com")).await;
+    assert_eq!(applied(&outcomes), 3);
+    let s = p.stats();
+    assert_eq!(
+        (s.writes, s.calls),
+        (3, 9),
+        "read, UPDATE, read back a name"
+    );
+    assert_eq!(bind.serial().await.unwrap(), serial + 3);
+    all_moved(&bind, 3, "site2.example.com", &[]).await;
 }

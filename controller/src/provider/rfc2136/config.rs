@@ -10,6 +10,7 @@
 //! tsig_algorithm = "hmac-sha256"               # default; or hmac-sha384, hmac-sha512
 //! tsig_secret = { env = "SITEWARDEN_TSIG_SECRET" } # or { file = "/etc/sitewarden/tsig.secret" }; base64
 //! request_timeout = "10s"                      # default
+//! batch_size = 100                             # default: names per UPDATE (1 to 250)
 //! max_attempts = 4                             # and backoff, retry_deadline: as for every kind
 //! ```
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use sitewarden_shared::config::secret::SecretRef;
 use sitewarden_shared::config::{ConfigError, KeyPath, Source};
 
+use super::batch::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE};
 use super::{Rfc2136Options, Rfc2136Provider, TsigAlgorithm, TsigKey};
 use crate::provider::RawProvider;
 use crate::provider::budget::RetryPolicy;
@@ -39,6 +41,8 @@ pub struct Rfc2136Config {
     pub tsig_secret: SecretRef,
     /// Per-exchange timeout.
     pub request_timeout: Duration,
+    /// Names per UPDATE when many change at once (1: one name at a time).
+    pub batch_size: usize,
 }
 
 impl Rfc2136Config {
@@ -61,6 +65,7 @@ impl Rfc2136Config {
             },
             retry,
             request_timeout: self.request_timeout,
+            batch_size: self.batch_size,
         })?)
     }
 }
@@ -153,6 +158,17 @@ impl RawProvider {
                 "give exactly one of `env = \"VAR\"` or `file = \"/path\"`",
             ));
         }
+        let batch_size = self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
+        if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
+            return Err(src.error(
+                &at.key("batch_size"),
+                format!(
+                    "use 1 to {MAX_BATCH_SIZE} names (default {DEFAULT_BATCH_SIZE}): every name's \
+                     records must fit in one UPDATE of at most 65,535 bytes; 1 changes names one \
+                     at a time"
+                ),
+            ));
+        }
         Ok(Rfc2136Config {
             server,
             zone: zone.trim_end_matches('.').to_ascii_lowercase(),
@@ -160,6 +176,7 @@ impl RawProvider {
             tsig_algorithm: algorithm,
             tsig_secret: secret,
             request_timeout: self.request_timeout_checked(src, at)?,
+            batch_size,
         })
     }
 }
@@ -196,6 +213,7 @@ mod tests {
         assert_eq!(r.zone, "example.com");
         assert_eq!(r.tsig_algorithm, TsigAlgorithm::HmacSha256);
         assert_eq!(r.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(r.batch_size, DEFAULT_BATCH_SIZE);
         assert_eq!(c.retry, RetryPolicy::default());
     }
 
@@ -267,6 +285,16 @@ mod tests {
                 full("hosted_zone_id = \"Z1\"\n", ""),
                 "provider.hosted_zone_id",
                 "only used with kind = \"route53\"",
+            ),
+            (
+                full("batch_size = 0\n", ""),
+                "provider.batch_size",
+                "use 1 to 250 names",
+            ),
+            (
+                full("batch_size = 1000\n", ""),
+                "provider.batch_size",
+                "65,535 bytes",
             ),
             (
                 full("request_timeout = \"5m\"\n", ""),

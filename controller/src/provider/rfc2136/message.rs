@@ -9,7 +9,8 @@
 //! CNAME *and* on the marker TXT exactly as they were read (or §2.4.5 "RRset does not exist"
 //! when there was no marker), then deletes both RRsets and adds the new CNAME and the new marker.
 //! The server applies all of it or nothing: if anyone changed the target or the marker since our
-//! read, the prerequisite fails with NXRRSET and nothing is written.
+//! read, the prerequisite fails with NXRRSET and nothing is written. One UPDATE can carry many
+//! names ([`update_many`]): every name's prerequisites and changes, all applied or none.
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{CNAME, TXT};
@@ -178,6 +179,20 @@ fn answer_usable(m: &Message, name: &Name) -> Result<(), ProviderError> {
     Ok(())
 }
 
+/// One name's part of an UPDATE: its names, what was read, the patch and the TTL of both new
+/// records.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The names the change touches.
+    pub names: Names,
+    /// The RRsets as read: the prerequisites.
+    pub held: Held,
+    /// What to write.
+    pub patch: Patch,
+    /// The TTL of the new CNAME and marker.
+    pub ttl: u32,
+}
+
 /// The UPDATE that moves `names.record` from what `held` shows to `patch`, with `ttl` on both
 /// new records. `held` must have a CNAME (the decision rules refuse a missing record first).
 pub fn update(
@@ -186,6 +201,40 @@ pub fn update(
     patch: &Patch,
     ttl: u32,
 ) -> Result<Message, ProviderError> {
+    let item = Item {
+        names: names.clone(),
+        held: held.clone(),
+        patch: patch.clone(),
+        ttl,
+    };
+    update_many(&names.zone, std::slice::from_ref(&item))
+}
+
+/// One UPDATE to `zone` carrying every item's prerequisites and changes: the server applies all
+/// of them or none, and one failed prerequisite (NXRRSET, YXRRSET) refuses the whole message.
+pub fn update_many(zone: &Name, items: &[Item]) -> Result<Message, ProviderError> {
+    let mut m = Message::query();
+    m.metadata.id = rand::random();
+    m.metadata.message_type = MessageType::Query;
+    m.metadata.op_code = OpCode::Update;
+    m.metadata.recursion_desired = false;
+    let mut apex = Query::query(zone.clone(), RecordType::SOA);
+    apex.set_query_class(DNSClass::IN);
+    m.add_query(apex);
+    for item in items {
+        add_item(&mut m, item)?;
+    }
+    Ok(m)
+}
+
+/// Adds one name's prerequisites (the answer section) and changes (the authority section).
+fn add_item(m: &mut Message, item: &Item) -> Result<(), ProviderError> {
+    let Item {
+        names,
+        held,
+        patch,
+        ttl,
+    } = item;
     let Some((old_target, _)) = &held.cname else {
         return Err(ProviderError::Rejected(format!(
             "{} has no CNAME to compare against",
@@ -195,14 +244,6 @@ pub fn update(
     let target = fqdn(&patch.content).map_err(|e| {
         ProviderError::Rejected(format!("{e} is not a DNS name a CNAME can point at"))
     })?;
-    let mut m = Message::query();
-    m.metadata.id = rand::random();
-    m.metadata.message_type = MessageType::Query;
-    m.metadata.op_code = OpCode::Update;
-    m.metadata.recursion_desired = false;
-    let mut zone = Query::query(names.zone.clone(), RecordType::SOA);
-    zone.set_query_class(DNSClass::IN);
-    m.add_query(zone);
 
     // Prerequisites (the answer section): the CNAME and the marker exactly as read.
     m.add_answer(Record::from_rdata(
@@ -235,15 +276,15 @@ pub fn update(
     }
     m.add_authority(Record::from_rdata(
         names.record.clone(),
-        ttl,
+        *ttl,
         RData::CNAME(CNAME(target)),
     ));
     m.add_authority(Record::from_rdata(
         names.marker.clone(),
-        ttl,
+        *ttl,
         RData::TXT(marker_txt(&patch.comment)),
     ));
-    Ok(m)
+    Ok(())
 }
 
 /// A TXT record holding `text`, split into character-strings of at most 255 bytes.
@@ -459,5 +500,54 @@ mod tests {
         assert!(m.to_vec().is_ok());
         let long = marker_txt(&"x".repeat(600));
         assert_eq!(long.txt_data.len(), 3);
+    }
+
+    #[test]
+    fn one_update_carries_every_names_prerequisites_and_changes() {
+        let items: Vec<Item> = (0..3)
+            .map(|i| Item {
+                names: names(&zone(), &format!("svc{i}.example.com")).unwrap(),
+                held: Held {
+                    cname: Some((fqdn("site1.example.com").unwrap(), 300)),
+                    marker_txt: if i == 1 {
+                        vec![]
+                    } else {
+                        vec![TXT::new(vec!["sitewarden epoch=1 gen=1".into()])]
+                    },
+                },
+                patch: Patch {
+                    content: "site2.example.com".into(),
+                    comment: "sitewarden epoch=2 gen=2".into(),
+                    ttl: None,
+                },
+                ttl: 300,
+            })
+            .collect();
+        let m = update_many(&zone(), &items).unwrap();
+        assert_eq!(m.queries.len(), 1, "one zone section");
+        assert_eq!(m.answers.len(), 6, "two prerequisites a name");
+        assert_eq!(m.authorities.len(), 12, "four changes a name");
+        let absent: Vec<_> = m
+            .answers
+            .iter()
+            .filter(|r| r.dns_class == DNSClass::NONE)
+            .map(|r| r.name.to_ascii())
+            .collect();
+        assert_eq!(absent, ["_sitewarden.svc1.example.com."]);
+        let added: Vec<_> = m
+            .authorities
+            .iter()
+            .filter(|r| r.dns_class == DNSClass::IN && r.record_type() == RecordType::CNAME)
+            .map(|r| r.name.to_ascii())
+            .collect();
+        assert_eq!(
+            added,
+            [
+                "svc0.example.com.",
+                "svc1.example.com.",
+                "svc2.example.com."
+            ]
+        );
+        assert!(m.to_vec().is_ok());
     }
 }

@@ -18,8 +18,12 @@
 //! Queries are unsigned (most primaries allow them); only UPDATEs are signed, with HMAC-SHA256 by
 //! default. Responses to UPDATEs are verified against the key.
 //!
+//! Many changes at once ([`DnsProvider::apply_many`]) go out as few UPDATEs of up to
+//! `batch_size` names each, every name's prerequisites in the same message ([`batch`]).
+//!
 //! [`decide`]: super::decide::decide
 
+pub mod batch;
 pub mod config;
 pub mod message;
 pub mod transport;
@@ -28,16 +32,19 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use hickory_proto::ProtoError;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::tsig::{TsigAlgorithm as HickoryAlgorithm, TsigError};
-use hickory_proto::rr::{Name, RecordType, TSigner};
+use hickory_proto::rr::{Name, RecordType, TSigVerifier, TSigner};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use super::budget::{Budget, RetryPolicy, StatsSnapshot};
+use super::conditional::{self, after_failed_comparison};
 use super::decide::{Decision, decide};
 use super::{
-    ApplyOutcome, Change, DnsProvider, ProviderError, ProviderFuture, RecordState, Refusal,
+    ApplyOutcome, BatchFuture, Change, DnsProvider, ProviderError, ProviderFuture, RecordState,
+    Refusal,
 };
 use message::{Held, Names};
 use transport::ExchangeError;
@@ -126,6 +133,9 @@ pub struct Rfc2136Options {
     pub retry: RetryPolicy,
     /// Per-exchange timeout (connect, send, answer).
     pub request_timeout: Duration,
+    /// Names per UPDATE when many change at once (1: one name at a time, each with its own
+    /// read); at most [`batch::MAX_BATCH_SIZE`].
+    pub batch_size: usize,
 }
 
 /// The RFC 2136 provider. Deliberately without `Debug`: it holds the TSIG key.
@@ -137,6 +147,8 @@ pub struct Rfc2136Provider {
     signer: TSigner,
     budget: Budget,
     timeout: Duration,
+    /// Names per UPDATE (see [`Rfc2136Options::batch_size`]).
+    batch_size: usize,
 }
 
 /// What the server did with an UPDATE it accepted as authentic.
@@ -185,6 +197,7 @@ impl Rfc2136Provider {
             signer,
             budget: Budget::unlimited(options.retry),
             timeout: options.request_timeout,
+            batch_size: options.batch_size.clamp(1, batch::MAX_BATCH_SIZE),
         })
     }
 
@@ -220,18 +233,54 @@ impl Rfc2136Provider {
         self.budget.retrying(|| self.fetch(names)).await
     }
 
-    /// Signs and sends one UPDATE over TCP and classifies the answer.
-    async fn send_update(&self, mut update: Message) -> Result<Sent, ProviderError> {
+    /// Signs `update` and encodes it whole. An UPDATE larger than a DNS message can carry is
+    /// refused here, as the server would refuse it (a batch is then halved): hickory's encoder
+    /// does not fail on it but drops the records that do not fit and sets TC, and an UPDATE
+    /// missing some of its records must never be sent.
+    fn signed(
+        &self,
+        update: &mut Message,
+    ) -> Result<(Vec<u8>, Option<TSigVerifier>), ProviderError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let verifier = update
-            .finalize(&self.signer, now)
-            .map_err(|e| ProviderError::Rejected(format!("cannot sign the UPDATE: {e}")))?;
-        let bytes = update
-            .to_vec()
-            .map_err(|e| ProviderError::Rejected(format!("cannot encode the UPDATE: {e}")))?;
+        let records = update.authorities.len();
+        let too_large = || {
+            ProviderError::Rejected(format!(
+                "the UPDATE of {records} records is larger than the 65,535 bytes a DNS message \
+                 can carry; it was not sent"
+            ))
+        };
+        let verifier = match update.finalize(&self.signer, now) {
+            Ok(v) => v,
+            Err(ProtoError::MaxBufferSizeExceeded(_)) => return Err(too_large()),
+            Err(e) => {
+                return Err(ProviderError::Rejected(format!(
+                    "cannot sign the UPDATE: {e}"
+                )));
+            }
+        };
+        let bytes = match update.to_vec() {
+            Ok(b) => b,
+            Err(ProtoError::MaxBufferSizeExceeded(_)) => return Err(too_large()),
+            Err(e) => {
+                return Err(ProviderError::Rejected(format!(
+                    "cannot encode the UPDATE: {e}"
+                )));
+            }
+        };
+        // The header's TC bit (byte 2, 0x02): set when the encoder left records out.
+        let truncated = bytes.get(2).is_none_or(|flags| flags & 0x02 != 0);
+        if truncated {
+            return Err(too_large());
+        }
+        Ok((bytes, verifier))
+    }
+
+    /// Signs and sends one UPDATE over TCP and classifies the answer.
+    async fn send_update(&self, mut update: Message) -> Result<Sent, ProviderError> {
+        let (bytes, verifier) = self.signed(&mut update)?;
         let raw = transport::tcp(self.server, &bytes, self.timeout)
             .await
             .map_err(soft)?;
@@ -365,11 +414,7 @@ impl Rfc2136Provider {
                     // Someone changed the target or the marker between our read and our UPDATE.
                     tracing::warn!(name = %change.name, %rcode, "RFC 2136 prerequisite failed: the record changed since it was read");
                     let now = self.read_held(&names).await?.state(&change.name);
-                    return Ok(match decide(change, &now) {
-                        Decision::Refuse(r) => ApplyOutcome::Refused(r),
-                        Decision::InPlace => ApplyOutcome::AlreadyInPlace { state: now },
-                        Decision::Write(_) => ApplyOutcome::Refused(Refusal::Drift { found: now }),
-                    });
+                    return Ok(after_failed_comparison(change, now));
                 }
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(name = %change.name, "RFC 2136 UPDATE failed, reading back before any retry: {e}");
@@ -414,6 +459,30 @@ impl DnsProvider for Rfc2136Provider {
     fn stats(&self) -> StatsSnapshot {
         self.budget.snapshot()
     }
+
+    fn batch_limit(&self) -> usize {
+        self.batch_size
+    }
+
+    fn read_many<'a>(&'a self, names: &'a [String]) -> BatchFuture<'a, RecordState> {
+        if self.batch_size <= 1 {
+            return conditional::one_by_one(names, |n| self.read(n));
+        }
+        Box::pin(async move {
+            let pass = batch::Pass::new(self);
+            conditional::read_many(&pass, &self.budget, names).await
+        })
+    }
+
+    fn apply_many<'a>(&'a self, changes: &'a [Change]) -> BatchFuture<'a, ApplyOutcome> {
+        if self.batch_size <= 1 {
+            return conditional::one_by_one(changes, |c| self.apply(c));
+        }
+        Box::pin(async move {
+            let pass = batch::Pass::new(self);
+            conditional::apply_many(&pass, &self.budget, changes).await
+        })
+    }
 }
 
 #[cfg(test)]
@@ -431,6 +500,7 @@ mod tests {
             },
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(1),
+            batch_size: 100,
         }
     }
 

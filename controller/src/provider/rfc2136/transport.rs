@@ -4,7 +4,9 @@
 //! propagation watch (queries to every authoritative server, UDP first and TCP when the answer
 //! is truncated). Deliberately small: no retries (callers own their retry policy), no caching, no
 //! global state. A response is only accepted when its id and question match the request, so a
-//! stray or spoofed datagram is ignored rather than believed.
+//! stray or spoofed datagram is ignored rather than believed. Many queries can share one TCP
+//! connection, pipelined (RFC 7766 §6.2.1.1): all sent at once, the answers matched by id in
+//! whatever order the server sends them ([`tcp_pipelined`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -197,6 +199,72 @@ pub async fn tcp_many(
         .map_err(|_| ExchangeError::Timeout { server, timeout })?
 }
 
+/// Sends every request over one TCP connection without waiting between them, and returns their
+/// responses in the order of the requests, matched by message id (servers may answer pipelined
+/// queries out of order). Each request must carry its own id.
+pub async fn tcp_pipelined(
+    server: SocketAddr,
+    requests: &[Vec<u8>],
+    timeout: Duration,
+) -> Result<Vec<Vec<u8>>, ExchangeError> {
+    let garbled = |detail: &str| ExchangeError::Garbled {
+        server,
+        detail: detail.to_owned(),
+    };
+    let id_of = |m: &[u8]| match m {
+        [a, b, ..] => Some(u16::from_be_bytes([*a, *b])),
+        _ => None,
+    };
+    let mut index = std::collections::HashMap::with_capacity(requests.len());
+    let mut framed = Vec::new();
+    for (i, request) in requests.iter().enumerate() {
+        let id = id_of(request).ok_or_else(|| garbled("a request is shorter than a header"))?;
+        if index.insert(id, i).is_some() {
+            return Err(garbled("two pipelined requests carry the same id"));
+        }
+        let len = u16::try_from(request.len())
+            .map_err(|_| garbled("a request is longer than 65,535 bytes"))?;
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(request);
+    }
+    let io = |e: std::io::Error| ExchangeError::Io {
+        server,
+        detail: e.to_string(),
+    };
+    let exchange = async {
+        let stream = TcpStream::connect(server).await.map_err(io)?;
+        let (mut reader, mut writer) = stream.into_split();
+        let send = async {
+            writer.write_all(&framed).await.map_err(io)?;
+            writer.flush().await.map_err(io)
+        };
+        let receive = async {
+            let mut out: Vec<Option<Vec<u8>>> = vec![None; requests.len()];
+            let mut left = requests.len();
+            while left > 0 {
+                let n = reader.read_u16().await.map_err(io)?;
+                let mut buf = vec![0u8; usize::from(n)];
+                reader.read_exact(&mut buf).await.map_err(io)?;
+                // An answer to nothing we asked (or asked twice) is ignored, not believed.
+                if let Some(slot) = id_of(&buf)
+                    .and_then(|id| index.get(&id))
+                    .and_then(|i| out.get_mut(*i))
+                    .filter(|slot| slot.is_none())
+                {
+                    *slot = Some(buf);
+                    left -= 1;
+                }
+            }
+            Ok(out.into_iter().flatten().collect())
+        };
+        let ((), out) = tokio::try_join!(send, receive)?;
+        Ok(out)
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| ExchangeError::Timeout { server, timeout })?
+}
+
 /// Sends one request over TCP and returns its response.
 pub async fn tcp(
     server: SocketAddr,
@@ -246,6 +314,59 @@ mod tests {
             "not a response"
         );
         assert!(parse_matching(server, &q, b"\x01").is_err(), "garbage");
+    }
+
+    /// A TCP server that reads `n` framed requests and answers them in reverse order, plus one
+    /// answer with an id nobody asked for.
+    async fn reversing_server(n: usize) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            for _ in 0..n {
+                let len = s.read_u16().await.unwrap();
+                let mut buf = vec![0u8; usize::from(len)];
+                s.read_exact(&mut buf).await.unwrap();
+                let mut m = Message::from_vec(&buf).unwrap();
+                m.metadata.message_type = MessageType::Response;
+                got.push(m.to_vec().unwrap());
+            }
+            let mut stray = Message::from_vec(&got[0]).unwrap();
+            stray.metadata.id = 0xdead;
+            got.push(stray.to_vec().unwrap());
+            for answer in got.iter().rev() {
+                s.write_u16(answer.len() as u16).await.unwrap();
+                s.write_all(answer).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn pipelined_answers_are_matched_by_id_whatever_their_order() {
+        let questions: Vec<Message> = (0..50u16)
+            .map(|i| {
+                let name = Name::from_ascii(format!("svc{i}.example.com.")).unwrap();
+                let mut q = query_message(&name, RecordType::CNAME, false);
+                q.metadata.id = 1000 + i;
+                q
+            })
+            .collect();
+        let bytes: Vec<Vec<u8>> = questions.iter().map(|q| q.to_vec().unwrap()).collect();
+        let server = reversing_server(questions.len()).await;
+        let answers = tcp_pipelined(server, &bytes, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(answers.len(), 50);
+        for (q, a) in questions.iter().zip(&answers) {
+            assert!(parse_matching(server, q, a).is_ok());
+        }
+        let twice = vec![bytes[0].clone(), bytes[0].clone()];
+        let err = tcp_pipelined(server, &twice, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("same id"), "{err}");
     }
 
     #[tokio::test]

@@ -55,6 +55,20 @@ pub struct Page {
     pub sets: Vec<RecordSet>,
     /// Whether more record sets follow.
     pub truncated: bool,
+    /// Where the next page starts, when `truncated`.
+    pub next: Option<Start>,
+}
+
+/// Where a ListResourceRecordSets page starts: Route 53's `NextRecordName`, `NextRecordType`
+/// and (between record sets of one name and type with set identifiers) `NextRecordIdentifier`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// `name`: the first record set's name.
+    pub name: String,
+    /// `type`: its type.
+    pub kind: String,
+    /// `identifier`: its set identifier, for weighted, latency… record sets.
+    pub identifier: Option<String>,
 }
 
 /// One change in a batch.
@@ -152,11 +166,35 @@ impl Api {
         kind: &str,
         max_items: u32,
     ) -> Result<Page, Failure> {
+        let start = Start {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            identifier: None,
+        };
+        self.list_from(zone, Some(&start), max_items).await
+    }
+
+    /// ListResourceRecordSets from `start` on (from the zone's first record set when `None`),
+    /// at most `max_items` (Route 53 returns up to 300).
+    pub async fn list_from(
+        &self,
+        zone: &str,
+        start: Option<&Start>,
+        max_items: u32,
+    ) -> Result<Page, Failure> {
         let mut url = self.url(&format!("2013-04-01/hostedzone/{zone}/rrset"))?;
-        url.query_pairs_mut()
-            .append_pair("name", name)
-            .append_pair("type", kind)
-            .append_pair("maxitems", &max_items.to_string());
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(start) = start {
+                query
+                    .append_pair("name", &start.name)
+                    .append_pair("type", &start.kind);
+                if let Some(id) = &start.identifier {
+                    query.append_pair("identifier", id);
+                }
+            }
+            query.append_pair("maxitems", &max_items.to_string());
+        }
         let body = self.call(Method::GET, url, None).await?;
         parse_page(&body).map_err(garbled)
     }
@@ -461,7 +499,22 @@ pub fn parse_page(body: &str) -> Result<Page, String> {
         }
     }
     let truncated = child_text(root, "IsTruncated").as_deref() == Some("true");
-    Ok(Page { sets, truncated })
+    let next = match (
+        child_text(root, "NextRecordName"),
+        child_text(root, "NextRecordType"),
+    ) {
+        (Some(name), Some(kind)) if truncated => Some(Start {
+            name,
+            kind,
+            identifier: child_text(root, "NextRecordIdentifier"),
+        }),
+        _ => None,
+    };
+    Ok(Page {
+        sets,
+        truncated,
+        next,
+    })
 }
 
 /// Reads the ChangeInfo of a ChangeResourceRecordSets or GetChange answer.
@@ -537,6 +590,20 @@ mod tests {
         assert_eq!(page.sets[1].values, ["\"sitewarden epoch=1 gen=2\""]);
         assert_eq!(page.sets[1].ttl, 60);
         assert_eq!(page.sets[2].kind, "A+routing");
+        assert_eq!(page.next, None, "no NextRecordName given");
+        let next = body.replace(
+            "<IsTruncated>",
+            "<NextRecordName>z.example.com.</NextRecordName><NextRecordType>A</NextRecordType>\
+             <NextRecordIdentifier>w2</NextRecordIdentifier><IsTruncated>",
+        );
+        assert_eq!(
+            parse_page(&next).unwrap().next,
+            Some(Start {
+                name: "z.example.com.".into(),
+                kind: "A".into(),
+                identifier: Some("w2".into()),
+            })
+        );
         assert!(parse_page("<Other/>").is_err());
         assert!(parse_page("not xml").is_err());
     }

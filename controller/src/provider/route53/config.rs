@@ -14,6 +14,7 @@
 //! budget = { requests = 120, per = "1m" }        # default; Route 53 allows 5 per second
 //! insync_timeout = "120s"                        # default: how long GetChange is polled
 //! request_timeout = "10s"                        # default
+//! batch_size = 100                               # default: names per change batch (1 to 250)
 //! ```
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use sitewarden_shared::config::secret::SecretRef;
 use sitewarden_shared::config::{ConfigError, KeyPath, Source};
 
+use super::batch::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_RESOURCE_RECORDS, RECORDS_PER_NAME};
 use super::credentials::{CredentialSource, LiveCredentials};
 use super::{
     DEFAULT_BUDGET, DEFAULT_ENDPOINT, DEFAULT_INSYNC_POLL, DEFAULT_INSYNC_TIMEOUT, DEFAULT_REGION,
@@ -47,6 +49,8 @@ pub struct Route53Config {
     pub request_timeout: Duration,
     /// How long a change is followed until INSYNC.
     pub insync_timeout: Duration,
+    /// Names per change batch when many change at once (1: one name at a time).
+    pub batch_size: usize,
 }
 
 impl Route53Config {
@@ -70,6 +74,7 @@ impl Route53Config {
             min_interval: MIN_INTERVAL,
             insync_timeout: self.insync_timeout,
             insync_poll: DEFAULT_INSYNC_POLL,
+            batch_size: self.batch_size,
         })?)
     }
 }
@@ -173,6 +178,17 @@ impl RawProvider {
         if insync_timeout < Duration::from_secs(1) || insync_timeout > Duration::from_secs(900) {
             return Err(src.error(&at.key("insync_timeout"), "use 1s to 15m (default 120s)"));
         }
+        let batch_size = self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
+        if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
+            return Err(src.error(
+                &at.key("batch_size"),
+                format!(
+                    "use 1 to {MAX_BATCH_SIZE} names (default {DEFAULT_BATCH_SIZE}): each name \
+                     costs {RECORDS_PER_NAME} of the {MAX_RESOURCE_RECORDS} records Route 53 \
+                     accepts in one change batch; 1 changes names one at a time"
+                ),
+            ));
+        }
         Ok(Route53Config {
             hosted_zone_id: zone.to_owned(),
             endpoint_url,
@@ -181,6 +197,7 @@ impl RawProvider {
             budget,
             request_timeout: self.request_timeout_checked(src, at)?,
             insync_timeout,
+            batch_size,
         })
     }
 }
@@ -219,6 +236,9 @@ mod tests {
         assert_eq!(r.budget, DEFAULT_BUDGET);
         assert_eq!(r.insync_timeout, DEFAULT_INSYNC_TIMEOUT);
         assert_eq!(r.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(r.batch_size, DEFAULT_BATCH_SIZE);
+        let one = load(&format!("{GOOD}batch_size = 1\n")).unwrap();
+        assert!(matches!(one.kind, ProviderKind::Route53(r) if r.batch_size == 1));
     }
 
     #[test]
@@ -286,6 +306,16 @@ mod tests {
                 "1s to 15m",
             ),
             (
+                format!("{GOOD}batch_size = 0\n"),
+                "provider.batch_size",
+                "use 1 to 250 names",
+            ),
+            (
+                format!("{GOOD}batch_size = 251\n"),
+                "provider.batch_size",
+                "1000 records Route 53 accepts",
+            ),
+            (
                 format!("{GOOD}zone_id = \"abc\"\n"),
                 "provider.zone_id",
                 "not used with kind = \"route53\"",
@@ -314,5 +344,8 @@ mod tests {
         let err = load("[provider]\nkind = \"memory\"\nhosted_zone_id = \"Z1\"\n").unwrap_err();
         assert_eq!(err.key.as_deref(), Some("provider.hosted_zone_id"));
         assert!(err.message.contains("kind = \"route53\""), "{err}");
+        let err = load("[provider]\nkind = \"memory\"\nbatch_size = 10\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("provider.batch_size"));
+        assert!(err.message.contains("\"route53\" or \"rfc2136\""), "{err}");
     }
 }

@@ -29,23 +29,32 @@
 //!
 //! Route 53 allows 5 requests per second per account. Calls are paced at least `min_interval`
 //! apart (250 ms: 4 per second at most, leaving room for other tools in the account), and every
-//! call spends a token of the client-side budget.
+//! call spends a token of the client-side budget. Route 53 refuses a change batch while the
+//! zone's previous one is still being applied (`PriorRequestNotComplete`), so the provider sends
+//! one change batch at a time and follows it to INSYNC before the next goes out.
+//!
+//! Many changes at once ([`DnsProvider::apply_many`]) go out as few change batches of up to
+//! `batch_size` names each, read and verified with listings of the zone ([`batch`]).
 //!
 //! [`decide`]: super::decide::decide
 
 pub mod api;
+pub mod batch;
 pub mod config;
 pub mod credentials;
 
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::budget::{Budget, RateBudget, RetryPolicy, StatsSnapshot};
 use super::cas::CALLS_PER_CHANGE;
+use super::conditional::{self, after_failed_comparison};
 use super::decide::{Decision, Patch, decide};
 use super::{
-    ApplyOutcome, Change, DnsProvider, Marker, ProviderError, ProviderFuture, RecordState, Refusal,
+    ApplyOutcome, BatchFuture, Change, DnsProvider, Marker, ProviderError, ProviderFuture,
+    RecordState, Refusal,
 };
 use api::{Action, Api, ChangeInfo, RecordSet};
 use credentials::LiveCredentials;
@@ -106,6 +115,9 @@ pub struct Route53Options {
     pub insync_timeout: Duration,
     /// GetChange polling interval.
     pub insync_poll: Duration,
+    /// Names per change batch when many change at once (1: one name at a time, each with its
+    /// own read); at most [`batch::MAX_BATCH_SIZE`].
+    pub batch_size: usize,
 }
 
 /// The Route 53 provider. Deliberately without `Debug`: it holds the credentials.
@@ -115,6 +127,13 @@ pub struct Route53Provider {
     budget: Budget,
     insync_timeout: Duration,
     insync_poll: Duration,
+    /// Names per change batch (see [`Route53Options::batch_size`]).
+    batch_size: usize,
+    /// Held while a change batch is in flight: one at a time per hosted zone.
+    changing: tokio::sync::Mutex<()>,
+    /// Pages the last listing of the whole zone took (0 before the first): what reading names
+    /// one by one is weighed against.
+    zone_pages: AtomicU32,
 }
 
 /// What Route 53 holds for one managed name: the record sets the batch repeats in its DELETEs.
@@ -233,6 +252,9 @@ impl Route53Provider {
             budget: Budget::new(options.budget, options.retry),
             insync_timeout: options.insync_timeout,
             insync_poll: options.insync_poll,
+            batch_size: options.batch_size.clamp(1, batch::MAX_BATCH_SIZE),
+            changing: tokio::sync::Mutex::new(()),
+            zone_pages: AtomicU32::new(0),
         })
     }
 
@@ -318,6 +340,26 @@ impl Route53Provider {
         Ok(changes)
     }
 
+    /// Sends one change batch — the zone's only one in flight — and follows it until INSYNC.
+    /// Spends a token of the budget for the batch when `spend` (the batched path spends it in
+    /// [`super::batch::apply_many`]). `Ok(Err(_))`: the batch was accepted (it is applied) but
+    /// following it failed; `Ok(Ok(false))`: not INSYNC within `insync_timeout`.
+    async fn send_change(
+        &self,
+        comment: &str,
+        changes: &[(Action, RecordSet)],
+        spend: bool,
+    ) -> Result<Result<bool, ProviderError>, ProviderError> {
+        let _in_flight = self.changing.lock().await;
+        let call = async { Ok(self.api.change(&self.zone, comment, changes).await?) };
+        let info = if spend {
+            self.budget.once(true, call).await?
+        } else {
+            call.await?
+        };
+        Ok(self.wait_insync(info).await)
+    }
+
     /// Polls GetChange until INSYNC or `insync_timeout`; true when INSYNC was seen.
     async fn wait_insync(&self, mut info: ChangeInfo) -> Result<bool, ProviderError> {
         let deadline = Instant::now() + self.insync_timeout;
@@ -363,18 +405,10 @@ impl Route53Provider {
                 return Ok(ApplyOutcome::Refused(Refusal::LeaseLost));
             }
             writes += 1;
-            let sent = self
-                .budget
-                .once(true, async {
-                    Ok(self
-                        .api
-                        .change(&self.zone, &patch.comment, &changes)
-                        .await?)
-                })
-                .await;
+            let sent = self.send_change(&patch.comment, &changes, true).await;
             match sent {
-                Ok(info) => {
-                    if !self.wait_insync(info).await? {
+                Ok(insync) => {
+                    if !insync? {
                         tracing::warn!(
                             name = %change.name,
                             timeout = ?self.insync_timeout,
@@ -398,14 +432,7 @@ impl Route53Provider {
                         return Err(ProviderError::Rejected(why));
                     }
                     tracing::warn!(name = %change.name, "Route 53 refused the batch: the record changed since it was read");
-                    let state = now.state(&change.name);
-                    return Ok(match decide(change, &state) {
-                        Decision::Refuse(r) => ApplyOutcome::Refused(r),
-                        Decision::InPlace => ApplyOutcome::AlreadyInPlace { state },
-                        Decision::Write(_) => {
-                            ApplyOutcome::Refused(Refusal::Drift { found: state })
-                        }
-                    });
+                    return Ok(after_failed_comparison(change, now.state(&change.name)));
                 }
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(name = %change.name, "Route 53 change failed, reading back before any retry: {e}");
@@ -441,6 +468,30 @@ impl DnsProvider for Route53Provider {
 
     fn stats(&self) -> StatsSnapshot {
         self.budget.snapshot()
+    }
+
+    fn batch_limit(&self) -> usize {
+        self.batch_size
+    }
+
+    fn read_many<'a>(&'a self, names: &'a [String]) -> BatchFuture<'a, RecordState> {
+        if self.batch_size <= 1 {
+            return conditional::one_by_one(names, |n| self.read(n));
+        }
+        Box::pin(async move {
+            let pass = batch::Pass::new(self);
+            conditional::read_many(&pass, &self.budget, names).await
+        })
+    }
+
+    fn apply_many<'a>(&'a self, changes: &'a [Change]) -> BatchFuture<'a, ApplyOutcome> {
+        if self.batch_size <= 1 {
+            return conditional::one_by_one(changes, |c| self.apply(c));
+        }
+        Box::pin(async move {
+            let pass = batch::Pass::new(self);
+            conditional::apply_many(&pass, &self.budget, changes).await
+        })
     }
 }
 
