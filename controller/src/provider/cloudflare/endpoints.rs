@@ -17,6 +17,27 @@ use cloudflare::framework::endpoint::{Method, RequestBody, serialize_query};
 use cloudflare::framework::response::{ApiResult, ApiSuccess};
 use serde::{Deserialize, Serialize};
 
+/// An error answer's `errors`. Our own type: the crate's `ApiErrors` keeps each `code` in a
+/// `u16`, and Cloudflare's DNS error codes (81044 "Record does not exist", 81053…) do not fit, so
+/// the whole list would be lost.
+#[derive(Debug, Default, Deserialize)]
+pub struct ErrorAnswer {
+    /// The errors, first the one that ended the call.
+    #[serde(default)]
+    pub errors: Vec<ErrorItem>,
+}
+
+/// One error of an [`ErrorAnswer`].
+#[derive(Debug, Deserialize)]
+pub struct ErrorItem {
+    /// Cloudflare's error code.
+    #[serde(default)]
+    pub code: u64,
+    /// What it says.
+    #[serde(default)]
+    pub message: String,
+}
+
 /// A zone as listed (only what we use).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ZoneSummary {

@@ -13,7 +13,9 @@
 //! backoff burned 40 refusals in 27 s during one sustained block. So each call is built from
 //! the same [`EndpointSpec`] (method, path, query, JSON body), sent by our reqwest client to the
 //! same base URL with the same `Authorization: Bearer` token, and its answer read into the
-//! crate's `ApiSuccess`/`ApiErrors` envelope — with the headers still in hand.
+//! crate's `ApiSuccess` envelope — with the headers still in hand. An error answer is read into
+//! our own `{errors: [{code, message}]}`: the crate keeps a code in a `u16`, too small for
+//! Cloudflare's DNS codes (81044, 81053…), and would lose every error message with it.
 //!
 //! Errors map to [`ProviderError`]: 401/403 → `Auth` (never retried), 429 →
 //! `RateLimited { retry_after: Some(d) }` with `d` from `retry-after` (seconds), or
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use cloudflare::framework::endpoint::RequestBody;
 use cloudflare::framework::endpoint::spec::EndpointSpec;
-use cloudflare::framework::response::{ApiErrors, ApiResult, ApiSuccess};
+use cloudflare::framework::response::{ApiResult, ApiSuccess};
 use reqwest::{StatusCode, Url, header};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OnceCell;
@@ -40,7 +42,7 @@ use super::decide::Patch;
 use super::{
     ApplyOutcome, Change, DnsProvider, Marker, ProviderError, ProviderFuture, RecordState,
 };
-use endpoints::{DnsRecord, ListCnames, ListZones, PatchBody, PatchRecord};
+use endpoints::{DnsRecord, ErrorAnswer, ListCnames, ListZones, PatchBody, PatchRecord};
 
 /// Cloudflare's production API base.
 pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
@@ -261,7 +263,7 @@ impl Api {
             });
         }
         // An error answer without a readable envelope still has its status.
-        let errors: ApiErrors = serde_json::from_slice(&body).unwrap_or_default();
+        let errors: ErrorAnswer = serde_json::from_slice(&body).unwrap_or_default();
         Err(classify(status, &errors, retry_after))
     }
 
@@ -377,7 +379,7 @@ fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
 /// Maps an error answer to our error classes.
 fn classify(
     status: StatusCode,
-    errors: &ApiErrors,
+    errors: &ErrorAnswer,
     retry_after: Option<Duration>,
 ) -> ProviderError {
     let detail = errors
@@ -386,6 +388,15 @@ fn classify(
         .map(|e| format!("{} {}", e.code, e.message))
         .collect::<Vec<_>>()
         .join("; ");
+    // A 413 from a proxy in front of the API comes without an envelope: say what it means.
+    let detail = if detail.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("no error details")
+            .to_owned()
+    } else {
+        detail
+    };
     let what = format!("Cloudflare answered HTTP {}: {detail}", status.as_u16());
     match status.as_u16() {
         401 | 403 => ProviderError::Auth(what),
@@ -482,7 +493,7 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(17)));
         let e = classify(
             StatusCode::TOO_MANY_REQUESTS,
-            &ApiErrors::default(),
+            &ErrorAnswer::default(),
             retry_after(&h),
         );
         assert_eq!(
@@ -496,7 +507,7 @@ mod tests {
             header::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&h), None, "Cloudflare sends seconds");
-        let e = classify(StatusCode::TOO_MANY_REQUESTS, &ApiErrors::default(), None);
+        let e = classify(StatusCode::TOO_MANY_REQUESTS, &ErrorAnswer::default(), None);
         assert_eq!(
             e,
             ProviderError::RateLimited {
@@ -504,9 +515,27 @@ mod tests {
             }
         );
         assert!(matches!(
-            classify(StatusCode::FORBIDDEN, &ApiErrors::default(), None),
+            classify(StatusCode::FORBIDDEN, &ErrorAnswer::default(), None),
             ProviderError::Auth(_)
         ));
+    }
+
+    #[test]
+    fn five_digit_error_codes_reach_the_message() {
+        let body = br#"{"success":false,"errors":[{"code":81044,"message":"Record does not exist."}],"messages":[],"result":null}"#;
+        let errors: ErrorAnswer = serde_json::from_slice(body).unwrap();
+        let e = classify(StatusCode::NOT_FOUND, &errors, None);
+        assert_eq!(
+            e,
+            ProviderError::Rejected(
+                "Cloudflare answered HTTP 404: 81044 Record does not exist.".into()
+            )
+        );
+        let e = classify(StatusCode::PAYLOAD_TOO_LARGE, &ErrorAnswer::default(), None);
+        assert_eq!(
+            e,
+            ProviderError::Rejected("Cloudflare answered HTTP 413: Payload Too Large".into())
+        );
     }
 
     #[test]
