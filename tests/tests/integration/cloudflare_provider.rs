@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sitewarden_controller::provider::cloudflare::{CloudflareOptions, CloudflareProvider, Zone};
+use sitewarden_controller::provider::cloudflare::{
+    CloudflareOptions, CloudflareProvider, DEFAULT_BATCH_SIZE, Zone,
+};
 use sitewarden_controller::provider::config::ProviderConfig;
 use sitewarden_controller::provider::{
     ApplyOutcome, Change, DnsProvider, Marker, ProviderError, RateBudget, Refusal, RetryPolicy,
@@ -64,6 +66,7 @@ fn options(lab: &Lab, token: &str) -> CloudflareOptions {
         budget: RateBudget::default(),
         retry: fast_retry(),
         request_timeout: Duration::from_secs(5),
+        batch_size: DEFAULT_BATCH_SIZE,
     }
 }
 
