@@ -3,7 +3,10 @@
 //! failures retried with backoff, lost responses resolved by reading back, auth failures and the
 //! client-side budget, and rate-limit blocks honoured to the second of their `retry-after`.
 //! Backoff steps are a few milliseconds so retries cost no real waiting; the rate-limit tests
-//! wait out blocks of 1–2 s, polling with deadlines.
+//! wait out blocks of 1–2 s, polling with deadlines. [`batch`] tells the stories of many
+//! names at once: listings and `dns_records/batch` writes.
+
+mod batch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
