@@ -3,11 +3,15 @@
 //! It answers the calls sitewarden's Cloudflare provider makes, and the ones around them, the
 //! way the documented API does, and refuses what the real API would refuse:
 //! - `GET /client/v4/zones?name=` — zones by name;
-//! - `GET|POST /client/v4/zones/{zone}/dns_records` — list (filters `type`, `name`, `content`,
-//!   paging) and create;
+//! - `GET|POST /client/v4/zones/{zone}/dns_records` — list (filters `type`, `name`, `content`;
+//!   `page` from 1 and `per_page` from 1 to 5,000,000, default 100, with `result_info` `{page,
+//!   per_page, count, total_count, total_pages}`) and create (one CNAME per name, alone);
 //! - `GET|PATCH|PUT|DELETE /client/v4/zones/{zone}/dns_records/{id}` — one record; PATCH changes
 //!   only the fields sent, PUT replaces the record (an omitted `proxied` becomes `false`, an
-//!   omitted `ttl` becomes 1, an omitted `comment` is removed).
+//!   omitted `ttl` becomes 1, an omitted `comment` is removed);
+//! - `POST /client/v4/zones/{zone}/dns_records/batch` — deletes, patches, puts and posts in one
+//!   all-or-nothing transaction, in that order, at most [`DEFAULT_BATCH_LIMIT`] records unless
+//!   changed (see [`batch`]).
 //!
 //! Checks (see [`validate`]): the method and path; `Authorization: Bearer <token>` (missing →
 //! 401 code 10000 "Authentication error", not Bearer → 400 code 6003/6111, wrong token → 403 code
@@ -26,9 +30,14 @@
 //! Tests steer it: [`CloudflareEmulator::set_record_content`] is a human editing in the dashboard;
 //! [`CloudflareEmulator::inject`] makes the next matching requests fail ([`Fault`]: a 429 that
 //! starts a block, a 500, a slow answer, or a write applied and its response lost by dropping the
-//! connection); [`CloudflareEmulator::calls`] records every request with its status and arrival
-//! time. Stops when dropped.
+//! connection, or a record deleted by hand just before the request is answered);
+//! [`CloudflareEmulator::calls`] records every request with its status and arrival time, and
+//! [`CloudflareEmulator::count`] counts them by [`Endpoint`]. A batch's limit can be lowered at
+//! runtime ([`CloudflareEmulator::set_batch_limit`]), bodies above a size answered 413 like an
+//! edge proxy would ([`CloudflareEmulator::reject_bodies_over`]), and listings paged smaller than
+//! asked ([`CloudflareEmulator::page_at_most`]). Stops when dropped.
 
+mod batch;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -47,11 +56,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use validate::COMMENT_MAX_FREE;
+pub use batch::{DEFAULT_BATCH_LIMIT, OVER_LIMIT_CODE};
 use validate::{ApiError, RecordFields};
+pub use validate::{COMMENT_MAX_FREE, PER_PAGE_MAX};
 
 /// The path prefix of the v4 API.
 pub const API_PREFIX: &str = "/client/v4";
+
+/// The largest body the emulator reads at all (beyond it: 413).
+const BODY_READ_MAX: usize = 64 << 20;
 
 /// A failure to inject into the next matching requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +83,9 @@ pub enum Fault {
     Slow(Duration),
     /// Applies the request, then closes the connection without answering.
     LoseResponse,
+    /// Deletes the record of this name (a human in the dashboard), then answers normally: a
+    /// record gone between a client's read and its write.
+    DeleteRecord(String),
 }
 
 /// Which requests a fault applies to.
@@ -81,14 +97,49 @@ pub enum Match {
     Reads,
     /// `POST`, `PUT`, `PATCH` and `DELETE` requests.
     Writes,
+    /// `POST …/dns_records/batch` requests.
+    Batches,
 }
 
 impl Match {
-    fn covers(self, method: &Method) -> bool {
+    fn covers(self, method: &Method, path: &str) -> bool {
         match self {
             Self::Any => true,
             Self::Reads => method == Method::GET,
             Self::Writes => method != Method::GET,
+            Self::Batches => Endpoint::of(method.as_str(), path) == Endpoint::Batch,
+        }
+    }
+}
+
+/// Which API call a request was, for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /zones`.
+    ListZones,
+    /// `GET /zones/{zone}/dns_records` (one page of a listing, or one name's records).
+    ListRecords,
+    /// `POST /zones/{zone}/dns_records`.
+    CreateRecord,
+    /// `GET|PATCH|PUT|DELETE /zones/{zone}/dns_records/{id}`.
+    OneRecord,
+    /// `POST /zones/{zone}/dns_records/batch`.
+    Batch,
+    /// Anything else.
+    Other,
+}
+
+impl Endpoint {
+    fn of(method: &str, path: &str) -> Self {
+        let rest = path.strip_prefix(API_PREFIX).unwrap_or(path);
+        let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            ("GET", ["zones"]) => Self::ListZones,
+            ("GET", ["zones", _, "dns_records"]) => Self::ListRecords,
+            ("POST", ["zones", _, "dns_records"]) => Self::CreateRecord,
+            ("POST", ["zones", _, "dns_records", "batch"]) => Self::Batch,
+            (_, ["zones", _, "dns_records", _]) => Self::OneRecord,
+            _ => Self::Other,
         }
     }
 }
@@ -119,6 +170,11 @@ impl Call {
     pub fn is_write(&self) -> bool {
         self.method != "GET"
     }
+
+    /// Which API call it was.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::of(&self.method, &self.path)
+    }
 }
 
 /// A DNS record held by the emulator.
@@ -130,7 +186,7 @@ pub struct Record {
     pub zone_id: String,
     /// Fully qualified name.
     pub name: String,
-    /// Record type (always `CNAME` here).
+    /// Record type (`CNAME`; others only by [`CloudflareEmulator::add_record`]).
     pub kind: String,
     /// Target host name.
     pub content: String,
@@ -168,13 +224,24 @@ struct State {
     blocked_until: Option<Instant>,
     /// Edits made "by hand" (outside the API): when, and the record's id.
     hand_edits: Vec<(Instant, String)>,
+    /// Records one batch may carry.
+    batch_limit: usize,
+    /// Bodies longer than this are answered 413 (`None`: up to [`BODY_READ_MAX`]).
+    max_body: Option<usize>,
+    /// Listings answer at most this many records per page, whatever `per_page` asks.
+    page_at_most: Option<u64>,
 }
 
 impl State {
     fn new_id(&mut self) -> String {
         self.next_id += 1;
-        format!("{:032x}", 0x5117_ea7d_0000_0000_u64 + self.next_id)
+        id_for(self.next_id)
     }
+}
+
+/// The record or zone id numbered `n`: 32 hex digits, like Cloudflare's.
+fn id_for(n: u64) -> String {
+    format!("{:032x}", 0x5117_ea7d_0000_0000_u64 + n)
 }
 
 #[derive(Debug)]
@@ -212,7 +279,10 @@ impl CloudflareEmulator {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             token: token.to_owned(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                batch_limit: DEFAULT_BATCH_LIMIT,
+                ..State::default()
+            }),
         });
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, shared.clone(), stop.clone()));
@@ -262,6 +332,61 @@ impl CloudflareEmulator {
             },
         );
         id
+    }
+
+    /// Adds a record of another type (`A`, `TXT`…; TTL 300, not proxied, no comment), for
+    /// listings that must filter by type. Returns its id.
+    pub fn add_record(&self, zone_id: &str, kind: &str, name: &str, content: &str) -> String {
+        let id = self.add_cname(zone_id, name, content, 300, false, None);
+        if let Some(r) = self.shared.lock().records.get_mut(&id) {
+            kind.clone_into(&mut r.kind);
+        }
+        id
+    }
+
+    /// Deletes the record named `name` (the CNAME if there are several), as a human in the
+    /// dashboard would. Returns false when there is none.
+    pub fn delete_record(&self, name: &str) -> bool {
+        delete_by_name(&mut self.shared.lock(), name).is_some()
+    }
+
+    /// Every record of the zone `zone_id`, in listing order.
+    pub fn records(&self, zone_id: &str) -> Vec<Record> {
+        self.shared
+            .lock()
+            .records
+            .values()
+            .filter(|r| r.zone_id == zone_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Sets how many records one batch may carry from now on (the zone's plan changed, or
+    /// Cloudflare lowered it); [`DEFAULT_BATCH_LIMIT`] at start.
+    pub fn set_batch_limit(&self, records: usize) {
+        self.shared.lock().batch_limit = records;
+    }
+
+    /// Answers 413 to every request whose body is longer than `bytes` (an edge proxy's limit);
+    /// `None` lifts it.
+    pub fn reject_bodies_over(&self, bytes: Option<usize>) {
+        self.shared.lock().max_body = bytes;
+    }
+
+    /// Answers listings with at most `records` per page whatever `per_page` asks, reporting the
+    /// size used in `result_info` (`None`: as asked).
+    pub fn page_at_most(&self, records: Option<u64>) {
+        self.shared.lock().page_at_most = records;
+    }
+
+    /// How many requests so far were calls to `endpoint` (refused ones included).
+    pub fn count(&self, endpoint: Endpoint) -> usize {
+        self.shared
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.endpoint() == endpoint)
+            .count()
     }
 
     /// Changes a record's content and comment, as a human editing in the dashboard would.
@@ -367,9 +492,15 @@ async fn handle(
     kill: &CancellationToken,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(Body::new(body), 1 << 20)
+    // `None`: longer than the emulator reads at all.
+    let bytes = axum::body::to_bytes(Body::new(body), BODY_READ_MAX)
         .await
-        .unwrap_or_default();
+        .ok();
+    let too_large = {
+        let max = shared.lock().max_body.unwrap_or(BODY_READ_MAX);
+        bytes.as_ref().is_none_or(|b| b.len() > max)
+    };
+    let bytes = bytes.unwrap_or_default();
     let mut call = Call {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
@@ -392,11 +523,14 @@ async fn handle(
                 Some(left.as_secs() + u64::from(left.subsec_nanos() > 0)),
                 None,
             ),
+            // An edge proxy refuses an oversized body before the API sees it.
+            None if too_large => (None, None),
             None => {
+                let path = parts.uri.path();
                 let hit = s
                     .faults
                     .iter_mut()
-                    .find(|f| f.remaining > 0 && f.when.covers(&parts.method));
+                    .find(|f| f.remaining > 0 && f.when.covers(&parts.method, path));
                 let fault = hit.map(|f| {
                     f.remaining -= 1;
                     f.fault.clone()
@@ -413,12 +547,21 @@ async fn handle(
     call.retry_after_s = blocked;
     let response = match (&fault, blocked) {
         (_, Some(retry_after_s)) => rate_limited(retry_after_s),
+        (_, None) if too_large => payload_too_large(),
         (Some(Fault::ServerError), None) => envelope_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &ApiError::new(10000, "Internal server error (injected by the emulator)"),
         ),
         (Some(Fault::Slow(d)), None) => {
             tokio::time::sleep(*d).await;
+            respond(&parts, &bytes, shared)
+        }
+        (Some(Fault::DeleteRecord(name)), None) => {
+            let mut s = shared.lock();
+            if let Some(id) = delete_by_name(&mut s, name) {
+                s.hand_edits.push((Instant::now(), id));
+            }
+            drop(s);
             respond(&parts, &bytes, shared)
         }
         // A `RateLimited` fault always starts a block, so it never gets here.
@@ -437,6 +580,33 @@ async fn handle(
     }
     shared.lock().calls.push(call);
     response
+}
+
+/// Deletes the record named `name` (its CNAME first); its id, or `None` when there is none.
+fn delete_by_name(s: &mut State, name: &str) -> Option<String> {
+    let mut named = s
+        .records
+        .values()
+        .filter(|r| r.name.eq_ignore_ascii_case(name))
+        .map(|r| (r.kind.eq_ignore_ascii_case("CNAME"), r.id.clone()))
+        .collect::<Vec<_>>();
+    named.sort();
+    let (_, id) = named.pop()?;
+    s.records.remove(&id).map(|r| r.id)
+}
+
+/// What an edge proxy answers to a body over its limit: 413, an HTML page, no envelope.
+fn payload_too_large() -> Response<Body> {
+    let mut r = Response::new(Body::from(
+        "<html><head><title>413 Request Entity Too Large</title></head>\
+         <body><center><h1>413 Request Entity Too Large</h1></center></body></html>",
+    ));
+    *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/html"),
+    );
+    r
 }
 
 /// The 429 of a rate-limit block with `retry_after_s` seconds left.
@@ -481,13 +651,14 @@ fn route(parts: &axum::http::request::Parts, body: &[u8], shared: &Shared) -> An
         (Method::GET, ["zones"]) => {
             validate::only_params(&query, &["name", "status", "page", "per_page"])?;
             let name = validate::param(&query, "name");
+            let paging = validate::paging(&query)?;
             let zones: Vec<Value> = s
                 .zones
                 .iter()
                 .filter(|z| name.is_none_or(|n| z.name.eq_ignore_ascii_case(n)))
                 .map(|z| json!({"id": z.id, "name": z.name, "status": "active"}))
                 .collect();
-            Ok(list(zones))
+            Ok(list(zones, paging, None))
         }
         (Method::GET, ["zones", zone, "dns_records"]) => {
             zone_exists(&s, zone, parts.uri.path())?;
@@ -495,17 +666,26 @@ fn route(parts: &axum::http::request::Parts, body: &[u8], shared: &Shared) -> An
             let kind = validate::param(&query, "type");
             let name = validate::param(&query, "name");
             let content = validate::param(&query, "content");
-            let found: Vec<Value> = s
+            let paging = validate::paging(&query)?;
+            let found: Vec<&Record> = s
                 .records
                 .values()
                 .filter(|r| r.zone_id == *zone)
                 .filter(|r| kind.is_none_or(|k| r.kind.eq_ignore_ascii_case(k)))
                 .filter(|r| name.is_none_or(|n| r.name.eq_ignore_ascii_case(n)))
                 .filter(|r| content.is_none_or(|c| r.content.eq_ignore_ascii_case(c)))
-                .map(|r| record_json(r, &s))
                 .collect();
-            Ok(list(found))
+            let (page, per_page, total) = page_of(found.len(), paging, s.page_at_most);
+            let found: Vec<Value> = page.map(|i| record_json(found[i], &s)).collect();
+            Ok(list_page(found, per_page, paging.0, total))
         }
+        (Method::POST, ["zones", zone, "dns_records", "batch"]) => {
+            zone_exists(&s, zone, parts.uri.path())?;
+            validate::only_params(&query, &[])?;
+            let result = batch::run(&mut s, zone, body)?;
+            Ok((StatusCode::OK, result, None))
+        }
+        (_, ["zones", _, "dns_records", "batch"]) => Err(method_not_allowed()),
         (Method::POST, ["zones", zone, "dns_records"]) => {
             zone_exists(&s, zone, parts.uri.path())?;
             validate::only_params(&query, &[])?;
@@ -513,18 +693,9 @@ fn route(parts: &axum::http::request::Parts, body: &[u8], shared: &Shared) -> An
             let zone_name = zone_name(&s, zone);
             f.require_full()?;
             let id = s.new_id();
-            let r = Record {
-                id: id.clone(),
-                zone_id: (*zone).to_owned(),
-                name: f.name.clone().unwrap_or_default(),
-                kind: "CNAME".into(),
-                content: f.content.clone().unwrap_or_default(),
-                ttl: f.ttl.unwrap_or(1),
-                proxied: f.proxied.unwrap_or(false),
-                comment: f.comment.clone().flatten(),
-                tags: f.tags.clone().unwrap_or_default(),
-            };
+            let r = f.to_record(id.clone(), (*zone).to_owned());
             validate::in_zone(&r.name, &zone_name)?;
+            batch::name_free(&s.records, zone, &r.name, &r.kind, None)?;
             let v = record_json(&r, &s);
             s.records.insert(id, r);
             Ok((StatusCode::OK, v, None))
@@ -556,18 +727,9 @@ fn route(parts: &axum::http::request::Parts, body: &[u8], shared: &Shared) -> An
                 Method::PUT => {
                     let f = RecordFields::parse(body)?;
                     f.require_full()?;
-                    let replaced = Record {
-                        id: r.id.clone(),
-                        zone_id: r.zone_id.clone(),
-                        name: f.name.clone().unwrap_or_default(),
-                        kind: "CNAME".into(),
-                        content: f.content.clone().unwrap_or_default(),
-                        ttl: f.ttl.unwrap_or(1),
-                        proxied: f.proxied.unwrap_or(false),
-                        comment: f.comment.clone().flatten(),
-                        tags: f.tags.clone().unwrap_or_default(),
-                    };
+                    let replaced = f.to_record(r.id.clone(), r.zone_id.clone());
                     validate::in_zone(&replaced.name, &zone_name)?;
+                    batch::name_free(&s.records, zone, &replaced.name, "CNAME", Some(&r.id))?;
                     let v = record_json(&replaced, &s);
                     s.records.insert(replaced.id.clone(), replaced);
                     Ok((StatusCode::OK, v, None))
@@ -613,9 +775,52 @@ fn method_not_allowed() -> (StatusCode, ApiError) {
     )
 }
 
-fn list(items: Vec<Value>) -> (StatusCode, Value, Option<Value>) {
-    let n = items.len();
-    let info = json!({"page": 1, "per_page": 100, "count": n, "total_count": n, "total_pages": 1});
+/// The indices of page `paging.0` of `total` items at `paging.1` per page (at most
+/// `page_at_most`), the page size used, and `total`.
+fn page_of(
+    total: usize,
+    (page, per_page): (u64, u64),
+    page_at_most: Option<u64>,
+) -> (std::ops::Range<usize>, u64, usize) {
+    let per_page = page_at_most.map_or(per_page, |most| per_page.min(most.max(1)));
+    let size = usize::try_from(per_page).unwrap_or(usize::MAX);
+    let start = usize::try_from(page - 1)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(size)
+        .min(total);
+    (
+        start..start.saturating_add(size).min(total),
+        per_page,
+        total,
+    )
+}
+
+/// A listing of all of `items`, paged by `paging`.
+fn list(
+    items: Vec<Value>,
+    paging: (u64, u64),
+    page_at_most: Option<u64>,
+) -> (StatusCode, Value, Option<Value>) {
+    let (page, per_page, total) = page_of(items.len(), paging, page_at_most);
+    let items = items[page].to_vec();
+    list_page(items, per_page, paging.0, total)
+}
+
+/// One page of a listing with its `result_info`.
+fn list_page(
+    items: Vec<Value>,
+    per_page: u64,
+    page: u64,
+    total: usize,
+) -> (StatusCode, Value, Option<Value>) {
+    let total_pages = (total as u64).div_ceil(per_page.max(1));
+    let info = json!({
+        "page": page,
+        "per_page": per_page,
+        "count": items.len(),
+        "total_count": total,
+        "total_pages": total_pages,
+    });
     (StatusCode::OK, Value::Array(items), Some(info))
 }
 

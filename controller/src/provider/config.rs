@@ -11,6 +11,7 @@
 //! backoff = { base = "500ms", max = "30s" }   # exponential, full jitter
 //! retry_deadline = "60s"                      # no retry wait ends later than this
 //! request_timeout = "10s"
+//! batch_size = 200                            # records per batch write; 1 to 3,500 (paid plans)
 //! ```
 //!
 //! `kind = "rfc2136"` (dynamic UPDATE with TSIG to a primary: BIND, Knot, PowerDNS) and
@@ -30,7 +31,10 @@ use sitewarden_shared::config::secret::SecretRef;
 use sitewarden_shared::config::{ConfigError, KeyPath, Source, duration};
 
 use super::budget::{RateBudget, RetryPolicy};
-use super::cloudflare::{CloudflareOptions, CloudflareProvider, DEFAULT_API_URL, Zone};
+use super::cloudflare::{
+    CloudflareOptions, CloudflareProvider, DEFAULT_API_URL, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE,
+    Zone,
+};
 use super::memory::MemoryProvider;
 use super::{DnsProvider, ProviderError};
 
@@ -69,6 +73,8 @@ pub struct RawProvider {
     /// Per-request timeout.
     #[serde(default, with = "duration::option")]
     pub request_timeout: Option<Duration>,
+    /// `cloudflare`: records one batch write carries (1 = name by name).
+    pub batch_size: Option<u32>,
     /// `builtin`: the delegated zone, e.g. `failover.example.com`.
     pub zone: Option<String>,
     /// `builtin`: UDP and TCP listen address (default `0.0.0.0:53`).
@@ -182,6 +188,8 @@ pub struct CloudflareConfig {
     pub budget: RateBudget,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// Records one batch write carries, 1 to [`MAX_BATCH_SIZE`].
+    pub batch_size: usize,
 }
 
 /// Why a provider could not be built.
@@ -282,6 +290,7 @@ impl RawProvider {
                 self.aws_session_token.is_some(),
             ),
             ("insync_timeout", "route53", self.insync_timeout.is_some()),
+            ("batch_size", "cloudflare", self.batch_size.is_some()),
         ] {
             if set && kind != owner {
                 return Err(src.error(
@@ -420,6 +429,23 @@ impl RawProvider {
         })
     }
 
+    /// Validates Cloudflare's `batch_size` (1 to [`MAX_BATCH_SIZE`]), or returns the default.
+    fn batch_size_checked(&self, src: &Source, at: &KeyPath) -> Result<usize, ConfigError> {
+        let Some(n) = self.batch_size else {
+            return Ok(DEFAULT_BATCH_SIZE);
+        };
+        match usize::try_from(n) {
+            Ok(n) if (1..=MAX_BATCH_SIZE).contains(&n) => Ok(n),
+            _ => Err(src.error(
+                &at.key("batch_size"),
+                format!(
+                    "{n} is out of range; use 1 (name by name) to 3,500 (Pro, Business and \
+                     Enterprise zones); the Free plan allows 200 (default {DEFAULT_BATCH_SIZE})"
+                ),
+            )),
+        }
+    }
+
     fn cloudflare(&self, src: &Source, at: &KeyPath) -> Result<CloudflareConfig, ConfigError> {
         let zone = match (&self.zone_id, &self.zone_name) {
             (Some(id), None) => {
@@ -522,12 +548,14 @@ impl RawProvider {
                 "use 100ms to 120s (default 10s)",
             ));
         }
+        let batch_size = self.batch_size_checked(src, at)?;
         Ok(CloudflareConfig {
             zone,
             api_token,
             api_url,
             budget,
             request_timeout,
+            batch_size,
         })
     }
 }
@@ -552,6 +580,7 @@ impl ProviderConfig {
                         budget: cf.budget,
                         retry: self.retry,
                         request_timeout: cf.request_timeout,
+                        batch_size: cf.batch_size,
                     })?
                     .with_token_source(cf.api_token.clone()),
                 ))
@@ -573,6 +602,7 @@ impl ProviderConfig {
                 api_url: api_url.to_owned(),
                 budget: RateBudget::default(),
                 request_timeout: DEFAULT_REQUEST_TIMEOUT,
+                batch_size: DEFAULT_BATCH_SIZE,
             }),
             retry: RetryPolicy::default(),
         }
@@ -613,6 +643,41 @@ mod tests {
         assert_eq!(cf.api_url, DEFAULT_API_URL);
         assert_eq!(cf.budget.requests, 120);
         assert_eq!(cf.request_timeout, Duration::from_secs(5));
+        assert_eq!(cf.batch_size, DEFAULT_BATCH_SIZE);
+    }
+
+    #[test]
+    fn the_batch_size_is_one_to_3500_and_cloudflare_only() {
+        let table = |extra: &str| {
+            format!(
+                "[provider]\nkind = \"cloudflare\"\nzone_id = \"abc\"\n\
+                 api_token = {{ env = \"X\" }}\n{extra}"
+            )
+        };
+        for (n, want) in [(1, 1), (200, 200), (3500, 3500)] {
+            let c = load(&table(&format!("batch_size = {n}\n"))).unwrap();
+            let ProviderKind::Cloudflare(cf) = c.kind else {
+                panic!()
+            };
+            assert_eq!(cf.batch_size, want);
+        }
+        for n in [0, 3501, 100_000] {
+            let err = load(&table(&format!("batch_size = {n}\n"))).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some("provider.batch_size"), "{err}");
+            assert!(
+                err.message.contains("use 1 (name by name) to 3,500"),
+                "{err}"
+            );
+            assert_eq!(err.line, Some(5), "{err}");
+        }
+        let err = load(&table("batch_size = -1\n")).unwrap_err();
+        assert_eq!(err.line, Some(5), "{err}");
+        let err = load("[provider]\nkind = \"memory\"\nbatch_size = 200\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("provider.batch_size"), "{err}");
+        assert!(
+            err.message.contains("only used with kind = \"cloudflare\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -112,6 +112,27 @@ pub fn query(uri: &Uri) -> Checked<Vec<(String, String)>> {
         .map_err(|_| bad(1000, "Invalid query string"))
 }
 
+/// Cloudflare's documented bounds of `per_page` for DNS records (default 100).
+pub const PER_PAGE_MAX: u64 = 5_000_000;
+
+/// `page` (from 1, default 1) and `per_page` (1 to [`PER_PAGE_MAX`], default 100).
+pub fn paging(query: &[(String, String)]) -> Checked<(u64, u64)> {
+    let number = |name: &str, default: u64, max: u64| match param(query, name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(bad(
+                1000,
+                &format!("Invalid query parameter {name}={v:?}: use 1 to {max}"),
+            )),
+        },
+    };
+    Ok((
+        number("page", 1, u64::MAX)?,
+        number("per_page", 100, PER_PAGE_MAX)?,
+    ))
+}
+
 /// Rejects parameters outside `allowed`.
 pub fn only_params(query: &[(String, String)], allowed: &[&str]) -> Checked<()> {
     match query.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
@@ -177,7 +198,8 @@ impl RecordFields {
         Self::from_map(&map)
     }
 
-    fn from_map(map: &Map<String, Value>) -> Checked<Self> {
+    /// Checks the fields of one record object (a body, or one item of a batch).
+    pub fn from_map(map: &Map<String, Value>) -> Checked<Self> {
         if let Some(k) = map.keys().find(|k| !RECORD_FIELDS.contains(&k.as_str())) {
             return Err(bad(
                 9207,
@@ -268,6 +290,22 @@ impl RecordFields {
             ));
         }
         Ok(())
+    }
+
+    /// The record a POST or PUT makes (what it omits is reset: `ttl` 1, not proxied, no
+    /// comment, no tags); call [`Self::require_full`] first.
+    pub fn to_record(&self, id: String, zone_id: String) -> Record {
+        Record {
+            id,
+            zone_id,
+            name: self.name.clone().unwrap_or_default(),
+            kind: "CNAME".into(),
+            content: self.content.clone().unwrap_or_default(),
+            ttl: self.ttl.unwrap_or(1),
+            proxied: self.proxied.unwrap_or(false),
+            comment: self.comment.clone().flatten(),
+            tags: self.tags.clone().unwrap_or_default(),
+        }
     }
 
     /// PATCH: changes only the fields sent.

@@ -3,14 +3,19 @@
 //! failures retried with backoff, lost responses resolved by reading back, auth failures and the
 //! client-side budget, and rate-limit blocks honoured to the second of their `retry-after`.
 //! Backoff steps are a few milliseconds so retries cost no real waiting; the rate-limit tests
-//! wait out blocks of 1–2 s, polling with deadlines.
+//! wait out blocks of 1–2 s, polling with deadlines. [`batch`] tells the stories of many
+//! names at once: listings and `dns_records/batch` writes.
+
+mod batch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sitewarden_controller::provider::cloudflare::{CloudflareOptions, CloudflareProvider, Zone};
+use sitewarden_controller::provider::cloudflare::{
+    CloudflareOptions, CloudflareProvider, DEFAULT_BATCH_SIZE, Zone,
+};
 use sitewarden_controller::provider::config::ProviderConfig;
 use sitewarden_controller::provider::{
     ApplyOutcome, Change, DnsProvider, Marker, ProviderError, RateBudget, Refusal, RetryPolicy,
@@ -64,6 +69,7 @@ fn options(lab: &Lab, token: &str) -> CloudflareOptions {
         budget: RateBudget::default(),
         retry: fast_retry(),
         request_timeout: Duration::from_secs(5),
+        batch_size: DEFAULT_BATCH_SIZE,
     }
 }
 

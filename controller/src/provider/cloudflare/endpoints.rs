@@ -1,4 +1,4 @@
-//! The three Cloudflare v4 calls sitewarden makes, as `cloudflare` crate endpoints.
+//! The Cloudflare v4 calls sitewarden makes, as `cloudflare` crate endpoints.
 //!
 //! The crate's own DNS endpoints do not fit: its record types have no `comment` field, its update
 //! is a PUT (which resets every field it omits, e.g. `proxied`), and its list filter by type also
@@ -8,7 +8,11 @@
 //! - `GET zones?name=…` — a zone's id from its name;
 //! - `GET zones/{zone}/dns_records?type=CNAME&name=…` — the record of one name;
 //! - `PATCH zones/{zone}/dns_records/{id}` with `content`, `comment` and optionally `ttl` — only
-//!   those fields change; `proxied` and the rest are kept.
+//!   those fields change; `proxied` and the rest are kept;
+//! - `GET zones/{zone}/dns_records?type=CNAME&per_page=…&page=…` — one page of the zone's CNAMEs,
+//!   for reading many names at once (see [`super::batch`]);
+//! - `POST zones/{zone}/dns_records/batch` with `{"patches": [{id, content, comment[, ttl]}, …]}`
+//!   — many PATCHes in one all-or-nothing call (the crate has no batch endpoint).
 //!
 //! A `Vec` result is wrapped in a `#[serde(transparent)]` newtype so it can implement `ApiResult`.
 
@@ -16,6 +20,27 @@ use cloudflare::framework::endpoint::spec::EndpointSpec;
 use cloudflare::framework::endpoint::{Method, RequestBody, serialize_query};
 use cloudflare::framework::response::{ApiResult, ApiSuccess};
 use serde::{Deserialize, Serialize};
+
+/// An error answer's `errors`. Our own type: the crate's `ApiErrors` keeps each `code` in a
+/// `u16`, and Cloudflare's DNS error codes (81044 "Record does not exist", 81053…) do not fit, so
+/// the whole list would be lost.
+#[derive(Debug, Default, Deserialize)]
+pub struct ErrorAnswer {
+    /// The errors, first the one that ended the call.
+    #[serde(default)]
+    pub errors: Vec<ErrorItem>,
+}
+
+/// One error of an [`ErrorAnswer`].
+#[derive(Debug, Deserialize)]
+pub struct ErrorItem {
+    /// Cloudflare's error code.
+    #[serde(default)]
+    pub code: u64,
+    /// What it says.
+    #[serde(default)]
+    pub message: String,
+}
 
 /// A zone as listed (only what we use).
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +169,106 @@ impl EndpointSpec for PatchRecord<'_> {
 
     fn path(&self) -> String {
         format!("zones/{}/dns_records/{}", self.zone, self.id)
+    }
+
+    fn body(&self) -> Option<RequestBody<'_>> {
+        Some(RequestBody::Json(self.body.clone()))
+    }
+}
+
+/// The query of [`ListCnamePage`], in this order: `type=CNAME&per_page=…&page=…`.
+#[derive(Debug, Serialize)]
+struct PageQuery {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    per_page: u32,
+    page: u32,
+}
+
+/// `GET zones/{zone}/dns_records?type=CNAME&per_page=…&page=…`: one page of the zone's CNAMEs.
+#[derive(Debug)]
+pub struct ListCnamePage<'a> {
+    /// Zone id.
+    pub zone: &'a str,
+    /// The page, from 1.
+    pub page: u32,
+    /// Records per page.
+    pub per_page: u32,
+}
+
+impl EndpointSpec for ListCnamePage<'_> {
+    type JsonResponse = DnsRecords;
+    type ResponseType = ApiSuccess<DnsRecords>;
+
+    fn method(&self) -> Method {
+        Method::GET
+    }
+
+    fn path(&self) -> String {
+        format!("zones/{}/dns_records", self.zone)
+    }
+
+    fn query(&self) -> Option<String> {
+        serialize_query(&PageQuery {
+            kind: "CNAME",
+            per_page: self.per_page,
+            page: self.page,
+        })
+    }
+}
+
+/// A listing's `result_info` (only what paging needs).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct PageInfo {
+    /// How many pages the listing has (`0` when it is empty).
+    pub total_pages: u32,
+}
+
+/// One item of a batch's `patches`: the record's id and only the fields that change.
+#[derive(Debug, Serialize)]
+pub struct BatchPatch<'a> {
+    /// The record's id.
+    pub id: &'a str,
+    /// The fields, as in a one-record PATCH.
+    #[serde(flatten)]
+    pub fields: PatchBody<'a>,
+}
+
+/// The body of a batch: only `patches` (no deletes, puts or posts).
+#[derive(Debug, Serialize)]
+pub struct BatchBody<'a> {
+    /// The records to change, in order.
+    pub patches: Vec<BatchPatch<'a>>,
+}
+
+/// `POST dns_records/batch` result: the records each list changed.
+#[derive(Debug, Deserialize)]
+pub struct BatchResult {
+    /// The records patched, in the order sent (only counted).
+    #[serde(default)]
+    pub patches: Vec<serde::de::IgnoredAny>,
+}
+impl ApiResult for BatchResult {}
+
+/// `POST zones/{zone}/dns_records/batch`.
+#[derive(Debug)]
+pub struct BatchRecords<'a> {
+    /// Zone id.
+    pub zone: &'a str,
+    /// The serialized [`BatchBody`].
+    pub body: String,
+}
+
+impl EndpointSpec for BatchRecords<'_> {
+    type JsonResponse = BatchResult;
+    type ResponseType = ApiSuccess<BatchResult>;
+
+    fn method(&self) -> Method {
+        Method::POST
+    }
+
+    fn path(&self) -> String {
+        format!("zones/{}/dns_records/batch", self.zone)
     }
 
     fn body(&self) -> Option<RequestBody<'_>> {

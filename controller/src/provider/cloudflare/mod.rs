@@ -7,13 +7,22 @@
 //! sets one, `ttl` — so `proxied` and the record's TTL are preserved — then a read-back. Every
 //! call spends a token from the client-side [`Budget`].
 //!
+//! Many changes at once ([`DnsProvider::apply_many`], a mass failover) go through the batched
+//! compare-and-set ([`super::batch::apply_many`]): the zone's CNAMEs listed in pages of 5,000,
+//! the writes in `POST dns_records/batch` calls of up to `batch_size` records (200 by default,
+//! the Free plan's limit; 3,500 on paid plans), and one more listing to verify — a failover of
+//! 10,000 names costs about 54 calls instead of 30,000. See [`batch`]. With `batch_size = 1`
+//! every change takes the one-name path above.
+//!
 //! Why not the crate's own client: it turns an answer into `ApiFailure::Error(status, errors)`
 //! and drops the response headers, so a 429's `retry-after` is lost — and over Cloudflare's
 //! limit *every* call is refused for up to 5 minutes, so every call can meet a 429. A blind
 //! backoff burned 40 refusals in 27 s during one sustained block. So each call is built from
 //! the same [`EndpointSpec`] (method, path, query, JSON body), sent by our reqwest client to the
 //! same base URL with the same `Authorization: Bearer` token, and its answer read into the
-//! crate's `ApiSuccess`/`ApiErrors` envelope — with the headers still in hand.
+//! crate's `ApiSuccess` envelope — with the headers still in hand. An error answer is read into
+//! our own `{errors: [{code, message}]}`: the crate keeps a code in a `u16`, too small for
+//! Cloudflare's DNS codes (81044, 81053…), and would lose every error message with it.
 //!
 //! Errors map to [`ProviderError`]: 401/403 → `Auth` (never retried), 429 →
 //! `RateLimited { retry_after: Some(d) }` with `d` from `retry-after` (seconds), or
@@ -23,24 +32,28 @@
 //! it is sent as a sensitive header, this type has no `Debug` that could print it, and error
 //! messages are scrubbed of it before they leave.
 
+mod batch;
 mod endpoints;
 
 use std::time::Duration;
 
 use cloudflare::framework::endpoint::RequestBody;
 use cloudflare::framework::endpoint::spec::EndpointSpec;
-use cloudflare::framework::response::{ApiErrors, ApiResult, ApiSuccess};
+use cloudflare::framework::response::{ApiResult, ApiSuccess};
 use reqwest::{StatusCode, Url, header};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OnceCell;
 
+use super::batch::BatchStore;
 use super::budget::{Budget, RateBudget, RetryPolicy, StatsSnapshot};
 use super::cas::{self, RecordStore};
 use super::decide::Patch;
 use super::{
-    ApplyOutcome, Change, DnsProvider, Marker, ProviderError, ProviderFuture, RecordState,
+    ApplyOutcome, BatchFuture, Change, DnsProvider, Marker, ONE_BY_ONE_IN_FLIGHT, ProviderError,
+    ProviderFuture, RecordState,
 };
-use endpoints::{DnsRecord, ListCnames, ListZones, PatchBody, PatchRecord};
+pub use batch::{DEFAULT_BATCH_SIZE, LIST_PAGE_SIZE, MAX_BATCH_SIZE, ONE_NAME_READS_UP_TO};
+use endpoints::{DnsRecord, ErrorAnswer, ListCnames, ListZones, PatchBody, PatchRecord};
 
 /// Cloudflare's production API base.
 pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
@@ -74,6 +87,9 @@ pub struct CloudflareOptions {
     pub retry: RetryPolicy,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// Records one batch write carries, 1 to [`MAX_BATCH_SIZE`] ([`DEFAULT_BATCH_SIZE`]: the
+    /// Free plan's limit); `1` applies many changes name by name, three calls each.
+    pub batch_size: usize,
 }
 
 /// The Cloudflare provider. Deliberately without `Debug`: it holds the API token.
@@ -82,6 +98,8 @@ pub struct CloudflareProvider {
     zone: Zone,
     zone_id: OnceCell<String>,
     budget: Budget,
+    /// Records one batch write carries; `1`: the one-name path.
+    batch_size: usize,
 }
 
 /// The HTTP client, the API base and the token.
@@ -127,6 +145,13 @@ impl CloudflareProvider {
                 "zone {id:?} is not a valid zone id or name"
             )));
         }
+        if !(1..=MAX_BATCH_SIZE).contains(&options.batch_size) {
+            return Err(ProviderError::Rejected(format!(
+                "batch_size {} is out of range; use 1 (name by name) to {MAX_BATCH_SIZE} (paid \
+                 plans), {DEFAULT_BATCH_SIZE} on the Free plan",
+                options.batch_size
+            )));
+        }
         Ok(Self {
             api: Api {
                 http,
@@ -137,6 +162,7 @@ impl CloudflareProvider {
             zone: options.zone,
             zone_id: OnceCell::new(),
             budget: Budget::new(options.budget, options.retry),
+            batch_size: options.batch_size,
         })
     }
 
@@ -162,6 +188,15 @@ impl CloudflareProvider {
             })
             .await?;
         Ok(id.as_str())
+    }
+
+    /// The zone's records, for the compare-and-set.
+    async fn records(&self) -> Result<ZoneRecords<'_>, ProviderError> {
+        Ok(ZoneRecords {
+            api: &self.api,
+            zone: self.zone_id().await?,
+            limit: self.batch_size,
+        })
     }
 }
 
@@ -261,7 +296,7 @@ impl Api {
             });
         }
         // An error answer without a readable envelope still has its status.
-        let errors: ApiErrors = serde_json::from_slice(&body).unwrap_or_default();
+        let errors: ErrorAnswer = serde_json::from_slice(&body).unwrap_or_default();
         Err(classify(status, &errors, retry_after))
     }
 
@@ -283,10 +318,12 @@ impl Api {
     }
 }
 
-/// One zone's records, for the shared compare-and-set.
+/// One zone's records, for the shared compare-and-set, one name or many ([`batch`]).
 struct ZoneRecords<'a> {
     api: &'a Api,
     zone: &'a str,
+    /// Records one batch write carries.
+    limit: usize,
 }
 
 impl RecordStore for ZoneRecords<'_> {
@@ -377,7 +414,7 @@ fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
 /// Maps an error answer to our error classes.
 fn classify(
     status: StatusCode,
-    errors: &ApiErrors,
+    errors: &ErrorAnswer,
     retry_after: Option<Duration>,
 ) -> ProviderError {
     let detail = errors
@@ -386,6 +423,15 @@ fn classify(
         .map(|e| format!("{} {}", e.code, e.message))
         .collect::<Vec<_>>()
         .join("; ");
+    // A 413 from a proxy in front of the API comes without an envelope: say what it means.
+    let detail = if detail.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("no error details")
+            .to_owned()
+    } else {
+        detail
+    };
     let what = format!("Cloudflare answered HTTP {}: {detail}", status.as_u16());
     match status.as_u16() {
         401 | 403 => ProviderError::Auth(what),
@@ -420,28 +466,66 @@ impl DnsProvider for CloudflareProvider {
 
     fn read<'a>(&'a self, name: &'a str) -> ProviderFuture<'a, RecordState> {
         Box::pin(async move {
-            let zone = self.zone_id().await?;
-            let store = ZoneRecords {
-                api: &self.api,
-                zone,
-            };
+            let store = self.records().await?;
             cas::read(&store, &self.budget, name).await
         })
     }
 
     fn apply<'a>(&'a self, change: &'a Change) -> ProviderFuture<'a, ApplyOutcome> {
         Box::pin(async move {
-            let zone = self.zone_id().await?;
-            let store = ZoneRecords {
-                api: &self.api,
-                zone,
-            };
+            let store = self.records().await?;
             cas::apply(&store, &self.budget, change).await
         })
     }
 
     fn stats(&self) -> StatsSnapshot {
         self.budget.snapshot()
+    }
+
+    fn batch_limit(&self) -> usize {
+        self.batch_size
+    }
+
+    fn read_many<'a>(&'a self, names: &'a [String]) -> BatchFuture<'a, RecordState> {
+        use futures::StreamExt;
+        if self.batch_size == 1 {
+            // The one-name path, as `DnsProvider`'s default does it.
+            return Box::pin(
+                futures::stream::iter(names)
+                    .map(|n| self.read(n))
+                    .buffered(ONE_BY_ONE_IN_FLIGHT)
+                    .collect(),
+            );
+        }
+        Box::pin(async move {
+            let store = match self.records().await {
+                Ok(store) => store,
+                Err(e) => return vec![Err(e); names.len()],
+            };
+            match store.fetch_many(&self.budget, names).await {
+                Ok(states) => states.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e); names.len()],
+            }
+        })
+    }
+
+    fn apply_many<'a>(&'a self, changes: &'a [Change]) -> BatchFuture<'a, ApplyOutcome> {
+        use futures::StreamExt;
+        if self.batch_size == 1 {
+            // The one-name path, as `DnsProvider`'s default does it.
+            return Box::pin(
+                futures::stream::iter(changes)
+                    .map(|c| self.apply(c))
+                    .buffered(ONE_BY_ONE_IN_FLIGHT)
+                    .collect(),
+            );
+        }
+        Box::pin(async move {
+            match self.records().await {
+                Ok(store) => super::batch::apply_many(&store, &self.budget, changes).await,
+                Err(e) => vec![Err(e); changes.len()],
+            }
+        })
     }
 }
 
@@ -459,6 +543,7 @@ mod tests {
                 budget: RateBudget::default(),
                 retry: RetryPolicy::default(),
                 request_timeout: Duration::from_secs(1),
+                batch_size: DEFAULT_BATCH_SIZE,
             });
             assert!(matches!(r, Err(ProviderError::Rejected(_))), "{url}");
         }
@@ -482,7 +567,7 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(17)));
         let e = classify(
             StatusCode::TOO_MANY_REQUESTS,
-            &ApiErrors::default(),
+            &ErrorAnswer::default(),
             retry_after(&h),
         );
         assert_eq!(
@@ -496,7 +581,7 @@ mod tests {
             header::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&h), None, "Cloudflare sends seconds");
-        let e = classify(StatusCode::TOO_MANY_REQUESTS, &ApiErrors::default(), None);
+        let e = classify(StatusCode::TOO_MANY_REQUESTS, &ErrorAnswer::default(), None);
         assert_eq!(
             e,
             ProviderError::RateLimited {
@@ -504,9 +589,27 @@ mod tests {
             }
         );
         assert!(matches!(
-            classify(StatusCode::FORBIDDEN, &ApiErrors::default(), None),
+            classify(StatusCode::FORBIDDEN, &ErrorAnswer::default(), None),
             ProviderError::Auth(_)
         ));
+    }
+
+    #[test]
+    fn five_digit_error_codes_reach_the_message() {
+        let body = br#"{"success":false,"errors":[{"code":81044,"message":"Record does not exist."}],"messages":[],"result":null}"#;
+        let errors: ErrorAnswer = serde_json::from_slice(body).unwrap();
+        let e = classify(StatusCode::NOT_FOUND, &errors, None);
+        assert_eq!(
+            e,
+            ProviderError::Rejected(
+                "Cloudflare answered HTTP 404: 81044 Record does not exist.".into()
+            )
+        );
+        let e = classify(StatusCode::PAYLOAD_TOO_LARGE, &ErrorAnswer::default(), None);
+        assert_eq!(
+            e,
+            ProviderError::Rejected("Cloudflare answered HTTP 413: Payload Too Large".into())
+        );
     }
 
     #[test]
