@@ -73,8 +73,6 @@ pub struct RawProvider {
     /// Per-request timeout.
     #[serde(default, with = "duration::option")]
     pub request_timeout: Option<Duration>,
-    /// `cloudflare`: records one batch write carries (1 = name by name).
-    pub batch_size: Option<u32>,
     /// `builtin`: the delegated zone, e.g. `failover.example.com`.
     pub zone: Option<String>,
     /// `builtin`: UDP and TCP listen address (default `0.0.0.0:53`).
@@ -110,8 +108,8 @@ pub struct RawProvider {
     /// `route53`: how long to poll GetChange for INSYNC after a change (default 120s).
     #[serde(default, with = "duration::option")]
     pub insync_timeout: Option<Duration>,
-    /// `route53`, `rfc2136`: names per change batch or UPDATE when many change at once (1: one
-    /// name at a time).
+    /// `cloudflare`, `route53`, `rfc2136`: records (Cloudflare) or names per batch write, change
+    /// batch or UPDATE when many change at once (1: one name at a time).
     pub batch_size: Option<usize>,
 }
 
@@ -290,7 +288,6 @@ impl RawProvider {
                 self.aws_session_token.is_some(),
             ),
             ("insync_timeout", "route53", self.insync_timeout.is_some()),
-            ("batch_size", "cloudflare", self.batch_size.is_some()),
         ] {
             if set && kind != owner {
                 return Err(src.error(
@@ -299,11 +296,11 @@ impl RawProvider {
                 ));
             }
         }
-        if self.batch_size.is_some() && !matches!(kind, "route53" | "rfc2136") {
+        if self.batch_size.is_some() && !matches!(kind, "cloudflare" | "route53" | "rfc2136") {
             return Err(src.error(
                 &at.key("batch_size"),
                 format!(
-                    "only used with kind = \"route53\" or \"rfc2136\"; remove it for kind = \"{kind}\""
+                    "only used with kind = \"cloudflare\", \"route53\" or \"rfc2136\"; remove it for kind = \"{kind}\""
                 ),
             ));
         }
@@ -434,8 +431,8 @@ impl RawProvider {
         let Some(n) = self.batch_size else {
             return Ok(DEFAULT_BATCH_SIZE);
         };
-        match usize::try_from(n) {
-            Ok(n) if (1..=MAX_BATCH_SIZE).contains(&n) => Ok(n),
+        match n {
+            n if (1..=MAX_BATCH_SIZE).contains(&n) => Ok(n),
             _ => Err(src.error(
                 &at.key("batch_size"),
                 format!(
