@@ -147,7 +147,12 @@ pub struct Reason {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Sites with their verdicts and evidence, namespaces, DAGs, leader and overrides.
-    Status,
+    Status {
+        /// How many managed names to list (those with a change pending first, then those off
+        /// their preferred target; default 200), or `all`.
+        #[arg(long)]
+        names: Option<String>,
+    },
     /// Why a managed name points where it does.
     Explain {
         /// The managed name, e.g. mail.example.com.
@@ -459,8 +464,9 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
         });
     }
     match &cli.command {
-        Command::Status => {
-            let a = client.get(&["api", "v1", "status"], &[]).await?;
+        Command::Status { names } => {
+            let query: Vec<(&str, String)> = names.iter().map(|n| ("names", n.clone())).collect();
+            let a = client.get(&["api", "v1", "status"], &query).await?;
             if cli.json {
                 return Ok(pretty(&a.body));
             }
@@ -513,7 +519,10 @@ pub async fn run(cli: Cli) -> Result<String, Failure> {
             Ok(render::history(&h, colour))
         }
         Command::Plan => {
-            let a = client.get(&["api", "v1", "status"], &[]).await?;
+            // Every name: the plan is about each of them.
+            let a = client
+                .get(&["api", "v1", "status"], &[("names", "all".to_owned())])
+                .await?;
             let p = render::plan_json(&a.body);
             Ok(if cli.json {
                 pretty(&p)

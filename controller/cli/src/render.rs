@@ -182,6 +182,8 @@ pub fn status(s: &Status, colour: bool) -> String {
         ]);
     }
     out.push_str(&names.render(colour));
+    out.push_str(&names_footer(s));
+    out.push_str(&pending(s, colour));
     if !s.dags.is_empty() {
         let mut t = Table::new(&["DAG", "ACTIVE SITE", "SPLIT"]);
         for d in &s.dags {
@@ -214,6 +216,71 @@ pub fn status(s: &Status, colour: bool) -> String {
     let o = overrides(&s.overrides, colour);
     out.push('\n');
     out.push_str(&o);
+    out
+}
+
+/// What the namespace table leaves out, when it lists fewer names than there are.
+fn names_footer(s: &Status) -> String {
+    let shown = s.namespaces.len();
+    if s.namespaces_total <= shown {
+        return String::new();
+    }
+    format!(
+        "… and {} more of {} names ({} off their preferred target in all, listed first); \
+         `sitewarden status --names all` lists every one\n",
+        s.namespaces_total - shown,
+        s.namespaces_total,
+        s.off_preferred_total,
+    )
+}
+
+/// The names whose change is not applied and verified yet, and what each waits for.
+fn pending(s: &Status, colour: bool) -> String {
+    if s.pending_total == 0 {
+        return String::new();
+    }
+    let waiting = s.pending.iter().filter(|p| p.state == "waiting").count();
+    let mut out = format!(
+        "\n{} name{} not yet applied and verified ({} listed: {} in flight at the provider, {waiting} waiting for a retry)\n",
+        s.pending_total,
+        if s.pending_total == 1 { "" } else { "s" },
+        s.pending.len(),
+        s.pending.len() - waiting,
+    );
+    let mut t = Table::new(&["PENDING", "TARGET", "SINCE", "STATE"]);
+    for p in &s.pending {
+        let state = match (&p.retry_at, &p.class) {
+            (Some(retry), class) => format!(
+                "waiting: {} after {} attempt{}, retried at {}: {}",
+                class
+                    .as_deref()
+                    .map_or("failed".to_owned(), |c| terminal::line(c)),
+                p.attempts,
+                if p.attempts == 1 { "" } else { "s" },
+                at(*retry),
+                terminal::line(p.error.as_deref().unwrap_or("")),
+            ),
+            (None, _) => "in flight".to_owned(),
+        };
+        let tone = if p.retry_at.is_some() {
+            Tone::Warn
+        } else {
+            Tone::Plain
+        };
+        t.row(vec![
+            terminal::line(&p.name).into(),
+            terminal::line(&p.target).into(),
+            at(p.since).into(),
+            Cell::toned(state, tone),
+        ]);
+    }
+    out.push_str(&t.render(colour));
+    if s.pending_total > s.pending.len() {
+        out.push_str(&format!(
+            "… and {} more pending (oldest listed first)\n",
+            s.pending_total - s.pending.len()
+        ));
+    }
     out
 }
 
@@ -326,6 +393,44 @@ mod tests {
         assert_eq!(
             s,
             "1/2 components up; cas1 activesync down (failing: site2-agent1/eas-x connect_refused)"
+        );
+    }
+
+    #[test]
+    fn a_mass_move_in_progress_lists_the_pending_names_and_what_each_waits_for() {
+        let s: Status = serde_json::from_value(json!({
+            "at": "2026-12-06T03:00:00Z",
+            "leader": {"controller": "ctl-a", "role": "leader", "acting": true},
+            "namespaces_total": 10000,
+            "off_preferred_total": 10000,
+            "pending_total": 9000,
+            "pending": [
+                {"name": "m0.example.com", "target": "b0.example.com",
+                 "since": "2026-12-06T02:59:58Z", "state": "in_flight"},
+                {"name": "m1.example.com", "target": "b0.example.com",
+                 "since": "2026-12-06T02:59:58Z", "state": "waiting",
+                 "retry_at": "2026-12-06T03:01:00Z", "attempts": 1, "class": "rate_limited",
+                 "error": "DNS provider rate limit hit\u{1b}[31m"}
+            ]
+        }))
+        .unwrap();
+        let text = status(&s, false);
+        assert!(
+            text.contains("… and 10000 more of 10000 names (10000 off their preferred target in all, listed first)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("9000 names not yet applied and verified (2 listed: 1 in flight at the provider, 1 waiting for a retry)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("waiting: rate_limited after 1 attempt, retried at"),
+            "{text}"
+        );
+        assert!(text.contains("… and 8998 more pending"), "{text}");
+        assert!(
+            !text.contains('\u{1b}'),
+            "escapes are shown, not sent: {text}"
         );
     }
 
