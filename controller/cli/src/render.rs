@@ -254,7 +254,7 @@ fn pending(s: &Status, colour: bool) -> String {
                 "waiting: {} after {} attempt{}, retried at {}: {}",
                 class
                     .as_deref()
-                    .map_or("failed".to_owned(), |c| terminal::line(c)),
+                    .map_or("failed".to_owned(), terminal::line),
                 p.attempts,
                 if p.attempts == 1 { "" } else { "s" },
                 at(*retry),
