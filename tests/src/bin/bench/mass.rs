@@ -23,9 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sitewarden_controller::provider::{
-    ApplyOutcome, BatchFuture, Change, DnsProvider, MemoryProvider, ProviderFuture, RecordState,
-    RetryPolicy, StatsSnapshot,
+    ApplyOutcome, BatchFuture, Change, DnsProvider, MemoryProvider, ProviderFuture, RateBudget,
+    RecordState, RetryPolicy, StatsSnapshot,
 };
+use sitewarden_tests::cloudflare::CloudflareEmulator;
 use sitewarden_tests::nats_server::NatsServer;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +39,12 @@ pub enum Kind {
     Memory,
     /// The built-in DNS's JetStream KV bucket.
     Builtin,
+    /// The strict Cloudflare emulator, through the Cloudflare provider (default budget: 300
+    /// requests per 5 minutes).
+    Cloudflare,
 }
+
+const TOKEN: &str = "cf-bench-token-mass-7d1e";
 
 /// A provider whose many-name calls are timed: when the first began, and when the count of
 /// applied outcomes last grew.
@@ -170,6 +176,7 @@ async fn seeded(
     kind: Kind,
     batch: usize,
     nats: &NatsServer,
+    cf: Option<&CloudflareEmulator>,
     pairs: usize,
     names: usize,
 ) -> anyhow::Result<Arc<dyn DnsProvider>> {
@@ -208,6 +215,29 @@ async fn seeded(
             }
             Ok(Arc::new(p))
         }
+        Kind::Cloudflare => {
+            use sitewarden_controller::provider::cloudflare::{
+                CloudflareOptions, CloudflareProvider, Zone,
+            };
+            let cf = cf.ok_or_else(|| anyhow::anyhow!("no emulator"))?;
+            let zone = cf.add_zone("example.com");
+            // A paid plan's batch limit when asked for more than the Free plan's 200.
+            cf.set_batch_limit(batch.max(200));
+            for (name, target) in &all {
+                cf.add_cname(&zone, name, target, 60, false, Some(rig::SEED_COMMENT));
+            }
+            let p = CloudflareProvider::new(CloudflareOptions {
+                api_url: cf.api_url(),
+                zone: Zone::Id(zone),
+                token: TOKEN.to_owned().into(),
+                budget: RateBudget::default(),
+                retry: RetryPolicy::default(),
+                request_timeout: Duration::from_secs(30),
+                batch_size: batch.max(1),
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(Arc::new(p))
+        }
     }
 }
 
@@ -220,9 +250,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pairs = pairs.max(1);
     let nats = NatsServer::start().await?;
+    let cf = match kind {
+        Kind::Cloudflare => Some(CloudflareEmulator::start(TOKEN).await?),
+        _ => None,
+    };
     let seed_started = Instant::now();
     let provider = Arc::new(Timed {
-        inner: seeded(kind, batch, &nats, pairs, names).await?,
+        inner: seeded(kind, batch, &nats, cf.as_ref(), pairs, names).await?,
         log: Mutex::default(),
     });
     eprintln!(
@@ -321,6 +355,8 @@ pub async fn run(
         (Kind::Memory, b) if b <= 1 => "memory_one_by_one".to_owned(),
         (Kind::Memory, _) => "memory".to_owned(),
         (Kind::Builtin, _) => "builtin".to_owned(),
+        (Kind::Cloudflare, b) if b <= 1 => "cloudflare_one_by_one".to_owned(),
+        (Kind::Cloudflare, _) => "cloudflare".to_owned(),
     };
     println!(
         "{}",
