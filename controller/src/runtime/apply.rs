@@ -1,6 +1,9 @@
 //! Applying record changes: intent first, then the provider, then verification and bookkeeping.
 //!
-//! For every `SetRecord` the leader decides, the applier
+//! The changes of one engine step arrive together and are applied as one group (see
+//! [`Applier::run`]): the per-name steps below run side by side for every name of the group, and
+//! step 4 is one [`DnsProvider::apply_many`] for all of them (a few batch calls on a provider
+//! with a batch API). For every `SetRecord` the leader decides, the applier
 //! 1. checks, on the monotonic clock at that very moment, that this controller still holds the
 //!    lease with the command's epoch (a leader paused past its lease wakes up and writes nothing);
 //! 2. refuses a generation not newer than the newest applied one for that name (KV `ns.<name>`);
