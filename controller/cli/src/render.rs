@@ -252,9 +252,7 @@ fn pending(s: &Status, colour: bool) -> String {
         let state = match (&p.retry_at, &p.class) {
             (Some(retry), class) => format!(
                 "waiting: {} after {} attempt{}, retried at {}: {}",
-                class
-                    .as_deref()
-                    .map_or("failed".to_owned(), terminal::line),
+                class.as_deref().map_or("failed".to_owned(), terminal::line),
                 p.attempts,
                 if p.attempts == 1 { "" } else { "s" },
                 at(*retry),

@@ -511,8 +511,10 @@ impl DnsProvider for CloudflareProvider {
 
     fn apply_many<'a>(&'a self, changes: &'a [Change]) -> BatchFuture<'a, ApplyOutcome> {
         use futures::StreamExt;
-        if self.batch_size == 1 {
-            // The one-name path, as `DnsProvider`'s default does it.
+        if self.batch_size == 1 || changes.len() <= ONE_NAME_READS_UP_TO {
+            // The one-name path, as `DnsProvider`'s default does it: a handful of names (a
+            // single failover, a retry) cost three calls each, read and verified by name, and
+            // their writes are the plain PATCH every earlier release sent.
             return Box::pin(
                 futures::stream::iter(changes)
                     .map(|c| self.apply(c))

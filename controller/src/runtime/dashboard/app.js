@@ -169,7 +169,7 @@
     $('incidents').replaceChildren(...incidents);
     $('incidents').hidden = !incidents.length;
     renderSites(s.sites || [], overrides);
-    renderNamespaces(s.namespaces || []);
+    renderNamespaces(s.namespaces || [], s);
     $('servers').replaceChildren(...P.servers(s.sites || [], s.at));
     $('agents').replaceChildren(...P.agents(s.agents));
     $('controllers').replaceChildren(...P.controllers(s));
@@ -230,7 +230,26 @@
     $('sites').replaceChildren(...cards);
   }
 
-  function renderNamespaces(namespaces) {
+  // What the cards leave out at scale: names not listed, and changes not yet applied.
+  function namesNote(namespaces, s) {
+    const parts = [];
+    const total = s.namespaces_total || 0;
+    if (total > namespaces.length) {
+      parts.push('showing ' + namespaces.length + ' of ' + total + ' names (' +
+        (s.off_preferred_total || 0) + ' off their preferred target, listed first)');
+    }
+    const pending = s.pending || [];
+    if (s.pending_total) {
+      const waiting = pending.filter((p) => p.state === 'waiting').length;
+      const oldest = pending[0];
+      parts.push(s.pending_total + ' change' + (s.pending_total === 1 ? '' : 's') +
+        ' not yet applied' + (waiting ? ' (' + waiting + ' of those listed waiting for a retry)' : '') +
+        (oldest ? '; oldest: ' + oldest.name + ' → ' + oldest.target + ' since ' + time(oldest.since) : ''));
+    }
+    return parts.length ? [el('p', 'names-note', parts.join(' · '))] : [];
+  }
+
+  function renderNamespaces(namespaces, s) {
     const cards = namespaces.map((ns) => {
       const x = ns.explanation || {};
       const d = x.decision || null;
@@ -290,7 +309,7 @@
       }
       return card;
     });
-    $('namespaces').replaceChildren(...cards);
+    $('namespaces').replaceChildren(...cards, ...namesNote(namespaces, s || {}));
   }
 
   function renderDags(dags) {

@@ -356,7 +356,7 @@ pub async fn run(
         (Kind::Memory, _) => "memory".to_owned(),
         (Kind::Builtin, _) => "builtin".to_owned(),
         (Kind::Cloudflare, b) if b <= 1 => "cloudflare_one_by_one".to_owned(),
-        (Kind::Cloudflare, _) => "cloudflare".to_owned(),
+        (Kind::Cloudflare, b) => format!("cloudflare_batch{b}"),
     };
     println!(
         "{}",
