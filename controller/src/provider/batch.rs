@@ -281,15 +281,38 @@ async fn verify<S: BatchStore>(
     }
 }
 
+/// What the batch tests of every provider share: `n` names moving from site1 to site2.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::Change;
+
+    /// The `i`th name.
+    pub(crate) fn name(i: usize) -> String {
+        format!("svc{i}.example.com")
+    }
+
+    /// `n` changes from site1 (epoch 1's generation 1) to site2 under epoch 2, generation 2.
+    pub(crate) fn to_site2(n: usize) -> Vec<Change> {
+        (0..n)
+            .map(|i| Change {
+                name: name(i),
+                target: "site2.example.com".into(),
+                ttl: None,
+                expected: Some("site1.example.com".into()),
+                epoch: 2,
+                generation: 2,
+                adopt_unmarked: false,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::{name, to_site2};
     use super::*;
     use crate::provider::budget::RetryPolicy;
     use crate::provider::{DnsProvider, FENCE, Fence, MemoryProvider};
-
-    fn name(i: usize) -> String {
-        format!("svc{i}.example.com")
-    }
 
     /// `n` records on site1, each carrying epoch 1's marker for generation 1.
     fn seeded(n: usize, limit: usize) -> MemoryProvider {
@@ -302,20 +325,6 @@ mod tests {
             );
         }
         p
-    }
-
-    fn to_site2(n: usize) -> Vec<Change> {
-        (0..n)
-            .map(|i| Change {
-                name: name(i),
-                target: "site2.example.com".into(),
-                ttl: None,
-                expected: Some("site1.example.com".into()),
-                epoch: 2,
-                generation: 2,
-                adopt_unmarked: false,
-            })
-            .collect()
     }
 
     fn applied(outcomes: &Outcomes) -> usize {

@@ -217,6 +217,7 @@ async fn settle_isolated<S: ConditionalStore>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::batch::fixtures::{name, to_site2};
     use super::*;
     use crate::provider::Marker;
     use crate::provider::budget::RetryPolicy;
@@ -310,10 +311,6 @@ mod tests {
         }
     }
 
-    fn name(i: usize) -> String {
-        format!("svc{i}.example.com")
-    }
-
     fn store(n: usize) -> Strict {
         let s = Strict::default();
         for i in 0..n {
@@ -323,20 +320,6 @@ mod tests {
                 .insert(name(i), ("site1.example.com".into(), 1));
         }
         s
-    }
-
-    fn to_site2(n: usize) -> Vec<Change> {
-        (0..n)
-            .map(|i| Change {
-                name: name(i),
-                target: "site2.example.com".into(),
-                ttl: None,
-                expected: Some("site1.example.com".into()),
-                epoch: 2,
-                generation: 2,
-                adopt_unmarked: false,
-            })
-            .collect()
     }
 
     #[tokio::test]
