@@ -1108,6 +1108,56 @@ mod tests {
         assert!(e.1.contains("since"), "{}", e.1);
     }
 
+    #[test]
+    fn pending_names_list_changes_in_flight_and_retries_oldest_first() {
+        use crate::engine::namespace::{NamespaceState, Pending};
+        let mut state = State::default();
+        let name = |s: &str| s.parse::<DnsName>().unwrap();
+        state.namespaces.insert(
+            name("b.example.com"),
+            NamespaceState {
+                pending: Some(Pending {
+                    target: name("b-site2.example.com"),
+                    generation: crate::engine::Generation(5),
+                    issued_at: at("2026-12-06T03:00:02Z"),
+                }),
+                ..NamespaceState::default()
+            },
+        );
+        let retry = serde_json::json!({
+            "target": "a-site2.example.com",
+            "class": {"class": "rate_limited", "retry_after_ms": 60000},
+            "error": "DNS provider rate limit hit",
+            "attempts": 2,
+            "since": "2026-12-06T03:00:01Z",
+            "not_before": "2026-12-06T03:01:01Z"
+        });
+        state.namespaces.insert(
+            name("a.example.com"),
+            NamespaceState {
+                retry: Some(serde_json::from_value(retry).unwrap()),
+                ..NamespaceState::default()
+            },
+        );
+        state
+            .namespaces
+            .insert(name("c.example.com"), NamespaceState::default());
+        let pending = pending_names(&state);
+        let summary: Vec<(&str, &str, Option<&str>)> = pending
+            .iter()
+            .map(|p| (p.name.as_str(), p.state.as_str(), p.class.as_deref()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a.example.com", "waiting", Some("rate_limited")),
+                ("b.example.com", "in_flight", None),
+            ]
+        );
+        assert_eq!(pending[0].retry_at, Some(at("2026-12-06T03:01:01Z")));
+        assert_eq!(pending[0].attempts, 2);
+    }
+
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
