@@ -1,143 +1,138 @@
 //! Turning plans into commands: namespace evaluation, ticks, overrides, provider and leadership.
 //!
-//! `evaluate_all` plans every namespace (see `namespace::plan`) and, for each, issues a
-//! `SetRecord` when the target must change, audits every new decision with its evidence, and
-//! raises or clears the namespace's alert once per condition. Provider reports move a pending
+//! `evaluate` plans the namespaces whose plan may have changed (see `replan` for which, and
+//! `namespace::plan` for the rules) and, for each, issues a `SetRecord` when the target must
+//! change, audits every new decision with its evidence, and raises or clears the namespace's
+//! alert once per condition. Provider reports move a pending
 //! change to applied (or drop it on failure, to be retried on the next tick); leadership changes
 //! switch between acting and recording what would have been done.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sitewarden_contract::{DnsName, SiteId};
 
 use super::command::{Alert, AlertKind, Audit, AuditEvent, Command, SetRecord, Severity};
-use super::evidence::{Evidence, Rule};
+use super::evidence::{Evidence, Rule, SiteEvidence};
 use super::explain::site_evidence;
 use super::input::{LeadershipChange, OverrideAction, OverrideRequest};
-use super::namespace::{Decision, Pending, Plan, World, plan};
+use super::namespace::{Decision, NamespaceState, Pending, Plan, World, plan};
 use super::overrides::Effect;
+use super::replan::due_at;
 use super::verdict::Verdict;
 use super::{Engine, State};
+use crate::config::NamespaceConfig;
 
 impl Engine {
-    /// Site pairs that see each other Down while each sees itself Up.
-    fn partitions(&self, state: &State) -> BTreeSet<(SiteId, SiteId)> {
-        let mut out = BTreeSet::new();
-        for (a, sa) in &state.sites {
-            for (b, sb) in state
-                .sites
-                .range::<SiteId, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
-            {
-                if sa.seen_down_by.contains(b)
-                    && sb.seen_down_by.contains(a)
-                    && sa.seen_up_by.contains(a)
-                    && sb.seen_up_by.contains(b)
-                {
-                    out.insert((a.clone(), b.clone()));
-                }
-            }
-        }
-        out
-    }
-
-    /// Notes when a total outage (every site Down) starts and ends; its end opens the settle
-    /// window (`stale_after`) in which no name is moved away from a Down site.
-    fn track_total_outage(&self, state: &mut State, now: DateTime<Utc>) {
-        let mut any = false;
-        let mut all_down = true;
-        for (id, cfg) in &self.config.sites {
-            if cfg.has_client_access() {
-                any = true;
-                all_down &= state
-                    .sites
-                    .get(id)
-                    .is_some_and(|s| s.verdict == super::Verdict::Down);
-            }
-        }
-        if any && all_down {
-            state.all_down_since.get_or_insert(now);
-        } else if state.all_down_since.take().is_some() {
-            state.settle_until = now.checked_add_signed(self.stale_after);
-        }
-    }
-
-    /// Plans every namespace and emits commands; returns the rule chosen for `manual_failback`.
-    pub(super) fn evaluate_all(
+    /// Plans the namespaces whose plan may have changed (see `replan`) and emits commands;
+    /// returns the rule chosen for `manual_failback`.
+    pub(super) fn evaluate(
         &self,
         state: &mut State,
         now: DateTime<Utc>,
         manual_failback: Option<&str>,
         out: &mut Vec<Command>,
     ) -> Option<Rule> {
-        let partitions = self.partitions(state);
-        let startup = self.in_startup_grace(state, now);
-        self.track_total_outage(state, now);
-        let settling = state.settle_until.filter(|u| now < *u);
+        let shared = self.shared(state, now);
+        if let Some(name) = manual_failback {
+            state.replan.name(name);
+        }
+        let scope = self.scope(state, now, &shared);
+        // Each site's evidence as of now, built once for every decision of this evaluation.
+        let mut evidence = BTreeMap::new();
         let mut manual_rule = None;
-        for (name, cfg) in &self.config.namespaces {
-            let manual = manual_failback == Some(name.as_str());
-            let plan = {
-                let world = World {
-                    config: &self.config,
-                    sites: &state.sites,
-                    overrides: &state.overrides,
-                    dags: &state.dags,
-                    partitions: &partitions,
-                    now,
-                    startup,
-                    settling,
-                };
-                let Some(ns) = state.namespaces.get(name) else {
-                    continue;
-                };
-                plan(name, cfg, ns, &world, manual)
+        for name in scope {
+            let Some(cfg) = self.config.namespaces.get(name) else {
+                continue;
             };
+            let Some(ns) = state.namespaces.get(name) else {
+                continue;
+            };
+            let manual = manual_failback == Some(name.as_str());
+            let world = World {
+                config: &self.config,
+                sites: &state.sites,
+                overrides: &state.overrides,
+                dags: &state.dags,
+                partitions: &shared.partitions,
+                now,
+                startup: shared.startup,
+                settling: shared.settling,
+            };
+            let plan = plan(name, cfg, ns, &world, manual);
             if manual {
                 manual_rule = Some(plan.rule);
             }
-            self.apply_plan(state, now, name, plan, out);
+            let plan = held_back(plan, ns.retry.as_ref(), now);
+            match Speech::of(ns, &plan) {
+                Some(speech) => {
+                    self.apply_plan(state, now, (name, cfg), plan, speech, &mut evidence, out)
+                }
+                // Nothing to say; the name may have been due, so when is it due next?
+                None => state.replan.schedule(name, due_at(cfg, ns, now)),
+            }
         }
+        state.replan.shared = Some(shared);
         manual_rule
     }
 
+    /// The evidence of the sites `cfg`'s targets need, from `cache` (filled as needed).
+    fn evidence_sites(
+        &self,
+        cfg: &NamespaceConfig,
+        state: &State,
+        now: DateTime<Utc>,
+        cache: &mut BTreeMap<SiteId, Arc<SiteEvidence>>,
+    ) -> BTreeMap<SiteId, Arc<SiteEvidence>> {
+        let mut sites = BTreeMap::new();
+        for site in super::namespace_sites(cfg) {
+            if sites.contains_key(site) {
+                continue;
+            }
+            let ev = match cache.get(site) {
+                Some(ev) => Arc::clone(ev),
+                None => {
+                    let ev = Arc::new(site_evidence(
+                        &self.config,
+                        state,
+                        site,
+                        now,
+                        self.stale_after,
+                        false,
+                    ));
+                    cache.insert(site.clone(), Arc::clone(&ev));
+                    ev
+                }
+            };
+            sites.insert(site.clone(), ev);
+        }
+        sites
+    }
+
+    /// Turns a plan that speaks into commands and the namespace's new state.
+    #[allow(clippy::too_many_arguments)]
     fn apply_plan(
         &self,
         state: &mut State,
         now: DateTime<Utc>,
-        name: &DnsName,
+        (name, cfg): (&DnsName, &NamespaceConfig),
         plan: Plan,
+        speech: Speech,
+        cache: &mut BTreeMap<SiteId, Arc<SiteEvidence>>,
         out: &mut Vec<Command>,
     ) {
-        let Some(cfg) = self.config.namespaces.get(name) else {
-            return;
-        };
-        let Some(ns) = state.namespaces.get(name) else {
-            return;
-        };
-        let plan = held_back(plan, ns.retry.as_ref(), now);
-        let from = ns.effective().cloned();
-        let to = plan.to.clone().or_else(|| from.clone());
-        let new_decision = ns.decision.as_ref().is_none_or(|d| {
-            d.evidence.rule != plan.rule
-                || d.to != to
-                || plan.to.is_some()
-                || d.evidence.failback_eligible_at != plan.failback_eligible_at
-        });
-        let alert_changed = ns.alert != plan.alert.as_ref().map(|_| plan.rule);
-        if !new_decision && !alert_changed {
-            return;
-        }
-        let mut sites = BTreeMap::new();
-        for site in self.sites_of_namespace(cfg) {
-            let ev = site_evidence(&self.config, state, &site, now, self.stale_after, false);
-            sites.insert(site, ev);
-        }
+        let Speech {
+            from,
+            to,
+            new_decision,
+            alert_changed,
+        } = speech;
         let evidence = Evidence {
             rule: plan.rule,
             at: now,
             note: plan.note.clone(),
-            sites,
+            sites: self.evidence_sites(cfg, state, now, cache),
             failback_eligible_at: plan.failback_eligible_at,
         };
         if let Some(target) = &plan.to {
@@ -169,6 +164,10 @@ impl Engine {
         let Some(ns) = state.namespaces.get_mut(name) else {
             return;
         };
+        if plan.to.is_some() {
+            // The next evaluation plans from the new target (and says why the name stays).
+            state.replan.mark(name);
+        }
         if let Some(target) = &plan.to {
             ns.last_change_at = Some(now);
             if leader {
@@ -219,9 +218,11 @@ impl Engine {
             }
             ns.decision = Some(decision);
         }
+        state.replan.schedule(name, due_at(cfg, ns, now));
     }
 
     pub(super) fn on_tick(&self, state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>) {
+        state.replan.expiring(&state.overrides, now);
         let (expired, undrained) = state.overrides.expire(now);
         for what in expired {
             out.push(Command::Audit(Audit {
@@ -235,7 +236,7 @@ impl Engine {
             }
         }
         self.tick_health(state, now, out);
-        self.evaluate_all(state, now, None, out);
+        self.evaluate(state, now, None, out);
     }
 
     pub(super) fn on_override(
@@ -283,6 +284,7 @@ impl Engine {
         {
             s.undrained_at = Some(now);
         }
+        state.replan.override_action(&req.action);
         // An operator acting on a name hands it back to sitewarden: what the record holds now
         // becomes the starting point, and a failed change may be tried at once.
         if let Some(name) = req.action.namespace()
@@ -302,7 +304,7 @@ impl Engine {
             _ => None,
         };
         let mut planned = Vec::new();
-        let rule = self.evaluate_all(state, now, manual, &mut planned);
+        let rule = self.evaluate(state, now, manual, &mut planned);
         if manual.is_some() && rule != Some(Rule::ManualFailback) {
             let reason = format!(
                 "nothing to fail back to (rule {:?}): the name is already on its most preferred Up candidate, or that candidate is not Up, or an override holds it",
@@ -357,10 +359,12 @@ impl Engine {
                 })
             }
             OverrideAction::Drain { site, .. } => {
+                // Only names whose targets need the site can stand on it.
                 let stranded: Vec<&str> = self
-                    .config
-                    .namespaces
+                    .dependents
+                    .of_site(site)
                     .iter()
+                    .filter_map(|name| self.config.namespaces.get_key_value(name))
                     .filter(|(name, cfg)| {
                         let current = state.namespaces.get(*name).and_then(|n| n.current.as_ref());
                         let on_site = current
@@ -408,10 +412,44 @@ impl Engine {
         }));
         if was && !l.is_leader {
             // The new leader completes or supersedes what we left pending.
-            for ns in state.namespaces.values_mut() {
-                ns.pending = None;
+            for (name, ns) in state.namespaces.iter_mut() {
+                if ns.pending.take().is_some() {
+                    state.replan.names.insert(name.clone());
+                }
             }
         }
+    }
+}
+
+/// What a plan says beyond what the namespace's latest decision already says, if anything.
+struct Speech {
+    /// Where the name points (or is about to) before the plan.
+    from: Option<DnsName>,
+    /// Where it points after.
+    to: Option<DnsName>,
+    /// The rule, target or failback time differ from the latest decision, or the record moves.
+    new_decision: bool,
+    /// The condition to alert on differs from the one alerted.
+    alert_changed: bool,
+}
+
+impl Speech {
+    fn of(ns: &NamespaceState, plan: &Plan) -> Option<Self> {
+        let from = ns.effective();
+        let to = plan.to.as_ref().or(from);
+        let new_decision = ns.decision.as_ref().is_none_or(|d| {
+            d.evidence.rule != plan.rule
+                || d.to.as_ref() != to
+                || plan.to.is_some()
+                || d.evidence.failback_eligible_at != plan.failback_eligible_at
+        });
+        let alert_changed = ns.alert != plan.alert.as_ref().map(|_| plan.rule);
+        (new_decision || alert_changed).then(|| Speech {
+            from: from.cloned(),
+            to: to.cloned(),
+            new_decision,
+            alert_changed,
+        })
     }
 }
 

@@ -3,10 +3,11 @@
 //! This is the hot path. An observation is admitted (see `intake`), folded into its observer ×
 //! check, and only when that check changes status or becomes fresh again is its server ×
 //! protocol recounted; only when that changes is the site re-judged; only when a verdict changes
-//! are namespaces re-planned and the edge notified. A tick recounts everything, because
-//! staleness is a matter of time, not of events.
+//! is the edge notified and are the names that need the site re-planned. A tick recounts
+//! everything, because staleness is a matter of time, not of events.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sitewarden_contract::event::Event;
@@ -105,6 +106,7 @@ impl Engine {
         if tally(component, &rules, now) {
             let site = site.clone();
             if self.rejudge(state, now, &site, out) {
+                state.replan.site(&site);
                 self.after_health_change(state, now, out);
             }
         }
@@ -239,6 +241,7 @@ impl Engine {
                     to,
                 },
             }));
+            state.replan.dag(&s.dag);
             self.after_health_change(state, now, out);
         }
     }
@@ -296,7 +299,7 @@ impl Engine {
             rule: Rule::Steady,
             at: now,
             note: format!("site {site} is {} (was {from})", j.verdict),
-            sites: BTreeMap::from([(site.clone(), ev)]),
+            sites: BTreeMap::from([(site.clone(), Arc::new(ev))]),
             failback_eligible_at: None,
         };
         // Start-up is quiet: a site that has not been alerted about yet and is not Down raises
@@ -359,7 +362,7 @@ impl Engine {
                     st.verdict,
                     since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
-                sites: BTreeMap::from([(site.clone(), ev)]),
+                sites: BTreeMap::from([(site.clone(), Arc::new(ev))]),
                 failback_eligible_at: None,
             };
             st.alerted = Some(st.verdict);
@@ -402,7 +405,7 @@ impl Engine {
                     "site {site} is {} at the end of the start-up grace",
                     st.verdict
                 ),
-                sites: BTreeMap::from([(site.clone(), ev)]),
+                sites: BTreeMap::from([(site.clone(), Arc::new(ev))]),
                 failback_eligible_at: None,
             };
             st.alerted = Some(st.verdict);
@@ -410,7 +413,7 @@ impl Engine {
         }
     }
 
-    /// After a verdict or DAG change: notify the edge and re-plan every namespace.
+    /// After a verdict or DAG change: notify the edge and re-plan the names that read it.
     pub(super) fn after_health_change(
         &self,
         state: &mut State,
@@ -418,7 +421,7 @@ impl Engine {
         out: &mut Vec<Command>,
     ) {
         self.notify_edge(state, out);
-        self.evaluate_all(state, now, None, out);
+        self.evaluate(state, now, None, out);
     }
 
     fn notify_edge(&self, state: &mut State, out: &mut Vec<Command>) {
@@ -473,13 +476,19 @@ impl Engine {
         let sites: Vec<SiteId> = state.sites.keys().cloned().collect();
         let before: Vec<Verdict> = state.sites.values().map(|s| s.verdict).collect();
         for site in &sites {
-            changed |= self.rejudge(state, now, site, out);
+            if self.rejudge(state, now, site, out) {
+                state.replan.site(site);
+                changed = true;
+            }
         }
         self.alert_settled(state, now, out);
         let verdicts_changed = state.sites.values().map(|s| s.verdict).ne(before);
         let mut dags_changed = false;
-        for d in state.dags.values_mut() {
-            dags_changed |= dag::expire(d, now, self.dbcopy_stale_after);
+        for (name, d) in state.dags.iter_mut() {
+            if dag::expire(d, now, self.dbcopy_stale_after) {
+                state.replan.dag(name);
+                dags_changed = true;
+            }
         }
         if verdicts_changed || dags_changed {
             self.notify_edge(state, out);

@@ -202,6 +202,7 @@ impl Engine {
         let why = target
             .as_ref()
             .and_then(|t| self.not_ours(name, t, generation, written.as_ref(), ns));
+        state.replan.mark(name);
         let Some(ns) = state.namespaces.get_mut(name) else {
             return;
         };
@@ -244,7 +245,7 @@ impl Engine {
         {
             r.not_before = r.not_before.min(now);
         }
-        self.evaluate_all(state, now, None, out);
+        self.evaluate(state, now, None, out);
     }
 
     fn provider_calls(
@@ -292,6 +293,8 @@ impl Engine {
         let Some(p) = ns.pending.take_if(|p| p.generation == generation) else {
             return;
         };
+        // Its next plan starts from the confirmed record (drift, a retry wait are gone).
+        state.replan.names.insert(name.clone());
         let was = ns.current.replace(p.target.clone());
         ns.marked = true;
         ns.missing = false;
@@ -350,6 +353,7 @@ impl Engine {
         let Some(p) = ns.pending.take_if(|p| p.generation == generation) else {
             return;
         };
+        state.replan.names.insert(name.clone());
         let retry = super::retry::after_failure(
             &self.config.policy,
             ns.retry.as_ref(),
@@ -391,7 +395,7 @@ impl Engine {
         }
         self.provider_calls(state, calls, name, out);
         // Re-plan now, so the decision (and `explain`) says when the next attempt is due.
-        self.evaluate_all(state, now, None, out);
+        self.evaluate(state, now, None, out);
     }
 
     pub(super) fn on_bus(

@@ -128,4 +128,7 @@ pub struct State {
     /// A mass move whose per-name alerts are folded (see `fold`).
     #[serde(default)]
     pub mass: Option<crate::fold::MassMove>,
+    /// What the next evaluation re-plans, and when each name is due again (see `replan`).
+    #[serde(default)]
+    pub replan: super::replan::Replan,
 }
