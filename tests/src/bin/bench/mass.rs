@@ -32,6 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::rig::{self, FLEET_AGENTS, FleetPublisher, InProcess};
 
+/// How long a trial waits after each failing observation for the provider's first call.
+const PAUSE: Duration = Duration::from_secs(1);
+
 /// Which provider the names live in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
@@ -309,22 +312,44 @@ pub async fn run(
         let calls_before = provider.stats().calls;
         fleet.set(&server, None);
         let mut deciding = None;
+        let mut sent = Instant::now();
+        // One failing observation at a time, a second apart (at 10,000 names the deciding step
+        // and the grouping take a good part of a second): the one after which the provider's
+        // first call is seen is the deciding event.
         'publish: for _ in 0..=sitewarden_controller::config::DEFAULT_FALL {
             for (agent, agent_site) in FLEET_AGENTS {
-                let sent = Instant::now();
+                sent = Instant::now();
                 fleet
                     .publish(agent, agent_site, &site, &server, false)
                     .await?;
                 fleet.flush().await?;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if provider.first_call().is_some() {
+                let seen = sitewarden_tests::wait_for("the first provider call", PAUSE, || async {
+                    provider.first_call()
+                })
+                .await;
+                if seen.is_ok() {
                     deciding = Some(sent);
                     break 'publish;
                 }
             }
         }
-        let deciding = deciding
-            .ok_or_else(|| anyhow::anyhow!("trial {trial}: {site} failed, nothing moved"))?;
+        if deciding.is_none() {
+            // Every observation is out; the last one decided, later than the pause.
+            sitewarden_tests::wait_for(
+                "the first provider call",
+                Duration::from_secs(30),
+                || async { provider.first_call() },
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("trial {trial}: {site} failed, nothing moved"))?;
+            deciding = Some(sent);
+        }
+        let deciding =
+            deciding.ok_or_else(|| anyhow::anyhow!("trial {trial}: no deciding event"))?;
+        let lag = provider
+            .first_call()
+            .map_or(0.0, |c| c.duration_since(deciding).as_secs_f64());
+        eprintln!("trial {trial}: the provider's first call {lag:.3} s after the deciding event");
         let last = sitewarden_tests::wait_for(
             "every name applied and verified",
             Duration::from_secs(300),
