@@ -17,20 +17,22 @@ use super::explain::site_evidence;
 use super::input::{LeadershipChange, OverrideAction, OverrideRequest};
 use super::namespace::{Decision, Pending, Plan, World, plan};
 use super::overrides::Effect;
+use super::replan::Shared;
 use super::verdict::Verdict;
 use super::{Engine, State};
 
 impl Engine {
-    /// Site pairs that see each other Down while each sees itself Up.
+    /// Site pairs that see each other Down while each sees itself Up. Only a site some
+    /// observer site sees entirely Down can be in one, so only those pairs are looked at.
     fn partitions(&self, state: &State) -> BTreeSet<(SiteId, SiteId)> {
         let mut out = BTreeSet::new();
         for (a, sa) in &state.sites {
-            for (b, sb) in state
-                .sites
-                .range::<SiteId, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
-            {
-                if sa.seen_down_by.contains(b)
-                    && sb.seen_down_by.contains(a)
+            let after_a = (std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded);
+            for b in sa.seen_down_by.range::<SiteId, _>(after_a) {
+                let Some(sb) = state.sites.get(b) else {
+                    continue;
+                };
+                if sb.seen_down_by.contains(a)
                     && sa.seen_up_by.contains(a)
                     && sb.seen_up_by.contains(b)
                 {
@@ -42,8 +44,9 @@ impl Engine {
     }
 
     /// Notes when a total outage (every site Down) starts and ends; its end opens the settle
-    /// window (`stale_after`) in which no name is moved away from a Down site.
-    fn track_total_outage(&self, state: &mut State, now: DateTime<Utc>) {
+    /// window (`stale_after`) in which no name is moved away from a Down site. Returns whether
+    /// every site with client access is Down.
+    fn track_total_outage(&self, state: &mut State, now: DateTime<Utc>) -> bool {
         let mut any = false;
         let mut all_down = true;
         for (id, cfg) in &self.config.sites {
@@ -60,9 +63,11 @@ impl Engine {
         } else if state.all_down_since.take().is_some() {
             state.settle_until = now.checked_add_signed(self.stale_after);
         }
+        any && all_down
     }
 
-    /// Plans every namespace and emits commands; returns the rule chosen for `manual_failback`.
+    /// Plans the namespaces whose plan may have changed (see `replan`) and emits commands;
+    /// returns the rule chosen for `manual_failback`.
     pub(super) fn evaluate_all(
         &self,
         state: &mut State,
@@ -70,12 +75,22 @@ impl Engine {
         manual_failback: Option<&str>,
         out: &mut Vec<Command>,
     ) -> Option<Rule> {
-        let partitions = self.partitions(state);
-        let startup = self.in_startup_grace(state, now);
-        self.track_total_outage(state, now);
-        let settling = state.settle_until.filter(|u| now < *u);
+        let all_down = self.track_total_outage(state, now);
+        let shared = Shared {
+            all_down,
+            partitions: self.partitions(state),
+            startup: self.in_startup_grace(state, now),
+            settling: state.settle_until.filter(|u| now < *u),
+        };
+        if let Some(name) = manual_failback {
+            state.replan.name(name);
+        }
+        let scope = self.scope(state, now, &shared);
         let mut manual_rule = None;
-        for (name, cfg) in &self.config.namespaces {
+        for name in scope {
+            let Some(cfg) = self.config.namespaces.get(name) else {
+                continue;
+            };
             let manual = manual_failback == Some(name.as_str());
             let plan = {
                 let world = World {
@@ -83,10 +98,10 @@ impl Engine {
                     sites: &state.sites,
                     overrides: &state.overrides,
                     dags: &state.dags,
-                    partitions: &partitions,
+                    partitions: &shared.partitions,
                     now,
-                    startup,
-                    settling,
+                    startup: shared.startup,
+                    settling: shared.settling,
                 };
                 let Some(ns) = state.namespaces.get(name) else {
                     continue;
@@ -97,7 +112,9 @@ impl Engine {
                 manual_rule = Some(plan.rule);
             }
             self.apply_plan(state, now, name, plan, out);
+            self.reschedule(state, name, now);
         }
+        state.replan.shared = Some(shared);
         manual_rule
     }
 
@@ -166,6 +183,10 @@ impl Engine {
             }));
         }
         let leader = state.leadership.is_leader;
+        if plan.to.is_some() {
+            // The next evaluation plans from the new target (and says why the name stays).
+            state.replan.name(name);
+        }
         let Some(ns) = state.namespaces.get_mut(name) else {
             return;
         };
@@ -222,6 +243,7 @@ impl Engine {
     }
 
     pub(super) fn on_tick(&self, state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>) {
+        state.replan.expiring(&state.overrides, now);
         let (expired, undrained) = state.overrides.expire(now);
         for what in expired {
             out.push(Command::Audit(Audit {
@@ -283,6 +305,7 @@ impl Engine {
         {
             s.undrained_at = Some(now);
         }
+        state.replan.override_action(&req.action);
         // An operator acting on a name hands it back to sitewarden: what the record holds now
         // becomes the starting point, and a failed change may be tried at once.
         if let Some(name) = req.action.namespace()
@@ -357,10 +380,12 @@ impl Engine {
                 })
             }
             OverrideAction::Drain { site, .. } => {
+                // Only names whose targets need the site can stand on it.
                 let stranded: Vec<&str> = self
-                    .config
-                    .namespaces
+                    .dependents
+                    .of_site(site)
                     .iter()
+                    .filter_map(|name| self.config.namespaces.get_key_value(name))
                     .filter(|(name, cfg)| {
                         let current = state.namespaces.get(*name).and_then(|n| n.current.as_ref());
                         let on_site = current
@@ -408,8 +433,10 @@ impl Engine {
         }));
         if was && !l.is_leader {
             // The new leader completes or supersedes what we left pending.
-            for ns in state.namespaces.values_mut() {
-                ns.pending = None;
+            for (name, ns) in state.namespaces.iter_mut() {
+                if ns.pending.take().is_some() {
+                    state.replan.names.insert(name.clone());
+                }
             }
         }
     }

@@ -3,8 +3,8 @@
 //! This is the hot path. An observation is admitted (see `intake`), folded into its observer ×
 //! check, and only when that check changes status or becomes fresh again is its server ×
 //! protocol recounted; only when that changes is the site re-judged; only when a verdict changes
-//! are namespaces re-planned and the edge notified. A tick recounts everything, because
-//! staleness is a matter of time, not of events.
+//! is the edge notified and are the names that need the site re-planned. A tick recounts
+//! everything, because staleness is a matter of time, not of events.
 
 use std::collections::BTreeMap;
 
@@ -105,6 +105,7 @@ impl Engine {
         if tally(component, &rules, now) {
             let site = site.clone();
             if self.rejudge(state, now, &site, out) {
+                state.replan.site(&site);
                 self.after_health_change(state, now, out);
             }
         }
@@ -239,6 +240,7 @@ impl Engine {
                     to,
                 },
             }));
+            state.replan.dag(&s.dag);
             self.after_health_change(state, now, out);
         }
     }
@@ -410,7 +412,7 @@ impl Engine {
         }
     }
 
-    /// After a verdict or DAG change: notify the edge and re-plan every namespace.
+    /// After a verdict or DAG change: notify the edge and re-plan the names that read it.
     pub(super) fn after_health_change(
         &self,
         state: &mut State,
@@ -473,13 +475,19 @@ impl Engine {
         let sites: Vec<SiteId> = state.sites.keys().cloned().collect();
         let before: Vec<Verdict> = state.sites.values().map(|s| s.verdict).collect();
         for site in &sites {
-            changed |= self.rejudge(state, now, site, out);
+            if self.rejudge(state, now, site, out) {
+                state.replan.site(site);
+                changed = true;
+            }
         }
         self.alert_settled(state, now, out);
         let verdicts_changed = state.sites.values().map(|s| s.verdict).ne(before);
         let mut dags_changed = false;
-        for d in state.dags.values_mut() {
-            dags_changed |= dag::expire(d, now, self.dbcopy_stale_after);
+        for (name, d) in state.dags.iter_mut() {
+            if dag::expire(d, now, self.dbcopy_stale_after) {
+                state.replan.dag(name);
+                dags_changed = true;
+            }
         }
         if verdicts_changed || dags_changed {
             self.notify_edge(state, out);

@@ -5,8 +5,10 @@
 //! [`Input`], updates the [`State`] in place and returns [`Command`]s for the runtime to perform.
 //! The leader, the standby, `sitewarden-controller plan`, the tests and the benchmarks all run this
 //! same code. The per-observation path is a handful of map lookups; verdicts are recounted only when
-//! an observer × check changes status or freshness, and namespaces are re-planned only when a
-//! verdict, a DAG, an override or the provider changes, and on every tick.
+//! an observer × check changes status or freshness, and a namespace is re-planned only when
+//! something it reads changes — a site its targets need, its DAG, an override naming it or
+//! its sites, a provider report about it — or when its hold-down, failback window or retry
+//! wait ends (see `replan`).
 //!
 //! Where each rule lives: fall/rise in `observer`, quorum in `quorum`, site verdicts in
 //! `verdict`, candidates, failback and hold-down in `namespace`, mailbox following in `dag` and
@@ -33,6 +35,7 @@ pub mod order;
 mod outcome;
 pub mod overrides;
 pub mod quorum;
+pub mod replan;
 mod retry;
 pub mod state;
 pub mod trouble;
@@ -76,6 +79,10 @@ pub struct Engine {
     dbcopy_stale_after: TimeDelta,
     /// `policy.startup_grace` as a chrono delta.
     startup_grace: TimeDelta,
+    /// Which names read which site and DAG, so an evaluation re-plans only those (`replan`).
+    dependents: replan::Dependents,
+    /// Re-plan every name on every evaluation (the reference for the property tests).
+    full_replan: bool,
 }
 
 impl Engine {
@@ -92,6 +99,8 @@ impl Engine {
             skew: delta(config.policy.skew_tolerance),
             dbcopy_stale_after: delta(config.policy.dbcopy_stale_after),
             startup_grace: delta(config.policy.startup_grace),
+            dependents: replan::Dependents::new(&config),
+            full_replan: false,
             config,
             server_site,
         }
@@ -154,6 +163,11 @@ impl Engine {
         for n in c.namespaces.keys() {
             state.namespaces.entry(n.clone()).or_default();
         }
+        // What the next evaluation re-plans was worked out for the old configuration.
+        state.replan = replan::Replan {
+            all: true,
+            ..replan::Replan::default()
+        };
     }
 
     /// Advances `state` by one input at time `now` and returns the commands to perform.

@@ -202,6 +202,7 @@ impl Engine {
         let why = target
             .as_ref()
             .and_then(|t| self.not_ours(name, t, generation, written.as_ref(), ns));
+        state.replan.name(name);
         let Some(ns) = state.namespaces.get_mut(name) else {
             return;
         };
@@ -292,6 +293,11 @@ impl Engine {
         let Some(p) = ns.pending.take_if(|p| p.generation == generation) else {
             return;
         };
+        // Its next plan starts from the confirmed record (drift, a retry wait are gone).
+        state.replan.names.insert(name.clone());
+        let Some(ns) = state.namespaces.get_mut(name) else {
+            return;
+        };
         let was = ns.current.replace(p.target.clone());
         ns.marked = true;
         ns.missing = false;
@@ -348,6 +354,10 @@ impl Engine {
             return;
         };
         let Some(p) = ns.pending.take_if(|p| p.generation == generation) else {
+            return;
+        };
+        state.replan.names.insert(name.clone());
+        let Some(ns) = state.namespaces.get_mut(name) else {
             return;
         };
         let retry = super::retry::after_failure(

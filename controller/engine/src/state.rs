@@ -125,4 +125,7 @@ pub struct State {
     /// Per server, the certificate problem last alerted (expiring, names not covered).
     #[serde(default)]
     pub cert_trouble: BTreeMap<ServerId, String>,
+    /// What the next evaluation re-plans, and when each name is due again (see `replan`).
+    #[serde(default)]
+    pub replan: super::replan::Replan,
 }

@@ -2,7 +2,10 @@
 //!
 //! Time-driven rules are staleness (an observer's latest result growing old), agent silence, a
 //! DAG's snapshot growing old, override expiries, failback windows, hold-downs, the retry
-//! schedule, the end of the start-up grace and a Degraded or Unknown verdict's alert settling. [`Engine::next_wake`] returns the earliest of
+//! schedule, the end of the start-up grace, the end of the settle window after a total outage
+//! and a Degraded or Unknown verdict's alert settling. Per name, the time its latest plan
+//! may change by itself is kept in `State::replan` (see `replan`), so the question costs the
+//! same whatever the number of names. [`Engine::next_wake`] returns the earliest of
 //! their deadlines after `now`, so the runtime can sleep until then or the next input instead of
 //! recounting on a fixed beat. Deadlines are computed generously (a deadline that turns out to
 //! change nothing costs one idle tick); none is ever missed.
@@ -62,20 +65,9 @@ impl Engine {
         {
             at(hold.expires);
         }
-        for (name, ns) in &state.namespaces {
-            at(ns.retry.as_ref().map(|r| r.not_before));
-            let Some(cfg) = self.config.namespaces.get(name) else {
-                continue;
-            };
-            let hold = TimeDelta::from_std(cfg.hold_down).unwrap_or(TimeDelta::MAX);
-            at(ns.last_change_at.and_then(|t| t.checked_add_signed(hold)));
-            let window = TimeDelta::from_std(cfg.failback_after).unwrap_or(TimeDelta::MAX);
-            for site in state.sites.values() {
-                at(site
-                    .routable_since()
-                    .and_then(|t| t.checked_add_signed(window)));
-            }
-        }
+        // Hold-downs, failback windows and retry waits, as each name's latest plan left them.
+        at(state.replan.next_due(now));
+        at(state.settle_until);
         wake
     }
 }
