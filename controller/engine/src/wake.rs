@@ -1,6 +1,7 @@
 //! When the engine must be woken next if no input arrives: the `requeue_after` of its decisions.
 //!
-//! Time-driven rules are staleness (an observer's latest result growing old), agent silence, a
+//! Time-driven rules are staleness (an observer's latest result growing old), the end of a
+//! recovering check's window (which ends a Down site's "rising"), agent silence, a
 //! DAG's snapshot growing old, override expiries, failback windows, hold-downs, the retry
 //! schedule, the end of the start-up grace, the end of the settle window after a total outage
 //! and a Degraded or Unknown verdict's alert settling. Per name, the time its latest plan
@@ -38,6 +39,10 @@ impl Engine {
                 for checks in c.observers.values() {
                     for check in checks.values() {
                         at(just_after(check.last_at, self.stale_after));
+                        // A recovering check stops holding its site "rising" by itself.
+                        at(check
+                            .recovered_at
+                            .and_then(|r| just_after(r, self.stale_after)));
                     }
                 }
             }
