@@ -239,7 +239,7 @@ fn intents_have_evidence(history: &[AuditRecord], broken: &mut Vec<String>) {
                     let evidence = sites
                         .iter()
                         .find(|(id, _)| id.as_str() == s)
-                        .map(|(_, e)| e);
+                        .map(|(_, e)| &**e);
                     if !evidence.is_some_and(serving) {
                         broken.push(format!(
                             "{what}: needs {s}, whose evidence is {}",
@@ -249,7 +249,7 @@ fn intents_have_evidence(history: &[AuditRecord], broken: &mut Vec<String>) {
                 }
             }
         }
-        if !sites.values().any(serving) {
+        if !sites.values().any(|s| serving(s)) {
             broken.push(format!(
                 "{what}: a change while every site is Down or Unknown"
             ));

@@ -7,19 +7,21 @@
 //! switch between acting and recording what would have been done.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sitewarden_contract::{DnsName, SiteId};
 
 use super::command::{Alert, AlertKind, Audit, AuditEvent, Command, SetRecord, Severity};
-use super::evidence::{Evidence, Rule};
+use super::evidence::{Evidence, Rule, SiteEvidence};
 use super::explain::site_evidence;
 use super::input::{LeadershipChange, OverrideAction, OverrideRequest};
-use super::namespace::{Decision, Pending, Plan, World, plan};
+use super::namespace::{Decision, NamespaceState, Pending, Plan, World, plan};
 use super::overrides::Effect;
 use super::replan::Shared;
 use super::verdict::Verdict;
 use super::{Engine, State};
+use crate::config::NamespaceConfig;
 
 impl Engine {
     /// Site pairs that see each other Down while each sees itself Up. Only a site some
@@ -86,75 +88,100 @@ impl Engine {
             state.replan.name(name);
         }
         let scope = self.scope(state, now, &shared);
+        // Each site's evidence as of now, built once for every decision of this evaluation.
+        let mut evidence = BTreeMap::new();
         let mut manual_rule = None;
         for name in scope {
             let Some(cfg) = self.config.namespaces.get(name) else {
                 continue;
             };
-            let manual = manual_failback == Some(name.as_str());
-            let plan = {
-                let world = World {
-                    config: &self.config,
-                    sites: &state.sites,
-                    overrides: &state.overrides,
-                    dags: &state.dags,
-                    partitions: &shared.partitions,
-                    now,
-                    startup: shared.startup,
-                    settling: shared.settling,
-                };
-                let Some(ns) = state.namespaces.get(name) else {
-                    continue;
-                };
-                plan(name, cfg, ns, &world, manual)
+            let Some(ns) = state.namespaces.get(name) else {
+                continue;
             };
+            let manual = manual_failback == Some(name.as_str());
+            let world = World {
+                config: &self.config,
+                sites: &state.sites,
+                overrides: &state.overrides,
+                dags: &state.dags,
+                partitions: &shared.partitions,
+                now,
+                startup: shared.startup,
+                settling: shared.settling,
+            };
+            let plan = plan(name, cfg, ns, &world, manual);
             if manual {
                 manual_rule = Some(plan.rule);
             }
-            self.apply_plan(state, now, name, plan, out);
-            self.reschedule(state, name, now);
+            let plan = held_back(plan, ns.retry.as_ref(), now);
+            match Speech::of(ns, &plan) {
+                Some(speech) => {
+                    self.apply_plan(state, now, (name, cfg), plan, speech, &mut evidence, out)
+                }
+                // Nothing to say; the name may have been due, so when is it due next?
+                None => state.replan.schedule(name, due_at(cfg, ns, now)),
+            }
         }
         state.replan.shared = Some(shared);
         manual_rule
     }
 
+    /// The evidence of the sites `cfg`'s targets need, from `cache` (filled as needed).
+    fn evidence_sites(
+        &self,
+        cfg: &NamespaceConfig,
+        state: &State,
+        now: DateTime<Utc>,
+        cache: &mut BTreeMap<SiteId, Arc<SiteEvidence>>,
+    ) -> BTreeMap<SiteId, Arc<SiteEvidence>> {
+        let mut sites = BTreeMap::new();
+        for site in super::namespace_sites(cfg) {
+            if sites.contains_key(site) {
+                continue;
+            }
+            let ev = match cache.get(site) {
+                Some(ev) => Arc::clone(ev),
+                None => {
+                    let ev = Arc::new(site_evidence(
+                        &self.config,
+                        state,
+                        site,
+                        now,
+                        self.stale_after,
+                        false,
+                    ));
+                    cache.insert(site.clone(), Arc::clone(&ev));
+                    ev
+                }
+            };
+            sites.insert(site.clone(), ev);
+        }
+        sites
+    }
+
+    /// Turns a plan that speaks into commands and the namespace's new state.
+    #[allow(clippy::too_many_arguments)]
     fn apply_plan(
         &self,
         state: &mut State,
         now: DateTime<Utc>,
-        name: &DnsName,
+        (name, cfg): (&DnsName, &NamespaceConfig),
         plan: Plan,
+        speech: Speech,
+        cache: &mut BTreeMap<SiteId, Arc<SiteEvidence>>,
         out: &mut Vec<Command>,
     ) {
-        let Some(cfg) = self.config.namespaces.get(name) else {
-            return;
-        };
-        let Some(ns) = state.namespaces.get(name) else {
-            return;
-        };
-        let plan = held_back(plan, ns.retry.as_ref(), now);
-        let from = ns.effective().cloned();
-        let to = plan.to.clone().or_else(|| from.clone());
-        let new_decision = ns.decision.as_ref().is_none_or(|d| {
-            d.evidence.rule != plan.rule
-                || d.to != to
-                || plan.to.is_some()
-                || d.evidence.failback_eligible_at != plan.failback_eligible_at
-        });
-        let alert_changed = ns.alert != plan.alert.as_ref().map(|_| plan.rule);
-        if !new_decision && !alert_changed {
-            return;
-        }
-        let mut sites = BTreeMap::new();
-        for site in self.sites_of_namespace(cfg) {
-            let ev = site_evidence(&self.config, state, &site, now, self.stale_after, false);
-            sites.insert(site, ev);
-        }
+        let Speech {
+            from,
+            to,
+            new_decision,
+            alert_changed,
+        } = speech;
         let evidence = Evidence {
             rule: plan.rule,
             at: now,
             note: plan.note.clone(),
-            sites,
+            sites: self.evidence_sites(cfg, state, now, cache),
             failback_eligible_at: plan.failback_eligible_at,
         };
         if let Some(target) = &plan.to {
@@ -183,13 +210,13 @@ impl Engine {
             }));
         }
         let leader = state.leadership.is_leader;
-        if plan.to.is_some() {
-            // The next evaluation plans from the new target (and says why the name stays).
-            state.replan.name(name);
-        }
         let Some(ns) = state.namespaces.get_mut(name) else {
             return;
         };
+        if plan.to.is_some() {
+            // The next evaluation plans from the new target (and says why the name stays).
+            state.replan.mark(name);
+        }
         if let Some(target) = &plan.to {
             ns.last_change_at = Some(now);
             if leader {
@@ -240,6 +267,7 @@ impl Engine {
             }
             ns.decision = Some(decision);
         }
+        state.replan.schedule(name, due_at(cfg, ns, now));
     }
 
     pub(super) fn on_tick(&self, state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>) {
@@ -440,6 +468,56 @@ impl Engine {
             }
         }
     }
+}
+
+/// What a plan says beyond what the namespace's latest decision already says, if anything.
+struct Speech {
+    /// Where the name points (or is about to) before the plan.
+    from: Option<DnsName>,
+    /// Where it points after.
+    to: Option<DnsName>,
+    /// The rule, target or failback time differ from the latest decision, or the record moves.
+    new_decision: bool,
+    /// The condition to alert on differs from the one alerted.
+    alert_changed: bool,
+}
+
+impl Speech {
+    fn of(ns: &NamespaceState, plan: &Plan) -> Option<Self> {
+        let from = ns.effective();
+        let to = plan.to.as_ref().or(from);
+        let new_decision = ns.decision.as_ref().is_none_or(|d| {
+            d.evidence.rule != plan.rule
+                || d.to.as_ref() != to
+                || plan.to.is_some()
+                || d.evidence.failback_eligible_at != plan.failback_eligible_at
+        });
+        let alert_changed = ns.alert != plan.alert.as_ref().map(|_| plan.rule);
+        (new_decision || alert_changed).then(|| Speech {
+            from: from.cloned(),
+            to: to.cloned(),
+            new_decision,
+            alert_changed,
+        })
+    }
+}
+
+/// When a namespace's plan may next change with nothing but time passing, after `now`: its
+/// hold-down ending, its failback window ending (the time its latest decision names), its
+/// retry wait ending.
+fn due_at(cfg: &NamespaceConfig, ns: &NamespaceState, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let hold = TimeDelta::from_std(cfg.hold_down).unwrap_or(TimeDelta::MAX);
+    [
+        ns.last_change_at.and_then(|t| t.checked_add_signed(hold)),
+        ns.retry.as_ref().map(|r| r.not_before),
+        ns.decision
+            .as_ref()
+            .and_then(|d| d.evidence.failback_eligible_at),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| *t > now)
+    .min()
 }
 
 /// A change the retry schedule holds back waits: the plan becomes "stay", and the decision

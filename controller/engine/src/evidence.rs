@@ -5,6 +5,7 @@
 //! Evidence is built only when a decision changes, never on the per-observation path.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -193,7 +194,9 @@ pub struct Evidence {
     /// One sentence for humans.
     pub note: String,
     /// The sites involved.
-    pub sites: BTreeMap<SiteId, SiteEvidence>,
+    // Shared (`Arc`): one site's facts at one instant are the same for every decision made
+    // then, and a site going Down moves hundreds of names at once.
+    pub sites: BTreeMap<SiteId, Arc<SiteEvidence>>,
     /// Rule `failback_pending`: when failback becomes eligible (the time its note names), if
     /// the sites stay Up until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]

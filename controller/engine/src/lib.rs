@@ -256,10 +256,22 @@ impl Engine {
         &self,
         cfg: &crate::config::NamespaceConfig,
     ) -> std::collections::BTreeSet<SiteId> {
-        cfg.targets()
-            .into_iter()
-            .filter_map(|t| cfg.sites_of(t))
-            .flatten()
-            .collect()
+        namespace_sites(cfg).into_iter().cloned().collect()
+    }
+}
+
+/// The sites a namespace's targets depend on, as `NamespaceConfig::sites_of` finds them for
+/// each target (a site may appear twice): without cloning them, for the per-decision path.
+pub(crate) fn namespace_sites(cfg: &crate::config::NamespaceConfig) -> Vec<&SiteId> {
+    match &cfg.routing {
+        crate::config::Routing::Candidates(list) => list.iter().flat_map(|c| &c.requires).collect(),
+        // `sites_of` answers the first site pointing at a target.
+        crate::config::Routing::FollowMailbox { targets, .. } => targets
+            .iter()
+            .filter(|(site, target)| {
+                targets.iter().find(|(_, t)| t == target).map(|(s, _)| s) == Some(site)
+            })
+            .map(|(site, _)| site)
+            .collect(),
     }
 }

@@ -202,7 +202,7 @@ impl Engine {
         let why = target
             .as_ref()
             .and_then(|t| self.not_ours(name, t, generation, written.as_ref(), ns));
-        state.replan.name(name);
+        state.replan.mark(name);
         let Some(ns) = state.namespaces.get_mut(name) else {
             return;
         };
@@ -295,9 +295,6 @@ impl Engine {
         };
         // Its next plan starts from the confirmed record (drift, a retry wait are gone).
         state.replan.names.insert(name.clone());
-        let Some(ns) = state.namespaces.get_mut(name) else {
-            return;
-        };
         let was = ns.current.replace(p.target.clone());
         ns.marked = true;
         ns.missing = false;
@@ -357,9 +354,6 @@ impl Engine {
             return;
         };
         state.replan.names.insert(name.clone());
-        let Some(ns) = state.namespaces.get_mut(name) else {
-            return;
-        };
         let retry = super::retry::after_failure(
             &self.config.policy,
             ns.retry.as_ref(),

@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sitewarden_contract::{DnsName, SiteId};
 
@@ -119,6 +119,13 @@ pub struct Replan {
 
 impl Replan {
     /// Re-plan `name` at the next evaluation.
+    pub fn mark(&mut self, name: &DnsName) {
+        if !self.names.contains(name) {
+            self.names.insert(name.clone());
+        }
+    }
+
+    /// Re-plan the name spelled `name` (an override's, a freeze's key) at the next evaluation.
     pub fn name(&mut self, name: &str) {
         if !self.names.contains(name)
             && let Ok(name) = DnsName::new(name)
@@ -205,7 +212,7 @@ impl Replan {
     }
 
     /// Keeps `at` as the time `name` is due again (`None`: not time-driven now).
-    fn schedule(&mut self, name: &DnsName, at: Option<DateTime<Utc>>) {
+    pub(crate) fn schedule(&mut self, name: &DnsName, at: Option<DateTime<Utc>>) {
         if self.due.get(name) == at.as_ref() {
             return;
         }
@@ -252,7 +259,7 @@ impl Engine {
         if all || self.full_replan {
             return self.config.namespaces.keys().collect();
         }
-        let mut scope: BTreeSet<&DnsName> = BTreeSet::new();
+        let mut scope: Vec<&DnsName> = Vec::new();
         for site in &sites {
             scope.extend(self.dependents.of_site(site));
         }
@@ -261,31 +268,12 @@ impl Engine {
         }
         for name in names.iter().chain(&due) {
             if let Some((name, _)) = self.config.namespaces.get_key_value(name) {
-                scope.insert(name);
+                scope.push(name);
             }
         }
-        scope.into_iter().collect()
-    }
-
-    /// After `name` was planned at `now`: when its plan may next change with nothing but time
-    /// passing — its hold-down ending, its failback window ending, its retry wait ending.
-    pub(super) fn reschedule(&self, state: &mut State, name: &DnsName, now: DateTime<Utc>) {
-        let (Some(cfg), Some(ns)) = (self.config.namespaces.get(name), state.namespaces.get(name))
-        else {
-            return;
-        };
-        let hold = TimeDelta::from_std(cfg.hold_down).unwrap_or(TimeDelta::MAX);
-        let at = [
-            ns.last_change_at.and_then(|t| t.checked_add_signed(hold)),
-            ns.retry.as_ref().map(|r| r.not_before),
-            ns.decision
-                .as_ref()
-                .and_then(|d| d.evidence.failback_eligible_at),
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|t| *t > now)
-        .min();
-        state.replan.schedule(name, at);
+        // In name order, as a full pass goes (the lists are each sorted already).
+        scope.sort_unstable();
+        scope.dedup();
+        scope
     }
 }

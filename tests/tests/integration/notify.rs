@@ -109,7 +109,7 @@ fn site1_down_evidence() -> Evidence {
     let mut sites = BTreeMap::new();
     sites.insert(
         site("site1"),
-        SiteEvidence {
+        Arc::new(SiteEvidence {
             verdict: Verdict::Down,
             since: Some(t(3, 0, 20)),
             routable_since: None,
@@ -126,7 +126,7 @@ fn site1_down_evidence() -> Evidence {
                     observer("obs-site3", "site3"),
                 ],
             }],
-        },
+        }),
     );
     Evidence {
         rule: Rule::MoveAwayFromDown,
