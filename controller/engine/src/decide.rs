@@ -1,15 +1,16 @@
 //! Turning plans into commands: namespace evaluation, ticks, overrides, provider and leadership.
 //!
-//! `evaluate_all` plans every namespace (see `namespace::plan`) and, for each, issues a
-//! `SetRecord` when the target must change, audits every new decision with its evidence, and
-//! raises or clears the namespace's alert once per condition. Provider reports move a pending
+//! `evaluate` plans the namespaces whose plan may have changed (see `replan` for which, and
+//! `namespace::plan` for the rules) and, for each, issues a `SetRecord` when the target must
+//! change, audits every new decision with its evidence, and raises or clears the namespace's
+//! alert once per condition. Provider reports move a pending
 //! change to applied (or drop it on failure, to be retried on the next tick); leadership changes
 //! switch between acting and recording what would have been done.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use sitewarden_contract::{DnsName, SiteId};
 
 use super::command::{Alert, AlertKind, Audit, AuditEvent, Command, SetRecord, Severity};
@@ -18,72 +19,22 @@ use super::explain::site_evidence;
 use super::input::{LeadershipChange, OverrideAction, OverrideRequest};
 use super::namespace::{Decision, NamespaceState, Pending, Plan, World, plan};
 use super::overrides::Effect;
-use super::replan::Shared;
+use super::replan::due_at;
 use super::verdict::Verdict;
 use super::{Engine, State};
 use crate::config::NamespaceConfig;
 
 impl Engine {
-    /// Site pairs that see each other Down while each sees itself Up. Only a site some
-    /// observer site sees entirely Down can be in one, so only those pairs are looked at.
-    fn partitions(&self, state: &State) -> BTreeSet<(SiteId, SiteId)> {
-        let mut out = BTreeSet::new();
-        for (a, sa) in &state.sites {
-            let after_a = (std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded);
-            for b in sa.seen_down_by.range::<SiteId, _>(after_a) {
-                let Some(sb) = state.sites.get(b) else {
-                    continue;
-                };
-                if sb.seen_down_by.contains(a)
-                    && sa.seen_up_by.contains(a)
-                    && sb.seen_up_by.contains(b)
-                {
-                    out.insert((a.clone(), b.clone()));
-                }
-            }
-        }
-        out
-    }
-
-    /// Notes when a total outage (every site Down) starts and ends; its end opens the settle
-    /// window (`stale_after`) in which no name is moved away from a Down site. Returns whether
-    /// every site with client access is Down.
-    fn track_total_outage(&self, state: &mut State, now: DateTime<Utc>) -> bool {
-        let mut any = false;
-        let mut all_down = true;
-        for (id, cfg) in &self.config.sites {
-            if cfg.has_client_access() {
-                any = true;
-                all_down &= state
-                    .sites
-                    .get(id)
-                    .is_some_and(|s| s.verdict == super::Verdict::Down);
-            }
-        }
-        if any && all_down {
-            state.all_down_since.get_or_insert(now);
-        } else if state.all_down_since.take().is_some() {
-            state.settle_until = now.checked_add_signed(self.stale_after);
-        }
-        any && all_down
-    }
-
     /// Plans the namespaces whose plan may have changed (see `replan`) and emits commands;
     /// returns the rule chosen for `manual_failback`.
-    pub(super) fn evaluate_all(
+    pub(super) fn evaluate(
         &self,
         state: &mut State,
         now: DateTime<Utc>,
         manual_failback: Option<&str>,
         out: &mut Vec<Command>,
     ) -> Option<Rule> {
-        let all_down = self.track_total_outage(state, now);
-        let shared = Shared {
-            all_down,
-            partitions: self.partitions(state),
-            startup: self.in_startup_grace(state, now),
-            settling: state.settle_until.filter(|u| now < *u),
-        };
+        let shared = self.shared(state, now);
         if let Some(name) = manual_failback {
             state.replan.name(name);
         }
@@ -285,7 +236,7 @@ impl Engine {
             }
         }
         self.tick_health(state, now, out);
-        self.evaluate_all(state, now, None, out);
+        self.evaluate(state, now, None, out);
     }
 
     pub(super) fn on_override(
@@ -353,7 +304,7 @@ impl Engine {
             _ => None,
         };
         let mut planned = Vec::new();
-        let rule = self.evaluate_all(state, now, manual, &mut planned);
+        let rule = self.evaluate(state, now, manual, &mut planned);
         if manual.is_some() && rule != Some(Rule::ManualFailback) {
             let reason = format!(
                 "nothing to fail back to (rule {:?}): the name is already on its most preferred Up candidate, or that candidate is not Up, or an override holds it",
@@ -500,24 +451,6 @@ impl Speech {
             alert_changed,
         })
     }
-}
-
-/// When a namespace's plan may next change with nothing but time passing, after `now`: its
-/// hold-down ending, its failback window ending (the time its latest decision names), its
-/// retry wait ending.
-fn due_at(cfg: &NamespaceConfig, ns: &NamespaceState, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let hold = TimeDelta::from_std(cfg.hold_down).unwrap_or(TimeDelta::MAX);
-    [
-        ns.last_change_at.and_then(|t| t.checked_add_signed(hold)),
-        ns.retry.as_ref().map(|r| r.not_before),
-        ns.decision
-            .as_ref()
-            .and_then(|d| d.evidence.failback_eligible_at),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|t| *t > now)
-    .min()
 }
 
 /// A change the retry schedule holds back waits: the plan becomes "stay", and the decision

@@ -421,7 +421,7 @@ impl Engine {
         out: &mut Vec<Command>,
     ) {
         self.notify_edge(state, out);
-        self.evaluate_all(state, now, None, out);
+        self.evaluate(state, now, None, out);
     }
 
     fn notify_edge(&self, state: &mut State, out: &mut Vec<Command>) {

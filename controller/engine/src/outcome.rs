@@ -245,7 +245,7 @@ impl Engine {
         {
             r.not_before = r.not_before.min(now);
         }
-        self.evaluate_all(state, now, None, out);
+        self.evaluate(state, now, None, out);
     }
 
     fn provider_calls(
@@ -395,7 +395,7 @@ impl Engine {
         }
         self.provider_calls(state, calls, name, out);
         // Re-plan now, so the decision (and `explain`) says when the next attempt is due.
-        self.evaluate_all(state, now, None, out);
+        self.evaluate(state, now, None, out);
     }
 
     pub(super) fn on_bus(

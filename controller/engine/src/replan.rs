@@ -26,14 +26,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sitewarden_contract::{DnsName, SiteId};
 
 use super::input::{FreezeScope, OverrideAction, ReleaseTarget};
+use super::namespace::NamespaceState;
 use super::overrides::FREEZE_ALL;
 use super::{Engine, State};
-use crate::config::{ControllerConfig, Routing};
+use crate::config::{ControllerConfig, NamespaceConfig, Routing};
 
 /// Which names read which site and which DAG: built once from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -241,6 +242,62 @@ impl Engine {
         self
     }
 
+    /// The conditions every plan reads, as they stand at `now`; notes the start and end of a
+    /// total outage on the way.
+    pub(super) fn shared(&self, state: &mut State, now: DateTime<Utc>) -> Shared {
+        let all_down = self.track_total_outage(state, now);
+        Shared {
+            all_down,
+            partitions: self.partitions(state),
+            startup: self.in_startup_grace(state, now),
+            settling: state.settle_until.filter(|u| now < *u),
+        }
+    }
+
+    /// Site pairs that see each other Down while each sees itself Up. Only a site some
+    /// observer site sees entirely Down can be in one, so only those pairs are looked at.
+    fn partitions(&self, state: &State) -> BTreeSet<(SiteId, SiteId)> {
+        let mut out = BTreeSet::new();
+        for (a, sa) in &state.sites {
+            let after_a = (std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded);
+            for b in sa.seen_down_by.range::<SiteId, _>(after_a) {
+                let Some(sb) = state.sites.get(b) else {
+                    continue;
+                };
+                if sb.seen_down_by.contains(a)
+                    && sa.seen_up_by.contains(a)
+                    && sb.seen_up_by.contains(b)
+                {
+                    out.insert((a.clone(), b.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Notes when a total outage (every site Down) starts and ends; its end opens the settle
+    /// window (`stale_after`) in which no name is moved away from a Down site. Returns whether
+    /// every site with client access is Down.
+    fn track_total_outage(&self, state: &mut State, now: DateTime<Utc>) -> bool {
+        let mut any = false;
+        let mut all_down = true;
+        for (id, cfg) in &self.config.sites {
+            if cfg.has_client_access() {
+                any = true;
+                all_down &= state
+                    .sites
+                    .get(id)
+                    .is_some_and(|s| s.verdict == super::Verdict::Down);
+            }
+        }
+        if any && all_down {
+            state.all_down_since.get_or_insert(now);
+        } else if state.all_down_since.take().is_some() {
+            state.settle_until = now.checked_add_signed(self.stale_after);
+        }
+        any && all_down
+    }
+
     /// The names this evaluation re-plans, in name order, given the shared conditions as they
     /// stand now (the caller records them once the evaluation is done); consumes the marks and
     /// the due entries up to `now`.
@@ -276,4 +333,26 @@ impl Engine {
         scope.dedup();
         scope
     }
+}
+
+/// When a namespace's plan may next change with nothing but time passing, after `now`: its
+/// hold-down ending, its failback window ending (the time its latest decision names), its
+/// retry wait ending.
+pub(super) fn due_at(
+    cfg: &NamespaceConfig,
+    ns: &NamespaceState,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let hold = TimeDelta::from_std(cfg.hold_down).unwrap_or(TimeDelta::MAX);
+    [
+        ns.last_change_at.and_then(|t| t.checked_add_signed(hold)),
+        ns.retry.as_ref().map(|r| r.not_before),
+        ns.decision
+            .as_ref()
+            .and_then(|d| d.evidence.failback_eligible_at),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| *t > now)
+    .min()
 }
