@@ -1,5 +1,5 @@
 //! Metrics read from the engine's state: check results per observer, observer freshness, site
-//! verdicts, namespace targets, decisions and changes, overrides, the engine's refusals.
+//! verdicts, the engine's refusals; the managed names' series are in `names`.
 //!
 //! Nothing here is on the engine's path: [`EngineMetrics::observe`] runs on the runtime's tick
 //! and compares the state with what it saw on the previous tick (a decision or change is counted
@@ -80,35 +80,6 @@ pub struct SiteLabel {
     pub site: String,
 }
 
-/// One namespace.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct NamespaceLabel {
-    /// The managed name.
-    pub namespace: String,
-}
-
-/// Where a namespace points and why.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TargetLabels {
-    /// The managed name.
-    pub namespace: String,
-    /// What the record holds (`none` when not known yet).
-    pub current: String,
-    /// Where the engine wants it: the pending change, else the latest decision, else `current`.
-    pub desired: String,
-    /// The rule of the latest decision (`none` before the first).
-    pub rule: String,
-}
-
-/// A decision about a namespace.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DecisionLabels {
-    /// The managed name.
-    pub namespace: String,
-    /// The rule that fired.
-    pub rule: String,
-}
-
 /// One agent.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AgentLabel {
@@ -141,15 +112,6 @@ type SlotMap = HashMap<AgentId, HashMap<ServerId, HashMap<CheckName, CheckSlot>>
 struct Seen {
     /// The engine's admission counters.
     counters: Counters,
-    /// Per namespace: the target labels exported, the latest decision's and change's time.
-    namespaces: BTreeMap<String, NamespaceSeen>,
-}
-
-#[derive(Debug, Default)]
-struct NamespaceSeen {
-    target: Option<TargetLabels>,
-    decision_at: Option<DateTime<Utc>>,
-    change_at: Option<DateTime<Utc>>,
 }
 
 /// The engine-derived metrics.
@@ -165,8 +127,8 @@ pub struct EngineMetrics {
     agent_silent: Family<AgentLabel, Gauge>,
     /// Per-site series.
     sites: SiteSeries,
-    /// Per-name series.
-    names: NameSeries,
+    /// The managed names' series (per rule, and per name unless turned off).
+    names: super::names::NameMetrics,
     generation: Gauge,
     admitted: Counter,
     ignored: Counter,
@@ -227,69 +189,14 @@ impl SiteSeries {
     }
 }
 
-/// The per-name series (`sitewarden_controller_namespace_*`).
-#[derive(Debug)]
-struct NameSeries {
-    target: Family<TargetLabels, Gauge>,
-    pending: Family<NamespaceLabel, Gauge>,
-    pinned: Family<NamespaceLabel, Gauge>,
-    frozen: Family<NamespaceLabel, Gauge>,
-    decisions: Family<DecisionLabels, Counter>,
-    changes: Family<DecisionLabels, Counter>,
-}
-
-impl NameSeries {
-    fn register(registry: &mut Registry) -> Self {
-        let target = registered(
-            registry,
-            "namespace_target",
-            "Always 1: where a managed name points (current), where the engine wants it (desired) and the rule of the latest decision",
-            Family::<TargetLabels, Gauge>::default(),
-        );
-        let pending = registered(
-            registry,
-            "namespace_change_pending",
-            "1 while a record change is issued and not yet confirmed by the provider",
-            Family::<NamespaceLabel, Gauge>::default(),
-        );
-        let pinned = registered(
-            registry,
-            "namespace_pinned",
-            "1 while an operator pins the name",
-            Family::<NamespaceLabel, Gauge>::default(),
-        );
-        let frozen = registered(
-            registry,
-            "namespace_frozen",
-            "1 while automatic changes of the name are frozen (by name or for all)",
-            Family::<NamespaceLabel, Gauge>::default(),
-        );
-        let decisions = registered(
-            registry,
-            "namespace_decisions",
-            "Decisions about a managed name (a move or a new reason to stay), by rule",
-            Family::<DecisionLabels, Counter>::default(),
-        );
-        let changes = registered(
-            registry,
-            "namespace_changes",
-            "Record changes the engine issued for a managed name, by rule",
-            Family::<DecisionLabels, Counter>::default(),
-        );
-        Self {
-            target,
-            pending,
-            pinned,
-            frozen,
-            decisions,
-            changes,
-        }
-    }
-}
-
 impl EngineMetrics {
-    /// Registers the engine-derived metrics; engine refusals go to `rejected` (stage `engine`).
-    pub fn register(registry: &mut Registry, rejected: Family<RejectLabels, Counter>) -> Self {
+    /// Registers the engine-derived metrics; engine refusals go to `rejected` (stage `engine`);
+    /// the per-name series only when `per_name`.
+    pub fn register(
+        registry: &mut Registry,
+        rejected: Family<RejectLabels, Counter>,
+        per_name: bool,
+    ) -> Self {
         let check_results = registered(
             registry,
             "check_results",
@@ -323,7 +230,7 @@ impl EngineMetrics {
             Family::<AgentLabel, Gauge>::default(),
         );
         let sites = SiteSeries::register(registry);
-        let names = NameSeries::register(registry);
+        let names = super::names::NameMetrics::register(registry, per_name);
         let generation = registered(
             registry,
             "generation",
@@ -417,7 +324,6 @@ impl EngineMetrics {
 
     /// Refreshes every state-derived metric at engine time `now`.
     pub fn observe(&self, engine: &Engine, state: &State, now: DateTime<Utc>) {
-        let config = engine.config();
         self.freshness(engine, state, now);
         for (agent, a) in &state.agents {
             self.agent_silent
@@ -459,84 +365,10 @@ impl EngineMetrics {
         }
         self.generation
             .set(i64::try_from(state.generation.get()).unwrap_or(i64::MAX));
-        let Ok(mut seen) = self.seen.lock() else {
-            return;
-        };
-        let seen = &mut *seen;
-        self.admission(&state.counters, &mut seen.counters);
-        seen.namespaces
-            .retain(|name, _| config.namespaces.contains_key(name.as_str()));
-        for (name, ns) in &state.namespaces {
-            let label = NamespaceLabel {
-                namespace: name.to_string(),
-            };
-            self.names
-                .pending
-                .get_or_create(&label)
-                .set(i64::from(ns.pending.is_some()));
-            self.names
-                .pinned
-                .get_or_create(&label)
-                .set(i64::from(state.overrides.pins.contains_key(name)));
-            self.names
-                .frozen
-                .get_or_create(&label)
-                .set(i64::from(state.overrides.freeze_of(name).is_some()));
-            let prev = seen.namespaces.entry(name.to_string()).or_default();
-            let current = ns
-                .current
-                .as_ref()
-                .map_or_else(|| "none".into(), |c| c.to_string());
-            let desired = ns
-                .pending
-                .as_ref()
-                .map(|p| p.target.to_string())
-                .or_else(|| {
-                    ns.decision
-                        .as_ref()
-                        .and_then(|d| d.to.as_ref().map(|t| t.to_string()))
-                })
-                .unwrap_or_else(|| current.clone());
-            let target = TargetLabels {
-                namespace: name.to_string(),
-                current,
-                desired,
-                rule: ns
-                    .decision
-                    .as_ref()
-                    .map_or_else(|| "none".into(), |d| rule_label(d.evidence.rule)),
-            };
-            if prev.target.as_ref() != Some(&target) {
-                self.names.target.get_or_create(&target).set(1);
-                if let Some(old) = prev.target.replace(target) {
-                    self.names.target.remove(&old);
-                }
-            }
-            if let Some(d) = &ns.decision
-                && prev.decision_at != Some(d.evidence.at)
-            {
-                prev.decision_at = Some(d.evidence.at);
-                self.names
-                    .decisions
-                    .get_or_create(&DecisionLabels {
-                        namespace: name.to_string(),
-                        rule: rule_label(d.evidence.rule),
-                    })
-                    .inc();
-            }
-            if let Some(c) = &ns.last_change
-                && prev.change_at != Some(c.evidence.at)
-            {
-                prev.change_at = Some(c.evidence.at);
-                self.names
-                    .changes
-                    .get_or_create(&DecisionLabels {
-                        namespace: name.to_string(),
-                        rule: rule_label(c.evidence.rule),
-                    })
-                    .inc();
-            }
+        if let Ok(mut seen) = self.seen.lock() {
+            self.admission(&state.counters, &mut seen.counters);
         }
+        self.names.observe(state);
     }
 
     /// Per observer × check: the age of its newest result over all servers, and freshness.
