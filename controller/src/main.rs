@@ -229,11 +229,12 @@ fn main() -> ExitCode {
                     tracing::info!("shutting down");
                     stop.cancel();
                 });
+                let metrics = s.metrics;
                 let rt = Runtime {
                     config: c,
                     settings: s,
                     provider,
-                    metrics: Arc::new(Metrics::new()),
+                    metrics: Arc::new(Metrics::with_settings(metrics)),
                 };
                 match runtime::run(rt, shutdown).await {
                     Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 //! One serde pass reads the whole TOML file: the decision sections (`[policy]`, `[[sites]]`,
 //! `[[agents]]`, `[[dags]]`, `[[namespaces]]`) with the engine's raw types, the runtime's
 //! sections (`[controller]`, `[nats]`, `[provider]`, `[ha]`, `[[alerts]]`, `[edge]`,
-//! `[propagation]`, `[slack]`, `[api]`) with the runtime's. Unknown keys anywhere are an error
+//! `[propagation]`, `[slack]`, `[api]`, `[metrics]`) with the runtime's. Unknown keys anywhere are an error
 //! with a line number. Each half is then validated by its owner: the engine into a
 //! [`ControllerConfig`], the runtime into [`RuntimeSettings`].
 
@@ -50,6 +50,8 @@ struct RawConfigFile {
     slack: Option<crate::runtime::slack::RawSlack>,
     #[serde(default)]
     api: Option<crate::runtime::api::RawApi>,
+    #[serde(default)]
+    metrics: Option<crate::runtime::metrics::RawMetrics>,
 }
 
 /// The runtime's sections as written; [`RuntimeSettings::from_raw`] validates them.
@@ -73,6 +75,8 @@ pub struct RawRuntime {
     pub slack: Option<crate::runtime::slack::RawSlack>,
     /// `[api]`: operator API tokens.
     pub api: Option<crate::runtime::api::RawApi>,
+    /// `[metrics]`: what `/metrics` exports.
+    pub metrics: Option<crate::runtime::metrics::RawMetrics>,
 }
 
 impl RawConfigFile {
@@ -98,6 +102,7 @@ impl RawConfigFile {
                 propagation: self.propagation,
                 slack: self.slack,
                 api: self.api,
+                metrics: self.metrics,
             },
         )
     }

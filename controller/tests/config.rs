@@ -299,3 +299,27 @@ fn validate_reads_the_env_file_beside_the_config() {
         "{err}"
     );
 }
+
+#[test]
+fn metrics_per_name_defaults_to_on_and_can_be_turned_off() {
+    use sitewarden_controller::runtime::settings::RuntimeSettings;
+    let load = |text: &str| {
+        RuntimeSettings::load(&sitewarden_shared::config::Source::inline(
+            "controller.toml",
+            &format!("[controller]\nid = \"c1\"\n\n[provider]\nkind = \"memory\"\n{text}"),
+        ))
+    };
+    let per_name = |text: &str| {
+        load(text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .metrics
+            .per_name
+    };
+    assert!(per_name(""));
+    assert!(per_name("\n[metrics]\n"));
+    assert!(!per_name("\n[metrics]\nper_name = false\n"));
+    let err = load("\n[metrics]\nper_namespace = false\n")
+        .expect_err("an unknown key is refused")
+        .to_string();
+    assert!(err.contains("per_namespace"), "{err}");
+}

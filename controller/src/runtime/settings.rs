@@ -153,6 +153,8 @@ pub struct RuntimeSettings {
     pub slack: Option<crate::runtime::slack::SlackSettings>,
     /// Propagation watch (`[propagation]`).
     pub propagation: PropagationSettings,
+    /// What `/metrics` exports (`[metrics]`).
+    pub metrics: crate::runtime::metrics::MetricsSettings,
 }
 
 fn hostname() -> String {
@@ -289,6 +291,7 @@ impl RuntimeSettings {
             nats,
             provider,
             lease,
+            metrics: raw.metrics.unwrap_or_default().into(),
         })
     }
 }
