@@ -306,7 +306,7 @@ fn metrics_per_name_defaults_to_on_and_can_be_turned_off() {
     let load = |text: &str| {
         RuntimeSettings::load(&sitewarden_shared::config::Source::inline(
             "controller.toml",
-            &format!("[controller]\nid = \"c1\"\n\n[provider]\nkind = \"memory\"\n{text}"),
+            format!("[controller]\nid = \"c1\"\n\n[provider]\nkind = \"memory\"\n{text}"),
         ))
     };
     let per_name = |text: &str| {
