@@ -9,10 +9,12 @@
 //! the change reached every nameserver. The front ([`Moto::endpoint_url`]) enforces both: it
 //! checks each DELETE (and each CREATE's absence) against moto's current record sets and
 //! answers `InvalidChangeBatch` as Route 53 does, and it turns the INSYNC of a fresh change into
-//! PENDING (GetChange then reports moto's INSYNC). It also refuses, as Route 53 does, a change
-//! batch of more than 1,000 ResourceRecord elements or 32,000 characters of values (moto
-//! accepts any size). It records every call it forwards ([`Moto::calls`]) and can answer the
-//! next change with `Throttling` ([`Moto::throttle_next`]).
+//! PENDING (GetChange then reports moto's INSYNC). moto also refuses a CREATE identical to an
+//! earlier one in its journal (a name moved back to a target it held before) even when that set
+//! is gone; the front, having checked each CREATE itself, forwards CREATEs as UPSERTs. It also
+//! refuses, as Route 53 does, a change batch of more than 1,000 ResourceRecord elements or
+//! 32,000 characters of values (moto accepts any size). It records every call it forwards
+//! ([`Moto::calls`]) and can answer the next change with `Throttling` ([`Moto::throttle_next`]).
 //!
 //! Administrator-side helpers ([`Moto::create_zone`], [`Moto::change`], [`Moto::record`]) talk
 //! to moto directly. moto routes requests by the SigV4 credential scope, so they send a
@@ -608,7 +610,7 @@ async fn forward(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Bytes,
+    mut body: Bytes,
 ) -> Response {
     let is_change = *method == Method::POST && uri.path().ends_with("/rrset");
     if is_change {
@@ -636,6 +638,17 @@ async fn forward(
             }
             Ok(None) => {}
             Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        }
+        // moto refuses a CREATE identical to one in its journal whenever any record set sorts
+        // at or after its name (it lists from the name instead of looking the name up), so a
+        // name moved back to a target it held before with the same TTL would be refused. The
+        // CREATEs were checked above against the current record sets, which is all Route 53
+        // checks: moto gets them as UPSERTs.
+        if plan.iter().any(|(action, ..)| action == "CREATE") {
+            body = Bytes::from(
+                String::from_utf8_lossy(&body)
+                    .replace("<Action>CREATE</Action>", "<Action>UPSERT</Action>"),
+            );
         }
     }
     let url = format!(

@@ -10,23 +10,36 @@
 //! is the deciding event. The figure is from that publish to the moment the provider returned
 //! the last name's outcome as applied (written and read back). Trials alternate the failing
 //! side: a → every name moves to `b0`; once a has risen again, b fails and every name moves to
-//! `a0` (moving away from a Down site waits for no hold-down).
+//! `a0` (moving away from a Down site waits for no hold-down). A side fails only between two of
+//! the applier's reconciliation reads (every 60 s by default): a read holds the names it reads
+//! until the applier has taken up what it found, so a failover meeting one would wait for it and
+//! the deciding observation could not be told.
 //!
 //! Providers: `memory` (in-process, batching like a provider with a batch API; `--batch 1` is the
-//! one-name path), `builtin` (the JetStream KV bucket the built-in DNS serves from) and
+//! one-name path), `builtin` (the JetStream KV bucket the built-in DNS serves from),
 //! `cloudflare` (the strict emulator in `tests/src/cloudflare.rs`; requests counted by the
-//! emulator). The provider is wrapped to time its calls, so the controller runs in this process
-//! and its resident memory is this process's (an upper bound: the fleet publisher and, for
-//! `cloudflare`, the emulator are in it too).
+//! emulator), `route53` (a moto hosted zone `example.com` behind the strict front of
+//! `tests/src/moto.rs`, through the Route 53 provider with its shipped pacing, budget and 2 s
+//! GetChange poll; moto answers INSYNC at the first poll, so real Route 53 takes longer; the
+//! front's count of the requests it saw is reported next to the provider's) and `rfc2136` (a real
+//! BIND primary for `example.com`, see `tests/src/bind.rs`, updated with TSIG through the RFC 2136
+//! provider). Route 53 and RFC 2136 names are seeded with their `_sitewarden.<name>` TXT marker
+//! of epoch 0, and after each trial the first and last name are looked up on the server itself.
+//! The provider is wrapped to time its calls, so the controller runs in this process and its
+//! resident memory is this process's (an upper bound: the fleet publisher and, for `cloudflare`,
+//! the emulator are in it too; moto and `named` are processes of their own).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sitewarden_controller::provider::config::DEFAULT_REQUEST_TIMEOUT;
 use sitewarden_controller::provider::{
     ApplyOutcome, BatchFuture, Change, DnsProvider, MemoryProvider, ProviderFuture, RateBudget,
-    RecordState, RetryPolicy, StatsSnapshot,
+    RecordState, RetryPolicy, SecretString, StatsSnapshot,
 };
+use sitewarden_tests::bind::{self, Bind};
 use sitewarden_tests::cloudflare::CloudflareEmulator;
+use sitewarden_tests::moto::Moto;
 use sitewarden_tests::nats_server::NatsServer;
 use tokio_util::sync::CancellationToken;
 
@@ -45,16 +58,104 @@ pub enum Kind {
     /// The strict Cloudflare emulator, through the Cloudflare provider (default budget: 300
     /// requests per 5 minutes).
     Cloudflare,
+    /// A moto hosted zone through the Route 53 provider (default budget, pacing and GetChange
+    /// poll).
+    Route53,
+    /// A BIND primary updated with TSIG through the RFC 2136 provider.
+    Rfc2136,
+}
+
+/// The zone the Route 53 and RFC 2136 names live in (every bench name is under it).
+const ZONE: &str = "example.com";
+
+/// TTL of the seeded records (the namespaces' `ttl`).
+const SEED_TTL: u32 = 60;
+
+/// Record changes per administrator request when seeding moto.
+const MOTO_SEED_CHUNK: usize = 500;
+
+/// Whatever the names live in outside the provider, kept running for the whole run.
+enum Backend {
+    /// Nothing apart from this process and its NATS server (memory, builtin; rfc2136 until
+    /// `named` is started with the seeded zone).
+    None,
+    Cloudflare(CloudflareEmulator),
+    /// moto and the id of its hosted zone `example.com`.
+    Route53 {
+        moto: Moto,
+        zone: String,
+    },
+    Bind(Bind),
+}
+
+impl Backend {
+    /// Starts the emulator the names will be seeded into, if it runs apart from them (`named`
+    /// loads its zone when it starts: [`seeded`] starts it).
+    async fn start(kind: Kind) -> anyhow::Result<Self> {
+        Ok(match kind {
+            Kind::Cloudflare => Backend::Cloudflare(CloudflareEmulator::start(TOKEN).await?),
+            Kind::Route53 => {
+                let moto = Moto::start().await?;
+                let zone = moto.create_zone(ZONE).await?;
+                Backend::Route53 { moto, zone }
+            }
+            Kind::Memory | Kind::Builtin | Kind::Rfc2136 => Backend::None,
+        })
+    }
+
+    /// Requests the backend itself counted so far, when it counts them.
+    fn requests(&self) -> Option<usize> {
+        match self {
+            Backend::Route53 { moto, .. } => Some(moto.calls().len()),
+            _ => None,
+        }
+    }
+
+    /// The CNAME target of `name` as the server itself holds it (asked directly, not through
+    /// the provider), when the bench checks it there: `None` for the kinds it does not.
+    async fn cname(&self, name: &str) -> anyhow::Result<Option<Option<String>>> {
+        Ok(match self {
+            Backend::Route53 { moto, zone } => Some(
+                moto.record(zone, name, "CNAME")
+                    .await?
+                    .and_then(|(_, values)| values.into_iter().next())
+                    .map(|v| v.trim_end_matches('.').to_ascii_lowercase()),
+            ),
+            Backend::Bind(server) => Some(server.cname(name).await?),
+            Backend::None | Backend::Cloudflare(_) => None,
+        })
+    }
 }
 
 const TOKEN: &str = "cf-bench-token-mass-7d1e";
 
 /// A provider whose many-name calls are timed: when the first began, and when the count of
-/// applied outcomes last grew.
+/// applied outcomes last grew; and whose many-name reads (the applier's reconciliation) are
+/// followed.
 struct Timed {
     inner: Arc<dyn DnsProvider>,
     log: Mutex<Log>,
+    reads: Mutex<Reads>,
 }
+
+/// The many-name reads: how many are in flight, and when the last one began and ended.
+#[derive(Default)]
+struct Reads {
+    in_flight: usize,
+    last_began: Option<Instant>,
+    last_ended: Option<Instant>,
+}
+
+/// The controller's default `reconcile_every`: every record is read back this often.
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
+/// A trial fails a side no closer than this to the next reconciliation read.
+const RECONCILE_GUARD: Duration = Duration::from_secs(10);
+
+/// How long after a reconciliation read a trial waits before failing a side: the applier holds
+/// the names until it has looked up its books for each and told the engine (seconds for 1,000
+/// names on a loaded machine).
+const READ_SETTLE: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct Log {
@@ -62,6 +163,8 @@ struct Log {
     applied: usize,
     last_applied: Option<Instant>,
     refused: usize,
+    /// The last outcome that was not `Applied`, for the error when a trial times out.
+    last_refusal: Option<String>,
 }
 
 impl Timed {
@@ -71,8 +174,49 @@ impl Timed {
         }
     }
 
+    /// What the calls so far came to, for an error: applied and other outcomes, and the last
+    /// of those.
+    fn progress(&self) -> String {
+        self.log
+            .lock()
+            .map(|l| {
+                format!(
+                    "{} names applied, {} not (last: {})",
+                    l.applied,
+                    l.refused,
+                    l.last_refusal.as_deref().unwrap_or("none")
+                )
+            })
+            .unwrap_or_default()
+    }
+
     fn first_call(&self) -> Option<Instant> {
         self.log.lock().ok()?.first_call
+    }
+
+    /// No reconciliation read is in flight or ended within [`READ_SETTLE`], and the next is
+    /// not due within [`RECONCILE_GUARD`].
+    fn reads_quiet(&self) -> bool {
+        self.reads.lock().is_ok_and(|r| {
+            r.in_flight == 0
+                && r.last_ended.is_none_or(|t| t.elapsed() >= READ_SETTLE)
+                && r.last_began
+                    .is_none_or(|t| t.elapsed() < RECONCILE_EVERY - RECONCILE_GUARD)
+        })
+    }
+
+    fn read_began(&self) {
+        if let Ok(mut r) = self.reads.lock() {
+            r.in_flight += 1;
+            r.last_began = Some(Instant::now());
+        }
+    }
+
+    fn read_ended(&self) {
+        if let Ok(mut r) = self.reads.lock() {
+            r.in_flight = r.in_flight.saturating_sub(1);
+            r.last_ended = Some(Instant::now());
+        }
     }
 
     fn applied(&self) -> (usize, Option<Instant>, usize) {
@@ -110,7 +254,12 @@ impl DnsProvider for Timed {
     }
 
     fn read_many<'a>(&'a self, names: &'a [String]) -> BatchFuture<'a, RecordState> {
-        self.inner.read_many(names)
+        Box::pin(async move {
+            self.read_began();
+            let states = self.inner.read_many(names).await;
+            self.read_ended();
+            states
+        })
     }
 
     fn apply_many<'a>(&'a self, changes: &'a [Change]) -> BatchFuture<'a, ApplyOutcome> {
@@ -138,8 +287,18 @@ impl Timed {
             .iter()
             .filter(|o| matches!(o, Ok(ApplyOutcome::Applied { .. })))
             .count();
+        let refusal = outcomes
+            .iter()
+            .rfind(|o| !matches!(o, Ok(ApplyOutcome::Applied { .. })))
+            .map(|o| match o {
+                Ok(outcome) => format!("{outcome:?}"),
+                Err(e) => e.to_string(),
+            });
         if let Ok(mut l) = self.log.lock() {
             l.refused += outcomes.len() - applied;
+            if refusal.is_some() {
+                l.last_refusal = refusal;
+            }
             if applied > 0 {
                 l.applied += applied;
                 l.last_applied = Some(Instant::now());
@@ -179,10 +338,10 @@ async fn seeded(
     kind: Kind,
     batch: usize,
     nats: &NatsServer,
-    cf: Option<&CloudflareEmulator>,
+    backend: Backend,
     pairs: usize,
     names: usize,
-) -> anyhow::Result<Arc<dyn DnsProvider>> {
+) -> anyhow::Result<(Arc<dyn DnsProvider>, Backend)> {
     let mut all: Vec<(String, String)> = (0..names)
         .map(|i| (mass_name(i), rig::fleet_rr(0)))
         .collect();
@@ -197,7 +356,7 @@ async fn seeded(
             for (name, target) in &all {
                 p.insert(name, target, Some(rig::SEED_COMMENT));
             }
-            Ok(Arc::new(p))
+            Ok((Arc::new(p), backend))
         }
         Kind::Builtin => {
             use futures::StreamExt;
@@ -216,14 +375,16 @@ async fn seeded(
             for c in created {
                 c.map_err(|e| anyhow::anyhow!("seeding the bucket: {e}"))?;
             }
-            Ok(Arc::new(p))
+            Ok((Arc::new(p), backend))
         }
         Kind::Cloudflare => {
             use sitewarden_controller::provider::cloudflare::{
                 CloudflareOptions, CloudflareProvider, Zone,
             };
-            let cf = cf.ok_or_else(|| anyhow::anyhow!("no emulator"))?;
-            let zone = cf.add_zone("example.com");
+            let Backend::Cloudflare(cf) = &backend else {
+                anyhow::bail!("no Cloudflare emulator");
+            };
+            let zone = cf.add_zone(ZONE);
             // A paid plan's batch limit when asked for more than the Free plan's 200.
             cf.set_batch_limit(batch.max(200));
             for (name, target) in &all {
@@ -239,7 +400,87 @@ async fn seeded(
                 batch_size: batch.max(1),
             })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-            Ok(Arc::new(p))
+            Ok((Arc::new(p), backend))
+        }
+        Kind::Route53 => {
+            use sitewarden_controller::provider::route53::credentials::{
+                AwsCredentials, LiveCredentials,
+            };
+            use sitewarden_controller::provider::route53::{
+                DEFAULT_BUDGET, DEFAULT_INSYNC_POLL, DEFAULT_INSYNC_TIMEOUT, MIN_INTERVAL,
+                Route53Options, Route53Provider,
+            };
+            let Backend::Route53 { moto, zone } = &backend else {
+                anyhow::bail!("no moto server");
+            };
+            let marker = format!("\"{}\"", rig::SEED_COMMENT);
+            let marker_names: Vec<String> = all
+                .iter()
+                .map(|(name, _)| format!("_sitewarden.{name}"))
+                .collect();
+            let mut changes = Vec::with_capacity(all.len() * 2);
+            for ((name, target), marker_name) in all.iter().zip(&marker_names) {
+                changes.push(("CREATE", name.as_str(), "CNAME", SEED_TTL, target.as_str()));
+                changes.push(("CREATE", marker_name.as_str(), "TXT", SEED_TTL, &*marker));
+            }
+            for chunk in changes.chunks(MOTO_SEED_CHUNK) {
+                moto.change(zone, chunk).await?;
+            }
+            let p = Route53Provider::new(Route53Options {
+                endpoint_url: moto.endpoint_url(),
+                region: "us-east-1".into(),
+                hosted_zone_id: zone.clone(),
+                credentials: LiveCredentials::fixed(AwsCredentials::new(
+                    SecretString::from("AKIASITEWARDENBENCH".to_owned()),
+                    SecretString::from("bench-secret-access-key-for-moto".to_owned()),
+                )),
+                budget: DEFAULT_BUDGET,
+                retry: RetryPolicy::default(),
+                request_timeout: DEFAULT_REQUEST_TIMEOUT,
+                min_interval: MIN_INTERVAL,
+                insync_timeout: DEFAULT_INSYNC_TIMEOUT,
+                insync_poll: DEFAULT_INSYNC_POLL,
+                batch_size: batch.max(1),
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok((Arc::new(p), backend))
+        }
+        Kind::Rfc2136 => {
+            use sitewarden_controller::provider::rfc2136::{
+                Rfc2136Options, Rfc2136Provider, TsigAlgorithm, TsigKey,
+            };
+            // Absolute names: the zone file's origin is `example.com.`.
+            let mut records = Vec::with_capacity(all.len() * 2 + pairs * 4);
+            for (name, target) in &all {
+                records.push(format!("{name}. {SEED_TTL} IN CNAME {target}."));
+                records.push(format!(
+                    "_sitewarden.{name}. {SEED_TTL} IN TXT \"{}\"",
+                    rig::SEED_COMMENT
+                ));
+            }
+            // The candidates' targets exist, as they would in a real zone.
+            for k in 0..pairs {
+                records.push(format!("rr{k}.{ZONE}. {SEED_TTL} IN A 192.0.2.1"));
+                records.push(format!("rr{k}.{ZONE}. {SEED_TTL} IN A 198.51.100.1"));
+                records.push(format!("a{k}.{ZONE}. {SEED_TTL} IN A 192.0.2.1"));
+                records.push(format!("b{k}.{ZONE}. {SEED_TTL} IN A 198.51.100.1"));
+            }
+            let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+            let server = Bind::start(ZONE, &refs).await?;
+            let p = Rfc2136Provider::new(Rfc2136Options {
+                server: server.addr(),
+                zone: ZONE.into(),
+                key: TsigKey {
+                    name: server.key_name().into(),
+                    algorithm: TsigAlgorithm::HmacSha256,
+                    secret: SecretString::from(bind::KEY_SECRET.to_owned()),
+                },
+                retry: RetryPolicy::default(),
+                request_timeout: DEFAULT_REQUEST_TIMEOUT,
+                batch_size: batch.max(1),
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok((Arc::new(p), Backend::Bind(server)))
         }
     }
 }
@@ -253,14 +494,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pairs = pairs.max(1);
     let nats = NatsServer::start().await?;
-    let cf = match kind {
-        Kind::Cloudflare => Some(CloudflareEmulator::start(TOKEN).await?),
-        _ => None,
-    };
+    let backend = Backend::start(kind).await?;
     let seed_started = Instant::now();
+    let (inner, backend) = seeded(kind, batch, &nats, backend, pairs, names).await?;
     let provider = Arc::new(Timed {
-        inner: seeded(kind, batch, &nats, cf.as_ref(), pairs, names).await?,
+        inner,
         log: Mutex::default(),
+        reads: Mutex::default(),
     });
     eprintln!(
         "mass-failover: {names} names seeded in {:.1} s",
@@ -286,6 +526,7 @@ pub async fn run(
     let idle = idle_cpu(Duration::from_secs(5)).await?;
     let mut samples = Vec::new();
     let mut requests = Vec::new();
+    let mut backend_requests = Vec::new();
     let mut rss_peak = rig::rss_kb(std::process::id())?;
     let mut recovered = 0;
     for trial in 0..trials {
@@ -308,8 +549,18 @@ pub async fn run(
             .await?;
             rig::sites_up(&ctl.metrics, &["p0a", "p0b"], Duration::from_secs(120)).await?;
         }
+        // A reconciliation read holds the names it reads until the applier has taken up what it
+        // found: a failover that meets one waits for it, and the deciding observation could
+        // not be told. Fail the side between two reads.
+        sitewarden_tests::wait_for(
+            "no reconciliation read in flight or due",
+            RECONCILE_EVERY * 2,
+            || async { provider.reads_quiet().then_some(()) },
+        )
+        .await?;
         provider.reset();
         let calls_before = provider.stats().calls;
+        let backend_before = backend.requests();
         fleet.set(&server, None);
         let mut deciding = None;
         let mut sent = Instant::now();
@@ -352,22 +603,43 @@ pub async fn run(
         eprintln!("trial {trial}: the provider's first call {lag:.3} s after the deciding event");
         let last = sitewarden_tests::wait_for(
             "every name applied and verified",
-            Duration::from_secs(300),
+            apply_deadline(kind, batch, names),
             || async {
                 let (applied, last, _) = provider.applied();
                 (applied >= names).then_some(last).flatten()
             },
         )
-        .await?;
+        .await
+        .map_err(|e| anyhow::anyhow!("trial {trial}: {e}; {}", provider.progress()))?;
         let (applied, _, refused) = provider.applied();
         anyhow::ensure!(refused == 0, "trial {trial}: {refused} names not applied");
         let secs = last.duration_since(deciding).as_secs_f64();
         let used = provider.stats().calls - calls_before;
+        let seen = backend
+            .requests()
+            .zip(backend_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        let seen_note = seen
+            .map(|n| format!(", {n} requests seen by the server"))
+            .unwrap_or_default();
         eprintln!(
-            "trial {trial}: {site} died; {applied} names on {survivor} in {secs:.2} s, {used} provider calls"
+            "trial {trial}: {site} died; {applied} names on {survivor} in {secs:.2} s, {used} provider calls{seen_note}"
         );
         samples.push(secs * 1000.0);
         requests.push(used as f64);
+        if let Some(n) = seen {
+            backend_requests.push(n as f64);
+        }
+        // The server itself holds the move (first and last name, asked past the provider).
+        let want = format!("{survivor}0.{ZONE}");
+        for name in [mass_name(0), mass_name(names.saturating_sub(1))] {
+            if let Some(held) = backend.cname(&name).await? {
+                anyhow::ensure!(
+                    held.as_deref() == Some(want.as_str()),
+                    "trial {trial}: the server holds {name} → {held:?}, not {want}"
+                );
+            }
+        }
         rss_peak = rss_peak.max(rig::rss_kb(std::process::id())?);
         fleet.set(&server, Some(true));
         recovered = fleet.rounds() + u64::from(sitewarden_controller::config::DEFAULT_RISE) + 4;
@@ -382,22 +654,46 @@ pub async fn run(
         (Kind::Builtin, _) => "builtin".to_owned(),
         (Kind::Cloudflare, b) if b <= 1 => "cloudflare_one_by_one".to_owned(),
         (Kind::Cloudflare, b) => format!("cloudflare_batch{b}"),
+        (Kind::Route53, b) if b <= 1 => "route53_one_by_one".to_owned(),
+        (Kind::Route53, _) => "route53".to_owned(),
+        (Kind::Rfc2136, b) if b <= 1 => "rfc2136_one_by_one".to_owned(),
+        (Kind::Rfc2136, _) => "rfc2136".to_owned(),
     };
-    println!(
-        "{}",
-        serde_json::json!({
-            format!("mass_{label}_names"): names,
-            format!("mass_{label}_site_pairs"): pairs,
-            format!("mass_{label}_trials"): trials,
-            format!("mass_{label}_p50_s"): rig::round(s.p50 / 1000.0, 3),
-            format!("mass_{label}_p99_s"): rig::round(s.p99 / 1000.0, 3),
-            format!("mass_{label}_max_s"): rig::round(s.max / 1000.0, 3),
-            format!("mass_{label}_requests_max"): r.max,
-            format!("mass_{label}_rss_peak_mb"): rig::round(rss_peak as f64 / 1024.0, 1),
-            format!("mass_{label}_idle_cpu_percent"): rig::round(idle, 2),
-        })
-    );
+    let mut line = serde_json::json!({
+        format!("mass_{label}_names"): names,
+        format!("mass_{label}_site_pairs"): pairs,
+        format!("mass_{label}_trials"): trials,
+        format!("mass_{label}_p50_s"): rig::round(s.p50 / 1000.0, 3),
+        format!("mass_{label}_p99_s"): rig::round(s.p99 / 1000.0, 3),
+        format!("mass_{label}_max_s"): rig::round(s.max / 1000.0, 3),
+        format!("mass_{label}_requests_max"): r.max,
+        format!("mass_{label}_rss_peak_mb"): rig::round(rss_peak as f64 / 1024.0, 1),
+        format!("mass_{label}_idle_cpu_percent"): rig::round(idle, 2),
+    });
+    if !backend_requests.is_empty()
+        && let Some(fields) = line.as_object_mut()
+    {
+        let seen = rig::summary(&mut backend_requests)?;
+        fields.insert(
+            format!("mass_{label}_server_requests_max"),
+            serde_json::json!(seen.max),
+        );
+    }
+    println!("{line}");
     Ok(())
+}
+
+/// How long the last name may take once the first batch went out: five minutes, more for
+/// Route 53 one name at a time (each name a read, a change and a 2 s GetChange poll, the calls
+/// 250 ms apart).
+fn apply_deadline(kind: Kind, batch: usize, names: usize) -> Duration {
+    let floor = Duration::from_secs(300);
+    match kind {
+        Kind::Route53 if batch <= 1 => {
+            floor + Duration::from_secs(4u64.saturating_mul(names as u64))
+        }
+        _ => floor,
+    }
 }
 
 /// This process's CPU use over `window`, in percent of one core.
