@@ -652,7 +652,12 @@ fn pending_names(state: &State) -> Vec<PendingName> {
                     error: None,
                 });
             }
-            let r = ns.retry.as_ref()?;
+            // A failed change whose target the record holds by now (applied after all, or set
+            // by hand) is not waiting for anything.
+            let r = ns
+                .retry
+                .as_ref()
+                .filter(|r| ns.current.as_ref() != Some(&r.target))?;
             Some(PendingName {
                 name: name.clone(),
                 target: r.target.clone(),

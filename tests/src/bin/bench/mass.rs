@@ -708,6 +708,7 @@ async fn idle_cpu(window: Duration) -> anyhow::Result<f64> {
     };
     let before = ticks()?;
     let started = Instant::now();
+    // A measuring window, not a wait for something to happen: CPU is averaged over it.
     tokio::time::sleep(window).await;
     let used = ticks()? - before;
     // Linux clock ticks are 100 per second.
