@@ -236,14 +236,30 @@ impl Issued {
     }
 }
 
-/// What the run loop knows of the work in flight: the names a group or a read is working on
-/// and, per such name, the newest change waiting for it.
+/// The names of one read whose result is void: a change to them started while the read was
+/// on its way, so what the read found may be older than what the change writes.
+type Overtaken = Shared<std::collections::BTreeSet<DnsName>>;
+
+/// What the run loop knows of the work in flight: the names a group of changes or a read is
+/// working on and, per name being changed, the newest change waiting for it.
 #[derive(Default)]
 struct Flights {
-    /// Names a running task is applying or reading.
+    /// Names a running group is changing.
     busy: std::collections::BTreeSet<DnsName>,
-    /// The newest change per busy name, started when that name's task ends.
+    /// The newest change per busy name, started when that name's group ends.
     waiting: BTreeMap<DnsName, SetRecord>,
+    /// Names a running read is reading, each with that read's [`Overtaken`] set. A change to
+    /// one of them does not wait for the read: it starts at once and voids the read's result
+    /// for that name.
+    reading: BTreeMap<DnsName, Overtaken>,
+}
+
+/// A task of the run loop that ended, with the names it held.
+enum Landed {
+    /// A group of changes.
+    Changes(Vec<DnsName>),
+    /// A read.
+    Read(Vec<DnsName>),
 }
 
 impl Applier {
@@ -272,7 +288,7 @@ impl Applier {
             .map_or(std::time::Duration::from_secs(3600), |(_, every)| every);
         let mut candidates = tokio::time::interval(check_every);
         candidates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<DnsName>>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Landed>();
         let mut flights = Flights::default();
         loop {
             tokio::select! {
@@ -291,14 +307,21 @@ impl Applier {
                     }
                     None => break,
                 },
-                Some(done) = done_rx.recv() => {
-                    let mut next = Vec::new();
-                    for name in done {
-                        flights.busy.remove(&name);
-                        next.extend(flights.waiting.remove(&name));
+                Some(landed) = done_rx.recv() => match landed {
+                    Landed::Changes(names) => {
+                        let mut next = Vec::new();
+                        for name in names {
+                            flights.busy.remove(&name);
+                            next.extend(flights.waiting.remove(&name));
+                        }
+                        self.start_group(next, &mut flights, &done_tx).await;
                     }
-                    self.start_group(next, &mut flights, &done_tx).await;
-                }
+                    Landed::Read(names) => {
+                        for name in names {
+                            flights.reading.remove(&name);
+                        }
+                    }
+                },
                 Some(()) = refresh_rx.recv() => {
                     self.start_read(&schedule.names, " at takeover", &mut flights, &done_tx);
                 }
@@ -309,13 +332,15 @@ impl Applier {
         }
     }
 
-    /// Starts the changes of `group` whose names are free in one task; a change to a busy name
-    /// waits for it (the newest per name: an older one is settled here as overtaken).
+    /// Starts the changes of `group` whose names are free in one task; a change to a name
+    /// being changed waits for it (the newest per name: an older one is settled here as
+    /// overtaken). A name being read is free: the change starts at once and the read's result
+    /// for it is dropped.
     async fn start_group(
         &self,
         group: Vec<SetRecord>,
         flights: &mut Flights,
-        done: &mpsc::UnboundedSender<Vec<DnsName>>,
+        done: &mpsc::UnboundedSender<Landed>,
     ) {
         let mut launch: BTreeMap<DnsName, SetRecord> = BTreeMap::new();
         for cmd in group {
@@ -337,37 +362,46 @@ impl Applier {
             return;
         }
         let names: Vec<DnsName> = launch.keys().cloned().collect();
+        for name in &names {
+            if let Some(overtaken) = flights.reading.get(name) {
+                locked(overtaken).insert(name.clone());
+            }
+        }
         flights.busy.extend(names.iter().cloned());
         let applier = self.clone();
         let done = done.clone();
         self.tasks.spawn(async move {
             applier.apply_group(launch.into_values().collect()).await;
-            let _ = done.send(names);
+            let _ = done.send(Landed::Changes(names));
         });
     }
 
-    /// Reads every record of `names` not in flight, in one task (see [`Self::refresh_many`]).
+    /// Reads every record of `names` neither being changed nor already being read, in one task
+    /// (see [`Self::refresh_many`]).
     fn start_read(
         &self,
         names: &[DnsName],
         why: &'static str,
         flights: &mut Flights,
-        done: &mpsc::UnboundedSender<Vec<DnsName>>,
+        done: &mpsc::UnboundedSender<Landed>,
     ) {
         let free: Vec<DnsName> = names
             .iter()
-            .filter(|n| !flights.busy.contains(*n))
+            .filter(|n| !flights.busy.contains(*n) && !flights.reading.contains_key(*n))
             .cloned()
             .collect();
         if free.is_empty() {
             return;
         }
-        flights.busy.extend(free.iter().cloned());
+        let overtaken = Overtaken::default();
+        for name in &free {
+            flights.reading.insert(name.clone(), overtaken.clone());
+        }
         let applier = self.clone();
         let done = done.clone();
         self.tasks.spawn(async move {
-            applier.refresh_many(&free, why).await;
-            let _ = done.send(free);
+            applier.read_records(&free, why, &overtaken).await;
+            let _ = done.send(Landed::Read(free));
         });
     }
 
@@ -415,6 +449,20 @@ impl Applier {
     /// that cannot be read is logged (`why`: at what occasion) and returned with its error; it
     /// holds up no other name.
     pub async fn refresh_many(&self, names: &[DnsName], why: &str) -> Vec<ProviderError> {
+        self.read_records(names, why, &Overtaken::default()).await
+    }
+
+    /// [`Self::refresh_many`], dropping what was read of a name in `overtaken`: a change to it
+    /// started while the read was on its way, so the content read may be older than the
+    /// change's and must neither reach the engine (it would take our own earlier generation for
+    /// a restore by hand) nor become the next compare-and-set's expected value. That change
+    /// reports what the record holds.
+    async fn read_records(
+        &self,
+        names: &[DnsName],
+        why: &str,
+        overtaken: &Overtaken,
+    ) -> Vec<ProviderError> {
         use futures::StreamExt;
         let asked: Vec<String> = names.iter().map(DnsName::to_string).collect();
         let started = tokio::time::Instant::now();
@@ -427,7 +475,7 @@ impl Applier {
         );
         futures::stream::iter(names.iter().cloned().zip(states))
             .map(|(name, state)| async move {
-                let result = self.refreshed(&name, state).await;
+                let result = self.refreshed(&name, state, overtaken).await;
                 if let Err(e) = &result {
                     tracing::warn!(namespace = %name, "cannot read the record{why}: {e}");
                 }
@@ -444,13 +492,14 @@ impl Applier {
         &self,
         name: &DnsName,
         state: Result<RecordState, ProviderError>,
+        overtaken: &Overtaken,
     ) -> Result<(), ProviderError> {
+        let void = || locked(overtaken).contains(name);
         // What our books say each marker generation wrote, bounded: until the engine has the
         // record's content it writes nothing, so a state bucket slow to answer (a stream
         // electing its leader) must not hold the content back.
         let state = state?;
         let content = record_content(name, &state)?;
-        locked(&self.last_seen).insert(name.clone(), state.content.clone());
         let generation = state.marker.map(|m| Generation(m.generation));
         let book = match generation {
             Some(_) => Some(tokio::time::timeout(BOOK_WAIT, self.book(name, "ns")).await),
@@ -466,6 +515,13 @@ impl Applier {
             }
             _ => None,
         };
+        // No await between this check and the report's place in the engine's queue: a change
+        // started after it reports after this read.
+        if void() {
+            tracing::debug!(namespace = %name, "a change started while the record was read; what the read found is dropped");
+            return Ok(());
+        }
+        locked(&self.last_seen).insert(name.clone(), state.content.clone());
         self.report(ProviderReport::Current {
             namespace: name.clone(),
             target: content,
@@ -473,7 +529,9 @@ impl Applier {
             written,
         })
         .await;
-        self.settle(name, &state).await;
+        if !void() {
+            self.settle(name, &state).await;
+        }
         Ok(())
     }
 
@@ -488,8 +546,10 @@ impl Applier {
         let Some(epoch) = (self.acting)() else {
             return;
         };
-        let intent = match self.book(name, "intent").await {
-            Ok(Some((intent, _))) if intent.status == "pending" && intent.epoch < epoch => intent,
+        let (intent, revision) = match self.book(name, "intent").await {
+            Ok(Some((intent, revision))) if intent.status == "pending" && intent.epoch < epoch => {
+                (intent, revision)
+            }
             Ok(_) => return,
             Err(e) => {
                 tracing::warn!(namespace = %name, "cannot read the pending intent: {e}");
@@ -538,17 +598,28 @@ impl Applier {
             tracing::warn!(namespace = %name, "the audit stream did not store the settlement; the intent stays pending");
             return;
         }
-        if let Err(e) = self.put(name, "intent", &settled).await {
+        // Both writes are conditional on exactly what was read: a change of this leader's that
+        // stored its own intent (or advanced `ns`) meanwhile is newer than this verdict and wins.
+        if let Err(e) = self
+            .put_once(name, "intent", &settled, Some(revision))
+            .await
+        {
             tracing::warn!(namespace = %name, "cannot settle the pending intent: {e}");
             return;
         }
         if landed {
-            let newer = match self.book(name, "ns").await {
-                Ok(Some((ns, _))) => ns.generation < intent.generation,
-                Ok(None) => true,
-                Err(_) => false,
+            let ns = match self.book(name, "ns").await {
+                Ok(Some((ns, revision)))
+                    if ns.generation < intent.generation && ns.epoch <= epoch =>
+                {
+                    Some(Some(revision))
+                }
+                Ok(Some(_)) | Err(_) => None,
+                Ok(None) => Some(None),
             };
-            if newer && let Err(e) = self.put(name, "ns", &settled).await {
+            if let Some(revision) = ns
+                && let Err(e) = self.put_once(name, "ns", &settled, revision).await
+            {
                 tracing::warn!(namespace = %name, "cannot record the applied generation: {e}");
             }
         }
@@ -1111,14 +1182,31 @@ impl Applier {
         }
     }
 
-    /// Compare-and-set `prefix.name`, refused when the stored value carries a newer epoch.
-    async fn put(&self, name: &str, prefix: &str, value: &RecordBook) -> Result<(), String> {
-        self.put_over(name, prefix, value, None).await.map(|_| ())
+    /// Writes `prefix.name` once, if it is still at `revision` (`None`: still absent); no
+    /// second attempt, so a concurrent writer's newer entry is never overwritten.
+    async fn put_once(
+        &self,
+        name: &str,
+        prefix: &str,
+        value: &RecordBook,
+        revision: Option<u64>,
+    ) -> Result<u64, String> {
+        let Some(store) = &self.store else {
+            return Ok(0);
+        };
+        let key = format!("{prefix}.{name}");
+        let body = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+        match revision {
+            Some(revision) => store.update(&key, body, revision).await,
+            None => store.create(&key, body).await,
+        }
+        .map_err(|e| format!("{key} changed since it was read ({e}); left as it is"))
     }
 
-    /// [`Self::put`] starting from `known`, what the key held when this applier last read or
-    /// wrote it (`Some(None)`: absent), instead of reading it again. The write is conditional on
-    /// that revision, so a stale `known` costs one failed attempt and a fresh read, never a lost
+    /// Compare-and-set `prefix.name`, refused when the stored value carries a newer epoch,
+    /// starting from `known`, what the key held when this applier last read or wrote it
+    /// (`Some(None)`: absent; `None`: read it first). The write is conditional on that
+    /// revision, so a stale `known` costs one failed attempt and a fresh read, never a lost
     /// update. Returns the new revision (0 without a store).
     async fn put_over(
         &self,
@@ -1624,6 +1712,148 @@ mod tests {
             }
         };
         assert_eq!(applied, NAME);
+        stop.cancel();
+    }
+
+    /// A memory provider whose `read_many` takes what the records hold, then waits for a gate
+    /// before answering: a long listing that read a name before a change to it landed.
+    struct SlowListing {
+        inner: MemoryProvider,
+        listed: Arc<Notify>,
+        gate: Arc<Notify>,
+    }
+
+    impl DnsProvider for SlowListing {
+        fn kind(&self) -> &'static str {
+            "slow-listing"
+        }
+
+        fn read<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> crate::provider::ProviderFuture<'a, crate::provider::RecordState> {
+            self.inner.read(name)
+        }
+
+        fn apply<'a>(
+            &'a self,
+            change: &'a Change,
+        ) -> crate::provider::ProviderFuture<'a, ApplyOutcome> {
+            self.inner.apply(change)
+        }
+
+        fn read_many<'a>(
+            &'a self,
+            names: &'a [String],
+        ) -> crate::provider::BatchFuture<'a, crate::provider::RecordState> {
+            Box::pin(async move {
+                let found = self.inner.read_many(names).await;
+                self.listed.notify_one();
+                self.gate.notified().await;
+                found
+            })
+        }
+    }
+
+    /// The next report from `reports`, within the deadline.
+    async fn next_report(
+        reports: &mut mpsc::Receiver<Input>,
+        deadline: tokio::time::Instant,
+    ) -> ProviderReport {
+        loop {
+            let report = tokio::time::timeout_at(deadline, reports.recv())
+                .await
+                .expect("a report before the deadline")
+                .expect("the report channel is open");
+            if let Input::Provider(report) = report {
+                return report;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_to_a_name_being_read_starts_at_once_and_voids_what_the_read_found() {
+        const OTHER: &str = "owa.example.com";
+        let (memory, open, kinds) = seeded();
+        memory.insert(
+            OTHER,
+            "owa-site1.example.com",
+            Some("sitewarden epoch=1 gen=0"),
+        );
+        open.notify_one();
+        let (listed, gate) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (mut applier, mut reports, stop) = applier(memory.clone(), open, kinds);
+        applier.provider = Arc::new(SlowListing {
+            inner: memory.clone(),
+            listed: listed.clone(),
+            gate: gate.clone(),
+        });
+        let scope = super::super::tasks::TaskScope::default();
+        applier.tasks = scope.tasks();
+        let last_seen = applier.last_seen.clone();
+        let (apply_tx, apply_rx) = mpsc::channel(8);
+        let (refresh_tx, refresh_rx) = mpsc::channel(1);
+        let schedule = Schedule {
+            names: vec![NAME.parse().unwrap(), OTHER.parse().unwrap()],
+            targets: Vec::new(),
+            reconcile_every: std::time::Duration::from_secs(3600),
+            candidate_check: None,
+        };
+        applier
+            .tasks
+            .clone()
+            .spawn(applier.run(schedule, apply_rx, refresh_rx, stop.clone()));
+        // The first reconcile read runs at start; a takeover read finds every name being read.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        tokio::time::timeout_at(deadline, listed.notified())
+            .await
+            .expect("the listing has read the records");
+        refresh_tx.send(()).await.unwrap();
+        // mail fails over while the listing that saw mail-rr is still on its way: the change
+        // does not wait for it.
+        apply_tx
+            .send(vec![set("mail-site2.example.com", 1)])
+            .await
+            .unwrap();
+        match next_report(&mut reports, deadline).await {
+            ProviderReport::Applied { namespace, .. } => assert_eq!(namespace, NAME),
+            other => panic!("expected mail's change applied first, got {other:?}"),
+        }
+        // The listing answers: owa is reported as read, mail's stale content is dropped.
+        gate.notify_one();
+        match next_report(&mut reports, deadline).await {
+            ProviderReport::Current { namespace, .. } => assert_eq!(namespace, OTHER),
+            other => panic!("expected owa's record, got {other:?}"),
+        }
+        assert_eq!(
+            locked(&last_seen).get(&NAME.parse::<DnsName>().unwrap()),
+            Some(&Some("mail-site2.example.com".to_owned())),
+            "the next compare-and-set expects what the change wrote"
+        );
+        // A later read reports mail again, as it is now (asked until the run loop has seen the
+        // first read end).
+        loop {
+            let _ = refresh_tx.try_send(());
+            let asked = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+            if tokio::time::timeout_at(asked, listed.notified())
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no second listing");
+        }
+        gate.notify_one();
+        let mut seen = BTreeMap::new();
+        while seen.len() < 2 {
+            if let ProviderReport::Current {
+                namespace, target, ..
+            } = next_report(&mut reports, deadline).await
+            {
+                seen.insert(namespace.to_string(), target.map(|t| t.to_string()));
+            }
+        }
+        assert_eq!(seen[NAME].as_deref(), Some("mail-site2.example.com"));
         stop.cancel();
     }
 
