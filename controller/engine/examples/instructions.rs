@@ -11,6 +11,12 @@
 //!
 //! Run: `cargo run --release -p sitewarden-engine --example instructions -- steady 200000`, or
 //! `scripts/bench-instructions`, which runs it under callgrind and does the subtraction.
+//!
+//! `deciding N`: the `scale` bench's fleet (10,000 names over 20 site pairs, three observers),
+//! the observation that completes site `p01a`'s Down quorum and moves its 500 names, stepped
+//! `N` times, each on its own copy of the state made beforehand. Count it with callgrind's
+//! `--toggle-collect='instructions::decide'`, which counts the steps alone (not the setup or
+//! the copies): `scripts/bench-instructions` does, and divides by `N`.
 
 use std::hint::black_box;
 
@@ -20,6 +26,10 @@ use sitewarden_engine::{Engine, Input, State};
 // The bench's own workload, so the two measure the same thing.
 #[path = "../benches/workload/mod.rs"]
 mod workload;
+// The `scale` bench's fleet, for the `deciding` case.
+#[allow(dead_code)]
+#[path = "../benches/fleet/mod.rs"]
+mod fleet;
 use workload::{batch, config, warmed};
 
 /// Healthy rounds digested before the measured ones, as in the bench's `observations` group.
@@ -37,9 +47,35 @@ fn run(engine: &Engine, state: &mut State, inputs: &[(DateTime<Utc>, Input)]) ->
     commands
 }
 
+/// The measured loop of `deciding`: the deciding step once per prepared state.
+#[inline(never)]
+fn decide(engine: &Engine, states: &mut [State], now: DateTime<Utc>, input: &Input) -> usize {
+    let mut records = 0;
+    for state in states {
+        records += fleet::set_records(&black_box(engine.step(state, now, input)));
+    }
+    records
+}
+
+/// `deciding STEPS`: see the module docs.
+fn deciding(steps: usize) {
+    let engine = Engine::new(fleet::config(10_000));
+    let warm = fleet::warmed(&engine);
+    let (before, (now, input), _) = fleet::before_deciding(&engine, &warm);
+    let mut states: Vec<State> = (0..steps).map(|_| before.clone()).collect();
+    let records = decide(&engine, &mut states, now, black_box(&input));
+    println!("{{\"case\":\"deciding\",\"steps\":{steps},\"set_records\":{records}}}");
+}
+
 fn main() {
-    let usage = "usage: instructions steady|noisy_2pct STEPS (STEPS ≤ 200000)";
+    let usage = "usage: instructions steady|noisy_2pct STEPS (STEPS ≤ 200000) | deciding STEPS";
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [case, steps] = args.as_slice()
+        && case == "deciding"
+    {
+        deciding(steps.parse().unwrap_or_else(|_| panic!("{usage}")));
+        return;
+    }
     let (case, steps) = match args.as_slice() {
         [case, steps] => (case.as_str(), steps.parse::<usize>().ok()),
         _ => panic!("{usage}"),

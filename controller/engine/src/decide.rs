@@ -24,6 +24,14 @@ use super::verdict::Verdict;
 use super::{Engine, State};
 use crate::config::NamespaceConfig;
 
+/// The evidence built during one evaluation: each site's once, and each set of sites (the
+/// sites a name needs) once, shared by every decision that needs it.
+#[derive(Default)]
+struct EvidenceCache<'c> {
+    per_site: BTreeMap<SiteId, Arc<SiteEvidence>>,
+    per_set: BTreeMap<Vec<&'c SiteId>, Arc<BTreeMap<SiteId, Arc<SiteEvidence>>>>,
+}
+
 impl Engine {
     /// Plans the namespaces whose plan may have changed (see `replan`) and emits commands;
     /// returns the rule chosen for `manual_failback`.
@@ -40,7 +48,7 @@ impl Engine {
         }
         let scope = self.scope(state, now, &shared);
         // Each site's evidence as of now, built once for every decision of this evaluation.
-        let mut evidence = BTreeMap::new();
+        let mut evidence = EvidenceCache::default();
         let mut manual_rule = None;
         for name in scope {
             let Some(cfg) = self.config.namespaces.get(name) else {
@@ -78,19 +86,23 @@ impl Engine {
     }
 
     /// The evidence of the sites `cfg`'s targets need, from `cache` (filled as needed).
-    fn evidence_sites(
-        &self,
-        cfg: &NamespaceConfig,
+    fn evidence_sites<'c>(
+        &'c self,
+        cfg: &'c NamespaceConfig,
         state: &State,
         now: DateTime<Utc>,
-        cache: &mut BTreeMap<SiteId, Arc<SiteEvidence>>,
-    ) -> BTreeMap<SiteId, Arc<SiteEvidence>> {
+        cache: &mut EvidenceCache<'c>,
+    ) -> Arc<BTreeMap<SiteId, Arc<SiteEvidence>>> {
+        let needed = super::namespace_sites(cfg);
+        if let Some(sites) = cache.per_set.get(&needed) {
+            return Arc::clone(sites);
+        }
         let mut sites = BTreeMap::new();
-        for site in super::namespace_sites(cfg) {
+        for site in needed.iter().copied() {
             if sites.contains_key(site) {
                 continue;
             }
-            let ev = match cache.get(site) {
+            let ev = match cache.per_site.get(site) {
                 Some(ev) => Arc::clone(ev),
                 None => {
                     let ev = Arc::new(site_evidence(
@@ -101,25 +113,27 @@ impl Engine {
                         self.stale_after,
                         false,
                     ));
-                    cache.insert(site.clone(), Arc::clone(&ev));
+                    cache.per_site.insert(site.clone(), Arc::clone(&ev));
                     ev
                 }
             };
             sites.insert(site.clone(), ev);
         }
+        let sites = Arc::new(sites);
+        cache.per_set.insert(needed, Arc::clone(&sites));
         sites
     }
 
     /// Turns a plan that speaks into commands and the namespace's new state.
     #[allow(clippy::too_many_arguments)]
-    fn apply_plan(
-        &self,
+    fn apply_plan<'c>(
+        &'c self,
         state: &mut State,
         now: DateTime<Utc>,
-        (name, cfg): (&DnsName, &NamespaceConfig),
+        (name, cfg): (&DnsName, &'c NamespaceConfig),
         plan: Plan,
         speech: Speech,
-        cache: &mut BTreeMap<SiteId, Arc<SiteEvidence>>,
+        cache: &mut EvidenceCache<'c>,
         out: &mut Vec<Command>,
     ) {
         let Speech {

@@ -195,8 +195,9 @@ pub struct Evidence {
     pub note: String,
     /// The sites involved.
     // Shared (`Arc`): one site's facts at one instant are the same for every decision made
-    // then, and a site going Down moves hundreds of names at once.
-    pub sites: BTreeMap<SiteId, Arc<SiteEvidence>>,
+    // then, and a site going Down moves hundreds of names at once; the map too is shared by
+    // every name needing the same sites, and by the copies a decision's commands carry.
+    pub sites: Arc<BTreeMap<SiteId, Arc<SiteEvidence>>>,
     /// Rule `failback_pending`: when failback becomes eligible (the time its note names), if
     /// the sites stay Up until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]

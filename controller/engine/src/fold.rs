@@ -88,12 +88,10 @@ impl Engine {
             let Command::Alert(a) = c else {
                 return true;
             };
-            let Ok(name) = a.subject.parse::<DnsName>() else {
+            // A name's alerts carry it as their subject, as the engine writes names.
+            let Some(name) = mass.names.get(a.subject.as_str()).cloned() else {
                 return true;
             };
-            if !mass.names.contains(&name) {
-                return true;
-            }
             match a.kind {
                 AlertKind::DnsApplied => {
                     mass.applied += 1;
@@ -143,9 +141,12 @@ impl Engine {
 type Move = (String, DnsName, Rule);
 
 /// Replaces the step's `dns_decided` alerts by one per (from, to, rule) and opens (or widens)
-/// the mass move.
+/// the mass move. Linear in the step's commands: each group keeps the first of its names'
+/// alerts (for its evidence), found by name.
 fn fold_decisions(state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>) {
-    let mut groups: BTreeMap<Move, (Vec<DnsName>, Option<Alert>)> = BTreeMap::new();
+    // Each group's index in `names` and `firsts`, in the order the alerts go out.
+    let mut groups: BTreeMap<Move, usize> = BTreeMap::new();
+    let mut names: Vec<Vec<DnsName>> = Vec::new();
     for c in out.iter() {
         let Command::SetRecord(set) = c else {
             continue;
@@ -155,42 +156,60 @@ fn fold_decisions(state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>)
             .get(&set.namespace)
             .and_then(|ns| ns.current.as_ref())
             .map_or_else(|| "nothing".to_owned(), DnsName::to_string);
-        groups
+        let i = *groups
             .entry((from, set.target.clone(), set.reason))
-            .or_default()
-            .0
-            .push(set.namespace.clone());
+            .or_insert_with(|| {
+                names.push(Vec::new());
+                names.len() - 1
+            });
+        if let Some(group) = names.get_mut(i) {
+            group.push(set.namespace.clone());
+        }
     }
-    let mass = state.mass.get_or_insert_with(|| MassMove {
-        started: Some(now),
-        ..MassMove::default()
-    });
+    let group_of: std::collections::HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .flat_map(|(i, group)| group.iter().map(move |n| (n.as_str(), i)))
+        .collect();
+    let mut firsts: Vec<Option<Alert>> = vec![None; names.len()];
+    let mut missing = names.len();
     out.retain(|c| match c {
         Command::Alert(a) if a.kind == AlertKind::DnsDecided => {
-            if let Ok(name) = a.subject.parse::<DnsName>()
-                && let Some((_, first)) =
-                    groups.values_mut().find(|(names, _)| names.contains(&name))
+            if missing > 0
+                && let Some(first) = group_of
+                    .get(a.subject.as_str())
+                    .and_then(|i| firsts.get_mut(*i))
+                && first.is_none()
             {
-                first.get_or_insert_with(|| a.clone());
+                *first = Some(a.clone());
+                missing -= 1;
             }
             false
         }
         _ => true,
     });
-    for ((from, to, rule), (names, first)) in groups {
-        mass.names.extend(names.iter().cloned());
-        mass.unsettled.extend(names.iter().cloned());
+    drop(group_of);
+    let mass = state.mass.get_or_insert_with(|| MassMove {
+        started: Some(now),
+        ..MassMove::default()
+    });
+    for ((from, to, rule), i) in groups {
+        let (Some(group), Some(first)) = (names.get(i), firsts.get_mut(i)) else {
+            continue;
+        };
+        mass.names.extend(group.iter().cloned());
+        mass.unsettled.extend(group.iter().cloned());
         out.push(Command::Alert(Alert {
             severity: Severity::Info,
             kind: AlertKind::DnsDecided,
             subject: MASS_SUBJECT.to_owned(),
             text: format!(
                 "moving {} names from {from} to {to} ({}): {}",
-                names.len(),
+                group.len(),
                 rule.word(),
-                listed(&names)
+                listed(group)
             ),
-            evidence: first.and_then(|a| a.evidence),
+            evidence: first.take().and_then(|a| a.evidence),
         }));
     }
 }

@@ -299,7 +299,7 @@ impl Engine {
             rule: Rule::Steady,
             at: now,
             note: format!("site {site} is {} (was {from})", j.verdict),
-            sites: BTreeMap::from([(site.clone(), Arc::new(ev))]),
+            sites: Arc::new(BTreeMap::from([(site.clone(), Arc::new(ev))])),
             failback_eligible_at: None,
         };
         // Start-up is quiet: a site that has not been alerted about yet and is not Down raises
@@ -362,7 +362,7 @@ impl Engine {
                     st.verdict,
                     since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
-                sites: BTreeMap::from([(site.clone(), Arc::new(ev))]),
+                sites: Arc::new(BTreeMap::from([(site.clone(), Arc::new(ev))])),
                 failback_eligible_at: None,
             };
             st.alerted = Some(st.verdict);
@@ -405,7 +405,7 @@ impl Engine {
                     "site {site} is {} at the end of the start-up grace",
                     st.verdict
                 ),
-                sites: BTreeMap::from([(site.clone(), Arc::new(ev))]),
+                sites: Arc::new(BTreeMap::from([(site.clone(), Arc::new(ev))])),
                 failback_eligible_at: None,
             };
             st.alerted = Some(st.verdict);

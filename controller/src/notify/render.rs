@@ -278,7 +278,7 @@ fn command(a: &Alert) -> Option<String> {
 fn why(e: &Evidence) -> String {
     let first = format!("{} (rule `{}`, {})", e.note, rule_word(e), stamp(e.at));
     let mut sites = Vec::new();
-    for (id, s) in &e.sites {
+    for (id, s) in e.sites.iter() {
         if s.verdict == Verdict::Up && !s.drained {
             continue;
         }

@@ -1312,7 +1312,7 @@ mod tests {
                 rule: Rule::MoveAwayFromDown,
                 at: Utc::now(),
                 note: String::new(),
-                sites: BTreeMap::new(),
+                sites: Default::default(),
                 failback_eligible_at: None,
             },
         }

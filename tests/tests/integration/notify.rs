@@ -132,7 +132,7 @@ fn site1_down_evidence() -> Evidence {
         rule: Rule::MoveAwayFromDown,
         at: t(3, 0, 20),
         note: "a quorum of observers outside site1 sees imap Down on every server".into(),
-        sites,
+        sites: Arc::new(sites),
         failback_eligible_at: None,
     }
 }
