@@ -78,6 +78,10 @@ enum What {
         /// Site pairs the controller carries (the trials cycle through them).
         #[arg(long, default_value_t = decision::POOL)]
         pool: usize,
+        /// Names more the controller carries, on a site pair of their own that never fails
+        /// (`bystander{i}.example.com`): one name's decision while many exist.
+        #[arg(long, default_value_t = 0)]
+        names: usize,
     },
     /// Controller intake rate vs a plain subscriber on the same messages.
     Ingest {
@@ -205,7 +209,11 @@ async fn main() -> anyhow::Result<()> {
             agent,
         } => bench_agent(checks, seconds, agent).await,
         What::Failover { trials, parallel } => failover::run(trials, parallel).await,
-        What::Decision { trials, pool } => decision::run(trials, pool).await,
+        What::Decision {
+            trials,
+            pool,
+            names,
+        } => decision::run(trials, pool, names).await,
         What::Ingest { messages, agents } => ingest::run(messages, agents).await,
         What::Takeover {
             trials,

@@ -11,6 +11,11 @@
 //! the other side once every observer has risen again, and the name moves back
 //! (move-away-from-down is an emergency: no hold-down or failback wait).
 //!
+//! `--names N` adds N names on one more site pair (`pb`, never failed), so a trial measures
+//! one name's decision while N + 41 names exist: the engine re-plans only the names an input
+//! can change, and the runtime's per-tick work (metrics, the API snapshot) grows with N. Their
+//! fields are `decision_names_*` instead of `decision_*`.
+//!
 //! The pool keeps the deployment at 40 pairs however many trials run. Before, every trial had a
 //! fresh pair, so 200 trials meant 201 pairs (402 sites, 201 names), and the engine loop's tick
 //! (every 250 ms: engine recount 2–2.6 ms, metrics 1 ms, the API's state snapshot about 4 ms)
@@ -42,8 +47,16 @@ pub const POOL: usize = 40;
 /// `rise` and two to spare.
 const RECOVERY_ROUNDS: u64 = DEFAULT_RISE as u64 + 2;
 
-pub async fn run(trials: usize, pool: usize) -> anyhow::Result<()> {
+/// The bystander name `i` of `--names`.
+fn bystander(i: usize) -> String {
+    format!("bystander{i}.example.com")
+}
+
+pub async fn run(trials: usize, pool: usize, names: usize) -> anyhow::Result<()> {
     let pairs = pool.max(1).min(trials.max(1)) + 1;
+    // The bystanders' pair is the last of the fleet, after the pool; its own one-name
+    // namespace is replaced by the bystanders.
+    let fleet_pairs = pairs + usize::from(names > 0);
     let nats = NatsServer::start().await?;
     let rec = Recorder::new();
     for k in 0..pairs {
@@ -53,16 +66,23 @@ pub async fn run(trials: usize, pool: usize) -> anyhow::Result<()> {
             Some(rig::SEED_COMMENT),
         );
     }
+    for i in 0..names {
+        rec.inner.insert(
+            &bystander(i),
+            &rig::fleet_rr(pairs),
+            Some(rig::SEED_COMMENT),
+        );
+    }
     let http = rig::free_addr();
     let toml = rig::controller_head(
         "bench-decision",
         &nats.url(),
         &http.to_string(),
         "kind = \"memory\"",
-    ) + &rig::fleet_decisions(pairs);
+    ) + &rig::fleet_with_names(fleet_pairs, pairs, (0..names).map(bystander));
     let mut ctl = InProcess::start(&toml, Some(rec.clone() as Arc<dyn DnsProvider>))?;
-    ctl.acting(Duration::from_secs(30)).await?;
-    let fleet = FleetPublisher::connect(&nats.url(), pairs).await?;
+    ctl.acting(Duration::from_secs(60)).await?;
+    let fleet = FleetPublisher::connect(&nats.url(), fleet_pairs).await?;
     let stop = CancellationToken::new();
     fleet.spawn_refresh(
         Duration::from_millis(500),
@@ -71,7 +91,12 @@ pub async fn run(trials: usize, pool: usize) -> anyhow::Result<()> {
     );
     // Six refresh rounds (3 agents × 2 servers per pair each): every observer has risen
     // (the engine takes a first passing result as up) and both sites of every pair are Up before the first failure.
-    rig::accepted(&ctl.metrics, (36 * pairs) as u64, Duration::from_secs(60)).await?;
+    rig::accepted(
+        &ctl.metrics,
+        (36 * fleet_pairs) as u64,
+        Duration::from_secs(60),
+    )
+    .await?;
 
     // The failing observations of one server, in publication order: enough rounds for every
     // agent to reach the default `fall` and one to spare (the calibration finds where the
@@ -147,17 +172,28 @@ pub async fn run(trials: usize, pool: usize) -> anyhow::Result<()> {
     stop.cancel();
     ctl.stop().await;
     let s = rig::summary(&mut samples)?;
-    println!(
-        "{}",
-        serde_json::json!({
-            "decision_trials": trials,
-            "decision_site_pairs": pairs,
-            "decision_min_ms": rig::round(s.min, 3),
-            "decision_p50_ms": rig::round(s.p50, 3),
-            "decision_p99_ms": rig::round(s.p99, 3),
-            "decision_max_ms": rig::round(s.max, 3),
-        })
-    );
+    let label = if names > 0 {
+        "decision_names"
+    } else {
+        "decision"
+    };
+    let mut line = serde_json::json!({
+        format!("{label}_trials"): trials,
+        format!("{label}_site_pairs"): fleet_pairs,
+        format!("{label}_min_ms"): rig::round(s.min, 3),
+        format!("{label}_p50_ms"): rig::round(s.p50, 3),
+        format!("{label}_p99_ms"): rig::round(s.p99, 3),
+        format!("{label}_max_ms"): rig::round(s.max, 3),
+    });
+    if names > 0
+        && let Some(fields) = line.as_object_mut()
+    {
+        fields.insert(
+            "decision_names_total".into(),
+            serde_json::json!(names + pairs),
+        );
+    }
+    println!("{line}");
     Ok(())
 }
 

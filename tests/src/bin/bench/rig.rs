@@ -245,6 +245,34 @@ pub fn fleet_decisions(pairs: usize) -> String {
     s
 }
 
+/// [`fleet_decisions`] of `pairs` pairs where pair `carrier` carries `names` instead of its
+/// one namespace (candidates `rr{carrier}` on both sites, `a{carrier}`, `b{carrier}`).
+pub fn fleet_with_names(
+    pairs: usize,
+    carrier: usize,
+    names: impl ExactSizeIterator<Item = String>,
+) -> String {
+    let fleet = fleet_decisions(pairs);
+    if names.len() == 0 {
+        return fleet;
+    }
+    let mut s = String::with_capacity(fleet.len() + names.len() * 220);
+    let own = format!("[[namespaces]]\nname = \"{}\"\n", fleet_name(carrier));
+    for block in fleet.split("\n\n") {
+        if !block.is_empty() && !block.starts_with(&own) {
+            s.push_str(block);
+            s.push_str("\n\n");
+        }
+    }
+    let k = carrier;
+    for name in names {
+        s.push_str(&format!(
+            "[[namespaces]]\nname = \"{name}\"\nttl = \"60s\"\ncandidates = [\n  {{ target = \"rr{k}.example.com\", requires = [\"p{k}a\", \"p{k}b\"] }},\n  {{ target = \"a{k}.example.com\", requires = [\"p{k}a\"] }},\n  {{ target = \"b{k}.example.com\", requires = [\"p{k}b\"] }},\n]\n\n"
+        ));
+    }
+    s
+}
+
 /// The namespace of pair `k`.
 pub fn fleet_name(k: usize) -> String {
     format!("n{k}.example.com")
