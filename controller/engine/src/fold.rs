@@ -3,7 +3,9 @@
 //! When one step decides to move more than [`FOLD_AT`] names, their `dns_decided` alerts are
 //! folded into one per (from, to, rule): "moving 10,000 names from rr0 to b0 (move away from
 //! down): m0, m1, m2, m3, m4 and 9,995 more". The names form the step's *mass move*. Until every
-//! name of it has settled (its change applied, failed or overtaken: nothing pending), the
+//! name of it has settled (its change applied, overtaken, or failed in a way only a human can
+//! fix: nothing pending, no retry of its own scheduled — a rate limit waited out is still under
+//! way, and the retries are not announced again), the
 //! per-name `dns_applied`, `apply_failed` and `resolved` alerts of those names are folded too —
 //! each is still in the audit trail as the applier's settlement — and the first failure raises
 //! one alert for the lot. When the last name settles, one alert says how it ended: how many were
@@ -73,6 +75,7 @@ impl Engine {
         if decided > FOLD_AT {
             fold_decisions(state, now, out);
         }
+        let namespaces = &state.namespaces;
         let Some(mass) = state.mass.as_mut() else {
             return;
         };
@@ -100,7 +103,10 @@ impl Engine {
                     false
                 }
                 AlertKind::ApplyFailed => {
-                    mass.unsettled.remove(&name);
+                    // A change the schedule will try again is still under way.
+                    if !namespaces.get(&name).is_some_and(retrying) {
+                        mass.unsettled.remove(&name);
+                    }
                     if !mass.failure_alerted && first_failure.is_none() {
                         first_failure = Some(a.clone());
                     }
@@ -126,9 +132,11 @@ impl Engine {
             }));
         }
         if tick {
-            let namespaces = &state.namespaces;
-            mass.unsettled
-                .retain(|n| namespaces.get(n).is_some_and(|ns| ns.pending.is_some()));
+            mass.unsettled.retain(|n| {
+                namespaces
+                    .get(n)
+                    .is_some_and(|ns| ns.pending.is_some() || retrying(ns))
+            });
         }
         let settled = mass.unsettled.is_empty();
         if settled && let Some(mass) = state.mass.take() {
@@ -194,11 +202,16 @@ fn fold_decisions(state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>)
         ..MassMove::default()
     });
     for ((from, to, rule), i) in groups {
-        let (Some(group), Some(first)) = (names.get(i), firsts.get_mut(i)) else {
+        let (Some(group), Some(first)) = (names.get_mut(i), firsts.get_mut(i)) else {
             continue;
         };
-        mass.names.extend(group.iter().cloned());
         mass.unsettled.extend(group.iter().cloned());
+        // A name already in the move is being retried: it was announced when it was decided.
+        group.retain(|n| !mass.names.contains(n));
+        if group.is_empty() {
+            continue;
+        }
+        mass.names.extend(group.iter().cloned());
         out.push(Command::Alert(Alert {
             severity: Severity::Info,
             kind: AlertKind::DnsDecided,
@@ -212,6 +225,12 @@ fn fold_decisions(state: &mut State, now: DateTime<Utc>, out: &mut Vec<Command>)
             evidence: first.take().and_then(|a| a.evidence),
         }));
     }
+}
+
+/// Whether `ns`'s failed change waits for a retry the schedule will make on its own (not one
+/// that needs a human first): a name of a mass move so waiting has not settled.
+fn retrying(ns: &crate::namespace::NamespaceState) -> bool {
+    ns.retry.as_ref().is_some_and(|r| !r.class.needs_human())
 }
 
 /// The alert that ends a mass move.

@@ -142,3 +142,81 @@ fn a_move_of_a_few_names_alerts_name_by_name() {
         .collect();
     assert_eq!(decided.len(), FOLD_AT, "mail's and each svc name's");
 }
+
+#[test]
+fn when_a_mass_move_hits_a_rate_limit_then_it_stays_one_move_until_the_retries_land() {
+    let mut story = story(24);
+    story.run_until(t(30), sites_dead(&["site1"]));
+    let moves: Vec<SetRecord> = story
+        .set_records()
+        .into_iter()
+        .map(|(_, r)| r.clone())
+        .collect();
+    assert_eq!(moves.len(), 25);
+    let decided_at = story.now;
+    // The batch met a rate-limit block of 4 s: every name fails, each reported on its own.
+    for r in &moves {
+        story.input(Input::Provider(ProviderReport::Failed {
+            namespace: r.namespace.clone(),
+            generation: r.generation,
+            error: "DNS provider rate limit hit (retry after 4s)".into(),
+            class: FailureClass::RateLimited {
+                retry_after_ms: Some(4_000),
+            },
+            calls: CallStats::default(),
+        }));
+    }
+    let all = mass_alerts(&story);
+    assert_eq!(
+        all.iter()
+            .filter(|(k, t)| *k == AlertKind::ApplyFailed && t.contains("changes are failing"))
+            .count(),
+        1,
+        "{all:?}"
+    );
+    assert!(
+        all.iter().all(|(k, _)| *k != AlertKind::DnsApplied),
+        "waiting out a rate limit does not end the move: {all:?}"
+    );
+    assert!(story.state.mass.is_some(), "the move is still under way");
+
+    // The retries fall due after the block and are decided again; the provider answers them
+    // in two parts, the second a few seconds later.
+    let before = story.set_records().len();
+    story.run_until(t(40), sites_dead(&["site1"]));
+    let retries: Vec<SetRecord> = story.set_records()[before..]
+        .iter()
+        .map(|(_, r)| (*r).clone())
+        .collect();
+    assert_eq!(retries.len(), 25, "every name is tried again");
+    let (first, rest) = retries.split_at(20);
+    for r in first {
+        story.input(applied(r));
+    }
+    assert!(story.state.mass.is_some(), "five names still under way");
+    story.run_until(t(42), sites_dead(&["site1"]));
+    for r in rest {
+        story.input(applied(r));
+    }
+
+    // One move, told in a few alerts: decided (mail and the svc names go to different
+    // targets: two), failing, done; nothing name by name, the retries not announced again.
+    for kind in [
+        AlertKind::DnsDecided,
+        AlertKind::DnsApplied,
+        AlertKind::ApplyFailed,
+        AlertKind::Resolved,
+    ] {
+        assert_eq!(per_name_alerts(&story, kind), 0, "{kind:?}");
+    }
+    let all = mass_alerts(&story);
+    assert_eq!(all.len(), 4, "{all:?}");
+    let (kind, end) = all.last().expect("an alert ends the move");
+    assert_eq!(*kind, AlertKind::DnsApplied);
+    let took = (story.now - decided_at).num_seconds();
+    assert!(
+        end.starts_with("mass move done: all 25 names applied and verified in") && took >= 10,
+        "{end} ({took} s after the decision)"
+    );
+    assert!(story.state.mass.is_none());
+}
