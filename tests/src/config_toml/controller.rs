@@ -94,6 +94,12 @@ pub enum Provider {
             serialize_with = "optional_duration"
         )]
         request_timeout: Option<Duration>,
+        /// No retry wait of a call ends later than this after its first attempt.
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "optional_duration"
+        )]
+        retry_deadline: Option<Duration>,
     },
     /// The controller's own authoritative DNS server, records kept on the bus.
     Builtin {

@@ -111,6 +111,7 @@ pub(super) fn cloudflare(
         api_token: SecretFile::at(&wiring.token),
         api_url: format!("http://{proxy}{}", crate::cloudflare::API_PREFIX),
         request_timeout,
+        retry_deadline: None,
     }
 }
 

@@ -14,8 +14,8 @@ use sitewarden_controller::runtime;
 use sitewarden_controller::runtime::settings::RuntimeSettings;
 use sitewarden_shared::config::Source;
 use sitewarden_tests::config_toml::{
-    AlertSink, ControllerTable, ControllerToml, Edge, EdgeWebhook, Ha, NatsTable, Provider,
-    SecretFile,
+    AlertSink, Api, ApiToken, ControllerTable, ControllerToml, Edge, EdgeWebhook, Ha, NatsTable,
+    Provider, SecretFile,
 };
 use sitewarden_tests::exchange::{Behaviour, ExchangeOptions, ExchangeServer};
 use sitewarden_tests::in_process::{RunningAgent, RunningController};
@@ -492,5 +492,217 @@ async fn given_the_builtin_dns_when_site1_dies_then_dig_sees_mail_move_to_site2(
     };
     assert!(*converged, "{watched:?}");
     assert_eq!(target, "mail-site2.example.com", "{watched:?}");
+    c.stop().await;
+}
+
+/// The names of the mass-move story: more than the engine announces one by one
+/// (`sitewarden_engine::FOLD_AT`).
+const MASS: usize = 24;
+
+fn mass_name(i: usize) -> String {
+    format!("svc{i}.example.com")
+}
+
+/// The read token of the mass-move story's API.
+const READ_TOKEN: &str = "mass-move-reader-token-5d2a77";
+
+/// `GET /api/v1/status?names=all` as JSON, as a read-only client asks it.
+async fn status(http: std::net::SocketAddr) -> Option<serde_json::Value> {
+    reqwest::Client::new()
+        .get(format!("http://{http}/api/v1/status?names=all"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_many_names_when_site1_dies_into_a_rate_limit_then_status_lists_them_until_the_retry_moves_all()
+ {
+    use sitewarden_tests::cloudflare::{CloudflareEmulator, Fault, Match};
+    const TOKEN: &str = "cf-mass-move-token-91c4";
+    const BLOCK_S: u64 = 4;
+    let lab = lab().await;
+    let cf = CloudflareEmulator::start(TOKEN).await.unwrap();
+    let zone = cf.add_zone("example.com");
+    for i in 0..MASS {
+        cf.add_cname(
+            &zone,
+            &mass_name(i),
+            "mail-rr.example.com",
+            60,
+            false,
+            Some("sitewarden epoch=0 gen=0"),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("cloudflare.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let (hook, alerts) = receiver().await;
+    let url_file = dir.path().join("hook.url");
+    std::fs::write(&url_file, format!("http://{hook}/hook")).unwrap();
+    let http = sitewarden_tests::free_addr();
+    let mut toml = controller_toml(&lab.nats.url(), "ctl-mass", false, &http.to_string());
+    // A call waits out a rate limit for a second at most: the block below outlasts it, so
+    // the names fail and the engine's retry schedule takes over.
+    toml.provider = Provider::Cloudflare {
+        zone_id: zone,
+        api_token: SecretFile::at(&token),
+        api_url: cf.api_url(),
+        request_timeout: None,
+        retry_deadline: Some(Duration::from_secs(1)),
+    };
+    toml.decisions.namespaces = (0..MASS)
+        .flat_map(|i| two_site::decisions(None, &mass_name(i)).namespaces)
+        .collect();
+    toml.alerts.push(AlertSink {
+        kind: "webhook".into(),
+        url: SecretFile::at(&url_file),
+        min_severity: "info".into(),
+    });
+    let read_token = dir.path().join("read.token");
+    std::fs::write(&read_token, READ_TOKEN).unwrap();
+    toml.api = Some(Api {
+        tokens: vec![ApiToken {
+            name: "dashboard".into(),
+            role: "read".into(),
+            token: SecretFile::at(&read_token),
+        }],
+    });
+    let c = RunningController::start(&toml.render(), None);
+    // Every record read and both sites Up before site1 dies.
+    wait_for("both sites Up", DEADLINE * 2, || async {
+        let text = c.metrics.encode();
+        ["site1", "site2"]
+            .iter()
+            .all(|site| {
+                let prefix = format!("sitewarden_controller_site_verdict_code{{site=\"{site}\"}} ");
+                text.lines()
+                    .any(|l| l.strip_prefix(&prefix).is_some_and(|v| v.trim() == "1"))
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    wait_for("every name read", DEADLINE, || async {
+        let s = status(http).await?;
+        (s["namespaces_total"] == MASS && s["pending_total"] == 0).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // The move's batch starts a rate-limit block: every request is refused for BLOCK_S.
+    cf.clear_calls();
+    cf.inject(
+        Fault::RateLimited {
+            retry_after_s: BLOCK_S,
+        },
+        Match::Batches,
+        1,
+    );
+    for cas in &lab.cas[..2] {
+        cas.set(Behaviour::Down).await.unwrap();
+    }
+    // The operator's view meanwhile: every name pending, waiting out the rate limit.
+    let waiting = wait_for("every name waiting for its retry", DEADLINE, || async {
+        let s = status(http).await?;
+        let pending = s["pending"].as_array()?;
+        (s["pending_total"] == MASS
+            && pending.len() == MASS
+            && pending.iter().all(|p| {
+                p["state"] == "waiting"
+                    && p["class"] == "rate_limited"
+                    && p["target"] == "mail-site2.example.com"
+                    && p["retry_at"].is_string()
+            }))
+        .then_some(s)
+    })
+    .await;
+    let waiting = match waiting {
+        Ok(s) => s,
+        Err(e) => panic!("{e}; status: {:#}", status(http).await.unwrap_or_default()),
+    };
+    let error = waiting["pending"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("429") || error.contains("rate"), "{error}");
+    for i in 0..MASS {
+        assert_eq!(
+            cf.record(&mass_name(i)).unwrap().content,
+            "mail-rr.example.com",
+            "nothing moved during the block"
+        );
+    }
+
+    // The retry, once the block is over, moves every name in one batch.
+    wait_for("every name on mail-site2", DEADLINE * 2, || async {
+        (0..MASS)
+            .all(|i| {
+                cf.record(&mass_name(i))
+                    .is_some_and(|r| r.content == "mail-site2.example.com")
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    wait_for("nothing pending", DEADLINE, || async {
+        let s = status(http).await?;
+        (s["pending_total"] == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    let batches: Vec<u16> = cf
+        .calls()
+        .iter()
+        .filter(|call| call.method == "POST" && call.path.ends_with("/dns_records/batch"))
+        .map(|call| call.status)
+        .collect();
+    // The names' retries fall due together (the block's Retry-After is every name's floor),
+    // give or take the engine tick their failure reports straddle: a batch or two.
+    let calls: Vec<String> = cf
+        .calls()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {} {}",
+                c.method,
+                c.path,
+                c.status,
+                c.body["patches"].as_array().map_or(0, Vec::len)
+            )
+        })
+        .collect();
+    assert!(
+        batches.first() == Some(&429)
+            && (2..=3).contains(&batches.len())
+            && batches[1..].iter().all(|s| *s == 200),
+        "one refused batch, then the retries in one or two: {calls:#?}"
+    );
+
+    // The channel heard of the move in a few alerts, not one per name: the move, its first
+    // failure, and its end.
+    let said = wait_for("the mass move's end at the webhook", DEADLINE, || async {
+        let bodies = alerts.lock().unwrap().clone();
+        bodies
+            .iter()
+            .any(|b| b.contains("mass move done"))
+            .then_some(bodies)
+    })
+    .await
+    .unwrap();
+    let about = |what: &str| said.iter().filter(|b| b.contains(what)).count();
+    assert_eq!(about(&format!("moving {MASS} names from")), 1, "{said:#?}");
+    assert_eq!(about("changes are failing"), 1, "{said:#?}");
+    assert_eq!(
+        about(&format!("all {MASS} names applied and verified")),
+        1,
+        "{said:#?}"
+    );
+    assert_eq!(
+        about("\"subject\":\"svc"),
+        0,
+        "nothing name by name, the retries included: {said:#?}"
+    );
     c.stop().await;
 }

@@ -115,6 +115,7 @@ fn controller_toml(
             api_token: SecretFile::at(token),
             api_url: api.into(),
             request_timeout: None,
+            retry_deadline: None,
         },
         decisions: two_site::decisions(Some(TEST_POLICY), NAME),
         ..ControllerToml::default()

@@ -102,7 +102,17 @@ pub async fn run(trials: usize, pool: usize, names: usize) -> anyhow::Result<()>
     // agent to reach the default `fall` and one to spare (the calibration finds where the
     // evidence completes).
     let order: Vec<(&str, &str)> = (0..=DEFAULT_FALL).flat_map(|_| FLEET_AGENTS).collect();
-    let completing = calibrate(&fleet, &rec, &order).await?;
+    // Every site Up, as the controller sees it: with many names it is still taking up the
+    // records it read at start a while after the first rounds are in.
+    let sites: Vec<String> = (0..fleet_pairs)
+        .flat_map(|k| [format!("p{k}a"), format!("p{k}b")])
+        .collect();
+    let sites: Vec<&str> = sites.iter().map(String::as_str).collect();
+    rig::sites_up(&ctl.metrics, &sites, Duration::from_secs(120)).await?;
+    // Spaced so the controller has decided on each observation before the next: a second
+    // with many names (its per-tick work grows with them), 200 ms without.
+    let spacing = Duration::from_millis(if names > 0 { 1000 } else { 200 });
+    let completing = calibrate(&fleet, &rec, &order, spacing).await?;
     eprintln!(
         "decision: observation {} of {} completes the evidence",
         completing + 1,
@@ -197,12 +207,13 @@ pub async fn run(trials: usize, pool: usize, names: usize) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Publishes pair 0's failing observations 200 ms apart; returns the index of the one after
-/// which the controller applied.
+/// Publishes pair 0's failing observations `spacing` apart; returns the index of the one
+/// after which the controller applied.
 async fn calibrate(
     fleet: &FleetPublisher,
     rec: &Recorder,
     order: &[(&str, &str)],
+    spacing: Duration,
 ) -> anyhow::Result<usize> {
     fleet.set("cas-0-a", None);
     let name = rig::fleet_name(0);
@@ -211,7 +222,7 @@ async fn calibrate(
             .publish(agent, agent_site, "p0a", "cas-0-a", false)
             .await?;
         fleet.flush().await?;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(spacing).await;
         if rec.first_apply(&name).is_some() {
             fleet.set("cas-0-a", Some(false));
             return Ok(i);
