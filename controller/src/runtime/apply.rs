@@ -139,6 +139,43 @@ pub struct Applier {
     pub issued: Issued,
     /// Where background watches (propagation) run, tracked with the rest of `run`'s tasks.
     pub tasks: super::tasks::Tasks,
+    /// Serialises the intent bookkeeping of one name: settling an earlier leader's pending
+    /// intent (after a read) and replacing it with a new change's intent.
+    pub intent_locks: IntentLocks,
+}
+
+/// Locks the intent of a name (striped: a fixed number of locks, names hashed onto them), so
+/// that settling an earlier leader's pending intent and a new change storing its own cannot
+/// interleave: whichever goes second sees what the first stored, and the earlier intent is
+/// settled — and audited — once. A change does not wait for a read (see [`Flights`]); the two
+/// meet only here, for the few milliseconds of their bookkeeping.
+#[derive(Clone)]
+pub struct IntentLocks(Arc<[tokio::sync::Mutex<()>]>);
+
+/// Stripes of [`IntentLocks`]: well above [`BOOKS_IN_FLIGHT`], so a group's intents rarely
+/// wait for one another.
+const INTENT_LOCK_STRIPES: usize = 1024;
+
+impl Default for IntentLocks {
+    fn default() -> Self {
+        Self(
+            (0..INTENT_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        )
+    }
+}
+
+impl IntentLocks {
+    /// Waits for `name`'s lock (`None` only for a set of no locks, which `default` never
+    /// makes).
+    async fn lock(&self, name: &DnsName) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(name.as_str());
+        let stripe = hash.checked_rem(u64::try_from(self.0.len()).ok()?)?;
+        Some(self.0.get(usize::try_from(stripe).ok()?)?.lock().await)
+    }
 }
 
 /// When the applier reads on its own: the names and targets it knows, the reconcile interval
@@ -546,6 +583,7 @@ impl Applier {
         let Some(epoch) = (self.acting)() else {
             return;
         };
+        let _intent = self.intent_locks.lock(name).await;
         let (intent, revision) = match self.book(name, "intent").await {
             Ok(Some((intent, revision))) if intent.status == "pending" && intent.epoch < epoch => {
                 (intent, revision)
@@ -809,6 +847,9 @@ impl Applier {
     /// audit stream did not store it), which is reported or audited here.
     async fn store_intent(&self, cmd: &SetRecord) -> Option<StoredIntent> {
         let name = cmd.namespace.clone();
+        // Held until the new intent is stored: a settlement of the earlier one after a read
+        // goes wholly before or after (see `IntentLocks`).
+        let _intent = self.intent_locks.lock(&name).await;
         // Both entries at once: each read is a round trip to the bus on the decision's path.
         let (ns, old_intent) = tokio::join!(self.book(&name, "ns"), self.book(&name, "intent"));
         let ns = match ns {
@@ -1355,6 +1396,7 @@ mod tests {
             propagation: None,
             issued: Issued::default(),
             tasks: Default::default(),
+            intent_locks: IntentLocks::default(),
         };
         (applier, rx, stop)
     }
@@ -1544,6 +1586,50 @@ mod tests {
             kinds_after(&kinds, 3).await,
             ["intent_superseded", "intent", "apply_applied"]
         );
+    }
+
+    #[tokio::test]
+    async fn an_earlier_leaders_intent_met_by_a_read_and_a_change_at_once_is_settled_once() {
+        let (provider, open, kinds) = seeded();
+        let kv = Arc::new(MemoryKv::default());
+        kv.put(
+            &format!("intent.{NAME}"),
+            &book("mail-site1.example.com", 1, 0, "pending"),
+        );
+        let (mut applier, mut reports, _stop) =
+            applier(provider.clone(), open.clone(), kinds.clone());
+        applier.store = Some(kv.clone());
+        let drain = tokio::spawn(async move { while reports.recv().await.is_some() {} });
+        // A read finds the earlier leader's pending intent and settles it: its audit record is
+        // sent, and the stream holds the acknowledgement back.
+        let reader = applier.clone();
+        let read = tokio::spawn(async move { reader.refresh(&NAME.parse().unwrap()).await });
+        arrived(&kinds, 1).await;
+        // Meanwhile a change to the same name starts (a change does not wait for a read) and
+        // gets every chance to run before the stream answers.
+        let changer = applier.clone();
+        let change = tokio::spawn(async move {
+            changer.apply(set("mail-site2.example.com", 2)).await;
+        });
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        open.notify_one();
+        read.await.unwrap().unwrap();
+        change.await.unwrap();
+        let kinds = kinds_after(&kinds, 3).await;
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "intent_superseded").count(),
+            1,
+            "settled once: {kinds:?}"
+        );
+        let intent = read_book(&kv, &format!("intent.{NAME}"));
+        assert_eq!(
+            (intent.status.as_str(), intent.generation, intent.epoch),
+            ("applied", Generation(2), Epoch(1))
+        );
+        assert_eq!(provider.writes(), 1);
+        drain.abort();
     }
 
     #[tokio::test]

@@ -445,6 +445,7 @@ fn spawn_applier(
         propagation: Some(settings.propagation.clone()),
         issued: issued.clone(),
         tasks: tasks.clone(),
+        intent_locks: Default::default(),
     };
     let mut targets: Vec<sitewarden_contract::DnsName> = config
         .namespaces
