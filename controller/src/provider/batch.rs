@@ -35,6 +35,13 @@ pub trait BatchStore: Send + Sync {
     /// Route 53: 1,000 changes; RFC 2136: what fits one message).
     fn limit(&self) -> usize;
 
+    /// The fewest API calls one listing of `names` takes (pages), for the budget check before
+    /// a run starts: one by default.
+    fn listing_calls(&self, names: usize) -> u32 {
+        let _ = names;
+        1
+    }
+
     /// Reads the CNAME records of `names`, one state per name in the order asked (content
     /// `None` for a name without one), in as few API calls as the API allows. Spends one token
     /// of `budget` per call and retries soft failures itself.
@@ -68,7 +75,8 @@ pub async fn apply_many<S: BatchStore>(store: &S, budget: &Budget, changes: &[Ch
     let limit = store.limit().max(1);
     // One listing, the writes, one listing to verify: do not start what the budget cannot end.
     let writes_needed = u32::try_from(n.div_ceil(limit)).unwrap_or(u32::MAX);
-    if let Err(e) = budget.ensure(writes_needed.saturating_add(2)) {
+    let listings = store.listing_calls(n).max(1).saturating_mul(2);
+    if let Err(e) = budget.ensure(writes_needed.saturating_add(listings)) {
         return vec![Err(e); n];
     }
     let names: Vec<String> = changes.iter().map(|c| c.name.clone()).collect();

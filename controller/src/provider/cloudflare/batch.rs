@@ -126,6 +126,11 @@ impl BatchStore for ZoneRecords<'_> {
         self.limit
     }
 
+    /// The zone holds at least `names` CNAMEs: that many pages of [`LIST_PAGE_SIZE`].
+    fn listing_calls(&self, names: usize) -> u32 {
+        u32::try_from(names.div_ceil(LIST_PAGE_SIZE as usize)).unwrap_or(u32::MAX)
+    }
+
     async fn fetch_many(
         &self,
         budget: &Budget,

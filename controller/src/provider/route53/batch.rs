@@ -219,6 +219,13 @@ impl BatchStore for Pass<'_> {
         self.provider.batch_size
     }
 
+    /// Each name has a CNAME and a marker TXT: at least two record sets a name, in pages of
+    /// [`LIST_PAGE_ITEMS`].
+    fn listing_calls(&self, names: usize) -> u32 {
+        u32::try_from(names.saturating_mul(2).div_ceil(LIST_PAGE_ITEMS as usize))
+            .unwrap_or(u32::MAX)
+    }
+
     async fn fetch_many(
         &self,
         budget: &Budget,

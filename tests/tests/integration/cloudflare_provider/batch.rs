@@ -185,6 +185,33 @@ async fn ten_thousand_names_cost_two_pages_fifty_batches_and_two_pages() {
 }
 
 #[tokio::test]
+async fn a_run_the_budget_cannot_finish_is_not_started() {
+    let lab = zone_of(10_000).await;
+    // Two pages, fifty batches, two pages: 54 requests. One fewer in the bucket, and the run
+    // would write every name and then fail to verify them.
+    let p = CloudflareProvider::new(CloudflareOptions {
+        budget: RateBudget {
+            requests: 53,
+            per: Duration::from_secs(300),
+        },
+        ..options(&lab, TOKEN)
+    })
+    .unwrap();
+    let outcomes = p.apply_many(&to_site2(10_000)).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(ProviderError::Budget))),
+        "{:?}",
+        outcomes.first()
+    );
+    assert!(lab.cf.calls().is_empty(), "nothing was sent");
+    for i in [0, 9_999] {
+        assert_eq!(lab.cf.record(&svc(i)).unwrap().content, site(i, 1));
+    }
+}
+
+#[tokio::test]
 async fn a_listing_paged_smaller_than_asked_is_followed_to_its_last_page() {
     let lab = zone_of(1000).await;
     lab.cf.page_at_most(Some(300));
