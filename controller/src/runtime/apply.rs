@@ -1698,11 +1698,14 @@ mod tests {
         assert_eq!(read_book(&kv, &key).generation, Generation(3));
     }
 
-    /// A memory provider whose writes to one name wait for a gate: a name throttled upstream.
+    /// A memory provider whose writes to one name wait for a gate (a name throttled upstream)
+    /// and, with `listed`, whose `read_many` takes what the records hold, notifies `listed`,
+    /// then waits for the gate (a long listing that read a name before a change to it landed).
     struct GatedProvider {
         inner: MemoryProvider,
         gated: &'static str,
         gate: Arc<Notify>,
+        listed: Option<Arc<Notify>>,
     }
 
     impl DnsProvider for GatedProvider {
@@ -1728,6 +1731,20 @@ mod tests {
                 self.inner.apply(change).await
             })
         }
+
+        fn read_many<'a>(
+            &'a self,
+            names: &'a [String],
+        ) -> crate::provider::BatchFuture<'a, crate::provider::RecordState> {
+            Box::pin(async move {
+                let found = self.inner.read_many(names).await;
+                if let Some(listed) = &self.listed {
+                    listed.notify_one();
+                    self.gate.notified().await;
+                }
+                found
+            })
+        }
     }
 
     #[tokio::test]
@@ -1746,6 +1763,7 @@ mod tests {
             inner: memory.clone(),
             gated: NAME,
             gate: gate.clone(),
+            listed: None,
         });
         let scope = super::super::tasks::TaskScope::default();
         applier.tasks = scope.tasks();
@@ -1801,46 +1819,6 @@ mod tests {
         stop.cancel();
     }
 
-    /// A memory provider whose `read_many` takes what the records hold, then waits for a gate
-    /// before answering: a long listing that read a name before a change to it landed.
-    struct SlowListing {
-        inner: MemoryProvider,
-        listed: Arc<Notify>,
-        gate: Arc<Notify>,
-    }
-
-    impl DnsProvider for SlowListing {
-        fn kind(&self) -> &'static str {
-            "slow-listing"
-        }
-
-        fn read<'a>(
-            &'a self,
-            name: &'a str,
-        ) -> crate::provider::ProviderFuture<'a, crate::provider::RecordState> {
-            self.inner.read(name)
-        }
-
-        fn apply<'a>(
-            &'a self,
-            change: &'a Change,
-        ) -> crate::provider::ProviderFuture<'a, ApplyOutcome> {
-            self.inner.apply(change)
-        }
-
-        fn read_many<'a>(
-            &'a self,
-            names: &'a [String],
-        ) -> crate::provider::BatchFuture<'a, crate::provider::RecordState> {
-            Box::pin(async move {
-                let found = self.inner.read_many(names).await;
-                self.listed.notify_one();
-                self.gate.notified().await;
-                found
-            })
-        }
-    }
-
     /// The next report from `reports`, within the deadline.
     async fn next_report(
         reports: &mut mpsc::Receiver<Input>,
@@ -1869,10 +1847,11 @@ mod tests {
         open.notify_one();
         let (listed, gate) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let (mut applier, mut reports, stop) = applier(memory.clone(), open, kinds);
-        applier.provider = Arc::new(SlowListing {
+        applier.provider = Arc::new(GatedProvider {
             inner: memory.clone(),
-            listed: listed.clone(),
+            gated: "",
             gate: gate.clone(),
+            listed: Some(listed.clone()),
         });
         let scope = super::super::tasks::TaskScope::default();
         applier.tasks = scope.tasks();
