@@ -356,7 +356,7 @@ impl NatsServer {
             if self.has_exited() {
                 return Err(self.failure("exited during start-up"));
             }
-            if self.answers_info().await {
+            if self.answers_info().await && self.listening() {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= until {
@@ -366,6 +366,24 @@ impl NatsServer {
             }
             tokio::time::sleep(crate::POLL_INTERVAL).await;
         }
+    }
+
+    /// Whether this node's process says in the log that it listens on its client port. An
+    /// INFO on the port alone is not enough: a node that lost its port to another test's
+    /// server (picked between [`free_port`] and the bind) would take that server's INFO for
+    /// its own, until it exits with "address already in use".
+    fn listening(&self) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        let (who, port) = (format!("[{pid}] "), format!(":{}", self.port));
+        std::fs::read_to_string(self.log_path()).is_ok_and(|log| {
+            log.lines().any(|l| {
+                l.starts_with(&who)
+                    && l.contains("Listening for client connections on")
+                    && l.trim_end().ends_with(&port)
+            })
+        })
     }
 
     async fn answers_info(&self) -> bool {
