@@ -159,7 +159,7 @@ fn when_a_mass_move_hits_a_rate_limit_then_it_stays_one_move_until_the_retries_l
         story.input(Input::Provider(ProviderReport::Failed {
             namespace: r.namespace.clone(),
             generation: r.generation,
-            error: "DNS provider rate limit hit (retry after 4s)".into(),
+            error: "DNS provider rate limit hit (retry after 4 s); backing off".into(),
             class: FailureClass::RateLimited {
                 retry_after_ms: Some(4_000),
             },

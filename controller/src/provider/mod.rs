@@ -229,7 +229,7 @@ pub enum ProviderError {
     #[error("DNS provider refused the credentials: {0}; check the API token and its scopes")]
     Auth(String),
     /// 429: the provider's rate limit was hit. Retried with backoff.
-    #[error("DNS provider rate limit hit (retry after {retry_after:?}); backing off")]
+    #[error("DNS provider rate limit hit ({}); backing off", retry_words(*.retry_after))]
     RateLimited {
         /// The server's `Retry-After`, when it could be seen.
         retry_after: Option<Duration>,
@@ -243,6 +243,15 @@ pub enum ProviderError {
     /// The client-side rate budget has no tokens left; the call was not made.
     #[error("client-side DNS API budget exhausted; the call was not made (see `provider.budget`)")]
     Budget,
+}
+
+/// A rate limit's `Retry-After` in words: "retry after 4 s", or "no retry-after given".
+fn retry_words(retry_after: Option<Duration>) -> String {
+    match retry_after {
+        Some(d) if d.subsec_millis() == 0 => format!("retry after {} s", d.as_secs()),
+        Some(d) => format!("retry after {:.1} s", d.as_secs_f64()),
+        None => "no retry-after given".to_owned(),
+    }
 }
 
 impl ProviderError {
@@ -296,5 +305,27 @@ pub trait DnsProvider: Send + Sync {
                 .buffered(ONE_BY_ONE_IN_FLIGHT)
                 .collect(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_limit_says_its_retry_after_in_words() {
+        let said = |retry_after| ProviderError::RateLimited { retry_after }.to_string();
+        assert_eq!(
+            said(Some(Duration::from_secs(4))),
+            "DNS provider rate limit hit (retry after 4 s); backing off"
+        );
+        assert_eq!(
+            said(Some(Duration::from_millis(1500))),
+            "DNS provider rate limit hit (retry after 1.5 s); backing off"
+        );
+        assert_eq!(
+            said(None),
+            "DNS provider rate limit hit (no retry-after given); backing off"
+        );
     }
 }

@@ -591,10 +591,14 @@ async fn status(
         .take(listed)
         .filter_map(|(_, name, ns)| {
             let x = api.engine.explain(&snap.state, name)?;
+            // Where it is going: a change in flight, a failed one waiting for its retry, the
+            // latest decision's target; else where it is.
             let desired = x
-                .decision
+                .pending
                 .as_ref()
-                .and_then(|d| d.to.clone())
+                .map(|p| p.target.clone())
+                .or_else(|| x.retry.as_ref().map(|r| r.target.clone()))
+                .or_else(|| x.decision.as_ref().and_then(|d| d.to.clone()))
                 .or_else(|| x.current.clone());
             Some(NamespaceStatus {
                 name: name.clone(),
