@@ -1379,7 +1379,12 @@ mod tests {
             }) as super::super::audit::Ack)
         };
         let metrics = Arc::new(Metrics::new());
-        let (audit, _task) = super::super::audit::start(publish, metrics.clone(), stop.clone());
+        let (audit, _task) = super::super::audit::start(
+            publish,
+            metrics.clone(),
+            stop.clone(),
+            super::super::audit::QUEUE_BASE,
+        );
         let (reports, rx) = mpsc::channel(16);
         let applier = Applier {
             provider: Arc::new(provider),

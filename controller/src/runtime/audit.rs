@@ -120,13 +120,30 @@ impl AuditSink {
     }
 }
 
-/// Starts the publisher task; returns the sink and the task.
+/// Records the queue holds whatever the deployment's size.
+pub const QUEUE_BASE: usize = 4096;
+
+/// Records the queue holds more per managed name: a mass move queues every name's decision in
+/// one engine step, then its intent, settlement and provider report.
+pub const QUEUE_PER_NAME: usize = 4;
+
+/// How many records the queue holds for a deployment of `names` managed names: a mass move of
+/// every name at once must not find it full (a full queue drops records, and refuses intents:
+/// their changes fail and wait for a retry).
+pub fn queue_capacity(names: usize) -> usize {
+    QUEUE_BASE.saturating_add(names.saturating_mul(QUEUE_PER_NAME))
+}
+
+/// Starts the publisher task for a deployment of `names` managed names (its queue holds
+/// [`queue_capacity`] records); returns the sink and the task.
 pub fn spawn(
     js: jetstream::Context,
     controller: String,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    names: usize,
 ) -> (AuditSink, tokio::task::JoinHandle<()>) {
+    let capacity = queue_capacity(names);
     let subject = format!("{AUDIT_SUBJECT_PREFIX}.{controller}");
     let boot = Utc::now().timestamp_micros();
     // The send resolves to the acknowledgement still to come: awaiting it later is the point.
@@ -155,7 +172,7 @@ pub fn spawn(
             }
         }
     };
-    start(send, metrics, shutdown)
+    start(send, metrics, shutdown, capacity)
 }
 
 /// The stream's answer to one sent record: whether it stored it.
@@ -185,12 +202,13 @@ pub(super) fn start<P, F>(
     send: P,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    capacity: usize,
 ) -> (AuditSink, tokio::task::JoinHandle<()>)
 where
     P: Fn(u64, axum::body::Bytes) -> F + Send + 'static,
     F: Future<Output = Ack> + Send,
 {
-    let (tx, mut rx) = mpsc::channel::<Queued>(4096);
+    let (tx, mut rx) = mpsc::channel::<Queued>(capacity.max(1));
     let sink = AuditSink {
         tx,
         metrics: metrics.clone(),
@@ -297,6 +315,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_mass_move_of_every_name_fits_the_queue_while_the_stream_is_slow() {
+        const NAMES: usize = 10_000;
+        let (up, stored) = (Arc::new(AtomicBool::new(false)), Arc::default());
+        let stop = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+        let (sink, _task) = start(
+            fake_stream(Arc::clone(&up), Arc::clone(&stored)),
+            metrics.clone(),
+            stop.clone(),
+            queue_capacity(NAMES),
+        );
+        // Every name's decision in one step, then its intent, settlement and report, while
+        // the stream stores nothing yet.
+        for n in 0..NAMES * QUEUE_PER_NAME {
+            sink.record(rec(n as u64));
+        }
+        assert_eq!(metrics.audit_dropped.get(), 0, "nothing dropped");
+        up.store(true, Ordering::SeqCst);
+        assert!(
+            sink.record_stored(rec(0)).await,
+            "stored in order once it answers"
+        );
+        assert_eq!(stored.lock().unwrap().len(), NAMES * QUEUE_PER_NAME + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_waited_record_resolves_after_the_records_queued_before_it_are_stored() {
         let (up, stored) = (Arc::new(AtomicBool::new(true)), Arc::default());
         let stop = CancellationToken::new();
@@ -304,6 +348,7 @@ mod tests {
             fake_stream(up, Arc::clone(&stored)),
             Arc::new(Metrics::new()),
             stop.clone(),
+            QUEUE_BASE,
         );
         sink.record(rec(1));
         sink.record(rec(2));
@@ -320,6 +365,7 @@ mod tests {
             fake_stream(Arc::clone(&up), Arc::clone(&stored)),
             metrics.clone(),
             stop.clone(),
+            QUEUE_BASE,
         );
         sink.record(rec(1));
         assert!(!sink.record_stored(rec(2)).await, "not stored: no effect");
@@ -338,6 +384,7 @@ mod tests {
             fake_stream(up, stored),
             Arc::new(Metrics::new()),
             stop.clone(),
+            QUEUE_BASE,
         );
         let waiting = tokio::spawn({
             let sink = sink.clone();
@@ -369,7 +416,7 @@ mod tests {
             }
         };
         let stop = CancellationToken::new();
-        let (sink, _task) = start(send, Arc::new(Metrics::new()), stop.clone());
+        let (sink, _task) = start(send, Arc::new(Metrics::new()), stop.clone(), QUEUE_BASE);
         sink.record(rec(1));
         sink.record(rec(2));
         sink.record(rec(3));
@@ -403,7 +450,7 @@ mod tests {
         };
         let stop = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
-        let (sink, _task) = start(send, metrics.clone(), stop.clone());
+        let (sink, _task) = start(send, metrics.clone(), stop.clone(), QUEUE_BASE);
         sink.record(rec(1));
         sink.record(rec(2));
         assert!(sink.record_stored(rec(3)).await);

@@ -101,15 +101,13 @@ pub async fn run(rt: Runtime, shutdown: CancellationToken) -> anyhow::Result<()>
     };
     // Ready once every stream and bucket exists, the built-in zone's included: an operator who
     // waits for /readyz (or systemd for READY=1) can create records right away.
-    http.readiness
-        .ready
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    sitewarden_shared::service::notify_ready();
+    http.ready();
     let (audit_sink, audit_task) = audit::spawn(
         js.clone(),
         settings.id.clone(),
         metrics.clone(),
         stop.clone(),
+        config.namespaces.len(),
     );
     let audit_task = tasks.track(audit_task);
     let (lease, lease_handle) = Lease::new(
@@ -206,6 +204,16 @@ struct HttpSurface {
     late_routes: http::LateRoutes,
     /// Stops the server when `run` ends.
     _stop: tokio_util::sync::DropGuard,
+}
+
+impl HttpSurface {
+    /// `/readyz` answers ready from now on, and systemd is told (`READY=1`).
+    fn ready(&self) {
+        self.readiness
+            .ready
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        sitewarden_shared::service::notify_ready();
+    }
 }
 
 /// Starts `/healthz`, `/readyz` and `/metrics` (and later the API) on `[controller] listen`.
