@@ -31,7 +31,9 @@
 //! [`CloudflareEmulator::inject`] makes the next matching requests fail ([`Fault`]: a 429 that
 //! starts a block, a 500, a slow answer, or a write applied and its response lost by dropping the
 //! connection, or a record deleted by hand just before the request is answered);
-//! [`CloudflareEmulator::calls`] records every request with its status and arrival time, and
+//! [`CloudflareEmulator::calls`] records every request with its status, its arrival time and
+//! when its answer was ready ([`CloudflareEmulator::calls_from`] reads only the newest, and
+//! [`CloudflareEmulator::in_flight`] tells how many are being answered right now), and
 //! [`CloudflareEmulator::count`] counts them by [`Endpoint`]. A batch's limit can be lowered at
 //! runtime ([`CloudflareEmulator::set_batch_limit`]), bodies above a size answered 413 like an
 //! edge proxy would ([`CloudflareEmulator::reject_bodies_over`]), and listings paged smaller than
@@ -43,6 +45,7 @@ mod validate;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -161,6 +164,9 @@ pub struct Call {
     pub answered: bool,
     /// When the request arrived (its body read).
     pub at: Instant,
+    /// When its answer was complete and handed to the HTTP server to send (`None` for a lost
+    /// response). A listing's records are serialized by then; only the transfer is left.
+    pub answered_at: Option<Instant>,
     /// The `retry-after` seconds answered, on a 429.
     pub retry_after_s: Option<u64>,
 }
@@ -248,6 +254,25 @@ fn id_for(n: u64) -> String {
 struct Shared {
     token: String,
     state: Mutex<State>,
+    /// Requests received and not yet answered (or dropped).
+    in_flight: AtomicUsize,
+}
+
+/// Counts one request in [`Shared::in_flight`] for as long as it lives: a request whose
+/// connection is dropped mid-answer is counted out too.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Shared {
@@ -283,6 +308,7 @@ impl CloudflareEmulator {
                 batch_limit: DEFAULT_BATCH_LIMIT,
                 ..State::default()
             }),
+            in_flight: AtomicUsize::new(0),
         });
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, shared.clone(), stop.clone()));
@@ -438,6 +464,28 @@ impl CloudflareEmulator {
         self.shared.lock().calls.clone()
     }
 
+    /// The requests from the `first`-th on (0-based, in arrival order; cleared by
+    /// [`Self::clear_calls`]): what a caller polling a long log has not seen yet, without
+    /// copying the whole log (a batch request keeps its body of thousands of records).
+    pub fn calls_from(&self, first: usize) -> Vec<Call> {
+        self.shared
+            .lock()
+            .calls
+            .get(first..)
+            .map(<[Call]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// How many requests the log holds (see [`Self::calls_from`]).
+    pub fn call_count(&self) -> usize {
+        self.shared.lock().calls.len()
+    }
+
+    /// Requests received and not answered yet: they are in the log only once answered.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
     /// The write requests so far (POST, PUT, PATCH, DELETE).
     pub fn writes(&self) -> Vec<Call> {
         self.calls().into_iter().filter(Call::is_write).collect()
@@ -491,6 +539,7 @@ async fn handle(
     shared: &Shared,
     kill: &CancellationToken,
 ) -> Response<Body> {
+    let _in_flight = InFlight::enter(&shared.in_flight);
     let (parts, body) = req.into_parts();
     // `None`: longer than the emulator reads at all.
     let bytes = axum::body::to_bytes(Body::new(body), BODY_READ_MAX)
@@ -509,6 +558,7 @@ async fn handle(
         status: 0,
         answered: true,
         at: Instant::now(),
+        answered_at: None,
         retry_after_s: None,
     };
     // A block in force refuses every request; otherwise the next matching fault applies.
@@ -578,6 +628,7 @@ async fn handle(
         let never: Infallible = std::future::pending().await;
         match never {}
     }
+    call.answered_at = Some(Instant::now());
     shared.lock().calls.push(call);
     response
 }
@@ -866,4 +917,60 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
         header::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "cf-emulator-log-test-token";
+
+    /// A listing of the zone's CNAMEs, page 1, as the batch path asks for it.
+    fn listing(cf: &CloudflareEmulator, zone: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .get(format!(
+                "{}/zones/{zone}/dns_records?type=CNAME&page=1&per_page=5000",
+                cf.api_url()
+            ))
+            .bearer_auth(TOKEN)
+    }
+
+    #[tokio::test]
+    async fn a_request_is_in_flight_until_answered_then_logged_with_when_it_was_ready() {
+        let cf = CloudflareEmulator::start(TOKEN).await.unwrap();
+        let zone = cf.add_zone("example.com");
+        cf.add_cname(
+            &zone,
+            "mail.example.com",
+            "mail-site1.example.com",
+            60,
+            false,
+            None,
+        );
+        cf.inject(Fault::Slow(Duration::from_millis(300)), Match::Reads, 1);
+
+        let slow = tokio::spawn(listing(&cf, &zone).send());
+        crate::wait_for(
+            "the slow listing in flight",
+            Duration::from_secs(5),
+            || async { (cf.in_flight() == 1).then_some(()) },
+        )
+        .await
+        .unwrap();
+        assert_eq!(cf.call_count(), 0, "a request is logged once answered");
+        assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+        assert_eq!(listing(&cf, &zone).send().await.unwrap().status(), 200);
+
+        assert_eq!(cf.in_flight(), 0);
+        assert_eq!(cf.call_count(), 2);
+        let first = &cf.calls_from(0)[0];
+        let ready = first.answered_at.unwrap();
+        assert!(ready >= first.at + Duration::from_millis(300), "{first:?}");
+        let newest = cf.calls_from(1);
+        assert_eq!(newest.len(), 1);
+        assert!(newest[0].answered_at.unwrap() >= newest[0].at);
+        assert!(newest[0].at >= ready);
+        assert!(cf.calls_from(2).is_empty());
+        assert!(cf.calls_from(9).is_empty());
+    }
 }

@@ -129,12 +129,7 @@ async fn write_all<S: BatchStore>(
     limit: usize,
     out: &mut [Option<Result<ApplyOutcome, ProviderError>>],
 ) -> Vec<usize> {
-    let mut queue: VecDeque<Vec<Write>> = VecDeque::new();
-    let mut rest = pending;
-    while !rest.is_empty() {
-        let tail = rest.split_off(rest.len().min(limit));
-        queue.push_back(std::mem::replace(&mut rest, tail));
-    }
+    let mut queue = batches(pending, limit);
     let mut written = Vec::new();
     let started = Instant::now();
     let mut soft_failures = 0;
@@ -182,6 +177,19 @@ async fn write_all<S: BatchStore>(
         }
     }
     written
+}
+
+/// `pending` cut into batches of at most `limit` writes, in order, each allocated to its own
+/// length: cutting one vector with `split_off` would leave every batch holding the capacity of
+/// all the writes after it (25 times the writes themselves at 10,000 names in batches of 200,
+/// about 48 MB held until the last batch is sent).
+fn batches(pending: Vec<Write>, limit: usize) -> VecDeque<Vec<Write>> {
+    let mut rest = pending.into_iter();
+    std::iter::from_fn(|| {
+        let batch: Vec<Write> = rest.by_ref().take(limit.max(1)).collect();
+        (!batch.is_empty()).then_some(batch)
+    })
+    .collect()
 }
 
 /// After a soft failure of `batch`: reads its names and decides each again. A name whose write
@@ -333,6 +341,31 @@ mod tests {
             );
         }
         p
+    }
+
+    #[test]
+    fn writes_are_cut_into_batches_each_no_larger_than_it_needs() {
+        let write = |i: usize| {
+            (
+                i,
+                RecordState::default(),
+                Patch {
+                    content: "site2.example.com".into(),
+                    comment: "sitewarden epoch=1 gen=2".into(),
+                    ttl: None,
+                },
+            )
+        };
+        let queue = batches((0..1_001).map(write).collect(), 200);
+        let sizes: Vec<usize> = queue.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [200, 200, 200, 200, 200, 1]);
+        assert!(
+            queue.iter().all(|b| b.capacity() == b.len()),
+            "no batch keeps the rest's room"
+        );
+        let order: Vec<usize> = queue.iter().flatten().map(|(i, ..)| *i).collect();
+        assert_eq!(order, (0..1_001).collect::<Vec<_>>());
+        assert!(batches(Vec::new(), 200).is_empty());
     }
 
     fn applied(outcomes: &Outcomes) -> usize {

@@ -10,6 +10,8 @@
 //! `controller-memory`, `controller-idle`, `dns-calls`, `mass-failover`) live in `bench/`; each also ends with one JSON line, and
 //! `scripts/bench` merges them.
 
+#[path = "bench/cf_log.rs"]
+mod cf_log;
 #[path = "bench/decision.rs"]
 mod decision;
 #[path = "bench/dns_calls.rs"]
@@ -20,6 +22,8 @@ mod failover;
 mod ingest;
 #[path = "bench/mass.rs"]
 mod mass;
+#[path = "bench/mass_process.rs"]
+mod mass_process;
 #[path = "bench/memory.rs"]
 mod memory;
 #[path = "bench/peers.rs"]
@@ -166,6 +170,13 @@ enum What {
         /// Trials (alternating the failing side).
         #[arg(long, default_value_t = 5)]
         trials: usize,
+        /// Where the controller runs: in this process, or as a `sitewarden-controller run`
+        /// process of its own whose memory is measured alone (`--provider cloudflare` only).
+        #[arg(long, value_enum, default_value_t = mass::Mode::InProcess)]
+        controller: mass::Mode,
+        /// The controller binary for `--controller process` (default: next to this binary).
+        #[arg(long)]
+        controller_bin: Option<PathBuf>,
     },
     /// Cloudflare API requests per namespace change.
     DnsCalls {
@@ -243,7 +254,12 @@ async fn main() -> anyhow::Result<()> {
             names,
             pairs,
             trials,
-        } => mass::run(provider, batch, names, pairs, trials).await,
+            controller,
+            controller_bin,
+        } => {
+            let bin = controller_bin.map_or_else(|| sibling("sitewarden-controller"), Ok)?;
+            mass::run(controller, bin, provider, batch, names, pairs, trials).await
+        }
         What::Peers {
             trials,
             interval_ms,

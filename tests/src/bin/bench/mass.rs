@@ -27,7 +27,9 @@
 //! of epoch 0, and after each trial the first and last name are looked up on the server itself.
 //! The provider is wrapped to time its calls, so the controller runs in this process and its
 //! resident memory is this process's (an upper bound: the fleet publisher and, for `cloudflare`,
-//! the emulator are in it too; moto and `named` are processes of their own).
+//! the emulator are in it too; moto and `named` are processes of their own). With
+//! `--controller process` (Cloudflare only) the controller is a `sitewarden-controller run`
+//! process of its own and its memory is measured alone: see [`crate::mass_process`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,7 +48,18 @@ use tokio_util::sync::CancellationToken;
 use crate::rig::{self, FLEET_AGENTS, FleetPublisher, InProcess};
 
 /// How long a trial waits after each failing observation for the provider's first call.
-const PAUSE: Duration = Duration::from_secs(1);
+pub const PAUSE: Duration = Duration::from_secs(1);
+
+/// Where the controller runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// In this process, its provider wrapped to time its calls; the memory figure is this
+    /// process's (the emulator and the fleet publisher included).
+    InProcess,
+    /// A `sitewarden-controller run` process of its own (`--provider cloudflare` only): timed
+    /// from the emulator's request log, its memory measured alone.
+    Process,
+}
 
 /// Which provider the names live in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,8 +78,8 @@ pub enum Kind {
     Rfc2136,
 }
 
-/// The zone the Route 53 and RFC 2136 names live in (every bench name is under it).
-const ZONE: &str = "example.com";
+/// The zone the names live in (every bench name is under it).
+pub const ZONE: &str = "example.com";
 
 /// TTL of the seeded records (the namespaces' `ttl`).
 const SEED_TTL: u32 = 60;
@@ -127,7 +140,8 @@ impl Backend {
     }
 }
 
-const TOKEN: &str = "cf-bench-token-mass-7d1e";
+/// The Cloudflare emulator's API token.
+pub const TOKEN: &str = "cf-bench-token-mass-7d1e";
 
 /// A provider whose many-name calls are timed: when the first began, and when the count of
 /// applied outcomes last grew; and whose many-name reads (the applier's reconciliation) are
@@ -147,15 +161,15 @@ struct Reads {
 }
 
 /// The controller's default `reconcile_every`: every record is read back this often.
-const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
 /// A trial fails a side no closer than this to the next reconciliation read.
-const RECONCILE_GUARD: Duration = Duration::from_secs(10);
+pub const RECONCILE_GUARD: Duration = Duration::from_secs(10);
 
 /// How long after a reconciliation read a trial waits before failing a side: the applier holds
 /// the names until it has looked up its books for each and told the engine (seconds for 1,000
 /// names on a loaded machine).
-const READ_SETTLE: Duration = Duration::from_secs(10);
+pub const READ_SETTLE: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct Log {
@@ -308,12 +322,12 @@ impl Timed {
 }
 
 /// The mass name `i` of pair 0.
-fn mass_name(i: usize) -> String {
+pub fn mass_name(i: usize) -> String {
     format!("m{i}.example.com")
 }
 
 /// The fleet's configuration with pair 0's one name replaced by `names` names.
-fn config(pairs: usize, names: usize) -> String {
+pub fn config(pairs: usize, names: usize) -> String {
     let fleet = rig::fleet_decisions(pairs);
     let mut s = String::with_capacity(fleet.len() + names * 220);
     let pair0 = format!("[[namespaces]]\nname = \"{}\"\n", rig::fleet_name(0));
@@ -342,10 +356,7 @@ async fn seeded(
     pairs: usize,
     names: usize,
 ) -> anyhow::Result<(Arc<dyn DnsProvider>, Backend)> {
-    let mut all: Vec<(String, String)> = (0..names)
-        .map(|i| (mass_name(i), rig::fleet_rr(0)))
-        .collect();
-    all.extend((1..pairs).map(|k| (rig::fleet_name(k), rig::fleet_rr(k))));
+    let all = seed_list(pairs, names);
     match kind {
         Kind::Memory => {
             let p = MemoryProvider::new(RetryPolicy::default()).with_batches(if batch <= 1 {
@@ -384,12 +395,7 @@ async fn seeded(
             let Backend::Cloudflare(cf) = &backend else {
                 anyhow::bail!("no Cloudflare emulator");
             };
-            let zone = cf.add_zone(ZONE);
-            // A paid plan's batch limit when asked for more than the Free plan's 200.
-            cf.set_batch_limit(batch.max(200));
-            for (name, target) in &all {
-                cf.add_cname(&zone, name, target, 60, false, Some(rig::SEED_COMMENT));
-            }
+            let zone = seed_cloudflare(cf, batch, &all);
             let p = CloudflareProvider::new(CloudflareOptions {
                 api_url: cf.api_url(),
                 zone: Zone::Id(zone),
@@ -485,7 +491,78 @@ async fn seeded(
     }
 }
 
+/// Every seeded name with the target it starts on: the mass names and every other pair's name,
+/// each on its round robin.
+pub fn seed_list(pairs: usize, names: usize) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = (0..names)
+        .map(|i| (mass_name(i), rig::fleet_rr(0)))
+        .collect();
+    all.extend((1..pairs).map(|k| (rig::fleet_name(k), rig::fleet_rr(k))));
+    all
+}
+
+/// Adds the zone to `cf` with every name of `all`, its batch limit fit for `batch`; returns the
+/// zone's id.
+pub fn seed_cloudflare(cf: &CloudflareEmulator, batch: usize, all: &[(String, String)]) -> String {
+    let zone = cf.add_zone(ZONE);
+    // A paid plan's batch limit when asked for more than the Free plan's 200.
+    cf.set_batch_limit(batch.max(200));
+    for (name, target) in all {
+        cf.add_cname(
+            &zone,
+            name,
+            target,
+            SEED_TTL,
+            false,
+            Some(rig::SEED_COMMENT),
+        );
+    }
+    zone
+}
+
+/// How the trials of `--provider kind --batch batch` are labelled in the JSON fields
+/// (`mass_<label>_…`).
+pub fn label(kind: Kind, batch: usize) -> String {
+    match (kind, batch) {
+        (Kind::Memory, b) if b <= 1 => "memory_one_by_one".to_owned(),
+        (Kind::Memory, _) => "memory".to_owned(),
+        (Kind::Builtin, _) => "builtin".to_owned(),
+        (Kind::Cloudflare, b) if b <= 1 => "cloudflare_one_by_one".to_owned(),
+        (Kind::Cloudflare, b) => format!("cloudflare_batch{b}"),
+        (Kind::Route53, b) if b <= 1 => "route53_one_by_one".to_owned(),
+        (Kind::Route53, _) => "route53".to_owned(),
+        (Kind::Rfc2136, b) if b <= 1 => "rfc2136_one_by_one".to_owned(),
+        (Kind::Rfc2136, _) => "rfc2136".to_owned(),
+    }
+}
+
+/// Runs the benchmark with the controller in this process, or as a process of its own
+/// (`binary`, Cloudflare only).
 pub async fn run(
+    mode: Mode,
+    binary: std::path::PathBuf,
+    kind: Kind,
+    batch: usize,
+    names: usize,
+    pairs: usize,
+    trials: usize,
+) -> anyhow::Result<()> {
+    match (mode, kind) {
+        (Mode::InProcess, _) => run_in_process(kind, batch, names, pairs, trials).await,
+        (Mode::Process, Kind::Cloudflare) => {
+            crate::mass_process::run(binary, batch, names, pairs, trials).await
+        }
+        (Mode::Process, other) => anyhow::bail!(
+            "mass-failover --controller process runs with --provider cloudflare only (it times \
+             the controller from the emulator's request log); run --provider {} with \
+             --controller in-process",
+            clap::ValueEnum::to_possible_value(&other)
+                .map_or_else(|| format!("{other:?}"), |v| v.get_name().to_owned())
+        ),
+    }
+}
+
+async fn run_in_process(
     kind: Kind,
     batch: usize,
     names: usize,
@@ -648,17 +725,7 @@ pub async fn run(
     ctl.stop().await;
     let s = rig::summary(&mut samples)?;
     let r = rig::summary(&mut requests)?;
-    let label = match (kind, batch) {
-        (Kind::Memory, b) if b <= 1 => "memory_one_by_one".to_owned(),
-        (Kind::Memory, _) => "memory".to_owned(),
-        (Kind::Builtin, _) => "builtin".to_owned(),
-        (Kind::Cloudflare, b) if b <= 1 => "cloudflare_one_by_one".to_owned(),
-        (Kind::Cloudflare, b) => format!("cloudflare_batch{b}"),
-        (Kind::Route53, b) if b <= 1 => "route53_one_by_one".to_owned(),
-        (Kind::Route53, _) => "route53".to_owned(),
-        (Kind::Rfc2136, b) if b <= 1 => "rfc2136_one_by_one".to_owned(),
-        (Kind::Rfc2136, _) => "rfc2136".to_owned(),
-    };
+    let label = label(kind, batch);
     let mut line = serde_json::json!({
         format!("mass_{label}_names"): names,
         format!("mass_{label}_site_pairs"): pairs,
@@ -686,7 +753,7 @@ pub async fn run(
 /// How long the last name may take once the first batch went out: five minutes, more for
 /// Route 53 one name at a time (each name a read, a change and a 2 s GetChange poll, the calls
 /// 250 ms apart).
-fn apply_deadline(kind: Kind, batch: usize, names: usize) -> Duration {
+pub fn apply_deadline(kind: Kind, batch: usize, names: usize) -> Duration {
     let floor = Duration::from_secs(300);
     match kind {
         Kind::Route53 if batch <= 1 => {

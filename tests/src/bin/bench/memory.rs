@@ -143,17 +143,6 @@ async fn publish_round(
     Ok(())
 }
 
-/// User + system CPU time of `pid` so far, in seconds (/proc/<pid>/stat, clock ticks of 10 ms).
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').context("stat without a command")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11).context("utime")?.parse()?;
-    let stime: f64 = f.get(12).context("stime")?.parse()?;
-    Ok((utime + stime) / 100.0)
-}
-
 /// `controller-idle`: CPU share of one core while `keys` keys report healthy every 2 s.
 pub async fn run_idle(
     keys: usize,
@@ -170,14 +159,14 @@ pub async fn run_idle(
         every.tick().await;
         publish_round(&client, &mut seq, &rig.server_sites).await?;
     }
-    let before = cpu_seconds(rig.pid)?;
+    let before = rig::cpu_seconds(rig.pid)?;
     let started = std::time::Instant::now();
     for _ in 0..seconds.div_ceil(2) {
         every.tick().await;
         publish_round(&client, &mut seq, &rig.server_sites).await?;
     }
     every.tick().await;
-    let spent = cpu_seconds(rig.pid)? - before;
+    let spent = rig::cpu_seconds(rig.pid)? - before;
     let window = started.elapsed().as_secs_f64();
     let _ = rig.child.kill().await;
     let keys = AGENTS * CHECKS * rig.server_sites.len();

@@ -1,9 +1,11 @@
 //! Pieces every controller benchmark uses: a provider that timestamps each `apply` call, an
-//! in-process controller started from TOML text, a synthetic fleet of site pairs whose
-//! observations the benchmark publishes itself, and summary statistics.
+//! in-process controller started from TOML text, a `sitewarden-controller run` process started
+//! from TOML text, a synthetic fleet of site pairs whose observations the benchmark publishes
+//! itself, a process's memory and CPU from /proc, and summary statistics.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -144,17 +146,50 @@ pub async fn accepted(metrics: &Metrics, events: u64, deadline: Duration) -> any
 /// site that has served for hours never is.
 pub async fn sites_up(metrics: &Metrics, sites: &[&str], deadline: Duration) -> anyhow::Result<()> {
     sitewarden_tests::wait_for("every site Up", deadline, || async {
-        let text = metrics.encode();
-        sites
-            .iter()
-            .all(|site| {
-                let prefix = format!("sitewarden_controller_site_verdict_code{{site=\"{site}\"}} ");
-                text.lines()
-                    .any(|l| l.strip_prefix(&prefix).is_some_and(|v| v.trim() == "1"))
-            })
-            .then_some(())
+        all_up(&metrics.encode(), sites).then_some(())
     })
     .await
+}
+
+/// [`sites_up`] for a controller of its own, read from its `/metrics` at `http`.
+pub async fn sites_up_at(
+    http: SocketAddr,
+    sites: &[&str],
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    sitewarden_tests::wait_for("every site Up", deadline, || async {
+        all_up(&metrics_page(http).await?, sites).then_some(())
+    })
+    .await
+}
+
+/// Whether the metrics page `text` has the verdict Up (code 1) for every site of `sites`.
+fn all_up(text: &str, sites: &[&str]) -> bool {
+    sites.iter().all(|site| {
+        let prefix = format!("sitewarden_controller_site_verdict_code{{site=\"{site}\"}} ");
+        text.lines()
+            .any(|l| l.strip_prefix(&prefix).is_some_and(|v| v.trim() == "1"))
+    })
+}
+
+/// The `/metrics` page of the controller listening at `http`, `None` while it does not answer.
+pub async fn metrics_page(http: SocketAddr) -> Option<String> {
+    reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed, e.g.
+/// `sitewarden_controller_acting` or `…_applies_total{outcome="applied"}`) on the page `text`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The two-site layout's three agents (site1, site2 and the witness) running in this process:
@@ -479,10 +514,154 @@ pub fn round(x: f64, digits: i32) -> f64 {
 
 /// Resident memory of `pid` in kB (`VmRSS`).
 pub fn rss_kb(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status_kb(pid, "VmRSS:")
+}
+
+/// The most resident memory `pid` has had since it started, in kB (`VmHWM`, the kernel's
+/// high-water mark): a peak no sampling can miss.
+pub fn rss_peak_kb(pid: u32) -> anyhow::Result<u64> {
+    status_kb(pid, "VmHWM:")
+}
+
+/// The kB value of the line starting with `field` in /proc/`pid`/status.
+fn status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status (has the process exited?)"))?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("VmRSS missing")?;
+        .find(|l| l.starts_with(field))
+        .with_context(|| format!("{field} missing from /proc/{pid}/status"))?;
     Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+}
+
+/// User + system CPU time of `pid` so far, in seconds (/proc/<pid>/stat, clock ticks of 10 ms).
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').context("stat without a command")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11).context("utime")?.parse()?;
+    let stime: f64 = f.get(12).context("stime")?.parse()?;
+    Ok((utime + stime) / 100.0)
+}
+
+/// Writes `text` to a new file at `path` readable by this user only (0600): configs and token
+/// files of a benchmark's controller.
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// A `sitewarden-controller run` process, its config in a temporary directory of its own;
+/// killed when dropped.
+pub struct ControllerProcess {
+    /// Its process id, for /proc.
+    pub pid: u32,
+    /// Where its HTTP API and `/metrics` listen.
+    pub http: SocketAddr,
+    child: tokio::process::Child,
+    /// Holds `controller.toml` (0600) and `controller.log`, whatever else the config names.
+    dir: tempfile::TempDir,
+}
+
+impl ControllerProcess {
+    /// Starts `binary` with the config `toml` (written 0600 into `dir`, which the config may
+    /// also refer to, e.g. for a token file); its output goes to `controller.log` there, at
+    /// `RUST_LOG=warn`. `http` is the `[controller] listen` address in `toml`.
+    pub fn start(
+        binary: &Path,
+        dir: tempfile::TempDir,
+        toml: &str,
+        http: SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let config = dir.path().join("controller.toml");
+        write_private(&config, toml)?;
+        let log = std::fs::File::create(dir.path().join("controller.log"))?;
+        let child = tokio::process::Command::new(binary)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(log.try_clone()?))
+            .stderr(std::process::Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (build it: cargo build --release -p sitewarden-controller)",
+                    binary.display()
+                )
+            })?;
+        let pid = child.id().context("the controller exited at once")?;
+        Ok(Self {
+            pid,
+            http,
+            child,
+            dir,
+        })
+    }
+
+    /// Waits until it holds the lease (`sitewarden_controller_acting 1`); a controller that
+    /// exited first is reported with the end of its log instead of a timeout.
+    pub async fn acting(&mut self, deadline: Duration) -> anyhow::Result<()> {
+        let http = self.http;
+        let started = Instant::now();
+        loop {
+            self.alive()?;
+            if let Some(page) = metrics_page(http).await
+                && sample(&page, "sitewarden_controller_acting") == Some(1.0)
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                started.elapsed() < deadline,
+                "the controller did not act within {deadline:?}; its log ends:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(sitewarden_tests::POLL_INTERVAL).await;
+        }
+    }
+
+    /// Fails, with the end of its log, if it has exited.
+    pub fn alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            anyhow::bail!(
+                "the controller exited ({status}); its log ends:\n{}",
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("controller.log"))
+            .unwrap_or_else(|e| format!("(no log: {e})"));
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Stops it with SIGTERM (a profiler wrapping it, e.g. valgrind's massif, then writes its
+    /// output), killing it after 30 s.
+    pub async fn stop(mut self) {
+        use sitewarden_tests::signals::{self, Signal};
+        if signals::send(self.pid, Signal::Term).await.is_ok()
+            && tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        let _ = self.child.kill().await;
+    }
 }
