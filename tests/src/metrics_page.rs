@@ -25,3 +25,13 @@ pub async fn metric(addr: std::net::SocketAddr, name: &str, label_filter: &str) 
     }
     total
 }
+
+/// Whether the controller's metrics page `text` has the verdict Up (code 1) for every site of
+/// `sites`.
+pub fn sites_up(text: &str, sites: &[&str]) -> bool {
+    sites.iter().all(|site| {
+        let prefix = format!("sitewarden_controller_site_verdict_code{{site=\"{site}\"}} ");
+        text.lines()
+            .any(|l| l.strip_prefix(&prefix).is_some_and(|v| v.trim() == "1"))
+    })
+}

@@ -575,14 +575,7 @@ async fn given_many_names_when_site1_dies_into_a_rate_limit_then_status_lists_th
     let c = RunningController::start(&toml.render(), None);
     // Every record read and both sites Up before site1 dies.
     wait_for("both sites Up", DEADLINE * 2, || async {
-        let text = c.metrics.encode();
-        ["site1", "site2"]
-            .iter()
-            .all(|site| {
-                let prefix = format!("sitewarden_controller_site_verdict_code{{site=\"{site}\"}} ");
-                text.lines()
-                    .any(|l| l.strip_prefix(&prefix).is_some_and(|v| v.trim() == "1"))
-            })
+        sitewarden_tests::metrics_page::sites_up(&c.metrics.encode(), &["site1", "site2"])
             .then_some(())
     })
     .await

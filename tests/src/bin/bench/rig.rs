@@ -146,7 +146,7 @@ pub async fn accepted(metrics: &Metrics, events: u64, deadline: Duration) -> any
 /// site that has served for hours never is.
 pub async fn sites_up(metrics: &Metrics, sites: &[&str], deadline: Duration) -> anyhow::Result<()> {
     sitewarden_tests::wait_for("every site Up", deadline, || async {
-        all_up(&metrics.encode(), sites).then_some(())
+        sitewarden_tests::metrics_page::sites_up(&metrics.encode(), sites).then_some(())
     })
     .await
 }
@@ -158,18 +158,9 @@ pub async fn sites_up_at(
     deadline: Duration,
 ) -> anyhow::Result<()> {
     sitewarden_tests::wait_for("every site Up", deadline, || async {
-        all_up(&metrics_page(http).await?, sites).then_some(())
+        sitewarden_tests::metrics_page::sites_up(&metrics_page(http).await?, sites).then_some(())
     })
     .await
-}
-
-/// Whether the metrics page `text` has the verdict Up (code 1) for every site of `sites`.
-fn all_up(text: &str, sites: &[&str]) -> bool {
-    sites.iter().all(|site| {
-        let prefix = format!("sitewarden_controller_site_verdict_code{{site=\"{site}\"}} ");
-        text.lines()
-            .any(|l| l.strip_prefix(&prefix).is_some_and(|v| v.trim() == "1"))
-    })
 }
 
 /// The `/metrics` page of the controller listening at `http`, `None` while it does not answer.
