@@ -58,7 +58,7 @@ pub enum Mode {
     /// process's (the emulator and the fleet publisher included).
     InProcess,
     /// A `sitewarden-controller run` process of its own (`--provider cloudflare` only): timed
-    /// from the emulator's request log, its memory measured alone.
+    /// from its audit records and the emulator's request log, its memory measured alone.
     Process,
 }
 
@@ -563,6 +563,7 @@ pub async fn run(
     }
 }
 
+/// The trials with the controller in this process, its provider wrapped in [`Timed`].
 async fn run_in_process(
     kind: Kind,
     batch: usize,
