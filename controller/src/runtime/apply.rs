@@ -1770,20 +1770,7 @@ mod tests {
             gate: gate.clone(),
             listed: None,
         });
-        let scope = super::super::tasks::TaskScope::default();
-        applier.tasks = scope.tasks();
-        let (apply_tx, apply_rx) = mpsc::channel(8);
-        let (_refresh_tx, refresh_rx) = mpsc::channel(1);
-        let schedule = Schedule {
-            names: vec![NAME.parse().unwrap(), OTHER.parse().unwrap()],
-            targets: Vec::new(),
-            reconcile_every: std::time::Duration::from_secs(3600),
-            candidate_check: None,
-        };
-        applier
-            .tasks
-            .clone()
-            .spawn(applier.run(schedule, apply_rx, refresh_rx, stop.clone()));
+        let (apply_tx, _refresh_tx, _scope) = running(applier, &[NAME, OTHER], &stop);
         apply_tx
             .send(vec![set("mail-site2.example.com", 1)])
             .await
@@ -1824,6 +1811,34 @@ mod tests {
         stop.cancel();
     }
 
+    /// Runs `applier` (its loop and every task it starts, in the returned scope) over `names`,
+    /// reading them at start and then hourly: the senders of changes and of takeovers.
+    fn running(
+        mut applier: Applier,
+        names: &[&str],
+        stop: &CancellationToken,
+    ) -> (
+        mpsc::Sender<Vec<SetRecord>>,
+        mpsc::Sender<()>,
+        super::super::tasks::TaskScope,
+    ) {
+        let scope = super::super::tasks::TaskScope::default();
+        applier.tasks = scope.tasks();
+        let (apply_tx, apply_rx) = mpsc::channel(8);
+        let (refresh_tx, refresh_rx) = mpsc::channel(1);
+        let schedule = Schedule {
+            names: names.iter().map(|n| n.parse().unwrap()).collect(),
+            targets: Vec::new(),
+            reconcile_every: std::time::Duration::from_secs(3600),
+            candidate_check: None,
+        };
+        applier
+            .tasks
+            .clone()
+            .spawn(applier.run(schedule, apply_rx, refresh_rx, stop.clone()));
+        (apply_tx, refresh_tx, scope)
+    }
+
     /// The next report from `reports`, within the deadline.
     async fn next_report(
         reports: &mut mpsc::Receiver<Input>,
@@ -1858,21 +1873,8 @@ mod tests {
             gate: gate.clone(),
             listed: Some(listed.clone()),
         });
-        let scope = super::super::tasks::TaskScope::default();
-        applier.tasks = scope.tasks();
         let last_seen = applier.last_seen.clone();
-        let (apply_tx, apply_rx) = mpsc::channel(8);
-        let (refresh_tx, refresh_rx) = mpsc::channel(1);
-        let schedule = Schedule {
-            names: vec![NAME.parse().unwrap(), OTHER.parse().unwrap()],
-            targets: Vec::new(),
-            reconcile_every: std::time::Duration::from_secs(3600),
-            candidate_check: None,
-        };
-        applier
-            .tasks
-            .clone()
-            .spawn(applier.run(schedule, apply_rx, refresh_rx, stop.clone()));
+        let (apply_tx, refresh_tx, _scope) = running(applier, &[NAME, OTHER], &stop);
         // The first reconcile read runs at start; a takeover read finds every name being read.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         tokio::time::timeout_at(deadline, listed.notified())
