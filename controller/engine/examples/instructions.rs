@@ -26,8 +26,12 @@ use sitewarden_engine::{Engine, Input, State};
 // The bench's own workload, so the two measure the same thing.
 #[path = "../benches/workload/mod.rs"]
 mod workload;
-// The `scale` bench's fleet, for the `deciding` case.
-#[allow(dead_code)]
+// The `scale` bench's fleet, for the `deciding` case: the same module the bench compiles, of
+// which this example uses the part that builds the deciding step.
+#[allow(
+    dead_code,
+    reason = "shared with benches/scale.rs, which uses the rest of the module"
+)]
 #[path = "../benches/fleet/mod.rs"]
 mod fleet;
 use workload::{batch, config, warmed};

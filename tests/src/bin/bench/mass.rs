@@ -329,23 +329,18 @@ pub fn mass_name(i: usize) -> String {
 
 /// The fleet's configuration with pair 0's one name replaced by `names` names.
 pub fn config(pairs: usize, names: usize) -> String {
-    let fleet = rig::fleet_decisions(pairs);
-    let mut s = String::with_capacity(fleet.len() + names * 220);
-    let pair0 = format!("[[namespaces]]\nname = \"{}\"\n", rig::fleet_name(0));
-    // Every block of the fleet but pair 0's namespace.
-    for block in fleet.split("\n\n") {
-        if !block.is_empty() && !block.starts_with(&pair0) {
-            s.push_str(block);
-            s.push_str("\n\n");
-        }
-    }
-    for i in 0..names {
-        s.push_str(&format!(
-            "[[namespaces]]\nname = \"{}\"\nttl = \"60s\"\ncandidates = [\n  {{ target = \"rr0.example.com\", requires = [\"p0a\", \"p0b\"] }},\n  {{ target = \"a0.example.com\", requires = [\"p0a\"] }},\n  {{ target = \"b0.example.com\", requires = [\"p0b\"] }},\n]\n\n",
-            mass_name(i)
-        ));
-    }
-    s
+    rig::fleet_with_names(pairs, 0, (0..names).map(mass_name))
+}
+
+/// The trial's survivor (the sides alternate, a failing first), and the failing side's server
+/// and site.
+pub fn sides(trial: usize) -> (&'static str, String, String) {
+    let (fail, survivor) = if trial.is_multiple_of(2) {
+        ("a", "b")
+    } else {
+        ("b", "a")
+    };
+    (survivor, format!("cas-0-{fail}"), format!("p0{fail}"))
 }
 
 /// The names' store, seeded: every mass name and every other pair's name on its round robin.
@@ -609,13 +604,7 @@ async fn run_in_process(
     let mut rss_peak = rig::rss_kb(std::process::id())?;
     let mut recovered = 0;
     for trial in 0..trials {
-        let (fail, survivor) = if trial % 2 == 0 {
-            ("a", "b")
-        } else {
-            ("b", "a")
-        };
-        let server = format!("cas-0-{fail}");
-        let site = format!("p0{fail}");
+        let (survivor, server, site) = sides(trial);
         if trial > 0 {
             // The side that failed last time has risen again (its observers have seen `rise`
             // passes, and the verdict gauge, refreshed on the engine's ticks, says Up) before

@@ -133,13 +133,7 @@ pub async fn run(
     let mut other_outcomes = Vec::new();
     let mut recovered = 0;
     for trial in 0..trials {
-        let (fail, survivor) = if trial % 2 == 0 {
-            ("a", "b")
-        } else {
-            ("b", "a")
-        };
-        let server = format!("cas-0-{fail}");
-        let site = format!("p0{fail}");
+        let (survivor, server, site) = mass::sides(trial);
         if trial > 0 {
             // The side that failed last time has risen again before the other one fails.
             sitewarden_tests::wait_for(
