@@ -706,10 +706,22 @@ async fn given_many_names_when_site1_dies_into_a_rate_limit_then_status_lists_th
         1,
         "{said:#?}"
     );
+    // The move's own alerts are folded: none of its names is decided, applied, failed or
+    // resolved on its own, the retries included. (While site1 goes down on a loaded machine the
+    // names may pass through a moment of Unknown and alert fail-static one by one: not the
+    // move's alerts, and not folded.)
+    let per_name = said
+        .iter()
+        .filter(|b| {
+            b.contains("\"subject\":\"svc")
+                && ["dns_decided", "dns_applied", "apply_failed", "resolved"]
+                    .iter()
+                    .any(|kind| b.contains(&format!("\"kind\":\"{kind}\"")))
+        })
+        .count();
     assert_eq!(
-        about("\"subject\":\"svc"),
-        0,
-        "nothing name by name, the retries included: {said:#?}"
+        per_name, 0,
+        "nothing of the move name by name, the retries included: {said:#?}"
     );
     c.stop().await;
 }
